@@ -1,0 +1,11 @@
+//! Types shared by flowd's kernel programs and its agent.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding: these structs are BPF map keys and
+//! values, so any implicit padding byte would be hashed as garbage and split one flow in two.
+#![cfg_attr(not(test), no_std)]
+
+pub mod flow;
+pub mod parse;
+
+pub use flow::*;
+pub use parse::{parse_packet, parse_packet_into, PacketInfo, PacketSource, ParseError};

@@ -1,0 +1,217 @@
+//! tc ingress/egress: parse, then aggregate into `FLOWS`. Observing never changes a packet's fate:
+//! every path returns `TC_ACT_UNSPEC` (tcx: next program), whatever happens here.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
+    helpers::bpf_ktime_get_boot_ns,
+    macros::{classifier, map},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::TcContext,
+    Global,
+};
+use aya_log_ebpf::warn;
+use flowd_common::{
+    parse_packet_into, FlowEvent, FlowKey, FlowStats, PacketInfo, PacketSource, ParseError,
+    COUNTER_COUNT, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP, COUNTER_PACKETS,
+    COUNTER_RINGBUF_FULL, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL,
+    EVENT_NEW_FLOW, TCP_END_FLAGS,
+};
+
+const EEXIST: i32 = 17;
+
+/// Sizes are defaults; the agent overrides both at load time from its configuration.
+/// Cookie of the network namespace the agent attaches in, set at load time. Interfaces are
+/// identified by (namespace, ifindex); `bpf_get_netns_cookie` on a tc skb names the namespace of
+/// the packet's socket instead, which for ingress traffic is the sender's.
+#[unsafe(no_mangle)]
+static NETNS_COOKIE: Global<u64> = Global::new(0);
+
+#[map]
+static FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(65536, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[classifier]
+pub fn flowd_ingress(ctx: TcContext) -> i32 {
+    observe(&ctx, DIRECTION_INGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn flowd_egress(ctx: TcContext) -> i32 {
+    observe(&ctx, DIRECTION_EGRESS);
+    TC_ACT_UNSPEC
+}
+
+struct Skb<'a>(&'a TcContext);
+
+impl PacketSource for Skb<'_> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        self.0.load::<[u8; N]>(offset).ok()
+    }
+}
+
+/// Bumps a per-CPU counter and returns its new value on this CPU.
+/// Out of line: the parser's temporaries and the rest of `observe` never share the 512-byte
+/// stack at the same time.
+#[inline(never)]
+fn parse(ctx: &TcContext, info: &mut PacketInfo) -> Result<(), ParseError> {
+    parse_packet_into(&Skb(ctx), info)
+}
+
+#[inline(always)]
+fn count(index: u32) -> u64 {
+    match COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        Some(slot) => unsafe {
+            *slot += 1;
+            *slot
+        },
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn observe(ctx: &TcContext, direction: u8) {
+    count(COUNTER_PACKETS);
+    let mut info = PacketInfo::default();
+    match parse(ctx, &mut info) {
+        Ok(()) => {}
+        Err(ParseError::NotIp) => {
+            count(COUNTER_NOT_IP);
+            return;
+        }
+        Err(_) => {
+            count(COUNTER_MALFORMED);
+            return;
+        }
+    }
+    // SAFETY: the context pointer is valid for the whole program run.
+    let skb = unsafe { &*ctx.skb.skb };
+    let key = FlowKey {
+        src_addr: info.src_addr,
+        dst_addr: info.dst_addr,
+        netns_cookie: NETNS_COOKIE.load(),
+        ifindex: skb.ifindex,
+        src_port: info.src_port,
+        dst_port: info.dst_port,
+        protocol: info.protocol,
+        ip_version: info.ip_version,
+        direction,
+        icmp_type: info.icmp_type,
+        icmp_code: info.icmp_code,
+        _pad: [0; 11],
+    };
+    let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, &info);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+
+    if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+        add(stats, packets, bytes, now, info.tcp_flags, &key);
+        return;
+    }
+    let stats = FlowStats {
+        packets,
+        bytes,
+        first_seen_ns: now,
+        last_seen_ns: now,
+        tcp_flags: info.tcp_flags,
+        _pad: 0,
+    };
+    match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            emit(&key, &stats, EVENT_NEW_FLOW);
+            if info.tcp_flags & TCP_END_FLAGS != 0 {
+                emit(&key, &stats, EVENT_FLOW_END);
+            }
+        }
+        // Another CPU created the entry between our lookup and insert.
+        Err(err) if err == -EEXIST => {
+            if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+                add(stats, packets, bytes, now, info.tcp_flags, &key);
+            }
+        }
+        // Map full: the packet's counts travel in the event instead of vanishing.
+        Err(_) => map_full(ctx, &key, &stats),
+    }
+}
+
+#[inline(never)]
+fn map_full(ctx: &TcContext, key: &FlowKey, stats: &FlowStats) {
+    let overflowed = count(COUNTER_MAP_FULL);
+    emit(key, stats, EVENT_MAP_FULL);
+    // Logarithmic: says the map is full without flooding the log ring.
+    if overflowed.is_power_of_two() {
+        warn!(
+            ctx,
+            "flow map full: {} new-flow packets sent through the ring buffer on this CPU",
+            overflowed
+        );
+    }
+}
+
+/// Packets and IP bytes as they are (or will be) on the wire: a GSO packet stands for `gso_segs`
+/// segments, each carrying its own copy of the headers.
+#[inline(always)]
+fn wire_counts(skb_len: u32, gso_segs: u32, info: &PacketInfo) -> (u64, u64) {
+    if gso_segs > 1 {
+        let ip_bytes = skb_len.saturating_sub(info.l3_offset) as u64;
+        let extra_headers = (gso_segs as u64 - 1) * info.headers_len as u64;
+        (gso_segs as u64, ip_bytes + extra_headers)
+    } else {
+        // The IP header's length excludes Ethernet padding of tiny frames.
+        (1, info.ip_len as u64)
+    }
+}
+
+#[inline(always)]
+fn add(stats: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u32, key: &FlowKey) {
+    // SAFETY: `stats` points into a map value that stays valid during the program run; the
+    // counters are shared between CPUs, hence atomics (core's atomic types are not available on
+    // the BPF target, the intrinsics compile to BPF atomic instructions).
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).packets, packets);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).bytes, bytes);
+        (*stats).last_seen_ns = now;
+        if flags != 0 {
+            // Plain read-modify-write: the programs build for BPF cpu v1 (no fetching atomics).
+            // Two CPUs racing on one flow's flags can at worst lose a bit or announce an end
+            // twice; counters are unaffected.
+            let before = (*stats).tcp_flags;
+            if before | flags != before {
+                (*stats).tcp_flags = before | flags;
+            }
+            if before & TCP_END_FLAGS == 0 && flags & TCP_END_FLAGS != 0 {
+                emit(key, &*stats, EVENT_FLOW_END);
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn emit(key: &FlowKey, stats: &FlowStats, kind: u32) {
+    match EVENTS.reserve::<FlowEvent>(0) {
+        Some(mut entry) => {
+            // Field by field into the reserved slot: a whole FlowEvent on the stack is 112 bytes.
+            let event = entry.as_mut_ptr();
+            // SAFETY: `event` points at a reserved, writable FlowEvent-sized slot.
+            unsafe {
+                (&raw mut (*event).key).write(*key);
+                (&raw mut (*event).stats).write(*stats);
+                (&raw mut (*event).kind).write(kind);
+                (&raw mut (*event)._pad).write(0);
+            }
+            entry.submit(0);
+        }
+        None => {
+            count(COUNTER_RINGBUF_FULL);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Wires the pipeline: capture -> flow -> store -> api, tokio tasks joined by bounded channels.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, ApiError, FlowApi, Listeners},
+    capture::{
+        self, Attachments, CaptureError, CaptureTask, LoadOptions, MapSizes, SweepTimeouts, Sweeper,
+    },
+    config::Config,
+    flow::assemble::{self, Assembler, InterfaceIndex},
+    store::{self, Hub},
+    telemetry::{AttachedInterface, Telemetry},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("pipeline task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs the agent until `shutdown` is cancelled. `ready` is called once programs are attached and
+/// the API accepts connections.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(&Telemetry),
+) -> Result<(), AgentError> {
+    let netns = config.netns_path();
+    capture::check_privileges()?;
+    let netns_cookie = crate::netns::run_in(netns.as_deref(), crate::netns::current_cookie)
+        .and_then(|cookie| cookie)
+        .map_err(CaptureError::from)?;
+    let mut programs = capture::load_programs(LoadOptions {
+        sizes: MapSizes {
+            flow_entries: config.flow_map_entries,
+            ring_buffer_bytes: config.ring_buffer_bytes,
+        },
+        netns_cookie,
+    })?;
+    let attachments = Attachments::attach(&mut programs.ebpf, netns.as_deref(), &config.interfaces)?;
+    let telemetry = Arc::new(Telemetry::new(&config.node, u64::from(config.flow_map_entries)));
+    telemetry.set_interfaces(
+        attachments
+            .attached
+            .iter()
+            .map(|a| AttachedInterface {
+                name: a.interface.name.clone(),
+                index: a.interface.index,
+                netns_cookie: a.interface.netns_cookie,
+                netns: a.interface.netns.clone(),
+                mode: a.mode.as_str(),
+            })
+            .collect(),
+    );
+    let interfaces: InterfaceIndex = attachments
+        .attached
+        .iter()
+        .map(|a| ((a.interface.netns_cookie, a.interface.index), a.interface.clone()))
+        .collect();
+
+    let listeners = match Listeners::bind(&config.socket, config.listen).await {
+        Ok(listeners) => listeners,
+        Err(err) => {
+            attachments.detach();
+            return Err(err.into());
+        }
+    };
+
+    let hub = Hub::new(config.history_records, config.subscriber_buffer);
+    let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
+    let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);
+
+    // The capture stage stops on `shutdown`; every later stage stops when its input closes, so
+    // what was counted flows all the way to the store before the API goes away.
+    let capture_stop = shutdown.clone();
+    let capture = tokio::spawn(capture::run(
+        CaptureTask {
+            programs,
+            attachments,
+            sweeper: Sweeper::new(SweepTimeouts {
+                active: config.active_timeout,
+                idle: config.idle_timeout,
+                end_grace: config.sweep_interval,
+            }),
+            sweep_interval: config.sweep_interval,
+            telemetry: telemetry.clone(),
+        },
+        raw_tx,
+        capture_stop,
+    ));
+    let flow = tokio::spawn(assemble::run(
+        Assembler::new(&config.node, interfaces),
+        raw_rx,
+        record_tx,
+    ));
+    let store = tokio::spawn(store::run(hub.clone(), record_rx, telemetry.clone()));
+    let api_stop = CancellationToken::new();
+    let server = tokio::spawn(api::serve(
+        FlowApi::new(hub, telemetry.clone()),
+        listeners,
+        api_stop.clone(),
+    ));
+
+    tracing::info!(
+        socket = %config.socket.display(),
+        listen = ?config.listen,
+        interfaces = telemetry.interfaces().len(),
+        "flowd ready"
+    );
+    ready(&telemetry);
+
+    let capture_result = capture.await?;
+    flow.await?;
+    store.await?;
+    api_stop.cancel();
+    let server_result = server.await?;
+    capture_result?;
+    server_result?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Code generated from proto/flowd/v1 (prost messages, tonic service, proto3 JSON mapping).
+#![allow(clippy::all, missing_docs, unreachable_pub)]
+
+pub mod v1 {
+    tonic::include_proto!("flowd.v1");
+    include!(concat!(env!("OUT_DIR"), "/flowd.v1.serde.rs"));
+}

@@ -1,0 +1,228 @@
+//! Attaching the tc programs to interfaces, inside the interfaces' network namespace.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use aya::programs::{
+    tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
+    Link as _, LinkOrder, SchedClassifier, TcAttachType,
+};
+use aya::Ebpf;
+use nix::{ifaddrs::getifaddrs, net::if_::InterfaceFlags};
+
+use super::{
+    load::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    CaptureError,
+};
+use crate::{flow::InterfaceRef, netns};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// fd-based tcx links (kernel >= 6.6): ordered, coexist with other programs.
+    Tcx,
+    /// Classic clsact qdisc filters through netlink.
+    Netlink,
+}
+
+impl AttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcx => "tcx",
+            Self::Netlink => "netlink",
+        }
+    }
+}
+
+pub struct Attachment {
+    pub interface: Arc<InterfaceRef>,
+    pub mode: AttachMode,
+    links: Vec<SchedClassifierLink>,
+}
+
+/// Everything attached in one network namespace. Detach explicitly: netlink filters outlive the
+/// process and must be removed from inside their namespace.
+pub struct Attachments {
+    netns: Option<PathBuf>,
+    pub attached: Vec<Attachment>,
+}
+
+impl Attachments {
+    /// Attaches ingress and egress programs to `names` (every non-loopback interface when empty)
+    /// in `netns` (the agent's own namespace when `None`).
+    pub fn attach(
+        ebpf: &mut Ebpf,
+        netns: Option<&Path>,
+        names: &[String],
+    ) -> Result<Self, CaptureError> {
+        let netns_label = netns
+            .map(|p| format!(" in network namespace {}", p.display()))
+            .unwrap_or_default();
+        let netns_text = netns.map(|p| p.display().to_string()).unwrap_or_default();
+        let (mut ingress, mut egress) = (None, None);
+        for (name, program) in ebpf.programs_mut() {
+            match name {
+                INGRESS_PROGRAM => ingress = Some(program),
+                EGRESS_PROGRAM => egress = Some(program),
+                _ => {}
+            }
+        }
+        let ingress: &mut SchedClassifier = ingress
+            .ok_or(CaptureError::Missing(INGRESS_PROGRAM))?
+            .try_into()
+            .map_err(|source| CaptureError::Verify {
+                program: INGRESS_PROGRAM,
+                source,
+            })?;
+        let egress: &mut SchedClassifier = egress
+            .ok_or(CaptureError::Missing(EGRESS_PROGRAM))?
+            .try_into()
+            .map_err(|source| CaptureError::Verify {
+                program: EGRESS_PROGRAM,
+                source,
+            })?;
+
+        let attached = netns::run_in(netns, || -> Result<Vec<Attachment>, CaptureError> {
+            let cookie = netns::current_cookie()?;
+            let targets = resolve_interfaces(names, &netns_label)?;
+            let mut attached = Vec::with_capacity(targets.len());
+            for (name, index) in targets {
+                let interface = Arc::new(InterfaceRef {
+                    name: name.clone(),
+                    index,
+                    netns_cookie: cookie,
+                    netns: netns_text.clone(),
+                });
+                match attach_one(ingress, egress, &name) {
+                    Ok((mode, links)) => {
+                        tracing::info!(interface = %name, ifindex = index, mode = mode.as_str(), netns = %netns_text, "attached");
+                        attached.push(Attachment {
+                            interface,
+                            mode,
+                            links,
+                        });
+                    }
+                    Err(err) => {
+                        // Leave nothing half-attached behind.
+                        detach_all(std::mem::take(&mut attached));
+                        return Err(err);
+                    }
+                }
+            }
+            Ok(attached)
+        })??;
+        Ok(Self {
+            netns: netns.map(Path::to_owned),
+            attached,
+        })
+    }
+
+    /// Removes every attachment; programs stop counting once this returns.
+    pub fn detach(self) {
+        let Self { netns, attached } = self;
+        if let Err(err) = netns::run_in(netns.as_deref(), || detach_all(attached)) {
+            tracing::warn!(error = %err, "detaching in the interfaces' namespace failed");
+        }
+    }
+}
+
+fn detach_all(attached: Vec<Attachment>) {
+    for attachment in attached {
+        for link in attachment.links {
+            if let Err(err) = link.detach() {
+                // The interface may already be gone, taking its filters with it.
+                tracing::debug!(interface = %attachment.interface.name, error = %err, "detach");
+            }
+        }
+        tracing::info!(interface = %attachment.interface.name, "detached");
+    }
+}
+
+/// Interfaces to attach to, with their ifindex, in the calling thread's namespace.
+fn resolve_interfaces(
+    names: &[String],
+    netns_label: &str,
+) -> Result<Vec<(String, u32)>, CaptureError> {
+    let mut found: Vec<(String, u32, bool)> = Vec::new();
+    for ifaddr in getifaddrs().map_err(CaptureError::ListInterfaces)? {
+        if found.iter().any(|(name, _, _)| *name == ifaddr.interface_name) {
+            continue;
+        }
+        let index = nix::net::if_::if_nametoindex(ifaddr.interface_name.as_str()).unwrap_or(0);
+        let loopback = ifaddr.flags.contains(InterfaceFlags::IFF_LOOPBACK);
+        found.push((ifaddr.interface_name, index, loopback));
+    }
+    let targets: Vec<(String, u32)> = if names.is_empty() {
+        found
+            .into_iter()
+            .filter(|(_, index, loopback)| !loopback && *index != 0)
+            .map(|(name, index, _)| (name, index))
+            .collect()
+    } else {
+        names
+            .iter()
+            .map(|wanted| {
+                found
+                    .iter()
+                    .find(|(name, index, _)| name == wanted && *index != 0)
+                    .map(|(name, index, _)| (name.clone(), *index))
+                    .ok_or_else(|| CaptureError::NoSuchInterface {
+                        interface: wanted.clone(),
+                        netns: netns_label.to_owned(),
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if targets.is_empty() {
+        return Err(CaptureError::NoInterfaces(netns_label.to_owned()));
+    }
+    Ok(targets)
+}
+
+fn attach_one(
+    ingress: &mut SchedClassifier,
+    egress: &mut SchedClassifier,
+    name: &str,
+) -> Result<(AttachMode, Vec<SchedClassifierLink>), CaptureError> {
+    let tcx = aya::util::KernelVersion::current()
+        .map(|v| v.code() >= aya::util::KernelVersion::new(6, 6, 0).code())
+        .unwrap_or(false);
+    let mode = if tcx {
+        AttachMode::Tcx
+    } else {
+        // clsact already present (another tool, or a previous run) is fine.
+        if let Err(err) = tc::qdisc_add_clsact(name) {
+            tracing::debug!(interface = name, error = %err, "clsact qdisc");
+        }
+        AttachMode::Netlink
+    };
+    let mut links = Vec::with_capacity(2);
+    for (program, attach_type, direction) in [
+        (&mut *ingress, TcAttachType::Ingress, "ingress"),
+        (&mut *egress, TcAttachType::Egress, "egress"),
+    ] {
+        let options = match mode {
+            // First in the chain: a program that redirects before us would hide packets.
+            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
+            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+        };
+        let attached = program
+            .attach_with_options(name, attach_type, options)
+            .and_then(|id| program.take_link(id));
+        match attached {
+            Ok(link) => links.push(link),
+            Err(source) => {
+                for link in links {
+                    let _ = link.detach();
+                }
+                return Err(CaptureError::Attach {
+                    interface: name.to_owned(),
+                    direction,
+                    source,
+                });
+            }
+        }
+    }
+    Ok((mode, links))
+}

@@ -1,0 +1,104 @@
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::SchedClassifier,
+    Ebpf, EbpfLoader,
+};
+use flowd_common::{FlowKey, FlowStats};
+
+use super::CaptureError;
+
+/// The compiled kernel programs, embedded so the agent is a single binary.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowd"));
+
+pub const INGRESS_PROGRAM: &str = "flowd_ingress";
+pub const EGRESS_PROGRAM: &str = "flowd_egress";
+
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub flow_entries: u32,
+    pub ring_buffer_bytes: u32,
+}
+
+/// Everything fixed at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub sizes: MapSizes,
+    /// Cookie of the network namespace the programs will be attached in (see
+    /// [`crate::netns::current_cookie`]); stamped on every flow key.
+    pub netns_cookie: u64,
+}
+
+/// Programs loaded into the kernel and the maps the agent reads, taken out of the object.
+pub struct LoadedPrograms {
+    pub ebpf: Ebpf,
+    pub flows: HashMap<MapData, FlowKey, FlowStats>,
+    pub events: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, u64>,
+    /// Keeps the kernel-side log ring drained into tracing; absent if the object has no logs.
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureError> {
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .override_global("NETNS_COOKIE", &options.netns_cookie, true)
+        .map_max_entries("FLOWS", options.sizes.flow_entries)
+        .map_max_entries("EVENTS", options.sizes.ring_buffer_bytes)
+        .load(PROGRAMS)
+        .map_err(CaptureError::from_load)?;
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => Some(logger),
+        Err(err) => {
+            tracing::debug!(error = %err, "kernel-side logging unavailable");
+            None
+        }
+    };
+    for name in [INGRESS_PROGRAM, EGRESS_PROGRAM] {
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or(CaptureError::Missing(name))?
+            .try_into()
+            .map_err(|source| CaptureError::Verify {
+                program: name,
+                source,
+            })?;
+        program.load().map_err(|source| CaptureError::Verify {
+            program: name,
+            source,
+        })?;
+    }
+    let flows = take_map(&mut ebpf, "FLOWS")?;
+    let events = take_map(&mut ebpf, "EVENTS")?;
+    let counters = take_map(&mut ebpf, "COUNTERS")?;
+    Ok(LoadedPrograms {
+        ebpf,
+        flows,
+        events,
+        counters,
+        logger,
+    })
+}
+
+fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, CaptureError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(CaptureError::Missing(name))?;
+    M::try_from(map).map_err(|source| CaptureError::Map { name, source })
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones to the cgroup. Raising
+/// the limit needs CAP_SYS_RESOURCE, which a container often lacks, so failure is not fatal.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "could not raise RLIMIT_MEMLOCK; fine on kernels that charge BPF memory to the cgroup"
+        );
+    }
+}

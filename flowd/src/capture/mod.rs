@@ -1,0 +1,16 @@
+//! Kernel side of the agent: load the tc programs, attach them, and turn the kernel's flow map
+//! and ring buffer into [`RawFlow`](crate::flow::assemble::RawFlow) batches.
+
+mod attach;
+mod error;
+mod load;
+mod privileges;
+mod sweep;
+mod task;
+
+pub use attach::{AttachMode, Attachment, Attachments};
+pub use error::CaptureError;
+pub use privileges::check_privileges;
+pub use load::{load_programs, LoadOptions, LoadedPrograms, MapSizes};
+pub use sweep::{SweepTimeouts, Sweeper};
+pub use task::{run, CaptureTask};

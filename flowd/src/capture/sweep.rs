@@ -1,0 +1,157 @@
+//! Deciding, from the kernel map's counters, which flows to report now and which to evict.
+//!
+//! Pure logic over `(key, stats)` snapshots and a clock reading, so it is tested without a kernel.
+
+use std::{collections::HashMap, time::Duration};
+
+use flowd_common::{FlowKey, FlowStats, TCP_END_FLAGS};
+
+use crate::flow::{assemble::RawFlow, ReportReason};
+
+#[derive(Clone, Copy, Debug)]
+pub struct SweepTimeouts {
+    /// A flow still active is reported at least this often.
+    pub active: Duration,
+    /// A flow without packets for this long is over: reported and evicted.
+    pub idle: Duration,
+    /// After FIN/RST, wait this long without packets (the last ACKs) before reporting the end.
+    pub end_grace: Duration,
+}
+
+/// What was already reported for a flow still in the kernel map.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reported {
+    packets: u64,
+    bytes: u64,
+    /// Boot-clock time of the last packet covered by the previous record.
+    last_seen_ns: u64,
+    reported_at_ns: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct SweepOutcome {
+    pub records: Vec<RawFlow>,
+    /// Keys to delete from the kernel map.
+    pub evict: Vec<FlowKey>,
+}
+
+pub struct Sweeper {
+    timeouts: SweepTimeouts,
+    reported: HashMap<FlowKey, Reported>,
+    /// Counts that reached us through the ring buffer because the map was full.
+    overflow: HashMap<FlowKey, FlowStats>,
+}
+
+impl Sweeper {
+    pub fn new(timeouts: SweepTimeouts) -> Self {
+        Self {
+            timeouts,
+            reported: HashMap::new(),
+            overflow: HashMap::new(),
+        }
+    }
+
+    /// Folds a packet that found the flow map full into the next sweep's records.
+    pub fn add_overflow(&mut self, key: FlowKey, stats: FlowStats) {
+        let entry = self.overflow.entry(key).or_insert(FlowStats {
+            first_seen_ns: stats.first_seen_ns,
+            ..FlowStats::default()
+        });
+        entry.packets += stats.packets;
+        entry.bytes += stats.bytes;
+        entry.last_seen_ns = entry.last_seen_ns.max(stats.last_seen_ns);
+        entry.tcp_flags |= stats.tcp_flags;
+    }
+
+    /// Looks at every flow in the map. With `flush`, everything is reported and evicted (shutdown).
+    pub fn sweep(
+        &mut self,
+        entries: impl IntoIterator<Item = (FlowKey, FlowStats)>,
+        now_ns: u64,
+        flush: bool,
+    ) -> SweepOutcome {
+        let mut outcome = SweepOutcome::default();
+        let mut still_tracked = HashMap::with_capacity(self.reported.len());
+        let active_ns = self.timeouts.active.as_nanos() as u64;
+        let idle_ns = self.timeouts.idle.as_nanos() as u64;
+        let grace_ns = self.timeouts.end_grace.as_nanos() as u64;
+
+        for (key, stats) in entries {
+            let previous = self.reported.get(&key).copied().unwrap_or(Reported {
+                last_seen_ns: stats.first_seen_ns,
+                reported_at_ns: stats.first_seen_ns,
+                ..Reported::default()
+            });
+            let is_first = previous.packets == 0;
+            let quiet_ns = now_ns.saturating_sub(stats.last_seen_ns);
+            let ended = stats.tcp_flags & TCP_END_FLAGS != 0 && quiet_ns >= grace_ns;
+            let reason = if flush {
+                Some(ReportReason::Shutdown)
+            } else if ended {
+                Some(ReportReason::ConnectionEnd)
+            } else if quiet_ns >= idle_ns {
+                Some(ReportReason::IdleTimeout)
+            } else if now_ns.saturating_sub(previous.reported_at_ns) >= active_ns {
+                Some(ReportReason::ActiveTimeout)
+            } else {
+                None
+            };
+            let evict = matches!(
+                reason,
+                Some(ReportReason::Shutdown | ReportReason::ConnectionEnd | ReportReason::IdleTimeout)
+            );
+            let delta_packets = stats.packets.saturating_sub(previous.packets);
+            if let Some(reason) = reason.filter(|_| delta_packets > 0) {
+                outcome.records.push(RawFlow {
+                    key,
+                    stats: FlowStats {
+                        packets: delta_packets,
+                        bytes: stats.bytes.saturating_sub(previous.bytes),
+                        first_seen_ns: if is_first {
+                            stats.first_seen_ns
+                        } else {
+                            previous.last_seen_ns
+                        },
+                        last_seen_ns: stats.last_seen_ns,
+                        tcp_flags: stats.tcp_flags,
+                        _pad: 0,
+                    },
+                    reason,
+                });
+            }
+            if evict {
+                outcome.evict.push(key);
+            } else if reason.is_some() {
+                still_tracked.insert(
+                    key,
+                    Reported {
+                        packets: stats.packets,
+                        bytes: stats.bytes,
+                        last_seen_ns: stats.last_seen_ns,
+                        reported_at_ns: now_ns,
+                    },
+                );
+            } else {
+                still_tracked.insert(key, previous);
+            }
+        }
+        // Flows gone from the map (evicted elsewhere) drop out of `reported` here.
+        self.reported = still_tracked;
+
+        for (key, stats) in self.overflow.drain() {
+            outcome.records.push(RawFlow {
+                key,
+                stats,
+                reason: ReportReason::MapFull,
+            });
+        }
+        outcome
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.reported.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

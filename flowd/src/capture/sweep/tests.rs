@@ -1,0 +1,135 @@
+use flowd_common::{TCP_ACK, TCP_FIN, TCP_SYN};
+
+use super::*;
+
+const SEC: u64 = 1_000_000_000;
+
+fn sweeper() -> Sweeper {
+    Sweeper::new(SweepTimeouts {
+        active: Duration::from_secs(5),
+        idle: Duration::from_secs(15),
+        end_grace: Duration::from_secs(1),
+    })
+}
+
+fn key(port: u16) -> FlowKey {
+    FlowKey {
+        src_port: port,
+        dst_port: 80,
+        protocol: 6,
+        ip_version: 4,
+        ..FlowKey::default()
+    }
+}
+
+fn stats(packets: u64, bytes: u64, first: u64, last: u64, flags: u32) -> FlowStats {
+    FlowStats {
+        packets,
+        bytes,
+        first_seen_ns: first,
+        last_seen_ns: last,
+        tcp_flags: flags,
+        _pad: 0,
+    }
+}
+
+#[test]
+fn young_flow_is_not_reported() {
+    let mut s = sweeper();
+    let out = s.sweep([(key(1), stats(3, 300, 10 * SEC, 11 * SEC, TCP_SYN))], 12 * SEC, false);
+    assert!(out.records.is_empty());
+    assert!(out.evict.is_empty());
+}
+
+#[test]
+fn active_flow_reports_deltas_each_active_timeout() {
+    let mut s = sweeper();
+    let first = s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))], 5 * SEC, false);
+    assert_eq!(first.records.len(), 1);
+    let record = first.records[0];
+    assert_eq!((record.stats.packets, record.stats.bytes), (10, 1000));
+    assert_eq!(record.reason, ReportReason::ActiveTimeout);
+    assert_eq!(record.stats.first_seen_ns, 0);
+    assert!(first.evict.is_empty(), "active flows stay in the map");
+
+    // Not yet due again.
+    let out = s.sweep([(key(1), stats(15, 1500, 0, 7 * SEC, TCP_ACK))], 7 * SEC, false);
+    assert!(out.records.is_empty());
+
+    let second = s.sweep([(key(1), stats(25, 2600, 0, 10 * SEC, TCP_ACK))], 10 * SEC, false);
+    let record = second.records[0];
+    assert_eq!((record.stats.packets, record.stats.bytes), (15, 1600));
+    assert_eq!(record.stats.first_seen_ns, 5 * SEC, "window starts where the last ended");
+}
+
+#[test]
+fn quiet_active_flow_sends_no_empty_record() {
+    let mut s = sweeper();
+    s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))], 5 * SEC, false);
+    let out = s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))], 11 * SEC, false);
+    assert!(out.records.is_empty());
+}
+
+#[test]
+fn fin_reports_after_grace_and_evicts() {
+    let mut s = sweeper();
+    let flags = TCP_SYN | TCP_ACK | TCP_FIN;
+    let early = s.sweep([(key(1), stats(6, 400, 0, SEC, flags))], SEC + SEC / 2, false);
+    assert!(early.records.is_empty(), "grace not over");
+    let out = s.sweep([(key(1), stats(7, 452, 0, SEC + SEC / 2, flags))], 3 * SEC, false);
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.records[0].reason, ReportReason::ConnectionEnd);
+    assert_eq!(out.records[0].stats.packets, 7);
+    assert_eq!(out.evict, vec![key(1)]);
+    assert_eq!(s.tracked(), 0);
+}
+
+#[test]
+fn idle_flow_is_evicted_with_its_unreported_remainder() {
+    let mut s = sweeper();
+    s.sweep([(key(1), stats(4, 400, 0, 5 * SEC, 0))], 5 * SEC, false);
+    let out = s.sweep([(key(1), stats(6, 700, 0, 6 * SEC, 0))], 21 * SEC, false);
+    assert_eq!(out.records[0].reason, ReportReason::IdleTimeout);
+    assert_eq!((out.records[0].stats.packets, out.records[0].stats.bytes), (2, 300));
+    assert_eq!(out.evict, vec![key(1)]);
+}
+
+#[test]
+fn flush_reports_everything_unreported() {
+    let mut s = sweeper();
+    let out = s.sweep(
+        [
+            (key(1), stats(1, 60, 0, SEC, TCP_SYN)),
+            (key(2), stats(2, 120, 0, SEC, 0)),
+        ],
+        SEC,
+        true,
+    );
+    assert_eq!(out.records.len(), 2);
+    assert!(out.records.iter().all(|r| r.reason == ReportReason::Shutdown));
+    assert_eq!(out.evict.len(), 2);
+}
+
+#[test]
+fn overflow_counts_merge_per_key_and_drain_once() {
+    let mut s = sweeper();
+    s.add_overflow(key(9), stats(1, 100, 2 * SEC, 2 * SEC, TCP_SYN));
+    s.add_overflow(key(9), stats(1, 50, 3 * SEC, 3 * SEC, TCP_ACK));
+    let out = s.sweep([], 4 * SEC, false);
+    assert_eq!(out.records.len(), 1);
+    let record = out.records[0];
+    assert_eq!(record.reason, ReportReason::MapFull);
+    assert_eq!((record.stats.packets, record.stats.bytes), (2, 150));
+    assert_eq!((record.stats.first_seen_ns, record.stats.last_seen_ns), (2 * SEC, 3 * SEC));
+    assert_eq!(record.stats.tcp_flags, TCP_SYN | TCP_ACK);
+    assert!(s.sweep([], 5 * SEC, false).records.is_empty());
+}
+
+#[test]
+fn flows_gone_from_the_map_are_forgotten() {
+    let mut s = sweeper();
+    s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, 0))], 5 * SEC, false);
+    assert_eq!(s.tracked(), 1);
+    s.sweep([], 6 * SEC, false);
+    assert_eq!(s.tracked(), 0);
+}

@@ -1,0 +1,173 @@
+//! The capture stage: one task owns the kernel maps, reads the ring buffer as it fills, sweeps
+//! the flow map on a timer and sends record batches down the pipeline.
+
+use std::{sync::Arc, time::Duration};
+
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use flowd_common::{
+    FlowEvent, FlowKey, FlowStats, COUNTER_COUNT, COUNTER_NAMES, EVENT_FLOW_END, EVENT_MAP_FULL,
+    EVENT_NEW_FLOW,
+};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Attachments, CaptureError, LoadedPrograms, Sweeper};
+use crate::{flow::assemble::RawFlow, telemetry::Telemetry};
+
+pub struct CaptureTask {
+    pub programs: LoadedPrograms,
+    pub attachments: Attachments,
+    pub sweeper: Sweeper,
+    pub sweep_interval: Duration,
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// Runs until `shutdown`, then detaches, drains what the kernel counted and sends it on, so a
+/// stop never loses data already collected.
+pub async fn run(
+    task: CaptureTask,
+    output: mpsc::Sender<Vec<RawFlow>>,
+    shutdown: CancellationToken,
+) -> Result<(), CaptureError> {
+    let CaptureTask {
+        programs,
+        attachments,
+        mut sweeper,
+        sweep_interval,
+        telemetry,
+    } = task;
+    let LoadedPrograms {
+        ebpf,
+        mut flows,
+        events,
+        counters,
+        logger,
+    } = programs;
+    // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops.
+    let mut events = unsafe { AsyncFd::register(events) }
+        .map_err(|err| CaptureError::RingBuffer(err.into()))?;
+    let mut logger = match logger {
+        // SAFETY: as above, the logger owns its ring-buffer fd.
+        Some(logger) => Some(
+            unsafe { AsyncFd::register(logger) }
+                .map_err(|err| CaptureError::RingBuffer(err.into()))?,
+        ),
+        None => None,
+    };
+    let mut ticker = tokio::time::interval(sweep_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            guard = events.readable_mut() => {
+                let mut guard = guard.map_err(CaptureError::RingBuffer)?;
+                drain_events(guard.get_inner_mut(), &mut sweeper, &telemetry);
+                guard.clear_ready();
+            }
+            guard = readable(&mut logger) => {
+                if let Ok(mut guard) = guard {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            }
+            _ = ticker.tick() => {
+                let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, false);
+                if !batch.is_empty() && output.send(batch).await.is_err() {
+                    tracing::warn!("flow stage stopped; capture exiting");
+                    break;
+                }
+            }
+        }
+    }
+
+    // Stop the kernel counting first, so the final sweep sees everything there will be.
+    attachments.detach();
+    drain_events(events.get_mut(), &mut sweeper, &telemetry);
+    let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, true);
+    let flushed = batch.len();
+    if !batch.is_empty() && output.send(batch).await.is_err() {
+        tracing::error!(records = flushed, "flow stage gone; final records lost");
+    }
+    tracing::info!(records = flushed, "capture stopped, counted flows flushed");
+    drop(ebpf);
+    Ok(())
+}
+
+async fn readable<T: std::os::fd::AsRawFd>(
+    fd: &mut Option<AsyncFd<T>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, T>> {
+    match fd {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &Telemetry) {
+    let (mut new_flows, mut ends, mut overflowed, mut malformed) = (0u64, 0u64, 0u64, 0u64);
+    while let Some(item) = ring.next() {
+        let Some(event) = read_event(&item) else {
+            malformed += 1;
+            continue;
+        };
+        match event.kind {
+            EVENT_NEW_FLOW => new_flows += 1,
+            EVENT_FLOW_END => ends += 1,
+            EVENT_MAP_FULL => {
+                overflowed += 1;
+                sweeper.add_overflow(event.key, event.stats);
+            }
+            _ => malformed += 1,
+        }
+    }
+    for (name, value) in [
+        ("events_new_flow", new_flows),
+        ("events_flow_end", ends),
+        ("events_map_full", overflowed),
+        ("events_malformed", malformed),
+    ] {
+        if value > 0 {
+            telemetry.add_counter(name, value);
+        }
+    }
+}
+
+fn read_event(bytes: &[u8]) -> Option<FlowEvent> {
+    if bytes.len() < std::mem::size_of::<FlowEvent>() {
+        return None;
+    }
+    // SAFETY: length checked; FlowEvent is plain data valid for any bit pattern.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<FlowEvent>()) })
+}
+
+fn sweep(
+    flows: &mut HashMap<MapData, FlowKey, FlowStats>,
+    sweeper: &mut Sweeper,
+    counters: &PerCpuArray<MapData, u64>,
+    telemetry: &Telemetry,
+    flush: bool,
+) -> Vec<RawFlow> {
+    let now_ns = boot_ns();
+    let entries: Vec<(FlowKey, FlowStats)> = flows.iter().filter_map(Result::ok).collect();
+    telemetry
+        .active_flows
+        .store(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let outcome = sweeper.sweep(entries, now_ns, flush);
+    for key in &outcome.evict {
+        if let Err(err) = flows.remove(key) {
+            tracing::debug!(error = %err, "evicting a flow that is already gone");
+        }
+    }
+    for index in 0..COUNTER_COUNT {
+        if let Ok(values) = counters.get(&index, 0) {
+            telemetry.set_counter(COUNTER_NAMES[index as usize], values.iter().sum());
+        }
+    }
+    outcome.records
+}
+
+fn boot_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|ts| Duration::from(ts).as_nanos() as u64)
+        .unwrap_or_default()
+}

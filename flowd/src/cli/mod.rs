@@ -1,0 +1,75 @@
+//! Command-line front end: each subcommand adapts library functions.
+
+mod demo;
+mod dump;
+mod format;
+mod run;
+mod status;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    api::{client, proto::v1::flow_service_client::FlowServiceClient},
+    config::DEFAULT_SOCKET,
+};
+
+/// eBPF flow-log collector for Kubernetes nodes.
+///
+/// `flowd run` captures every flow on this node's interfaces; `flowd dump` and `flowd status`
+/// ask the running agent.
+#[derive(Debug, Parser)]
+#[command(name = "flowd", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: load the kernel programs, attach them and serve flows over gRPC.
+    Run(run::RunArgs),
+    /// Print flows recorded by the local agent.
+    Dump(dump::DumpArgs),
+    /// Print the local agent's status: interfaces, counters, losses.
+    Status(status::StatusArgs),
+    /// Show flowd working: two throwaway network namespaces, traffic between them, its flows.
+    Demo(demo::DemoArgs),
+}
+
+/// Where to find the agent (shared by the client subcommands).
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The agent's unix socket.
+    #[arg(long, value_name = "PATH", env = "FLOWD_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Reach the agent over TCP instead (its --listen address).
+    #[arg(long, value_name = "ADDR", conflicts_with = "socket")]
+    pub server: Option<SocketAddr>,
+}
+
+impl Target {
+    async fn connect(
+        &self,
+    ) -> Result<FlowServiceClient<tonic::transport::Channel>, client::ClientError> {
+        match self.server {
+            Some(addr) => client::connect_tcp(addr).await,
+            None => client::connect_unix(&self.socket).await,
+        }
+    }
+}
+
+pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run::execute(args).await,
+            Command::Dump(args) => dump::execute(args).await,
+            Command::Status(args) => status::execute(args).await,
+            Command::Demo(args) => demo::execute(args).await,
+        }
+    })
+}

@@ -1,0 +1,127 @@
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigFile};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// YAML settings file (the form a ConfigMap carries); flags override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to attach to (repeatable). Default: every non-loopback interface.
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+    /// Network namespace holding the interfaces: a name under /run/netns or a path.
+    /// Default: the agent's own.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub netns: Option<PathBuf>,
+    /// Unix socket to serve the API on [default: /run/flowd/flowd.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Also serve the API on this TCP address, e.g. 127.0.0.1:4245.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Node name on every record [default: $NODE_NAME, else the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Report a still-active flow at least this often [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub active_timeout: Option<Duration>,
+    /// A flow without packets for this long is over [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// How often the kernel flow map is scanned [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Option<Duration>,
+    /// Capacity of the kernel flow map [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub flow_map_entries: Option<u32>,
+    /// Kernel ring buffer size in bytes, a power of two [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub ring_buffer_bytes: Option<u32>,
+    /// Records kept in memory for `dump --last` [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub history_records: Option<usize>,
+    /// Records a follower may fall behind before it is told it lost some [default: 16384].
+    #[arg(long, value_name = "N")]
+    pub subscriber_buffer: Option<usize>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, value_name = "FILTER", env = "FLOWD_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl RunArgs {
+    /// Defaults, then the file, then flags; validated.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut config = Config::default();
+        if let Some(path) = &self.config {
+            config = ConfigFile::load(path)?.apply(config);
+        }
+        let flags = ConfigFile {
+            interfaces: (!self.interfaces.is_empty()).then(|| self.interfaces.clone()),
+            netns: self.netns.clone(),
+            socket: self.socket.clone(),
+            listen: self.listen,
+            node: self.node.clone(),
+            active_timeout: self.active_timeout,
+            idle_timeout: self.idle_timeout,
+            sweep_interval: self.sweep_interval,
+            flow_map_entries: self.flow_map_entries,
+            ring_buffer_bytes: self.ring_buffer_bytes,
+            history_records: self.history_records,
+            subscriber_buffer: self.subscriber_buffer,
+            pipeline_buffer: None,
+        };
+        let config = flags.apply(config);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log-level filter {filter:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|err| anyhow::anyhow!("cannot set up logging: {err}"))
+}
+
+/// Cancels the token on Ctrl-C or SIGTERM (what Kubernetes sends on pod deletion).
+pub fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; detaching and flushing"),
+            _ = terminate.recv() => tracing::info!("SIGTERM; detaching and flushing"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+pub async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.resolve()?;
+    init_logging(&args.log_level, args.log_format)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
+    crate::agent::run(config, shutdown, |_| {}).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,243 @@
+//! Agent settings: defaults, an optional YAML file (the form a ConfigMap carries), then flags.
+//!
+//! Flags win over the file, the file over defaults. Every value is validated once here, so the
+//! pipeline never meets a nonsense setting at run time.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Where the agent listens by default; `flowd dump` and `flowd status` look here too.
+pub const DEFAULT_SOCKET: &str = "/run/flowd/flowd.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Parse {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("setting `{key}` = {value}: {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: String,
+    },
+}
+
+/// The agent's settings, complete and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Interfaces to attach to; empty means every non-loopback interface of the namespace.
+    pub interfaces: Vec<String>,
+    /// Network namespace to attach in (a path such as /run/netns/NAME, or a name under
+    /// /run/netns); `None` means the agent's own.
+    pub netns: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub listen: Option<SocketAddr>,
+    /// Node name put on every record.
+    pub node: String,
+    pub active_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How often the kernel flow map is scanned for records to emit.
+    pub sweep_interval: Duration,
+    pub flow_map_entries: u32,
+    pub ring_buffer_bytes: u32,
+    /// Records kept in memory for `GetFlows { last }`.
+    pub history_records: usize,
+    /// Records a follower may fall behind before it gets a gap marker.
+    pub subscriber_buffer: usize,
+    /// Capacity of the bounded channels between pipeline stages.
+    pub pipeline_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            netns: None,
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            listen: None,
+            node: default_node_name(),
+            active_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            sweep_interval: Duration::from_secs(1),
+            flow_map_entries: 65_536,
+            ring_buffer_bytes: 1 << 20,
+            history_records: 100_000,
+            subscriber_buffer: 16_384,
+            pipeline_buffer: 8_192,
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    std::env::var("NODE_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The file's shape. Every key is optional; unknown keys are refused so a typo is not ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    pub interfaces: Option<Vec<String>>,
+    pub netns: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub node: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub active_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
+    pub flow_map_entries: Option<u32>,
+    pub ring_buffer_bytes: Option<u32>,
+    pub history_records: Option<usize>,
+    pub subscriber_buffer: Option<usize>,
+    pub pipeline_buffer: Option<usize>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        // An empty file (or one holding only comments) is a valid "all defaults".
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Ok(Self::default());
+        }
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let key = err.path().to_string();
+            let message = err.inner().to_string();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                key: if key == "." { "(top level)".to_owned() } else { key },
+                message,
+            }
+        })
+    }
+
+    /// Lays `self` over `base`: every key present in the file replaces the base value.
+    pub fn apply(self, mut base: Config) -> Config {
+        macro_rules! take {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { base.$field = v; } )* };
+        }
+        take!(
+            interfaces,
+            socket,
+            node,
+            active_timeout,
+            idle_timeout,
+            sweep_interval,
+            flow_map_entries,
+            ring_buffer_bytes,
+            history_records,
+            subscriber_buffer,
+            pipeline_buffer
+        );
+        if self.netns.is_some() {
+            base.netns = self.netns;
+        }
+        if self.listen.is_some() {
+            base.listen = self.listen;
+        }
+        base
+    }
+}
+
+impl Config {
+    /// Refuses values the pipeline cannot honour, naming the setting and what it accepts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, expected: &str| ConfigError::Invalid {
+            key,
+            value,
+            expected: expected.to_owned(),
+        };
+        let page = page_size();
+        if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < page {
+            return Err(invalid(
+                "ringBufferBytes",
+                self.ring_buffer_bytes.to_string(),
+                &format!("a power of two of at least the page size ({page}), e.g. 1048576"),
+            ));
+        }
+        if self.flow_map_entries == 0 {
+            return Err(invalid("flowMapEntries", "0".into(), "at least 1, e.g. 65536"));
+        }
+        for (key, value) in [
+            ("activeTimeout", self.active_timeout),
+            ("idleTimeout", self.idle_timeout),
+            ("sweepInterval", self.sweep_interval),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "0s".into(), "a positive duration such as 5s"));
+            }
+        }
+        if self.sweep_interval > self.active_timeout {
+            return Err(invalid(
+                "sweepInterval",
+                humantime::format_duration(self.sweep_interval).to_string(),
+                "at most activeTimeout, or records arrive later than promised",
+            ));
+        }
+        for (key, value) in [
+            ("historyRecords", self.history_records),
+            ("subscriberBuffer", self.subscriber_buffer),
+            ("pipelineBuffer", self.pipeline_buffer),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "0".into(), "at least 1"));
+            }
+        }
+        if self.interfaces.iter().any(|name| name.is_empty() || name.len() > 15) {
+            return Err(invalid(
+                "interfaces",
+                format!("{:?}", self.interfaces),
+                "interface names of 1 to 15 characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The namespace path to attach in, resolving a bare name under /run/netns.
+    pub fn netns_path(&self) -> Option<PathBuf> {
+        self.netns.as_ref().map(|netns| {
+            if netns.components().count() == 1 && !netns.is_absolute() {
+                Path::new("/run/netns").join(netns)
+            } else {
+                netns.clone()
+            }
+        })
+    }
+}
+
+fn page_size() -> u32 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|size| u32::try_from(size).ok())
+        .unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests;

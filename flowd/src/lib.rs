@@ -1,0 +1,13 @@
+//! flowd: an eBPF flow-log collector. The library holds the whole agent; the `flowd` binary's
+//! subcommands are thin adapters over it (see ARCHITECTURE.md).
+
+pub mod agent;
+pub mod api;
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod flow;
+pub mod netns;
+pub mod store;
+pub mod telemetry;
+pub mod testbed;

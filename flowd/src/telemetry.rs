@@ -1,0 +1,78 @@
+//! Counters every stage updates and the status call reads. Atomics and short locks only: the
+//! status path must never slow the data path.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Mutex,
+    },
+    time::Instant,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedInterface {
+    pub name: String,
+    pub index: u32,
+    pub netns_cookie: u64,
+    pub netns: String,
+    pub mode: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Telemetry {
+    pub started: Instant,
+    pub node: String,
+    pub flow_map_capacity: u64,
+    pub active_flows: AtomicU64,
+    pub flows_recorded: AtomicU64,
+    pub subscribers: AtomicU32,
+    interfaces: Mutex<Vec<AttachedInterface>>,
+    /// Kernel counters (summed over CPUs) and agent-side event counts, by name.
+    counters: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Telemetry {
+    pub fn new(node: &str, flow_map_capacity: u64) -> Self {
+        Self {
+            started: Instant::now(),
+            node: node.to_owned(),
+            flow_map_capacity,
+            active_flows: AtomicU64::new(0),
+            flows_recorded: AtomicU64::new(0),
+            subscribers: AtomicU32::new(0),
+            interfaces: Mutex::new(Vec::new()),
+            counters: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn set_interfaces(&self, interfaces: Vec<AttachedInterface>) {
+        if let Ok(mut guard) = self.interfaces.lock() {
+            *guard = interfaces;
+        }
+    }
+
+    pub fn interfaces(&self) -> Vec<AttachedInterface> {
+        self.interfaces.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub fn set_counter(&self, name: &str, value: u64) {
+        if let Ok(mut guard) = self.counters.lock() {
+            guard.insert(name.to_owned(), value);
+        }
+    }
+
+    pub fn add_counter(&self, name: &str, delta: u64) {
+        if let Ok(mut guard) = self.counters.lock() {
+            *guard.entry(name.to_owned()).or_default() += delta;
+        }
+    }
+
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.counters.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub fn record_flows(&self, count: usize) {
+        self.flows_recorded.fetch_add(count as u64, Ordering::Relaxed);
+    }
+}
