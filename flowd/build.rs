@@ -41,7 +41,10 @@ fn build_api() -> anyhow::Result<()> {
     let descriptors = protox::compile(&protos, [&proto_root]).context("compiling proto/")?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("flowd_descriptor.bin");
-    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;
+    std::fs::write(
+        &descriptor_path,
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
 
     tonic_prost_build::configure()
         .compile_well_known_types(true)

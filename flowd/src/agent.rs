@@ -45,8 +45,12 @@ pub async fn run(
         },
         netns_cookie,
     })?;
-    let attachments = Attachments::attach(&mut programs.ebpf, netns.as_deref(), &config.interfaces)?;
-    let telemetry = Arc::new(Telemetry::new(&config.node, u64::from(config.flow_map_entries)));
+    let attachments =
+        Attachments::attach(&mut programs.ebpf, netns.as_deref(), &config.interfaces)?;
+    let telemetry = Arc::new(Telemetry::new(
+        &config.node,
+        u64::from(config.flow_map_entries),
+    ));
     telemetry.set_interfaces(
         attachments
             .attached
@@ -63,7 +67,12 @@ pub async fn run(
     let interfaces: InterfaceIndex = attachments
         .attached
         .iter()
-        .map(|a| ((a.interface.netns_cookie, a.interface.index), a.interface.clone()))
+        .map(|a| {
+            (
+                (a.interface.netns_cookie, a.interface.index),
+                a.interface.clone(),
+            )
+        })
         .collect();
 
     let listeners = match Listeners::bind(&config.socket, config.listen).await {

@@ -122,7 +122,10 @@ impl ConfigFile {
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         // An empty file (or one holding only comments) is a valid "all defaults".
-        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             return Ok(Self::default());
         }
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
@@ -131,7 +134,11 @@ impl ConfigFile {
             let message = err.inner().to_string();
             ConfigError::Parse {
                 path: path.to_owned(),
-                key: if key == "." { "(top level)".to_owned() } else { key },
+                key: if key == "." {
+                    "(top level)".to_owned()
+                } else {
+                    key
+                },
                 message,
             }
         })
@@ -182,7 +189,11 @@ impl Config {
             ));
         }
         if self.flow_map_entries == 0 {
-            return Err(invalid("flowMapEntries", "0".into(), "at least 1, e.g. 65536"));
+            return Err(invalid(
+                "flowMapEntries",
+                "0".into(),
+                "at least 1, e.g. 65536",
+            ));
         }
         for (key, value) in [
             ("activeTimeout", self.active_timeout),
@@ -209,7 +220,11 @@ impl Config {
                 return Err(invalid(key, "0".into(), "at least 1"));
             }
         }
-        if self.interfaces.iter().any(|name| name.is_empty() || name.len() > 15) {
+        if self
+            .interfaces
+            .iter()
+            .any(|name| name.is_empty() || name.len() > 15)
+        {
             return Err(invalid(
                 "interfaces",
                 format!("{:?}", self.interfaces),

@@ -53,7 +53,10 @@ impl Telemetry {
     }
 
     pub fn interfaces(&self) -> Vec<AttachedInterface> {
-        self.interfaces.lock().map(|g| g.clone()).unwrap_or_default()
+        self.interfaces
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
     }
 
     pub fn set_counter(&self, name: &str, value: u64) {
@@ -73,6 +76,7 @@ impl Telemetry {
     }
 
     pub fn record_flows(&self, count: usize) {
-        self.flows_recorded.fetch_add(count as u64, Ordering::Relaxed);
+        self.flows_recorded
+            .fetch_add(count as u64, Ordering::Relaxed);
     }
 }

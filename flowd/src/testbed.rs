@@ -105,9 +105,26 @@ impl TwoHosts {
             &b.name,
         ])?;
         for (ns, v4, v6) in [(&a, HOST_A_V4, HOST_A_V6), (&b, HOST_B_V4, HOST_B_V6)] {
-            ip(&["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", VETH])?;
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                VETH,
+            ])?;
             // nodad: usable at once instead of after duplicate address detection.
-            ip(&["-n", &ns.name, "addr", "add", &format!("{v6}/64"), "dev", VETH, "nodad"])?;
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                VETH,
+                "nodad",
+            ])?;
             ip(&["-n", &ns.name, "link", "set", VETH, "up"])?;
         }
         Ok(Self { a, b })
@@ -207,6 +224,17 @@ pub fn ping(hosts: &TwoHosts, target: IpAddr, count: u32) -> Result<(), TestbedE
     let count = count.to_string();
     let target = target.to_string();
     ip(&[
-        "netns", "exec", &hosts.a.name, "ping", "-q", "-c", &count, "-i", "0.2", "-W", "2", &target,
+        "netns",
+        "exec",
+        &hosts.a.name,
+        "ping",
+        "-q",
+        "-c",
+        &count,
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        &target,
     ])
 }

@@ -1,1 +1,76 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | test | demo`. Only std, anyhow and clap, so it builds on a
+//! machine that cannot build the agent yet (that is what `setup` fixes).
+
+mod setup;
+mod test;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "flowd project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need and is missing (Debian packages, nightly rust-src,
+    /// bpf-linker with LLVM 22). Skips what is present.
+    Setup,
+    /// Setup, then formatting, clippy and every test. As root the privileged tests must run:
+    /// any skip fails the run.
+    Test(test::TestArgs),
+    /// Setup, build, then `flowd demo`: two namespaces, real capture, generated traffic.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Test(args) => {
+            setup::run()?;
+            test::run(args)
+        }
+        Task::Demo => {
+            setup::run()?;
+            cargo(&["build", "--package", "flowd"])?;
+            let flowd = workspace_root()?.join("target/debug/flowd");
+            run(Command::new(flowd).arg("demo"))
+        }
+    }
+}
+
+pub fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(|p| p.to_owned())
+        .context("xtask lives inside the workspace")
+}
+
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(args, &[])
+}
+
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root()?)
+        .env("PATH", setup::path_with_llvm())
+        .envs(env.iter().copied()))
+}

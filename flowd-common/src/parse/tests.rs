@@ -95,7 +95,13 @@ fn ipv6_udp_after_extension_headers() {
     let mut dest = vec![IPPROTO_UDP, 1];
     dest.extend_from_slice(&[0; 14]);
     let payload = hop.len() + dest.len() + l4.len();
-    let pkt = frame(&[eth(ETH_P_IPV6), ipv6(IPV6_HOP_BY_HOP, payload), hop, dest, l4]);
+    let pkt = frame(&[
+        eth(ETH_P_IPV6),
+        ipv6(IPV6_HOP_BY_HOP, payload),
+        hop,
+        dest,
+        l4,
+    ]);
     let info = parse_packet(pkt.as_slice()).unwrap();
     assert_eq!(info.ip_version, 6);
     assert_eq!(info.protocol, IPPROTO_UDP);
@@ -135,7 +141,12 @@ fn ipv4_non_first_fragment_has_no_ports() {
 #[test]
 fn ipv6_non_first_fragment_has_no_ports() {
     let frag = vec![IPPROTO_UDP, 0, 0x05, 0x00, 0, 0, 0, 1];
-    let pkt = frame(&[eth(ETH_P_IPV6), ipv6(IPV6_FRAGMENT, 8 + 32), frag, vec![0; 32]]);
+    let pkt = frame(&[
+        eth(ETH_P_IPV6),
+        ipv6(IPV6_FRAGMENT, 8 + 32),
+        frag,
+        vec![0; 32],
+    ]);
     let info = parse_packet(pkt.as_slice()).unwrap();
     assert!(info.fragment);
     assert_eq!(info.protocol, IPPROTO_UDP);
@@ -162,7 +173,11 @@ fn truncated_headers_are_rejected() {
 
 #[test]
 fn truncated_transport_keeps_ip_level_flow() {
-    let pkt = frame(&[eth(ETH_P_IPV4), ipv4(IPPROTO_TCP, 20, 0), vec![0x9c, 0x40, 0x1b]]);
+    let pkt = frame(&[
+        eth(ETH_P_IPV4),
+        ipv4(IPPROTO_TCP, 20, 0),
+        vec![0x9c, 0x40, 0x1b],
+    ]);
     let info = parse_packet(pkt.as_slice()).unwrap();
     assert_eq!(info.protocol, IPPROTO_TCP);
     assert_eq!((info.src_port, info.dst_port), (0, 0));

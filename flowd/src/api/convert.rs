@@ -9,7 +9,9 @@ use crate::{
 };
 
 fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
-    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     pbjson_types::Timestamp {
         seconds: since_epoch.as_secs() as i64,
         nanos: since_epoch.subsec_nanos() as i32,

@@ -146,7 +146,10 @@ fn resolve_interfaces(
 ) -> Result<Vec<(String, u32)>, CaptureError> {
     let mut found: Vec<(String, u32, bool)> = Vec::new();
     for ifaddr in getifaddrs().map_err(CaptureError::ListInterfaces)? {
-        if found.iter().any(|(name, _, _)| *name == ifaddr.interface_name) {
+        if found
+            .iter()
+            .any(|(name, _, _)| *name == ifaddr.interface_name)
+        {
             continue;
         }
         let index = nix::net::if_::if_nametoindex(ifaddr.interface_name.as_str()).unwrap_or(0);

@@ -22,7 +22,9 @@ pub enum CaptureError {
         program: &'static str,
         source: aya::programs::ProgramError,
     },
-    #[error("the kernel programs lack {0}: the agent and its eBPF object are out of step; rebuild")]
+    #[error(
+        "the kernel programs lack {0}: the agent and its eBPF object are out of step; rebuild"
+    )]
     Missing(&'static str),
     #[error("map {name}: {source}")]
     Map {

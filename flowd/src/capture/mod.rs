@@ -10,7 +10,7 @@ mod task;
 
 pub use attach::{AttachMode, Attachment, Attachments};
 pub use error::CaptureError;
-pub use privileges::check_privileges;
 pub use load::{load_programs, LoadOptions, LoadedPrograms, MapSizes};
+pub use privileges::check_privileges;
 pub use sweep::{SweepTimeouts, Sweeper};
 pub use task::{run, CaptureTask};

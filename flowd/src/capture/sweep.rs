@@ -98,7 +98,11 @@ impl Sweeper {
             };
             let evict = matches!(
                 reason,
-                Some(ReportReason::Shutdown | ReportReason::ConnectionEnd | ReportReason::IdleTimeout)
+                Some(
+                    ReportReason::Shutdown
+                        | ReportReason::ConnectionEnd
+                        | ReportReason::IdleTimeout
+                )
             );
             let delta_packets = stats.packets.saturating_sub(previous.packets);
             if let Some(reason) = reason.filter(|_| delta_packets > 0) {

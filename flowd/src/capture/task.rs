@@ -44,8 +44,8 @@ pub async fn run(
         logger,
     } = programs;
     // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops.
-    let mut events = unsafe { AsyncFd::register(events) }
-        .map_err(|err| CaptureError::RingBuffer(err.into()))?;
+    let mut events =
+        unsafe { AsyncFd::register(events) }.map_err(|err| CaptureError::RingBuffer(err.into()))?;
     let mut logger = match logger {
         // SAFETY: as above, the logger owns its ring-buffer fd.
         Some(logger) => Some(

@@ -23,7 +23,9 @@ pub struct DemoArgs {
 pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
     run::init_logging("warn", run::LogFormat::Text)?;
     if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!("the demo creates network namespaces and loads eBPF programs: run it as root");
+        anyhow::bail!(
+            "the demo creates network namespaces and loads eBPF programs: run it as root"
+        );
     }
     let hosts = TwoHosts::create("demo").context("creating the demo namespaces")?;
     println!(
@@ -55,31 +57,51 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         agent.await??;
         anyhow::bail!("the agent stopped before it was ready");
     }
-    println!("demo: agent attached to {} in {}", testbed::VETH, hosts.a.name);
+    println!(
+        "demo: agent attached to {} in {}",
+        testbed::VETH,
+        hosts.a.name
+    );
 
     let mut client = client::connect_unix(&socket).await?;
     let mut stream = client
-        .get_flows(pb::GetFlowsRequest { last: 0, follow: true })
+        .get_flows(pb::GetFlowsRequest {
+            last: 0,
+            follow: true,
+        })
         .await?
         .into_inner();
 
     let traffic_hosts = &hosts;
     let expected = tokio::task::block_in_place(|| -> anyhow::Result<HashSet<(i32, u32)>> {
         let mut expected = HashSet::new();
-        for server in [IpAddr::V4(testbed::HOST_B_V4), IpAddr::V6(testbed::HOST_B_V6)] {
+        for server in [
+            IpAddr::V4(testbed::HOST_B_V4),
+            IpAddr::V6(testbed::HOST_B_V6),
+        ] {
             let tcp = testbed::tcp_exchange(traffic_hosts, server, 20_000, 50_000)?;
             expected.insert((pb::Protocol::Tcp as i32, u32::from(tcp.client.port())));
             let udp = testbed::udp_exchange(traffic_hosts, server, 5, 512)?;
             expected.insert((pb::Protocol::Udp as i32, u32::from(udp.client.port())));
-            println!("demo: TCP {} -> {}, UDP {} -> {}", tcp.client, tcp.server, udp.client, udp.server);
+            println!(
+                "demo: TCP {} -> {}, UDP {} -> {}",
+                tcp.client, tcp.server, udp.client, udp.server
+            );
         }
         testbed::ping(traffic_hosts, IpAddr::V4(testbed::HOST_B_V4), 3)?;
         testbed::ping(traffic_hosts, IpAddr::V6(testbed::HOST_B_V6), 3)?;
-        println!("demo: 3 pings each to {} and {}", testbed::HOST_B_V4, testbed::HOST_B_V6);
+        println!(
+            "demo: 3 pings each to {} and {}",
+            testbed::HOST_B_V4,
+            testbed::HOST_B_V6
+        );
         Ok(expected)
     })?;
 
-    println!("demo: flows as `flowd dump` shows them:\n\n{}", format::TABLE_HEADER);
+    println!(
+        "demo: flows as `flowd dump` shows them:\n\n{}",
+        format::TABLE_HEADER
+    );
     let mut seen = HashSet::new();
     let mut icmp_seen = false;
     let deadline = tokio::time::Instant::now() + args.timeout;

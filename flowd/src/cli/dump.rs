@@ -42,8 +42,12 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
     }
     while let Some(response) = stream.message().await? {
         match (response.event, args.output) {
-            (Some(Event::Flow(flow)), Output::Table) => writeln!(out, "{}", format::flow_line(&flow))?,
-            (Some(Event::Flow(flow)), Output::Json) => writeln!(out, "{}", serde_json::to_string(&flow)?)?,
+            (Some(Event::Flow(flow)), Output::Table) => {
+                writeln!(out, "{}", format::flow_line(&flow))?
+            }
+            (Some(Event::Flow(flow)), Output::Json) => {
+                writeln!(out, "{}", serde_json::to_string(&flow)?)?
+            }
             (Some(Event::LostRecords(lost)), output) => {
                 eprintln!(
                     "flowd: {} records skipped because this reader fell behind; resuming at cursor {}",

@@ -67,7 +67,11 @@ pub fn flow_line(flow: &pb::Flow) -> String {
         pb::Protocol::try_from(flow.protocol),
         Ok(pb::Protocol::Tcp | pb::Protocol::Udp | pb::Protocol::Sctp)
     );
-    let interface = flow.interface.as_ref().map(|i| i.name.as_str()).unwrap_or("");
+    let interface = flow
+        .interface
+        .as_ref()
+        .map(|i| i.name.as_str())
+        .unwrap_or("");
     let direction = match pb::TrafficDirection::try_from(flow.direction) {
         Ok(pb::TrafficDirection::Ingress) => "in",
         Ok(pb::TrafficDirection::Egress) => "out",
@@ -91,7 +95,10 @@ pub fn flow_line(flow: &pb::Flow) -> String {
         direction,
         protocol,
         endpoint(&flow.source_ip, flow.source_port, has_ports),
-        format!("-> {}", endpoint(&flow.destination_ip, flow.destination_port, has_ports)),
+        format!(
+            "-> {}",
+            endpoint(&flow.destination_ip, flow.destination_port, has_ports)
+        ),
         flow.packets,
         flow.bytes,
         flags,
@@ -127,7 +134,10 @@ mod tests {
         assert!(line.contains("[fd00::1]:40000"), "{line}");
         assert!(line.contains("-> [fd00::2]:7070"), "{line}");
         assert!(line.contains("SYN,ACK,FIN"), "{line}");
-        assert!(line.contains("3456") && line.contains("connection_end"), "{line}");
+        assert!(
+            line.contains("3456") && line.contains("connection_end"),
+            "{line}"
+        );
         assert!(line.contains(" out "), "{line}");
     }
 
@@ -142,7 +152,10 @@ mod tests {
             ..Default::default()
         };
         let line = flow_line(&flow);
-        assert!(line.contains("198.18.0.1 ") && !line.contains(":99"), "{line}");
+        assert!(
+            line.contains("198.18.0.1 ") && !line.contains(":99"),
+            "{line}"
+        );
         assert!(line.contains("type=8 code=0"), "{line}");
     }
 }

@@ -16,7 +16,10 @@ pub struct StatusArgs {
 
 pub async fn execute(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.target.connect().await?;
-    let status = client.get_status(pb::GetStatusRequest {}).await?.into_inner();
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

@@ -31,7 +31,10 @@ fn unknown_key_is_named() {
     let err = parse("activeTimout: 5s\n").unwrap_err().to_string();
     assert!(err.contains("flowd.yaml"), "{err}");
     assert!(err.contains("activeTimout"), "{err}");
-    assert!(err.contains("activeTimeout"), "suggests the valid keys: {err}");
+    assert!(
+        err.contains("activeTimeout"),
+        "suggests the valid keys: {err}"
+    );
 }
 
 #[test]
@@ -58,26 +61,41 @@ fn validation_names_the_setting() {
         ..Config::default()
     };
     let err = config.validate().unwrap_err().to_string();
-    assert!(err.contains("ringBufferBytes") && err.contains("power of two"), "{err}");
+    assert!(
+        err.contains("ringBufferBytes") && err.contains("power of two"),
+        "{err}"
+    );
 
     let config = Config {
         active_timeout: Duration::from_secs(1),
         sweep_interval: Duration::from_secs(2),
         ..Config::default()
     };
-    assert!(config.validate().unwrap_err().to_string().contains("sweepInterval"));
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("sweepInterval"));
 
     let config = Config {
         idle_timeout: Duration::ZERO,
         ..Config::default()
     };
-    assert!(config.validate().unwrap_err().to_string().contains("idleTimeout"));
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("idleTimeout"));
 
     let config = Config {
         interfaces: vec!["a-name-that-is-far-too-long".into()],
         ..Config::default()
     };
-    assert!(config.validate().unwrap_err().to_string().contains("interfaces"));
+    assert!(config
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("interfaces"));
 }
 
 #[test]

@@ -116,7 +116,10 @@ pub async fn run(
 ) {
     while let Some(batch) = input.recv().await {
         let clock = BootClock::now();
-        let records = batch.iter().map(|raw| assembler.assemble(raw, clock)).collect();
+        let records = batch
+            .iter()
+            .map(|raw| assembler.assemble(raw, clock))
+            .collect();
         if output.send(records).await.is_err() {
             tracing::warn!("store stage stopped; flow stage exiting");
             return;
@@ -126,7 +129,7 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use flowd_common::{ipv4_mapped, DIRECTION_EGRESS};
+    use flowd_common::{parse::ipv4_mapped, DIRECTION_EGRESS};
 
     use super::*;
 
@@ -169,7 +172,10 @@ mod tests {
         assert_eq!(record.destination, "198.18.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(record.interface, veth);
         assert_eq!(record.direction, Direction::Egress);
-        assert_eq!(record.end.duration_since(record.start).unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            record.end.duration_since(record.start).unwrap(),
+            Duration::from_secs(2)
+        );
         assert_eq!(&*record.node, "node-1");
     }
 

@@ -24,7 +24,10 @@ pub enum SubscriptionEvent {
     Flow(Arc<StoredFlow>),
     /// `count` records were skipped because the subscriber was too slow; the next flow delivered
     /// has cursor `next_cursor`.
-    Lost { count: u64, next_cursor: u64 },
+    Lost {
+        count: u64,
+        next_cursor: u64,
+    },
 }
 
 pub struct Subscription {

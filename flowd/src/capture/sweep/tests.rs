@@ -36,7 +36,11 @@ fn stats(packets: u64, bytes: u64, first: u64, last: u64, flags: u32) -> FlowSta
 #[test]
 fn young_flow_is_not_reported() {
     let mut s = sweeper();
-    let out = s.sweep([(key(1), stats(3, 300, 10 * SEC, 11 * SEC, TCP_SYN))], 12 * SEC, false);
+    let out = s.sweep(
+        [(key(1), stats(3, 300, 10 * SEC, 11 * SEC, TCP_SYN))],
+        12 * SEC,
+        false,
+    );
     assert!(out.records.is_empty());
     assert!(out.evict.is_empty());
 }
@@ -44,7 +48,11 @@ fn young_flow_is_not_reported() {
 #[test]
 fn active_flow_reports_deltas_each_active_timeout() {
     let mut s = sweeper();
-    let first = s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))], 5 * SEC, false);
+    let first = s.sweep(
+        [(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))],
+        5 * SEC,
+        false,
+    );
     assert_eq!(first.records.len(), 1);
     let record = first.records[0];
     assert_eq!((record.stats.packets, record.stats.bytes), (10, 1000));
@@ -53,20 +61,40 @@ fn active_flow_reports_deltas_each_active_timeout() {
     assert!(first.evict.is_empty(), "active flows stay in the map");
 
     // Not yet due again.
-    let out = s.sweep([(key(1), stats(15, 1500, 0, 7 * SEC, TCP_ACK))], 7 * SEC, false);
+    let out = s.sweep(
+        [(key(1), stats(15, 1500, 0, 7 * SEC, TCP_ACK))],
+        7 * SEC,
+        false,
+    );
     assert!(out.records.is_empty());
 
-    let second = s.sweep([(key(1), stats(25, 2600, 0, 10 * SEC, TCP_ACK))], 10 * SEC, false);
+    let second = s.sweep(
+        [(key(1), stats(25, 2600, 0, 10 * SEC, TCP_ACK))],
+        10 * SEC,
+        false,
+    );
     let record = second.records[0];
     assert_eq!((record.stats.packets, record.stats.bytes), (15, 1600));
-    assert_eq!(record.stats.first_seen_ns, 5 * SEC, "window starts where the last ended");
+    assert_eq!(
+        record.stats.first_seen_ns,
+        5 * SEC,
+        "window starts where the last ended"
+    );
 }
 
 #[test]
 fn quiet_active_flow_sends_no_empty_record() {
     let mut s = sweeper();
-    s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))], 5 * SEC, false);
-    let out = s.sweep([(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))], 11 * SEC, false);
+    s.sweep(
+        [(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))],
+        5 * SEC,
+        false,
+    );
+    let out = s.sweep(
+        [(key(1), stats(10, 1000, 0, 5 * SEC, TCP_ACK))],
+        11 * SEC,
+        false,
+    );
     assert!(out.records.is_empty());
 }
 
@@ -74,9 +102,17 @@ fn quiet_active_flow_sends_no_empty_record() {
 fn fin_reports_after_grace_and_evicts() {
     let mut s = sweeper();
     let flags = TCP_SYN | TCP_ACK | TCP_FIN;
-    let early = s.sweep([(key(1), stats(6, 400, 0, SEC, flags))], SEC + SEC / 2, false);
+    let early = s.sweep(
+        [(key(1), stats(6, 400, 0, SEC, flags))],
+        SEC + SEC / 2,
+        false,
+    );
     assert!(early.records.is_empty(), "grace not over");
-    let out = s.sweep([(key(1), stats(7, 452, 0, SEC + SEC / 2, flags))], 3 * SEC, false);
+    let out = s.sweep(
+        [(key(1), stats(7, 452, 0, SEC + SEC / 2, flags))],
+        3 * SEC,
+        false,
+    );
     assert_eq!(out.records.len(), 1);
     assert_eq!(out.records[0].reason, ReportReason::ConnectionEnd);
     assert_eq!(out.records[0].stats.packets, 7);
@@ -90,7 +126,10 @@ fn idle_flow_is_evicted_with_its_unreported_remainder() {
     s.sweep([(key(1), stats(4, 400, 0, 5 * SEC, 0))], 5 * SEC, false);
     let out = s.sweep([(key(1), stats(6, 700, 0, 6 * SEC, 0))], 21 * SEC, false);
     assert_eq!(out.records[0].reason, ReportReason::IdleTimeout);
-    assert_eq!((out.records[0].stats.packets, out.records[0].stats.bytes), (2, 300));
+    assert_eq!(
+        (out.records[0].stats.packets, out.records[0].stats.bytes),
+        (2, 300)
+    );
     assert_eq!(out.evict, vec![key(1)]);
 }
 
@@ -106,7 +145,10 @@ fn flush_reports_everything_unreported() {
         true,
     );
     assert_eq!(out.records.len(), 2);
-    assert!(out.records.iter().all(|r| r.reason == ReportReason::Shutdown));
+    assert!(out
+        .records
+        .iter()
+        .all(|r| r.reason == ReportReason::Shutdown));
     assert_eq!(out.evict.len(), 2);
 }
 
@@ -120,7 +162,10 @@ fn overflow_counts_merge_per_key_and_drain_once() {
     let record = out.records[0];
     assert_eq!(record.reason, ReportReason::MapFull);
     assert_eq!((record.stats.packets, record.stats.bytes), (2, 150));
-    assert_eq!((record.stats.first_seen_ns, record.stats.last_seen_ns), (2 * SEC, 3 * SEC));
+    assert_eq!(
+        (record.stats.first_seen_ns, record.stats.last_seen_ns),
+        (2 * SEC, 3 * SEC)
+    );
     assert_eq!(record.stats.tcp_flags, TCP_SYN | TCP_ACK);
     assert!(s.sweep([], 5 * SEC, false).records.is_empty());
 }

@@ -53,7 +53,11 @@ async fn history_keeps_newest_and_cursors_keep_growing() {
     hub.publish((1..=5).map(record).collect());
     assert_eq!(hub.history().bounds(), Some((3, 5)));
     let mut sub = hub.subscribe(100, false);
-    let cursors = [cursor(sub.next().await), cursor(sub.next().await), cursor(sub.next().await)];
+    let cursors = [
+        cursor(sub.next().await),
+        cursor(sub.next().await),
+        cursor(sub.next().await),
+    ];
     assert_eq!(cursors, [3, 4, 5]);
 }
 
@@ -91,6 +95,10 @@ async fn follow_ends_when_the_store_closes() {
     let mut sub = hub.subscribe(0, true);
     hub.publish(vec![record(1)]);
     hub.close();
-    assert_eq!(cursor(sub.next().await), 1, "published records still reach followers");
+    assert_eq!(
+        cursor(sub.next().await),
+        1,
+        "published records still reach followers"
+    );
     assert!(sub.next().await.is_none());
 }

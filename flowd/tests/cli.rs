@@ -1,0 +1,129 @@
+//! The CLI's error paths: bad settings and a missing agent give clear messages, never a panic.
+
+mod support;
+
+use std::process::Command;
+
+fn flowd(args: &[&str]) -> (bool, String) {
+    let output = Command::new(support::flowd_binary())
+        .args(args)
+        .output()
+        .expect("run flowd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains("panicked"), "flowd panicked: {text}");
+    (output.status.success(), text)
+}
+
+#[test]
+fn bad_config_file_names_file_key_and_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flowd.yaml");
+    std::fs::write(&path, "activeTimeout: 5s\nflowMapEntries: many\n").unwrap();
+    let (ok, text) = flowd(&["run", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(text.contains("flowd.yaml"), "{text}");
+    assert!(text.contains("flowMapEntries"), "{text}");
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let (ok, text) = flowd(&["run", "--config", "/nonexistent/flowd.yaml"]);
+    assert!(!ok);
+    assert!(text.contains("/nonexistent/flowd.yaml"), "{text}");
+}
+
+#[test]
+fn flags_are_validated_before_anything_loads() {
+    let (ok, text) = flowd(&["run", "--ring-buffer-bytes", "1000"]);
+    assert!(!ok);
+    assert!(
+        text.contains("ringBufferBytes") && text.contains("power of two"),
+        "{text}"
+    );
+    let (ok, text) = flowd(&["run", "--active-timeout", "soon"]);
+    assert!(!ok);
+    assert!(text.contains("--active-timeout"), "{text}");
+}
+
+#[test]
+fn flags_override_the_file() {
+    // A file asking for an invalid ring size is rescued by a valid flag: flags win.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flowd.yaml");
+    std::fs::write(&path, "ringBufferBytes: 1000\n").unwrap();
+    let (ok, text) = flowd(&[
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--ring-buffer-bytes",
+        "65536",
+        "--netns",
+        "/nonexistent/netns",
+    ]);
+    assert!(!ok);
+    assert!(!text.contains("ringBufferBytes"), "{text}");
+}
+
+#[test]
+fn dump_without_agent_says_how_to_fix_it() {
+    let (ok, text) = flowd(&["dump", "--socket", "/nonexistent/flowd.sock"]);
+    assert!(!ok);
+    assert!(
+        text.contains("no flowd agent answers on /nonexistent/flowd.sock"),
+        "{text}"
+    );
+    assert!(text.contains("flowd run"), "{text}");
+    let (ok, text) = flowd(&["status", "--socket", "/nonexistent/flowd.sock"]);
+    assert!(!ok);
+    assert!(text.contains("no flowd agent"), "{text}");
+}
+
+#[test]
+fn unprivileged_run_names_the_missing_capabilities() {
+    if !nix::unistd::geteuid().is_root() {
+        // Already unprivileged: run directly.
+        let (ok, text) = flowd(&["run", "--socket", "/tmp/flowd-unpriv.sock"]);
+        assert!(!ok);
+        assert!(
+            text.contains("CAP_NET_ADMIN") || text.contains("CAP_BPF"),
+            "{text}"
+        );
+        return;
+    }
+    // As root: drop to nobody without capabilities.
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(support::flowd_binary())
+        .args(["run", "--socket", "/tmp/flowd-unpriv.sock"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        text.contains("CAP_NET_ADMIN") && text.contains("root"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let (ok, text) = flowd(&["--help"]);
+    assert!(ok);
+    for sub in ["run", "dump", "status", "demo"] {
+        assert!(text.contains(sub), "{text}");
+    }
+    for sub in ["run", "dump", "status", "demo"] {
+        let (ok, _) = flowd(&[sub, "--help"]);
+        assert!(ok, "{sub} --help");
+    }
+}

@@ -1,0 +1,196 @@
+//! Shared by the integration tests: privilege gate, a real agent process, flow collection.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use flowd::api::{
+    client,
+    proto::v1::{self as pb, flow_service_client::FlowServiceClient},
+};
+use tonic::transport::Channel;
+
+/// True when this test may touch the kernel. As root under `cargo xtask test`
+/// (FLOWD_REQUIRE_PRIVILEGED=1) a test that cannot run fails instead of skipping.
+pub fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let required = std::env::var("FLOWD_REQUIRE_PRIVILEGED").as_deref() == Ok("1");
+    if root {
+        return true;
+    }
+    assert!(
+        !required,
+        "{test}: FLOWD_REQUIRE_PRIVILEGED=1 but not running as root"
+    );
+    eprintln!("SKIPPED {test}: needs root (loads eBPF programs, creates namespaces)");
+    false
+}
+
+pub fn flowd_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_flowd"))
+}
+
+/// A `flowd run` child process. Killed on drop if still running.
+pub struct AgentProcess {
+    child: Child,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+    log: mpsc::Receiver<String>,
+    pub log_lines: Vec<String>,
+}
+
+impl AgentProcess {
+    /// Starts the agent and waits for its "flowd ready" log line (programs attached, API bound).
+    pub fn start(extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("flowd.sock");
+        let mut child = Command::new(flowd_binary())
+            .arg("run")
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra_args)
+            .env("FLOWD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn flowd run");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Self {
+            child,
+            socket,
+            _dir: dir,
+            log,
+            log_lines: Vec::new(),
+        };
+        agent.wait_for_log("flowd ready", Duration::from_secs(30));
+        agent
+    }
+
+    /// Blocks until a log line contains `needle`; panics with the log if the agent exits first.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.log_lines.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "agent never logged {needle:?} (exit: {:?}); log:\n{}",
+                    self.child.try_wait(),
+                    self.log_lines.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub async fn client(&self) -> FlowServiceClient<Channel> {
+        client::connect_unix(&self.socket)
+            .await
+            .expect("connect to the agent")
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("send SIGTERM");
+        self.child.wait().expect("wait for the agent")
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Flow identity for summing records: 5-tuple and direction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    pub protocol: i32,
+    pub source: String,
+    pub source_port: u32,
+    pub destination: String,
+    pub destination_port: u32,
+    pub direction: i32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub records: Vec<pb::Flow>,
+}
+
+impl Totals {
+    pub fn ended(&self) -> bool {
+        self.records
+            .iter()
+            .any(|f| f.report_reason == pb::ReportReason::ConnectionEnd as i32)
+    }
+}
+
+pub fn id_of(flow: &pb::Flow) -> FlowId {
+    FlowId {
+        protocol: flow.protocol,
+        source: flow.source_ip.clone(),
+        source_port: flow.source_port,
+        destination: flow.destination_ip.clone(),
+        destination_port: flow.destination_port,
+        direction: flow.direction,
+    }
+}
+
+/// Reads a follow stream, summing records per flow, until `done` holds or `timeout` passes.
+pub async fn collect_until(
+    stream: &mut tonic::Streaming<pb::GetFlowsResponse>,
+    timeout: Duration,
+    mut done: impl FnMut(&HashMap<FlowId, Totals>) -> bool,
+) -> HashMap<FlowId, Totals> {
+    let mut totals: HashMap<FlowId, Totals> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&totals) {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(pb::GetFlowsResponse {
+                event: Some(pb::get_flows_response::Event::Flow(flow)),
+            }))) => {
+                let entry = totals.entry(id_of(&flow)).or_default();
+                entry.packets += flow.packets;
+                entry.bytes += flow.bytes;
+                entry.records.push(flow);
+            }
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    totals
+}

@@ -1,0 +1,33 @@
+use clap::Args;
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Skip `cargo fmt --check` and clippy (quicker local runs).
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<()> {
+    if !args.quick {
+        crate::cargo(&["fmt", "--all", "--", "--check"])?;
+        crate::cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    // Privileged tests read this: as root, a test that cannot run fails instead of skipping.
+    let require = if crate::setup::is_root() {
+        "1"
+    } else {
+        println!("xtask: not root: privileged tests will skip (CI runs them as root)");
+        "0"
+    };
+    crate::cargo_with_env(
+        &["test", "--workspace", "--", "--test-threads", "2"],
+        &[("FLOWD_REQUIRE_PRIVILEGED", require)],
+    )
+}
