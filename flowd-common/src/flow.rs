@@ -5,53 +5,69 @@ pub const DIRECTION_INGRESS: u8 = 0;
 /// Packet seen on its way out of the interface (tc egress).
 pub const DIRECTION_EGRESS: u8 = 1;
 
-pub const TCP_FIN: u32 = 0x01;
-pub const TCP_SYN: u32 = 0x02;
-pub const TCP_RST: u32 = 0x04;
-pub const TCP_PSH: u32 = 0x08;
-pub const TCP_ACK: u32 = 0x10;
-pub const TCP_URG: u32 = 0x20;
-pub const TCP_ECE: u32 = 0x40;
-pub const TCP_CWR: u32 = 0x80;
+pub const TCP_FIN: u16 = 0x01;
+pub const TCP_SYN: u16 = 0x02;
+pub const TCP_RST: u16 = 0x04;
+pub const TCP_PSH: u16 = 0x08;
+pub const TCP_ACK: u16 = 0x10;
+pub const TCP_URG: u16 = 0x20;
+pub const TCP_ECE: u16 = 0x40;
+pub const TCP_CWR: u16 = 0x80;
 /// Flags after which a TCP connection is over and its flow can be reported early.
-pub const TCP_END_FLAGS: u32 = TCP_FIN | TCP_RST;
+pub const TCP_END_FLAGS: u16 = TCP_FIN | TCP_RST;
 
-/// One flow as the kernel aggregates it: an interface, a direction and a 5-tuple.
+/// One connection as the kernel aggregates it: both directions of a 5-tuple on one interface.
 ///
+/// Endpoint A is the lower of the two (address, port) pairs, so a packet and its reply land on
+/// the same entry; which side started the connection is recorded in [`FlowStats::initiator`].
 /// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so both families share one layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
+    pub addr_a: [u8; 16],
+    pub addr_b: [u8; 16],
     /// Cookie of the interface's network namespace (set by the agent at load time): ifindex
     /// alone is ambiguous, both ends of a veth pair usually share one.
     pub netns_cookie: u64,
     pub ifindex: u32,
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub port_a: u16,
+    pub port_b: u16,
     pub protocol: u8,
     /// 4 or 6.
     pub ip_version: u8,
-    pub direction: u8,
+    /// ICMP type/code; echo replies are folded onto the request type so both directions of a
+    /// ping share one entry.
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 11],
+    pub _pad: [u8; 12],
 }
 
-/// Counters of one flow, updated in place by every packet.
+/// Index into the per-side arrays of [`FlowStats`]: traffic sent by endpoint A, or by B.
+pub const SIDE_A: usize = 0;
+pub const SIDE_B: usize = 1;
+
+/// `FlowStats::hook` before a side has sent anything.
+pub const HOOK_NONE: u8 = 0xff;
+
+/// Counters of one connection, per side, updated in place by every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowStats {
-    pub packets: u64,
+    pub packets: [u64; 2],
     /// IP bytes (IP header and payload), counted per wire segment even for GSO packets.
-    pub bytes: u64,
-    /// `bpf_ktime_get_boot_ns` of the first and last packet.
+    pub bytes: [u64; 2],
+    /// `bpf_ktime_get_boot_ns` of the first and last packet, either side.
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
-    /// Union of the TCP flags seen (`TCP_*`).
-    pub tcp_flags: u32,
-    pub _pad: u32,
+    /// Union of the TCP flags each side sent (`TCP_*`).
+    pub tcp_flags: [u16; 2],
+    /// tc hook (`DIRECTION_*`) where each side's packets were seen, `HOOK_NONE` if none yet.
+    pub hook: [u8; 2],
+    /// Side that sent the packet creating the entry, corrected for a SYN-ACK (its peer started).
+    pub initiator: u8,
+    /// 1 when `initiator` is known from a SYN or SYN-ACK rather than guessed from first sight.
+    pub initiator_certain: u8,
+    pub _pad: [u8; 8],
 }
 
 /// A flow appeared in the flow map.
@@ -98,5 +114,5 @@ mod pod {
 
 // A padding byte the compiler inserts is not zeroed and would corrupt map keys.
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
-const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 64);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 136);

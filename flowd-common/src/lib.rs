@@ -5,7 +5,9 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod flow;
+pub mod key;
 pub mod parse;
 
 pub use flow::*;
+pub use key::connection_key;
 pub use parse::{parse_packet, parse_packet_into, PacketInfo, PacketSource, ParseError};

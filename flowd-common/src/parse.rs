@@ -66,7 +66,7 @@ pub struct PacketInfo {
     pub dst_addr: [u8; 16],
     pub src_port: u16,
     pub dst_port: u16,
-    pub tcp_flags: u32,
+    pub tcp_flags: u16,
     pub icmp_type: u8,
     pub icmp_code: u8,
     /// Offset of the IP header from the start of the frame.
@@ -214,7 +214,7 @@ fn parse_transport<P: PacketSource + ?Sized>(pkt: &P, offset: usize, info: &mut 
             ) {
                 info.src_port = be16([ports[0], ports[1]]);
                 info.dst_port = be16([ports[2], ports[3]]);
-                info.tcp_flags = off_flags[1] as u32;
+                info.tcp_flags = off_flags[1] as u16;
                 let data_offset = ((off_flags[0] >> 4) as u32) * 4;
                 info.headers_len += if data_offset >= 20 { data_offset } else { 20 };
             }

@@ -13,10 +13,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use flowd_common::{
-    parse_packet_into, FlowEvent, FlowKey, FlowStats, PacketInfo, PacketSource, ParseError,
-    COUNTER_COUNT, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP, COUNTER_PACKETS,
-    COUNTER_RINGBUF_FULL, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL,
-    EVENT_NEW_FLOW, TCP_END_FLAGS,
+    connection_key, parse_packet_into, FlowEvent, FlowKey, FlowStats, PacketInfo, PacketSource,
+    ParseError, COUNTER_COUNT, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
+    COUNTER_PACKETS, COUNTER_RINGBUF_FULL, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END,
+    EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
 const EEXIST: i32 = 17;
@@ -95,36 +95,25 @@ fn observe(ctx: &TcContext, direction: u8) {
     }
     // SAFETY: the context pointer is valid for the whole program run.
     let skb = unsafe { &*ctx.skb.skb };
-    let key = FlowKey {
-        src_addr: info.src_addr,
-        dst_addr: info.dst_addr,
-        netns_cookie: NETNS_COOKIE.load(),
-        ifindex: skb.ifindex,
-        src_port: info.src_port,
-        dst_port: info.dst_port,
-        protocol: info.protocol,
-        ip_version: info.ip_version,
-        direction,
-        icmp_type: info.icmp_type,
-        icmp_code: info.icmp_code,
-        _pad: [0; 11],
-    };
+    let (key, side) = connection_key(&info, NETNS_COOKIE.load(), skb.ifindex);
     let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, &info);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_boot_ns() };
 
     if let Some(stats) = FLOWS.get_ptr_mut(&key) {
-        add(stats, packets, bytes, now, info.tcp_flags, &key);
+        add(
+            stats,
+            side,
+            packets,
+            bytes,
+            now,
+            info.tcp_flags,
+            direction,
+            &key,
+        );
         return;
     }
-    let stats = FlowStats {
-        packets,
-        bytes,
-        first_seen_ns: now,
-        last_seen_ns: now,
-        tcp_flags: info.tcp_flags,
-        _pad: 0,
-    };
+    let stats = new_flow_stats(side, packets, bytes, now, info.tcp_flags, direction);
     match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
         Ok(()) => {
             emit(&key, &stats, EVENT_NEW_FLOW);
@@ -135,12 +124,61 @@ fn observe(ctx: &TcContext, direction: u8) {
         // Another CPU created the entry between our lookup and insert.
         Err(err) if err == -EEXIST => {
             if let Some(stats) = FLOWS.get_ptr_mut(&key) {
-                add(stats, packets, bytes, now, info.tcp_flags, &key);
+                add(
+                    stats,
+                    side,
+                    packets,
+                    bytes,
+                    now,
+                    info.tcp_flags,
+                    direction,
+                    &key,
+                );
             }
         }
         // Map full: the packet's counts travel in the event instead of vanishing.
         Err(_) => map_full(ctx, &key, &stats),
     }
+}
+
+/// The first packet of a connection decides who started it: a SYN's sender, a SYN-ACK's peer
+/// (certain), otherwise whoever was seen first (a guess the agent may refine).
+#[inline(always)]
+fn new_flow_stats(
+    side: usize,
+    packets: u64,
+    bytes: u64,
+    now: u64,
+    flags: u16,
+    hook: u8,
+) -> FlowStats {
+    let mut stats = FlowStats {
+        first_seen_ns: now,
+        last_seen_ns: now,
+        hook: [HOOK_NONE; 2],
+        initiator: side as u8,
+        ..FlowStats::default()
+    };
+    let syn = flags & TCP_SYN != 0;
+    let ack = flags & TCP_ACK != 0;
+    if syn {
+        stats.initiator_certain = 1;
+        if ack {
+            stats.initiator = (side ^ 1) as u8;
+        }
+    }
+    if side == SIDE_A {
+        stats.packets[SIDE_A] = packets;
+        stats.bytes[SIDE_A] = bytes;
+        stats.tcp_flags[SIDE_A] = flags;
+        stats.hook[SIDE_A] = hook;
+    } else {
+        stats.packets[SIDE_B] = packets;
+        stats.bytes[SIDE_B] = bytes;
+        stats.tcp_flags[SIDE_B] = flags;
+        stats.hook[SIDE_B] = hook;
+    }
+    stats
 }
 
 #[inline(never)]
@@ -172,23 +210,44 @@ fn wire_counts(skb_len: u32, gso_segs: u32, info: &PacketInfo) -> (u64, u64) {
 }
 
 #[inline(always)]
-fn add(stats: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u32, key: &FlowKey) {
+#[allow(clippy::too_many_arguments)]
+fn add(
+    stats: *mut FlowStats,
+    side: usize,
+    packets: u64,
+    bytes: u64,
+    now: u64,
+    flags: u16,
+    hook: u8,
+    key: &FlowKey,
+) {
+    // Constant indices keep the verifier's bounds tracking trivial.
+    let side = if side == SIDE_A { SIDE_A } else { SIDE_B };
     // SAFETY: `stats` points into a map value that stays valid during the program run; the
     // counters are shared between CPUs, hence atomics (core's atomic types are not available on
     // the BPF target, the intrinsics compile to BPF atomic instructions).
     unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).packets, packets);
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).bytes, bytes);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            &raw mut (*stats).packets[side],
+            packets,
+        );
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).bytes[side], bytes);
         (*stats).last_seen_ns = now;
+        if (*stats).hook[side] != hook {
+            (*stats).hook[side] = hook;
+        }
         if flags != 0 {
             // Plain read-modify-write: the programs build for BPF cpu v1 (no fetching atomics).
             // Two CPUs racing on one flow's flags can at worst lose a bit or announce an end
             // twice; counters are unaffected.
-            let before = (*stats).tcp_flags;
+            let before = (*stats).tcp_flags[side];
             if before | flags != before {
-                (*stats).tcp_flags = before | flags;
+                (*stats).tcp_flags[side] = before | flags;
             }
-            if before & TCP_END_FLAGS == 0 && flags & TCP_END_FLAGS != 0 {
+            let ended_before = ((*stats).tcp_flags[SIDE_A] | (*stats).tcp_flags[SIDE_B] | before)
+                & TCP_END_FLAGS
+                != 0;
+            if !ended_before && flags & TCP_END_FLAGS != 0 {
                 emit(key, &*stats, EVENT_FLOW_END);
             }
         }

@@ -98,6 +98,7 @@ pub async fn run(
                 active: config.active_timeout,
                 idle: config.idle_timeout,
                 end_grace: config.sweep_interval,
+                unanswered: config.unanswered_timeout,
             }),
             sweep_interval: config.sweep_interval,
             telemetry: telemetry.clone(),

@@ -51,6 +51,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How often the kernel flow map is scanned for records to emit.
     pub sweep_interval: Duration,
+    /// A request without any answer for this long is reported as unanswered.
+    pub unanswered_timeout: Duration,
     pub flow_map_entries: u32,
     pub ring_buffer_bytes: u32,
     /// Records kept in memory for `GetFlows { last }`.
@@ -72,6 +74,7 @@ impl Default for Config {
             active_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(1),
+            unanswered_timeout: Duration::from_secs(3),
             flow_map_entries: 65_536,
             ring_buffer_bytes: 1 << 20,
             history_records: 100_000,
@@ -104,6 +107,8 @@ pub struct ConfigFile {
     pub idle_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub sweep_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub unanswered_timeout: Option<Duration>,
     pub flow_map_entries: Option<u32>,
     pub ring_buffer_bytes: Option<u32>,
     pub history_records: Option<usize>,
@@ -156,6 +161,7 @@ impl ConfigFile {
             active_timeout,
             idle_timeout,
             sweep_interval,
+            unanswered_timeout,
             flow_map_entries,
             ring_buffer_bytes,
             history_records,
@@ -199,6 +205,7 @@ impl Config {
             ("activeTimeout", self.active_timeout),
             ("idleTimeout", self.idle_timeout),
             ("sweepInterval", self.sweep_interval),
+            ("unansweredTimeout", self.unanswered_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "0s".into(), "a positive duration such as 5s"));

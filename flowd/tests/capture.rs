@@ -3,32 +3,25 @@
 
 mod support;
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use flowd::{
     api::proto::v1 as pb,
     testbed::{self, TwoHosts},
 };
-use support::{collect_until, privileged, AgentProcess, FlowId};
+use support::{collect_until, privileged, AgentProcess, FlowId, Totals};
 
 const TCP: i32 = pb::Protocol::Tcp as i32;
 const UDP: i32 = pb::Protocol::Udp as i32;
-const EGRESS: i32 = pb::TrafficDirection::Egress as i32;
-const INGRESS: i32 = pb::TrafficDirection::Ingress as i32;
 
-fn flow_id(
-    protocol: i32,
-    from: std::net::SocketAddr,
-    to: std::net::SocketAddr,
-    direction: i32,
-) -> FlowId {
+fn id(protocol: i32, source: SocketAddr, destination: SocketAddr) -> FlowId {
     FlowId {
         protocol,
-        source: from.ip().to_string(),
-        source_port: u32::from(from.port()),
-        destination: to.ip().to_string(),
-        destination_port: u32::from(to.port()),
-        direction,
+        source,
+        destination,
     }
 }
 
@@ -44,7 +37,6 @@ fn agent_on(hosts: &TwoHosts, extra: &[&str]) -> AgentProcess {
     AgentProcess::start(&args)
 }
 
-/// IP header bytes per packet: fixed header; TCP header between 20 and 60 bytes.
 fn ip_header_len(server: IpAddr) -> u64 {
     if server.is_ipv4() {
         20
@@ -53,38 +45,35 @@ fn ip_header_len(server: IpAddr) -> u64 {
     }
 }
 
-fn assert_tcp_direction(totals: &support::Totals, payload: usize, ip_header: u64, what: &str) {
+/// Bytes must be the payload plus, per packet, an IP header and a TCP header of 20 to 60 bytes.
+fn assert_tcp_side(packets: u64, bytes: u64, payload: usize, ip_header: u64, what: &str) {
     let payload = payload as u64;
     assert!(
-        totals.packets >= 3,
-        "{what}: SYN, data and FIN at least: {totals:?}"
+        packets >= 3,
+        "{what}: SYN, data and FIN at least, got {packets}"
     );
-    let overhead = totals.bytes.checked_sub(payload).unwrap_or_else(|| {
-        panic!(
-            "{what}: {} bytes cannot carry a {payload}-byte payload",
-            totals.bytes
-        )
-    });
-    let (min, max) = (
-        totals.packets * (ip_header + 20),
-        totals.packets * (ip_header + 60),
-    );
+    let overhead = bytes
+        .checked_sub(payload)
+        .unwrap_or_else(|| panic!("{what}: {bytes} bytes cannot carry a {payload}-byte payload"));
+    let (min, max) = (packets * (ip_header + 20), packets * (ip_header + 60));
     assert!(
         (min..=max).contains(&overhead),
-        "{what}: {overhead} header bytes over {} packets, expected {min}..={max}",
-        totals.packets
+        "{what}: {overhead} header bytes over {packets} packets, expected {min}..={max}"
     );
-    let flags = totals
-        .records
-        .iter()
-        .filter_map(|f| f.tcp_flags)
-        .fold((false, false), |acc, f| (acc.0 | f.syn, acc.1 | f.fin));
-    assert_eq!(flags, (true, true), "{what}: SYN and FIN seen");
+}
+
+fn side_flags(totals: &Totals, request: bool) -> pb::TcpFlags {
+    let side = if request {
+        &totals.last().request
+    } else {
+        &totals.last().reply
+    };
+    side.as_ref().and_then(|s| s.tcp_flags).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_and_udp_flows_are_counted_for_ipv4_and_ipv6() {
-    if !privileged("tcp_and_udp_flows_are_counted_for_ipv4_and_ipv6") {
+async fn tcp_and_udp_connections_are_counted_for_ipv4_and_ipv6() {
+    if !privileged("tcp_and_udp_connections_are_counted_for_ipv4_and_ipv6") {
         return;
     }
     let hosts = TwoHosts::create("e2e").expect("testbed");
@@ -104,8 +93,8 @@ async fn tcp_and_udp_flows_are_counted_for_ipv4_and_ipv6() {
 
     const REQUEST: usize = 12_345;
     const RESPONSE: usize = 54_321;
-    const DATAGRAMS: usize = 7;
-    const DATAGRAM: usize = 300;
+    const DATAGRAMS: u64 = 7;
+    const DATAGRAM: u64 = 300;
     let mut expected = Vec::new();
     for server in [
         IpAddr::V4(testbed::HOST_B_V4),
@@ -114,76 +103,86 @@ async fn tcp_and_udp_flows_are_counted_for_ipv4_and_ipv6() {
         let (tcp, udp) = tokio::task::block_in_place(|| {
             (
                 testbed::tcp_exchange(&hosts, server, REQUEST, RESPONSE).expect("tcp"),
-                testbed::udp_exchange(&hosts, server, DATAGRAMS, DATAGRAM).expect("udp"),
+                testbed::udp_exchange(&hosts, server, DATAGRAMS as usize, DATAGRAM as usize)
+                    .expect("udp"),
             )
         });
         expected.push((server, tcp, udp));
     }
+    let udp_bytes = |server: IpAddr| DATAGRAMS * (DATAGRAM + 8 + ip_header_len(server));
 
-    let udp_wire = |server: IpAddr| {
-        (
-            DATAGRAMS as u64,
-            (DATAGRAMS * (DATAGRAM + 8)) as u64 + DATAGRAMS as u64 * ip_header_len(server),
-        )
-    };
     let totals = collect_until(&mut stream, Duration::from_secs(20), |t| {
-        expected.iter().all(|(server, tcp, udp)| {
-            let tcp_done = [
-                flow_id(TCP, tcp.client, tcp.server, EGRESS),
-                flow_id(TCP, tcp.server, tcp.client, INGRESS),
-            ]
-            .iter()
-            .all(|id| t.get(id).is_some_and(|x| x.ended()));
-            let udp_done = [
-                flow_id(UDP, udp.client, udp.server, EGRESS),
-                flow_id(UDP, udp.server, udp.client, INGRESS),
-            ]
-            .iter()
-            .all(|id| t.get(id).is_some_and(|x| x.packets >= udp_wire(*server).0));
-            tcp_done && udp_done
+        expected.iter().all(|(_, tcp, udp)| {
+            t.get(&id(TCP, tcp.client, tcp.server))
+                .is_some_and(Totals::ended)
+                && t.get(&id(UDP, udp.client, udp.server))
+                    .is_some_and(|x| x.reply_packets >= DATAGRAMS)
         })
     })
     .await;
 
     for (server, tcp, udp) in &expected {
         let family = if server.is_ipv4() { "IPv4" } else { "IPv6" };
-        let out = totals
-            .get(&flow_id(TCP, tcp.client, tcp.server, EGRESS))
-            .unwrap_or_else(|| panic!("{family} TCP egress flow missing; saw {:?}", totals.keys()));
-        assert_tcp_direction(
-            out,
+        let conn = totals
+            .get(&id(TCP, tcp.client, tcp.server))
+            .unwrap_or_else(|| panic!("{family} TCP connection missing; saw {:?}", totals.keys()));
+        let header = ip_header_len(*server);
+        assert_tcp_side(
+            conn.request_packets,
+            conn.request_bytes,
             REQUEST,
-            ip_header_len(*server),
-            &format!("{family} TCP request"),
+            header,
+            family,
         );
-        let back = totals
-            .get(&flow_id(TCP, tcp.server, tcp.client, INGRESS))
-            .unwrap_or_else(|| panic!("{family} TCP ingress flow missing"));
-        assert_tcp_direction(
-            back,
+        assert_tcp_side(
+            conn.reply_packets,
+            conn.reply_bytes,
             RESPONSE,
-            ip_header_len(*server),
-            &format!("{family} TCP response"),
+            header,
+            family,
+        );
+        let (request_flags, reply_flags) = (side_flags(conn, true), side_flags(conn, false));
+        assert!(
+            request_flags.syn && request_flags.fin && !request_flags.rst,
+            "{request_flags:?}"
+        );
+        assert!(
+            reply_flags.syn && reply_flags.ack && reply_flags.fin,
+            "{reply_flags:?}"
+        );
+        let last = conn.last();
+        assert_eq!(
+            last.outcome,
+            pb::Outcome::Closed as i32,
+            "{family} TCP outcome"
+        );
+        assert_eq!(last.verdict, pb::Verdict::Forwarded as i32);
+        assert!(last.initiator_certain, "a SYN was seen");
+        assert_eq!(
+            last.request.as_ref().map(|r| r.direction),
+            Some(pb::TrafficDirection::Egress as i32),
+            "the client's packets leave host A's veth"
         );
 
-        for (id, what) in [
-            (flow_id(UDP, udp.client, udp.server, EGRESS), "request"),
-            (flow_id(UDP, udp.server, udp.client, INGRESS), "answer"),
-        ] {
-            let got = totals
-                .get(&id)
-                .unwrap_or_else(|| panic!("{family} UDP {what} flow missing"));
-            assert_eq!(
-                (got.packets, got.bytes),
-                udp_wire(*server),
-                "{family} UDP {what}: exact counts"
-            );
-            let record = &got.records[0];
-            assert_eq!(record.ip_version, if server.is_ipv4() { 4 } else { 6 });
-            let interface = record.interface.as_ref().expect("interface");
-            assert_eq!(interface.name, testbed::VETH);
-            assert_ne!(interface.netns_cookie, 0);
-        }
+        let conn = totals
+            .get(&id(UDP, udp.client, udp.server))
+            .unwrap_or_else(|| panic!("{family} UDP flow missing"));
+        assert_eq!(
+            (conn.request_packets, conn.request_bytes),
+            (DATAGRAMS, udp_bytes(*server)),
+            "{family} UDP request: exact counts"
+        );
+        assert_eq!(
+            (conn.reply_packets, conn.reply_bytes),
+            (DATAGRAMS, udp_bytes(*server)),
+            "{family} UDP answers: exact counts"
+        );
+        let last = conn.last();
+        assert_eq!(last.ip_version, if server.is_ipv4() { 4 } else { 6 });
+        assert_eq!(last.outcome, pb::Outcome::Answered as i32);
+        let interface = last.interface.as_ref().expect("interface");
+        assert_eq!(interface.name, testbed::VETH);
+        assert_ne!(interface.netns_cookie, 0);
     }
 
     // The same flows through the CLI, as JSON lines with textual addresses.
@@ -203,13 +202,13 @@ async fn tcp_and_udp_flows_are_counted_for_ipv4_and_ipv6() {
         .collect();
     let (_, tcp_v4, _) = &expected[0];
     let (_, _, udp_v6) = &expected[1];
-    assert!(lines.iter().any(|f| f["sourceIp"] == "198.18.0.1"
-        && f["sourcePort"] == u64::from(tcp_v4.client.port())
+    assert!(lines.iter().any(|f| f["source"]["ip"] == "198.18.0.1"
+        && f["source"]["port"] == u64::from(tcp_v4.client.port())
         && f["protocol"] == "PROTOCOL_TCP"
-        && f["direction"] == "TRAFFIC_DIRECTION_EGRESS"));
-    assert!(lines.iter().any(|f| f["sourceIp"] == HOST_A_V6_TEXT
-        && f["destinationIp"] == "fd00:f10d::2"
-        && f["sourcePort"] == u64::from(udp_v6.client.port())));
+        && f["outcome"] == "OUTCOME_CLOSED"));
+    assert!(lines.iter().any(|f| f["source"]["ip"] == "fd00:f10d::1"
+        && f["destination"]["ip"] == "fd00:f10d::2"
+        && f["source"]["port"] == u64::from(udp_v6.client.port())));
     assert!(lines
         .iter()
         .all(|f| f["startTime"].is_string() && f["cursor"].is_string()));
@@ -219,8 +218,6 @@ async fn tcp_and_udp_flows_are_counted_for_ipv4_and_ipv6() {
         "agent exits cleanly on SIGTERM"
     );
 }
-
-const HOST_A_V6_TEXT: &str = "fd00:f10d::1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_detaches_and_flushes_what_was_counted() {
@@ -254,11 +251,14 @@ async fn sigterm_detaches_and_flushes_what_was_counted() {
     assert!(exit.success(), "clean exit: {exit:?}");
 
     let totals = collect_until(&mut stream, Duration::from_secs(10), |_| false).await;
-    let out = totals
-        .get(&flow_id(UDP, udp.client, udp.server, EGRESS))
+    let conn = totals
+        .get(&id(UDP, udp.client, udp.server))
         .expect("the flushed UDP flow reaches a follower before the stream ends");
-    assert_eq!((out.packets, out.bytes), (4, 4 * (100 + 8 + 20)));
-    assert!(out
+    assert_eq!(
+        (conn.request_packets, conn.request_bytes, conn.reply_packets),
+        (4, 4 * (100 + 8 + 20), 4)
+    );
+    assert!(conn
         .records
         .iter()
         .all(|f| f.report_reason == pb::ReportReason::Shutdown as i32));
@@ -275,7 +275,7 @@ async fn sigterm_detaches_and_flushes_what_was_counted() {
                 .into_iter()
                 .map(|t| {
                     aya::programs::SchedClassifier::query_tcx(testbed::VETH, t)
-                        .map(|(_, p)| p.len())
+                        .map(|(_, programs)| programs.len())
                 })
                 .collect::<Result<Vec<_>, _>>()
             })

@@ -1,14 +1,16 @@
+//! Internal records to the public API's messages.
+
 use std::time::SystemTime;
 
 use flowd_common::{TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
 use super::proto::v1 as pb;
 use crate::{
-    flow::{Direction, ReportReason},
+    flow::{Direction, Endpoint, Outcome, ReportReason, SideCounters, TcpFlags, Verdict},
     store::StoredFlow,
 };
 
-fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
+pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
     let since_epoch = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -18,10 +20,68 @@ fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
     }
 }
 
+fn tcp_flags(flags: TcpFlags) -> Option<pb::TcpFlags> {
+    let has = |bit: u16| flags.0 & bit != 0;
+    (flags.0 != 0).then(|| pb::TcpFlags {
+        fin: has(TCP_FIN),
+        syn: has(TCP_SYN),
+        rst: has(TCP_RST),
+        psh: has(TCP_PSH),
+        ack: has(TCP_ACK),
+        urg: has(TCP_URG),
+        ece: has(TCP_ECE),
+        cwr: has(TCP_CWR),
+    })
+}
+
+fn direction(direction: Option<Direction>) -> pb::TrafficDirection {
+    match direction {
+        Some(Direction::Ingress) => pb::TrafficDirection::Ingress,
+        Some(Direction::Egress) => pb::TrafficDirection::Egress,
+        None => pb::TrafficDirection::Unspecified,
+    }
+}
+
+fn counters(side: &SideCounters) -> pb::TrafficCounters {
+    pb::TrafficCounters {
+        packets: side.packets,
+        bytes: side.bytes,
+        tcp_flags: tcp_flags(side.tcp_flags),
+        direction: direction(side.direction) as i32,
+    }
+}
+
+fn endpoint(endpoint: &Endpoint) -> pb::Endpoint {
+    pb::Endpoint {
+        ip: endpoint.ip.to_string(),
+        port: u32::from(endpoint.port),
+        ..pb::Endpoint::default()
+    }
+}
+
+pub fn outcome(outcome: Outcome) -> pb::Outcome {
+    match outcome {
+        Outcome::Established => pb::Outcome::Established,
+        Outcome::Closed => pb::Outcome::Closed,
+        Outcome::Reset => pb::Outcome::Reset,
+        Outcome::Refused => pb::Outcome::Refused,
+        Outcome::Unanswered => pb::Outcome::Unanswered,
+        Outcome::Answered => pb::Outcome::Answered,
+        Outcome::RequestOnly => pb::Outcome::RequestOnly,
+    }
+}
+
+pub fn verdict(verdict: Verdict) -> pb::Verdict {
+    match verdict {
+        Verdict::Forwarded => pb::Verdict::Forwarded,
+        Verdict::Dropped => pb::Verdict::Dropped,
+        Verdict::Denied => pb::Verdict::Denied,
+        Verdict::NotEnforced => pb::Verdict::NotEnforced,
+    }
+}
+
 pub fn flow_to_proto(stored: &StoredFlow) -> pb::Flow {
     let r = &stored.record;
-    let flags = r.tcp_flags.0;
-    let has = |bit: u32| flags & bit != 0;
     pb::Flow {
         cursor: stored.cursor,
         start_time: Some(timestamp(r.start)),
@@ -29,34 +89,23 @@ pub fn flow_to_proto(stored: &StoredFlow) -> pb::Flow {
         node: r.node.to_string(),
         ip_version: i32::from(r.ip_version),
         protocol: i32::from(r.protocol),
-        source_ip: r.source.to_string(),
-        destination_ip: r.destination.to_string(),
-        source_port: u32::from(r.source_port),
-        destination_port: u32::from(r.destination_port),
+        source: Some(endpoint(&r.source)),
+        destination: Some(endpoint(&r.destination)),
         icmp_type: u32::from(r.icmp_type),
         icmp_code: u32::from(r.icmp_code),
-        packets: r.packets,
-        bytes: r.bytes,
-        tcp_flags: (flags != 0).then(|| pb::TcpFlags {
-            fin: has(TCP_FIN),
-            syn: has(TCP_SYN),
-            rst: has(TCP_RST),
-            psh: has(TCP_PSH),
-            ack: has(TCP_ACK),
-            urg: has(TCP_URG),
-            ece: has(TCP_ECE),
-            cwr: has(TCP_CWR),
-        }),
+        request: Some(counters(&r.request)),
+        reply: Some(counters(&r.reply)),
         interface: Some(pb::Interface {
             name: r.interface.name.clone(),
             index: r.interface.index,
             netns_cookie: r.interface.netns_cookie,
             netns: r.interface.netns.clone(),
         }),
-        direction: match r.direction {
-            Direction::Ingress => pb::TrafficDirection::Ingress,
-            Direction::Egress => pb::TrafficDirection::Egress,
-        } as i32,
+        verdict: verdict(r.verdict) as i32,
+        drop_reason: String::new(),
+        outcome: outcome(r.outcome) as i32,
+        policy: None,
+        process: None,
         report_reason: match r.reason {
             ReportReason::ActiveTimeout => pb::ReportReason::ActiveTimeout,
             ReportReason::IdleTimeout => pb::ReportReason::IdleTimeout,
@@ -64,5 +113,7 @@ pub fn flow_to_proto(stored: &StoredFlow) -> pb::Flow {
             ReportReason::Shutdown => pb::ReportReason::Shutdown,
             ReportReason::MapFull => pb::ReportReason::MapFull,
         } as i32,
+        connections: r.connections,
+        initiator_certain: r.initiator_certain,
     }
 }

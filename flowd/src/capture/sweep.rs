@@ -4,9 +4,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use flowd_common::{FlowKey, FlowStats, TCP_END_FLAGS};
+use flowd_common::{FlowKey, FlowStats, HOOK_NONE, SIDE_A, SIDE_B, TCP_END_FLAGS};
 
-use crate::flow::{assemble::RawFlow, ReportReason};
+use crate::flow::{
+    assemble::{initiator_side, RawFlow},
+    ReportReason,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SweepTimeouts {
@@ -16,13 +19,15 @@ pub struct SweepTimeouts {
     pub idle: Duration,
     /// After FIN/RST, wait this long without packets (the last ACKs) before reporting the end.
     pub end_grace: Duration,
+    /// A request without any answer for this long is reported as unanswered.
+    pub unanswered: Duration,
 }
 
 /// What was already reported for a flow still in the kernel map.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reported {
-    packets: u64,
-    bytes: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
     /// Boot-clock time of the last packet covered by the previous record.
     last_seen_ns: u64,
     reported_at_ns: u64,
@@ -54,13 +59,20 @@ impl Sweeper {
     /// Folds a packet that found the flow map full into the next sweep's records.
     pub fn add_overflow(&mut self, key: FlowKey, stats: FlowStats) {
         let entry = self.overflow.entry(key).or_insert(FlowStats {
-            first_seen_ns: stats.first_seen_ns,
-            ..FlowStats::default()
+            packets: [0; 2],
+            bytes: [0; 2],
+            tcp_flags: [0; 2],
+            ..stats
         });
-        entry.packets += stats.packets;
-        entry.bytes += stats.bytes;
+        for side in [SIDE_A, SIDE_B] {
+            entry.packets[side] += stats.packets[side];
+            entry.bytes[side] += stats.bytes[side];
+            entry.tcp_flags[side] |= stats.tcp_flags[side];
+            if stats.hook[side] != HOOK_NONE {
+                entry.hook[side] = stats.hook[side];
+            }
+        }
         entry.last_seen_ns = entry.last_seen_ns.max(stats.last_seen_ns);
-        entry.tcp_flags |= stats.tcp_flags;
     }
 
     /// Looks at every flow in the map. With `flush`, everything is reported and evicted (shutdown).
@@ -76,15 +88,17 @@ impl Sweeper {
         let idle_ns = self.timeouts.idle.as_nanos() as u64;
         let grace_ns = self.timeouts.end_grace.as_nanos() as u64;
 
+        let unanswered_ns = self.timeouts.unanswered.as_nanos() as u64;
         for (key, stats) in entries {
             let previous = self.reported.get(&key).copied().unwrap_or(Reported {
                 last_seen_ns: stats.first_seen_ns,
                 reported_at_ns: stats.first_seen_ns,
                 ..Reported::default()
             });
-            let is_first = previous.packets == 0;
+            let is_first = previous.packets == [0, 0];
             let quiet_ns = now_ns.saturating_sub(stats.last_seen_ns);
-            let ended = stats.tcp_flags & TCP_END_FLAGS != 0 && quiet_ns >= grace_ns;
+            let flags = stats.tcp_flags[SIDE_A] | stats.tcp_flags[SIDE_B];
+            let ended = flags & TCP_END_FLAGS != 0 && quiet_ns >= grace_ns;
             let reason = if flush {
                 Some(ReportReason::Shutdown)
             } else if ended {
@@ -104,23 +118,32 @@ impl Sweeper {
                         | ReportReason::IdleTimeout
                 )
             );
-            let delta_packets = stats.packets.saturating_sub(previous.packets);
-            if let Some(reason) = reason.filter(|_| delta_packets > 0) {
+            let delta = |now: [u64; 2], before: [u64; 2]| {
+                [
+                    now[SIDE_A].saturating_sub(before[SIDE_A]),
+                    now[SIDE_B].saturating_sub(before[SIDE_B]),
+                ]
+            };
+            let delta_packets = delta(stats.packets, previous.packets);
+            if let Some(reason) = reason.filter(|_| delta_packets != [0, 0]) {
+                let responder = initiator_side(&key, &stats) ^ 1;
+                let answered = stats.packets[responder] > 0;
                 outcome.records.push(RawFlow {
                     key,
                     stats: FlowStats {
                         packets: delta_packets,
-                        bytes: stats.bytes.saturating_sub(previous.bytes),
+                        bytes: delta(stats.bytes, previous.bytes),
                         first_seen_ns: if is_first {
                             stats.first_seen_ns
                         } else {
                             previous.last_seen_ns
                         },
-                        last_seen_ns: stats.last_seen_ns,
-                        tcp_flags: stats.tcp_flags,
-                        _pad: 0,
+                        ..stats
                     },
                     reason,
+                    answered,
+                    overdue: !answered
+                        && now_ns.saturating_sub(stats.first_seen_ns) >= unanswered_ns,
                 });
             }
             if evict {
@@ -143,10 +166,13 @@ impl Sweeper {
         self.reported = still_tracked;
 
         for (key, stats) in self.overflow.drain() {
+            let responder = initiator_side(&key, &stats) ^ 1;
             outcome.records.push(RawFlow {
                 key,
                 stats,
                 reason: ReportReason::MapFull,
+                answered: stats.packets[responder] > 0,
+                overdue: false,
             });
         }
         outcome

@@ -112,7 +112,8 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         };
         if let Some(pb::get_flows_response::Event::Flow(flow)) = response.event {
             println!("{}", format::flow_line(&flow));
-            seen.insert((flow.protocol, flow.source_port));
+            let client_port = flow.source.as_ref().map(|s| s.port).unwrap_or_default();
+            seen.insert((flow.protocol, client_port));
             icmp_seen |= flow.protocol == pb::Protocol::Icmp as i32;
         }
     }

@@ -58,8 +58,11 @@ fn time_text(ts: Option<&pbjson_types::Timestamp>) -> String {
     )
 }
 
-pub const TABLE_HEADER: &str =
-    "END(UTC)      INTERFACE    DIR  PROTO   SOURCE                         DESTINATION                      PKTS        BYTES  FLAGS            REASON";
+pub const TABLE_HEADER: &str = "END(UTC)      INTERFACE    PROTO   SOURCE                         DESTINATION                        REQ PKTS    REQ BYTES  REPLY PKTS  REPLY BYTES  OUTCOME       VERDICT    FLAGS";
+
+fn enum_text(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
 
 pub fn flow_line(flow: &pb::Flow) -> String {
     let protocol = protocol_name(flow.protocol);
@@ -72,37 +75,44 @@ pub fn flow_line(flow: &pb::Flow) -> String {
         .as_ref()
         .map(|i| i.name.as_str())
         .unwrap_or("");
-    let direction = match pb::TrafficDirection::try_from(flow.direction) {
-        Ok(pb::TrafficDirection::Ingress) => "in",
-        Ok(pb::TrafficDirection::Egress) => "out",
-        _ => "?",
+    let side = |e: Option<&pb::Endpoint>| {
+        e.map(|e| endpoint(&e.ip, e.port, has_ports))
+            .unwrap_or_default()
     };
-    let mut flags = flags_text(flow.tcp_flags.as_ref());
-    if !has_ports && (flow.icmp_type != 0 || flow.icmp_code != 0 || flow.protocol != 0) {
+    let counters = |c: Option<&pb::TrafficCounters>| {
+        c.map(|c| (c.packets, c.bytes, flags_text(c.tcp_flags.as_ref())))
+            .unwrap_or_default()
+    };
+    let (req_packets, req_bytes, req_flags) = counters(flow.request.as_ref());
+    let (rep_packets, rep_bytes, rep_flags) = counters(flow.reply.as_ref());
+    let mut flags = if req_flags.is_empty() && rep_flags.is_empty() {
+        String::new()
+    } else {
+        format!("{req_flags}/{rep_flags}")
+    };
+    if !has_ports {
         let _ = write!(flags, "type={} code={}", flow.icmp_type, flow.icmp_code);
     }
-    let reason = pb::ReportReason::try_from(flow.report_reason)
-        .map(|r| {
-            r.as_str_name()
-                .trim_start_matches("REPORT_REASON_")
-                .to_ascii_lowercase()
-        })
+    let outcome = pb::Outcome::try_from(flow.outcome)
+        .map(|o| enum_text(o.as_str_name(), "OUTCOME_"))
+        .unwrap_or_default();
+    let verdict = pb::Verdict::try_from(flow.verdict)
+        .map(|v| enum_text(v.as_str_name(), "VERDICT_"))
         .unwrap_or_default();
     format!(
-        "{:<13} {:<12} {:<4} {:<7} {:<30} {:<30} {:>6} {:>12}  {:<16} {}",
+        "{:<13} {:<12} {:<7} {:<30} {:<32} {:>9} {:>12} {:>11} {:>12}  {:<13} {:<10} {}",
         time_text(flow.end_time.as_ref()),
         interface,
-        direction,
         protocol,
-        endpoint(&flow.source_ip, flow.source_port, has_ports),
-        format!(
-            "-> {}",
-            endpoint(&flow.destination_ip, flow.destination_port, has_ports)
-        ),
-        flow.packets,
-        flow.bytes,
-        flags,
-        reason
+        side(flow.source.as_ref()),
+        format!("-> {}", side(flow.destination.as_ref())),
+        req_packets,
+        req_bytes,
+        rep_packets,
+        rep_bytes,
+        outcome,
+        verdict,
+        flags
     )
 }
 
@@ -110,44 +120,57 @@ pub fn flow_line(flow: &pb::Flow) -> String {
 mod tests {
     use super::*;
 
+    fn endpoint(ip: &str, port: u32) -> Option<pb::Endpoint> {
+        Some(pb::Endpoint {
+            ip: ip.into(),
+            port,
+            ..Default::default()
+        })
+    }
+
     #[test]
-    fn tcp_line_shows_endpoints_counters_and_flags() {
+    fn tcp_line_shows_endpoints_both_directions_and_outcome() {
         let flow = pb::Flow {
             protocol: pb::Protocol::Tcp as i32,
-            source_ip: "fd00::1".into(),
-            source_port: 40000,
-            destination_ip: "fd00::2".into(),
-            destination_port: 7070,
-            packets: 12,
-            bytes: 3456,
-            tcp_flags: Some(pb::TcpFlags {
-                syn: true,
-                ack: true,
-                fin: true,
+            source: endpoint("fd00::1", 40000),
+            destination: endpoint("fd00::2", 7070),
+            request: Some(pb::TrafficCounters {
+                packets: 12,
+                bytes: 3456,
+                tcp_flags: Some(pb::TcpFlags {
+                    syn: true,
+                    ack: true,
+                    fin: true,
+                    ..Default::default()
+                }),
+                direction: pb::TrafficDirection::Egress as i32,
+            }),
+            reply: Some(pb::TrafficCounters {
+                packets: 10,
+                bytes: 98765,
                 ..Default::default()
             }),
-            direction: pb::TrafficDirection::Egress as i32,
-            report_reason: pb::ReportReason::ConnectionEnd as i32,
+            outcome: pb::Outcome::Closed as i32,
+            verdict: pb::Verdict::Forwarded as i32,
             ..Default::default()
         };
         let line = flow_line(&flow);
         assert!(line.contains("[fd00::1]:40000"), "{line}");
         assert!(line.contains("-> [fd00::2]:7070"), "{line}");
-        assert!(line.contains("SYN,ACK,FIN"), "{line}");
+        assert!(line.contains("SYN,ACK,FIN/"), "{line}");
+        assert!(line.contains("3456") && line.contains("98765"), "{line}");
         assert!(
-            line.contains("3456") && line.contains("connection_end"),
+            line.contains("closed") && line.contains("forwarded"),
             "{line}"
         );
-        assert!(line.contains(" out "), "{line}");
     }
 
     #[test]
     fn icmp_line_shows_type_and_code_not_ports() {
         let flow = pb::Flow {
             protocol: pb::Protocol::Icmp as i32,
-            source_ip: "198.18.0.1".into(),
-            destination_ip: "198.18.0.2".into(),
-            source_port: 99,
+            source: endpoint("198.18.0.1", 99),
+            destination: endpoint("198.18.0.2", 99),
             icmp_type: 8,
             ..Default::default()
         };

@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// How often the kernel flow map is scanned [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub sweep_interval: Option<Duration>,
+    /// A request without any answer for this long is reported as unanswered [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub unanswered_timeout: Option<Duration>,
     /// Capacity of the kernel flow map [default: 65536].
     #[arg(long, value_name = "N")]
     pub flow_map_entries: Option<u32>,
@@ -78,6 +81,7 @@ impl RunArgs {
             active_timeout: self.active_timeout,
             idle_timeout: self.idle_timeout,
             sweep_interval: self.sweep_interval,
+            unanswered_timeout: self.unanswered_timeout,
             flow_map_entries: self.flow_map_entries,
             ring_buffer_bytes: self.ring_buffer_bytes,
             history_records: self.history_records,

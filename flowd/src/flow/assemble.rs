@@ -7,18 +7,26 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use flowd_common::{FlowKey, FlowStats, DIRECTION_INGRESS};
+use flowd_common::{FlowKey, FlowStats, DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A, SIDE_B};
 use tokio::sync::mpsc;
 
-use super::{Direction, FlowRecord, InterfaceRef, ReportReason, TcpFlags};
+use super::{
+    outcome, Direction, Endpoint, FlowRecord, InterfaceRef, ReportReason, SideCounters, TcpFlags,
+    Verdict,
+};
 
-/// A flow's counters over one reporting window, as the capture stage hands them on.
+/// A connection's counters over one reporting window, as the capture stage hands them on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawFlow {
     pub key: FlowKey,
-    /// Counters of this window only; `first_seen_ns`/`last_seen_ns` bound the window.
+    /// Packets and bytes of this window only (`first_seen_ns`/`last_seen_ns` bound it); flags,
+    /// hooks and initiator as of now.
     pub stats: FlowStats,
     pub reason: ReportReason,
+    /// The responder has sent something over the connection's life (not just this window).
+    pub answered: bool,
+    /// Unanswered for longer than the unanswered timeout.
+    pub overdue: bool,
 }
 
 /// Interfaces by (network namespace cookie, ifindex): ifindex alone is ambiguous across
@@ -69,6 +77,7 @@ impl Assembler {
 
     pub fn assemble(&self, raw: &RawFlow, clock: BootClock) -> FlowRecord {
         let key = &raw.key;
+        let stats = &raw.stats;
         let interface = self
             .interfaces
             .get(&(key.netns_cookie, key.ifindex))
@@ -82,29 +91,73 @@ impl Assembler {
                     netns: String::new(),
                 })
             });
+        let initiator = initiator_side(key, stats);
+        let responder = initiator ^ 1;
+        let endpoint = |side: usize| {
+            let (addr, port) = if side == SIDE_A {
+                (key.addr_a, key.port_a)
+            } else {
+                (key.addr_b, key.port_b)
+            };
+            Endpoint {
+                ip: ip_from_key(addr, key.ip_version),
+                port,
+            }
+        };
+        let counters = |side: usize| SideCounters {
+            packets: stats.packets[side],
+            bytes: stats.bytes[side],
+            tcp_flags: TcpFlags(stats.tcp_flags[side]),
+            direction: match stats.hook[side] {
+                DIRECTION_INGRESS => Some(Direction::Ingress),
+                DIRECTION_EGRESS => Some(Direction::Egress),
+                _ => None,
+            },
+        };
         FlowRecord {
-            start: clock.to_wall(raw.stats.first_seen_ns),
-            end: clock.to_wall(raw.stats.last_seen_ns),
+            start: clock.to_wall(stats.first_seen_ns),
+            end: clock.to_wall(stats.last_seen_ns),
             node: self.node.clone(),
             ip_version: key.ip_version,
             protocol: key.protocol,
-            source: ip_from_key(key.src_addr, key.ip_version),
-            destination: ip_from_key(key.dst_addr, key.ip_version),
-            source_port: key.src_port,
-            destination_port: key.dst_port,
+            source: endpoint(initiator),
+            destination: endpoint(responder),
             icmp_type: key.icmp_type,
             icmp_code: key.icmp_code,
-            packets: raw.stats.packets,
-            bytes: raw.stats.bytes,
-            tcp_flags: TcpFlags(raw.stats.tcp_flags),
+            request: counters(initiator),
+            reply: counters(responder),
             interface,
-            direction: if key.direction == DIRECTION_INGRESS {
-                Direction::Ingress
-            } else {
-                Direction::Egress
-            },
+            verdict: Verdict::Forwarded,
+            outcome: outcome(
+                key.protocol,
+                stats.tcp_flags[initiator],
+                stats.tcp_flags[responder],
+                raw.answered,
+                raw.overdue,
+            ),
             reason: raw.reason,
+            connections: 1,
+            initiator_certain: stats.initiator_certain != 0,
         }
+    }
+}
+
+/// The side that started the connection. The kernel knows for sure when it saw a SYN; otherwise
+/// a well-known port (< 1024) facing a non-well-known one marks the server, and failing that the
+/// side seen first is taken as the client.
+pub fn initiator_side(key: &FlowKey, stats: &FlowStats) -> usize {
+    let first_seen = if stats.initiator as usize == SIDE_B {
+        SIDE_B
+    } else {
+        SIDE_A
+    };
+    if stats.initiator_certain != 0 || key.port_a == key.port_b {
+        return first_seen;
+    }
+    match (key.port_a < 1024, key.port_b < 1024) {
+        (true, false) => SIDE_B,
+        (false, true) => SIDE_A,
+        _ => first_seen,
     }
 }
 
@@ -129,12 +182,12 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use flowd_common::{parse::ipv4_mapped, DIRECTION_EGRESS};
+    use flowd_common::{parse::ipv4_mapped, HOOK_NONE, TCP_ACK, TCP_FIN, TCP_SYN};
 
     use super::*;
+    use crate::flow::Outcome;
 
-    #[test]
-    fn assembles_addresses_interface_and_times() {
+    fn interfaces() -> (InterfaceIndex, Arc<InterfaceRef>) {
         let mut interfaces = InterfaceIndex::new();
         let veth = Arc::new(InterfaceRef {
             name: "veth0".into(),
@@ -143,40 +196,73 @@ mod tests {
             netns: "/run/netns/a".into(),
         });
         interfaces.insert((42, 7), veth.clone());
+        (interfaces, veth)
+    }
+
+    fn key(port_a: u16, port_b: u16) -> FlowKey {
+        FlowKey {
+            addr_a: ipv4_mapped([198, 18, 0, 1]),
+            addr_b: ipv4_mapped([198, 18, 0, 2]),
+            netns_cookie: 42,
+            ifindex: 7,
+            port_a,
+            port_b,
+            protocol: 6,
+            ip_version: 4,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn orients_by_initiator_and_splits_counters() {
+        let (interfaces, veth) = interfaces();
         let assembler = Assembler::new("node-1", interfaces);
+        // B (198.18.0.2:40000) connected to A (198.18.0.1:7070).
         let raw = RawFlow {
-            key: FlowKey {
-                src_addr: ipv4_mapped([198, 18, 0, 1]),
-                dst_addr: ipv4_mapped([198, 18, 0, 2]),
-                netns_cookie: 42,
-                ifindex: 7,
-                src_port: 40000,
-                dst_port: 7070,
-                protocol: 6,
-                ip_version: 4,
-                direction: DIRECTION_EGRESS,
-                ..FlowKey::default()
-            },
+            key: key(7070, 40000),
             stats: FlowStats {
-                packets: 3,
-                bytes: 180,
+                packets: [4, 5],
+                bytes: [400, 5000],
                 first_seen_ns: 1_000_000_000,
                 last_seen_ns: 3_000_000_000,
-                tcp_flags: 0x12,
-                _pad: 0,
+                tcp_flags: [TCP_SYN | TCP_ACK | TCP_FIN, TCP_SYN | TCP_ACK | TCP_FIN],
+                hook: [DIRECTION_EGRESS, DIRECTION_INGRESS],
+                initiator: SIDE_B as u8,
+                initiator_certain: 1,
+                _pad: [0; 8],
             },
             reason: ReportReason::ConnectionEnd,
+            answered: true,
+            overdue: false,
         };
         let record = assembler.assemble(&raw, BootClock::now());
-        assert_eq!(record.source, "198.18.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(record.destination, "198.18.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(record.source.ip, "198.18.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(record.source.port, 40000);
+        assert_eq!((record.destination.port, record.request.packets), (7070, 5));
+        assert_eq!((record.request.bytes, record.reply.bytes), (5000, 400));
+        assert_eq!(record.request.direction, Some(Direction::Ingress));
+        assert_eq!(record.outcome, Outcome::Closed);
         assert_eq!(record.interface, veth);
-        assert_eq!(record.direction, Direction::Egress);
         assert_eq!(
             record.end.duration_since(record.start).unwrap(),
             Duration::from_secs(2)
         );
-        assert_eq!(&*record.node, "node-1");
+        assert!(record.initiator_certain);
+    }
+
+    #[test]
+    fn uncertain_initiator_prefers_the_ephemeral_port_as_client() {
+        let mut stats = FlowStats {
+            initiator: SIDE_A as u8,
+            hook: [HOOK_NONE; 2],
+            ..FlowStats::default()
+        };
+        // A is on port 443, B on 51000: B is the client even though A was seen first.
+        assert_eq!(initiator_side(&key(443, 51000), &stats), SIDE_B);
+        // Both high ports: first seen wins.
+        assert_eq!(initiator_side(&key(5000, 51000), &stats), SIDE_A);
+        stats.initiator_certain = 1;
+        assert_eq!(initiator_side(&key(443, 51000), &stats), SIDE_A);
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The flow record: what every stage after capture passes along.
 
+pub mod assemble;
+mod outcome;
 mod record;
 
-pub use record::{Direction, FlowRecord, InterfaceRef, ReportReason, TcpFlags};
-
-pub mod assemble;
+pub use outcome::outcome;
+pub use record::{
+    Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, ReportReason, SideCounters, TcpFlags,
+    Verdict,
+};

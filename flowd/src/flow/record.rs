@@ -16,9 +16,29 @@ pub enum ReportReason {
     MapFull,
 }
 
+/// What became of a connection, as far as its packets tell (see `outcome.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Established,
+    Closed,
+    Reset,
+    Refused,
+    Unanswered,
+    Answered,
+    RequestOnly,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Forwarded,
+    Dropped,
+    Denied,
+    NotEnforced,
+}
+
 /// Union of TCP flags, as the `TCP_*` bits of flowd-common.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct TcpFlags(pub u32);
+pub struct TcpFlags(pub u16);
 
 /// Interface a flow was seen on. Shared: thousands of records point at a handful of interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +50,24 @@ pub struct InterfaceRef {
     pub netns: String,
 }
 
-/// One interface, one direction, one 5-tuple, counted over `[start, end]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// Traffic one side sent during the record's window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SideCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Union of the flags this side sent over the whole connection so far.
+    pub tcp_flags: TcpFlags,
+    /// Hook where this side's packets were seen; `None` if it sent nothing yet.
+    pub direction: Option<Direction>,
+}
+
+/// One connection on one interface, both directions, counted over `[start, end]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowRecord {
     pub start: SystemTime,
@@ -38,16 +75,63 @@ pub struct FlowRecord {
     pub node: Arc<str>,
     pub ip_version: u8,
     pub protocol: u8,
-    pub source: IpAddr,
-    pub destination: IpAddr,
-    pub source_port: u16,
-    pub destination_port: u16,
+    /// The side that started the connection.
+    pub source: Endpoint,
+    pub destination: Endpoint,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub packets: u64,
-    pub bytes: u64,
-    pub tcp_flags: TcpFlags,
+    /// Source to destination.
+    pub request: SideCounters,
+    /// Destination to source.
+    pub reply: SideCounters,
     pub interface: Arc<InterfaceRef>,
-    pub direction: Direction,
+    pub verdict: Verdict,
+    pub outcome: Outcome,
     pub reason: ReportReason,
+    /// Connections folded into this record (1 unless aggregated).
+    pub connections: u64,
+    pub initiator_certain: bool,
+}
+
+impl FlowRecord {
+    /// A plausible finished UDP exchange 198.18.0.1:`source_port` -> 198.18.0.2:53, for tests and
+    /// benchmarks that need records without a kernel.
+    pub fn sample(source_port: u16) -> Self {
+        let side = |packets, bytes, direction| SideCounters {
+            packets,
+            bytes,
+            tcp_flags: TcpFlags::default(),
+            direction: Some(direction),
+        };
+        Self {
+            start: SystemTime::UNIX_EPOCH,
+            end: SystemTime::UNIX_EPOCH,
+            node: Arc::from("node-1"),
+            ip_version: 4,
+            protocol: 17,
+            source: Endpoint {
+                ip: IpAddr::from([198, 18, 0, 1]),
+                port: source_port,
+            },
+            destination: Endpoint {
+                ip: IpAddr::from([198, 18, 0, 2]),
+                port: 53,
+            },
+            icmp_type: 0,
+            icmp_code: 0,
+            request: side(1, 60, Direction::Egress),
+            reply: side(1, 120, Direction::Ingress),
+            interface: Arc::new(InterfaceRef {
+                name: "veth0".into(),
+                index: 2,
+                netns_cookie: 1,
+                netns: String::new(),
+            }),
+            verdict: Verdict::Forwarded,
+            outcome: Outcome::Answered,
+            reason: ReportReason::IdleTimeout,
+            connections: 1,
+            initiator_certain: false,
+        }
+    }
 }

@@ -133,25 +133,29 @@ impl Drop for AgentProcess {
     }
 }
 
-/// Flow identity for summing records: 5-tuple and direction.
+/// Connection identity for summing records: protocol, source and destination.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FlowId {
     pub protocol: i32,
-    pub source: String,
-    pub source_port: u32,
-    pub destination: String,
-    pub destination_port: u32,
-    pub direction: i32,
+    pub source: std::net::SocketAddr,
+    pub destination: std::net::SocketAddr,
 }
 
+/// Per-side sums over every record of one connection.
 #[derive(Clone, Debug, Default)]
 pub struct Totals {
-    pub packets: u64,
-    pub bytes: u64,
+    pub request_packets: u64,
+    pub request_bytes: u64,
+    pub reply_packets: u64,
+    pub reply_bytes: u64,
     pub records: Vec<pb::Flow>,
 }
 
 impl Totals {
+    pub fn last(&self) -> &pb::Flow {
+        self.records.last().expect("at least one record")
+    }
+
     pub fn ended(&self) -> bool {
         self.records
             .iter()
@@ -159,15 +163,19 @@ impl Totals {
     }
 }
 
-pub fn id_of(flow: &pb::Flow) -> FlowId {
-    FlowId {
+pub fn id_of(flow: &pb::Flow) -> Option<FlowId> {
+    let addr = |e: &Option<pb::Endpoint>| -> Option<std::net::SocketAddr> {
+        let e = e.as_ref()?;
+        Some(std::net::SocketAddr::new(
+            e.ip.parse().ok()?,
+            u16::try_from(e.port).ok()?,
+        ))
+    };
+    Some(FlowId {
         protocol: flow.protocol,
-        source: flow.source_ip.clone(),
-        source_port: flow.source_port,
-        destination: flow.destination_ip.clone(),
-        destination_port: flow.destination_port,
-        direction: flow.direction,
-    }
+        source: addr(&flow.source)?,
+        destination: addr(&flow.destination)?,
+    })
 }
 
 /// Reads a follow stream, summing records per flow, until `done` holds or `timeout` passes.
@@ -183,9 +191,14 @@ pub async fn collect_until(
             Ok(Ok(Some(pb::GetFlowsResponse {
                 event: Some(pb::get_flows_response::Event::Flow(flow)),
             }))) => {
-                let entry = totals.entry(id_of(&flow)).or_default();
-                entry.packets += flow.packets;
-                entry.bytes += flow.bytes;
+                let Some(id) = id_of(&flow) else { continue };
+                let entry = totals.entry(id).or_default();
+                let request = flow.request.unwrap_or_default();
+                let reply = flow.reply.unwrap_or_default();
+                entry.request_packets += request.packets;
+                entry.request_bytes += request.bytes;
+                entry.reply_packets += reply.packets;
+                entry.reply_bytes += reply.bytes;
                 entry.records.push(flow);
             }
             Ok(Ok(Some(_))) => {}

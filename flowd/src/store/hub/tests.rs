@@ -1,33 +1,7 @@
-use std::{net::IpAddr, sync::Arc, time::SystemTime};
-
 use super::*;
-use crate::flow::{Direction, InterfaceRef, ReportReason, TcpFlags};
 
 fn record(port: u16) -> FlowRecord {
-    FlowRecord {
-        start: SystemTime::UNIX_EPOCH,
-        end: SystemTime::UNIX_EPOCH,
-        node: Arc::from("n"),
-        ip_version: 4,
-        protocol: 17,
-        source: IpAddr::from([198, 18, 0, 1]),
-        destination: IpAddr::from([198, 18, 0, 2]),
-        source_port: port,
-        destination_port: 53,
-        icmp_type: 0,
-        icmp_code: 0,
-        packets: 1,
-        bytes: 40,
-        tcp_flags: TcpFlags::default(),
-        interface: Arc::new(InterfaceRef {
-            name: "veth0".into(),
-            index: 2,
-            netns_cookie: 1,
-            netns: String::new(),
-        }),
-        direction: Direction::Egress,
-        reason: ReportReason::IdleTimeout,
-    }
+    FlowRecord::sample(port)
 }
 
 fn cursor(event: Option<SubscriptionEvent>) -> u64 {
