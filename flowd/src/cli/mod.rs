@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: load the kernel programs, attach them and serve flows over gRPC.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print flows recorded by the local agent.
     Dump(dump::DumpArgs),
     /// Print the local agent's status: interfaces, counters, losses.
@@ -66,7 +66,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Run(args) => run::execute(args).await,
+            Command::Run(args) => run::execute(*args).await,
             Command::Dump(args) => dump::execute(args).await,
             Command::Status(args) => status::execute(args).await,
             Command::Demo(args) => demo::execute(args).await,
