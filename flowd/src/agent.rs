@@ -6,13 +6,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, ApiError, FlowApi, Listeners},
+    api::{self, ApiError, FlowApi, Listeners, TlsFiles},
     capture::{
         self, Attachments, CaptureError, CaptureTask, LoadOptions, MapSizes, SweepTimeouts, Sweeper,
     },
     config::Config,
     flow::assemble::{self, Assembler, InterfaceIndex},
-    store::{self, Hub},
+    store::{self, FlowStore, Hub, Retention, StoreError, StoreStage},
     telemetry::{AttachedInterface, Telemetry},
 };
 
@@ -22,6 +22,8 @@ pub enum AgentError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -75,7 +77,29 @@ pub async fn run(
         })
         .collect();
 
-    let listeners = match Listeners::bind(&config.socket, config.listen).await {
+    let store = match FlowStore::open(
+        &config.store_path,
+        Retention {
+            max_age: config.retention_max_age,
+            max_bytes: config.retention_max_bytes,
+        },
+        config.store_cache_bytes,
+    ) {
+        Ok(store) => Arc::new(store),
+        Err(err) => {
+            attachments.detach();
+            return Err(err.into());
+        }
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+        }),
+        _ => None,
+    };
+    let listeners = match Listeners::bind(&config.socket, config.listen, tls.as_ref()).await {
         Ok(listeners) => listeners,
         Err(err) => {
             attachments.detach();
@@ -83,7 +107,13 @@ pub async fn run(
         }
     };
 
-    let hub = Hub::new(config.history_records, config.subscriber_buffer);
+    let hub = Hub::new(store, config.subscriber_buffer);
+    if let Ok(mut programs) = telemetry.programs.lock() {
+        *programs = vec![
+            capture::INGRESS_PROGRAM.to_owned(),
+            capture::EGRESS_PROGRAM.to_owned(),
+        ];
+    }
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
     let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);
 
@@ -111,7 +141,13 @@ pub async fn run(
         raw_rx,
         record_tx,
     ));
-    let store = tokio::spawn(store::run(hub.clone(), record_rx, telemetry.clone()));
+    let store = tokio::spawn(store::run(
+        StoreStage {
+            hub: hub.clone(),
+            telemetry: telemetry.clone(),
+        },
+        record_rx,
+    ));
     let api_stop = CancellationToken::new();
     let server = tokio::spawn(api::serve(
         FlowApi::new(hub, telemetry.clone()),

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 /// Where the agent listens by default; `flowd dump` and `flowd status` look here too.
 pub const DEFAULT_SOCKET: &str = "/run/flowd/flowd.sock";
+/// Where the durable history lives by default (a hostPath volume in Kubernetes).
+pub const DEFAULT_STORE: &str = "/var/lib/flowd/flows.redb";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -55,8 +57,19 @@ pub struct Config {
     pub unanswered_timeout: Duration,
     pub flow_map_entries: u32,
     pub ring_buffer_bytes: u32,
-    /// Records kept in memory for `GetFlows { last }`.
-    pub history_records: usize,
+    /// The durable flow history (redb file).
+    pub store_path: PathBuf,
+    /// History older than this is deleted.
+    pub retention_max_age: Duration,
+    /// History beyond this many bytes of records is deleted, oldest first.
+    pub retention_max_bytes: u64,
+    /// Page cache of the history database.
+    pub store_cache_bytes: usize,
+    /// TLS for the TCP listener: certificate and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    pub tls_client_ca: Option<PathBuf>,
     /// Records a follower may fall behind before it gets a gap marker.
     pub subscriber_buffer: usize,
     /// Capacity of the bounded channels between pipeline stages.
@@ -77,7 +90,13 @@ impl Default for Config {
             unanswered_timeout: Duration::from_secs(3),
             flow_map_entries: 65_536,
             ring_buffer_bytes: 1 << 20,
-            history_records: 100_000,
+            store_path: PathBuf::from(DEFAULT_STORE),
+            retention_max_age: Duration::from_secs(24 * 3600),
+            retention_max_bytes: 1 << 30,
+            store_cache_bytes: 32 << 20,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             subscriber_buffer: 16_384,
             pipeline_buffer: 8_192,
         }
@@ -111,7 +130,14 @@ pub struct ConfigFile {
     pub unanswered_timeout: Option<Duration>,
     pub flow_map_entries: Option<u32>,
     pub ring_buffer_bytes: Option<u32>,
-    pub history_records: Option<usize>,
+    pub store_path: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub retention_max_age: Option<Duration>,
+    pub retention_max_bytes: Option<u64>,
+    pub store_cache_bytes: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub subscriber_buffer: Option<usize>,
     pub pipeline_buffer: Option<usize>,
 }
@@ -164,7 +190,10 @@ impl ConfigFile {
             unanswered_timeout,
             flow_map_entries,
             ring_buffer_bytes,
-            history_records,
+            store_path,
+            retention_max_age,
+            retention_max_bytes,
+            store_cache_bytes,
             subscriber_buffer,
             pipeline_buffer
         );
@@ -173,6 +202,15 @@ impl ConfigFile {
         }
         if self.listen.is_some() {
             base.listen = self.listen;
+        }
+        if self.tls_cert.is_some() {
+            base.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            base.tls_key = self.tls_key;
+        }
+        if self.tls_client_ca.is_some() {
+            base.tls_client_ca = self.tls_client_ca;
         }
         base
     }
@@ -206,6 +244,7 @@ impl Config {
             ("idleTimeout", self.idle_timeout),
             ("sweepInterval", self.sweep_interval),
             ("unansweredTimeout", self.unanswered_timeout),
+            ("retentionMaxAge", self.retention_max_age),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "0s".into(), "a positive duration such as 5s"));
@@ -219,7 +258,6 @@ impl Config {
             ));
         }
         for (key, value) in [
-            ("historyRecords", self.history_records),
             ("subscriberBuffer", self.subscriber_buffer),
             ("pipelineBuffer", self.pipeline_buffer),
         ] {

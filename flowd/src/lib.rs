@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod flow;
 pub mod netns;
+pub mod proto;
+pub mod query;
 pub mod store;
 pub mod telemetry;
 pub mod testbed;

@@ -30,6 +30,11 @@ pub struct Telemetry {
     interfaces: Mutex<Vec<AttachedInterface>>,
     /// Kernel counters (summed over CPUs) and agent-side event counts, by name.
     counters: Mutex<BTreeMap<String, u64>>,
+    /// Records lost, by cause.
+    lost: Mutex<BTreeMap<String, u64>>,
+    /// Records per second, smoothed over about a minute.
+    rate: Mutex<f64>,
+    pub programs: Mutex<Vec<String>>,
 }
 
 impl Telemetry {
@@ -43,7 +48,36 @@ impl Telemetry {
             subscribers: AtomicU32::new(0),
             interfaces: Mutex::new(Vec::new()),
             counters: Mutex::new(BTreeMap::new()),
+            lost: Mutex::new(BTreeMap::new()),
+            rate: Mutex::new(0.0),
+            programs: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn add_lost(&self, cause: &str, count: u64) {
+        if let Ok(mut guard) = self.lost.lock() {
+            *guard.entry(cause.to_owned()).or_default() += count;
+        }
+    }
+
+    pub fn lost(&self) -> BTreeMap<String, u64> {
+        self.lost.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Folds `count` records seen over `interval` into the smoothed rate.
+    pub fn sample_rate(&self, count: u64, interval: std::time::Duration) {
+        let seconds = interval.as_secs_f64();
+        if seconds <= 0.0 {
+            return;
+        }
+        let alpha = 1.0 - (-seconds / 60.0).exp();
+        if let Ok(mut rate) = self.rate.lock() {
+            *rate += alpha * (count as f64 / seconds - *rate);
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate.lock().map(|r| *r).unwrap_or(0.0)
     }
 
     pub fn set_interfaces(&self, interfaces: Vec<AttachedInterface>) {

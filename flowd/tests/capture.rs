@@ -84,8 +84,8 @@ async fn tcp_and_udp_connections_are_counted_for_ipv4_and_ipv6() {
     let mut client = agent.client().await;
     let mut stream = client
         .get_flows(pb::GetFlowsRequest {
-            last: 0,
             follow: true,
+            ..Default::default()
         })
         .await
         .expect("GetFlows")
@@ -230,8 +230,8 @@ async fn sigterm_detaches_and_flushes_what_was_counted() {
     let mut client = agent.client().await;
     let mut stream = client
         .get_flows(pb::GetFlowsRequest {
-            last: 0,
             follow: true,
+            ..Default::default()
         })
         .await
         .expect("GetFlows")

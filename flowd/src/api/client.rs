@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::Path};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::proto::v1::flow_service_client::FlowServiceClient;
+use crate::proto::v1::flow_service_client::FlowServiceClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

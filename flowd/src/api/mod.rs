@@ -1,9 +1,9 @@
 //! The gRPC front end (flowd.v1): a thin adapter over the store and telemetry.
 
 pub mod client;
-mod convert;
-pub mod proto;
+mod request;
 mod server;
 
-pub use convert::flow_to_proto;
-pub use server::{serve, ApiError, FlowApi, Listeners};
+/// The generated API types, also reachable here for clients of the library.
+pub use crate::proto;
+pub use server::{serve, ApiError, FlowApi, Listeners, TlsFiles};

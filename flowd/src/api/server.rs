@@ -11,16 +11,20 @@ use tokio::{
 };
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
-
-use super::{
-    convert::flow_to_proto,
-    proto::v1::{
-        self as pb,
-        flow_service_server::{FlowService, FlowServiceServer},
-    },
+use tonic::{
+    transport::{Certificate, Identity, ServerTlsConfig},
+    Request, Response, Status,
 };
+
+use super::request;
 use crate::{
+    proto::{
+        self,
+        v1::{
+            self as pb,
+            flow_service_server::{FlowService, FlowServiceServer},
+        },
+    },
     store::{Hub, SubscriptionEvent},
     telemetry::Telemetry,
 };
@@ -44,6 +48,15 @@ pub enum ApiError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS file {path}: {source}")]
+    TlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS settings: {0}")]
+    Tls(String),
+    #[error("server reflection: {0}")]
+    Reflection(String),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -73,24 +86,35 @@ impl FlowService for FlowApi {
         &self,
         request: Request<pb::GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let request = request.into_inner();
-        let last = usize::try_from(request.last).unwrap_or(usize::MAX);
-        let mut subscription = self.hub.subscribe(last, request.follow);
+        let query = request::parse(request.get_ref())?;
+        let mut subscription = self
+            .hub
+            .subscribe(query.backlog, query.follow, query.matcher);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let telemetry = self.telemetry.clone();
         telemetry.subscribers.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             while let Some(event) = subscription.next().await {
                 let event = match event {
-                    SubscriptionEvent::Flow(flow) => {
-                        pb::get_flows_response::Event::Flow(flow_to_proto(&flow))
+                    Ok(SubscriptionEvent::Flow(flow)) => {
+                        pb::get_flows_response::Event::Flow((*flow).clone())
                     }
-                    SubscriptionEvent::Lost { count, next_cursor } => {
-                        telemetry.add_counter("subscriber_records_lost", count);
+                    Ok(SubscriptionEvent::Lost {
+                        count,
+                        resume_after,
+                        next_cursor,
+                    }) => {
+                        telemetry.add_lost("slow_subscriber", count);
                         pb::get_flows_response::Event::LostRecords(pb::LostRecords {
                             count,
+                            resume_after,
                             next_cursor,
                         })
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "reading the flow history");
+                        let _ = tx.send(Err(Status::internal(err.to_string()))).await;
+                        break;
                     }
                 };
                 let response = pb::GetFlowsResponse { event: Some(event) };
@@ -109,7 +133,19 @@ impl FlowService for FlowApi {
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let t = &self.telemetry;
         let uptime = t.started.elapsed();
-        let (first_cursor, last_cursor) = self.hub.history().bounds().unwrap_or((0, 0));
+        let store = self.hub.store().clone();
+        let bounds = tokio::task::spawn_blocking(move || store.bounds())
+            .await
+            .map_err(|err| Status::internal(err.to_string()))?
+            .map_err(|err| Status::internal(err.to_string()))?;
+        let (first_cursor, last_cursor) = bounds.unwrap_or((0, 0));
+        let counters = t.counters();
+        let mut lost = t.lost();
+        for kernel_cause in ["ring_buffer_full"] {
+            if let Some(value) = counters.get(kernel_cause).filter(|v| **v > 0) {
+                lost.insert(format!("kernel_{kernel_cause}"), *value);
+            }
+        }
         Ok(Response::new(pb::GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: t.node.clone(),
@@ -131,14 +167,45 @@ impl FlowService for FlowApi {
                 })
                 .collect(),
             flows_recorded: t.flows_recorded.load(Ordering::Relaxed),
-            flows_stored: self.hub.history().len() as u64,
+            flows_stored: self.hub.store().len(),
             active_flows: t.active_flows.load(Ordering::Relaxed),
             flow_map_capacity: t.flow_map_capacity,
-            counters: t.counters().into_iter().collect(),
+            counters: counters.into_iter().collect(),
             subscribers: t.subscribers.load(Ordering::Relaxed),
             first_cursor,
             last_cursor,
+            flows_per_second: t.rate(),
+            lost: lost.into_iter().collect(),
+            programs: t.programs.lock().map(|p| p.clone()).unwrap_or_default(),
+            store_bytes: self.hub.store().record_bytes(),
+            store_file_bytes: self.hub.store().file_bytes(),
         }))
+    }
+}
+
+/// TLS for the TCP listener; with `client_ca`, clients must present a certificate it signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ApiError> {
+    std::fs::read(path).map_err(|source| ApiError::TlsFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl TlsFiles {
+    fn server_config(&self) -> Result<ServerTlsConfig, ApiError> {
+        let identity = Identity::from_pem(read(&self.cert)?, read(&self.key)?);
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(config)
     }
 }
 
@@ -146,11 +213,16 @@ impl FlowService for FlowApi {
 pub struct Listeners {
     unix: UnixListener,
     socket_path: PathBuf,
-    tcp: Option<TcpListener>,
+    tcp: Option<(TcpListener, Option<ServerTlsConfig>)>,
 }
 
 impl Listeners {
-    pub async fn bind(socket: &Path, tcp: Option<SocketAddr>) -> Result<Self, ApiError> {
+    pub async fn bind(
+        socket: &Path,
+        tcp: Option<SocketAddr>,
+        tls: Option<&TlsFiles>,
+    ) -> Result<Self, ApiError> {
+        let tls = tls.map(TlsFiles::server_config).transpose()?;
         if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| ApiError::SocketDir {
                 path: dir.to_owned(),
@@ -169,11 +241,12 @@ impl Listeners {
             source,
         })?;
         let tcp = match tcp {
-            Some(addr) => Some(
+            Some(addr) => Some((
                 TcpListener::bind(addr)
                     .await
                     .map_err(|source| ApiError::BindTcp { addr, source })?,
-            ),
+                tls,
+            )),
             None => None,
         };
         Ok(Self {
@@ -182,9 +255,14 @@ impl Listeners {
             tcp,
         })
     }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
 }
 
-/// Serves until `shutdown`, then lets open streams finish and removes the socket file.
+/// Serves FlowService, gRPC health and server reflection until `shutdown`, then lets open
+/// streams finish and removes the socket file.
 pub async fn serve(
     api: FlowApi,
     listeners: Listeners,
@@ -195,20 +273,53 @@ pub async fn serve(
         socket_path,
         tcp,
     } = listeners;
-    let unix_server = tonic::transport::Server::builder()
-        .add_service(FlowServiceServer::new(api.clone()))
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FlowServiceServer<FlowApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|err| ApiError::Reflection(err.to_string()))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|err| ApiError::Reflection(err.to_string()))?;
+    let router = |builder: &mut tonic::transport::Server| {
+        builder
+            .add_service(FlowServiceServer::new(api.clone()))
+            .add_service(health_service.clone())
+            .add_service(reflection.clone())
+            .add_service(reflection_alpha.clone())
+    };
+
+    let stop_health = {
+        let health = health.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            health.set_not_serving::<FlowServiceServer<FlowApi>>().await;
+        }
+    };
+    tokio::spawn(stop_health);
+
+    let unix_server = router(&mut tonic::transport::Server::builder())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(unix),
             shutdown.clone().cancelled_owned(),
         );
     let result = match tcp {
-        Some(tcp) => {
-            let tcp_server = tonic::transport::Server::builder()
-                .add_service(FlowServiceServer::new(api))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(tcp),
-                    shutdown.cancelled_owned(),
-                );
+        Some((listener, tls)) => {
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                builder = builder
+                    .tls_config(tls)
+                    .map_err(|err| ApiError::Tls(err.to_string()))?;
+            }
+            let tcp_server = router(&mut builder).serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            );
             tokio::try_join!(unix_server, tcp_server).map(|_| ())
         }
         None => unix_server.await,

@@ -10,7 +10,9 @@ mod task;
 
 pub use attach::{AttachMode, Attachment, Attachments};
 pub use error::CaptureError;
-pub use load::{load_programs, LoadOptions, LoadedPrograms, MapSizes};
+pub use load::{
+    load_programs, LoadOptions, LoadedPrograms, MapSizes, EGRESS_PROGRAM, INGRESS_PROGRAM,
+};
 pub use privileges::check_privileges;
 pub use sweep::{SweepTimeouts, Sweeper};
 pub use task::{run, CaptureTask};

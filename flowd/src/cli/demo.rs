@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{format, run};
 use crate::{
-    api::{client, proto::v1 as pb},
+    api::client,
     config::Config,
+    proto::v1 as pb,
     testbed::{self, TwoHosts},
 };
 
@@ -38,11 +39,13 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         testbed::HOST_B_V6,
         testbed::VETH
     );
-    let socket = std::env::temp_dir().join(format!("flowd-demo-{}.sock", std::process::id()));
+    let workdir = std::env::temp_dir().join(format!("flowd-demo-{}", std::process::id()));
+    let socket = workdir.join("flowd.sock");
     let config = Config {
         interfaces: vec![testbed::VETH.to_owned()],
         netns: Some(hosts.a.path()),
         socket: socket.clone(),
+        store_path: workdir.join("flows.redb"),
         active_timeout: Duration::from_secs(2),
         ..Config::default()
     };
@@ -66,8 +69,8 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut client = client::connect_unix(&socket).await?;
     let mut stream = client
         .get_flows(pb::GetFlowsRequest {
-            last: 0,
             follow: true,
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -119,6 +122,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     shutdown.cancel();
     agent.await??;
+    let _ = std::fs::remove_dir_all(&workdir);
     let missing = expected.iter().filter(|k| !seen.contains(k)).count();
     if missing > 0 || !icmp_seen {
         anyhow::bail!("demo: {missing} generated connections never showed up as flows");

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::api::proto::v1 as pb;
+use crate::proto::v1 as pb;
 
 pub fn protocol_name(protocol: i32) -> String {
     match pb::Protocol::try_from(protocol) {
@@ -116,6 +116,54 @@ pub fn flow_line(flow: &pb::Flow) -> String {
     )
 }
 
+pub const WIDE_HEADER: &str = "CURSOR     START(UTC)    END(UTC)      NODE             INTERFACE    PROTO   SOURCE                         DESTINATION                        REQ PKTS    REQ BYTES  REPLY PKTS  REPLY BYTES  OUTCOME       VERDICT    DROP REASON        POLICY                       REPORTED";
+
+pub fn wide_line(flow: &pb::Flow) -> String {
+    let compact = flow_line(flow);
+    // The compact line starts with the end time; the wide one adds context around it.
+    let rest = compact.get(14..).unwrap_or("");
+    let policy = flow
+        .policy
+        .as_ref()
+        .map(|p| {
+            let scope = if p.namespace.is_empty() {
+                &p.tier
+            } else {
+                &p.namespace
+            };
+            format!("{scope}/{}#{}", p.name, p.rule_index)
+        })
+        .unwrap_or_default();
+    let reason = pb::ReportReason::try_from(flow.report_reason)
+        .map(|r| enum_text(r.as_str_name(), "REPORT_REASON_"))
+        .unwrap_or_default();
+    format!(
+        "{:<10} {:<13} {:<13} {:<16} {}  {:<18} {:<28} {}",
+        flow.cursor,
+        time_text(flow.start_time.as_ref()),
+        time_text(flow.end_time.as_ref()),
+        flow.node,
+        rest,
+        flow.drop_reason,
+        policy,
+        reason
+    )
+}
+
+/// Colours the whole line by verdict on a terminal: red dropped or denied, yellow not enforced.
+pub fn colourise(line: String, flow: &pb::Flow, enabled: bool) -> String {
+    if !enabled {
+        return line;
+    }
+    let code = match pb::Verdict::try_from(flow.verdict) {
+        Ok(pb::Verdict::Dropped | pb::Verdict::Denied) => "31",
+        Ok(pb::Verdict::NotEnforced) => "33",
+        Ok(pb::Verdict::Forwarded) => "32",
+        _ => return line,
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +211,40 @@ mod tests {
             line.contains("closed") && line.contains("forwarded"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn colour_follows_the_verdict_and_can_be_off() {
+        let dropped = pb::Flow {
+            verdict: pb::Verdict::Dropped as i32,
+            ..Default::default()
+        };
+        assert_eq!(colourise("x".into(), &dropped, true), "\x1b[31mx\x1b[0m");
+        assert_eq!(colourise("x".into(), &dropped, false), "x");
+    }
+
+    #[test]
+    fn wide_line_adds_cursor_node_and_policy() {
+        let flow = pb::Flow {
+            cursor: 77,
+            node: "node-9".into(),
+            protocol: pb::Protocol::Tcp as i32,
+            drop_reason: "NETFILTER_DROP".into(),
+            policy: Some(pb::PolicyRef {
+                namespace: "fmeserver".into(),
+                name: "default-deny".into(),
+                rule_index: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let line = wide_line(&flow);
+        assert!(line.starts_with("77 "), "{line}");
+        assert!(
+            line.contains("node-9") && line.contains("NETFILTER_DROP"),
+            "{line}"
+        );
+        assert!(line.contains("fmeserver/default-deny#-1"), "{line}");
     }
 
     #[test]

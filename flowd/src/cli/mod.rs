@@ -11,8 +11,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    api::{client, proto::v1::flow_service_client::FlowServiceClient},
-    config::DEFAULT_SOCKET,
+    api::client, config::DEFAULT_SOCKET, proto::v1::flow_service_client::FlowServiceClient,
 };
 
 /// eBPF flow-log collector for Kubernetes nodes.
@@ -31,7 +30,7 @@ pub enum Command {
     /// Run the agent: load the kernel programs, attach them and serve flows over gRPC.
     Run(Box<run::RunArgs>),
     /// Print flows recorded by the local agent.
-    Dump(dump::DumpArgs),
+    Dump(Box<dump::DumpArgs>),
     /// Print the local agent's status: interfaces, counters, losses.
     Status(status::StatusArgs),
     /// Show flowd working: two throwaway network namespaces, traffic between them, its flows.
@@ -67,7 +66,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run::execute(*args).await,
-            Command::Dump(args) => dump::execute(args).await,
+            Command::Dump(args) => dump::execute(*args).await,
             Command::Status(args) => status::execute(args).await,
             Command::Demo(args) => demo::execute(args).await,
         }

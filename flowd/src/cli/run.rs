@@ -45,9 +45,24 @@ pub struct RunArgs {
     /// Kernel ring buffer size in bytes, a power of two [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub ring_buffer_bytes: Option<u32>,
-    /// Records kept in memory for `dump --last` [default: 100000].
-    #[arg(long, value_name = "N")]
-    pub history_records: Option<usize>,
+    /// The durable flow history file [default: /var/lib/flowd/flows.redb].
+    #[arg(long, value_name = "PATH")]
+    pub store_path: Option<PathBuf>,
+    /// Delete history older than this [default: 24h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retention_max_age: Option<Duration>,
+    /// Delete the oldest history beyond this many bytes of records [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub retention_max_bytes: Option<u64>,
+    /// TLS certificate (PEM) for the --listen address.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the --listen address.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require TCP clients to present a certificate signed by this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Records a follower may fall behind before it is told it lost some [default: 16384].
     #[arg(long, value_name = "N")]
     pub subscriber_buffer: Option<usize>,
@@ -84,7 +99,13 @@ impl RunArgs {
             unanswered_timeout: self.unanswered_timeout,
             flow_map_entries: self.flow_map_entries,
             ring_buffer_bytes: self.ring_buffer_bytes,
-            history_records: self.history_records,
+            store_path: self.store_path.clone(),
+            retention_max_age: self.retention_max_age,
+            retention_max_bytes: self.retention_max_bytes,
+            store_cache_bytes: None,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
             subscriber_buffer: self.subscriber_buffer,
             pipeline_buffer: None,
         };

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::Target;
-use crate::api::proto::v1 as pb;
+use crate::proto::v1 as pb;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

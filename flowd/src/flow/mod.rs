@@ -3,6 +3,7 @@
 pub mod assemble;
 mod outcome;
 mod record;
+pub mod wire;
 
 pub use outcome::outcome;
 pub use record::{

@@ -1,75 +1,105 @@
-//! The store stage: appends incoming records to history and fans them out to followers.
+//! The store stage (append, retention, fan-out) and subscriptions over history plus live records.
 //!
 //! Followers read from a broadcast channel: one slow follower falls behind on its own (and is
-//! told how much it missed) instead of slowing capture or the other followers.
+//! told how much it missed, and from which cursor to ask the store again) instead of slowing
+//! capture or the other followers.
 
-use std::sync::Arc;
+use std::{
+    collections::VecDeque,
+    ops::ControlFlow,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, SystemTime},
+};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{History, StoredFlow};
-use crate::{flow::FlowRecord, telemetry::Telemetry};
+use super::{FlowStore, Range, StoreError};
+use crate::{
+    flow::{wire, FlowRecord},
+    proto::v1 as pb,
+    query::FlowMatcher,
+    telemetry::Telemetry,
+};
 
 #[derive(Clone)]
 pub struct Hub {
-    history: Arc<History>,
-    updates: broadcast::Sender<Arc<StoredFlow>>,
+    store: Arc<FlowStore>,
+    updates: broadcast::Sender<Arc<pb::Flow>>,
     /// Cancelled once the store stage has published its last record.
     closed: CancellationToken,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubscriptionEvent {
-    Flow(Arc<StoredFlow>),
-    /// `count` records were skipped because the subscriber was too slow; the next flow delivered
-    /// has cursor `next_cursor`.
+    Flow(Arc<pb::Flow>),
+    /// `count` records were skipped because the subscriber was too slow. They are still in the
+    /// store after cursor `resume_after`; the next flow delivered is at `next_cursor` or later.
     Lost {
         count: u64,
+        resume_after: u64,
         next_cursor: u64,
     },
 }
 
+/// What history to replay before following.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backlog {
+    None,
+    /// The newest N matching records.
+    Last(usize),
+    /// Everything in a range of the store.
+    Range(Range),
+}
+
+enum Replay {
+    Pending(Backlog),
+    Paging {
+        range: Range,
+        resume: Option<(u64, u64)>,
+    },
+    Done,
+}
+
 pub struct Subscription {
-    backlog: std::vec::IntoIter<Arc<StoredFlow>>,
-    updates: Option<broadcast::Receiver<Arc<StoredFlow>>>,
-    last_cursor: u64,
+    store: Arc<FlowStore>,
+    matcher: Arc<FlowMatcher>,
+    replay: Replay,
+    buffered: VecDeque<Arc<pb::Flow>>,
+    /// Everything up to this cursor comes from the store; later records from `updates`.
+    frontier: u64,
+    updates: Option<broadcast::Receiver<Arc<pb::Flow>>>,
+    last_live: u64,
     closed: CancellationToken,
 }
 
 impl Hub {
-    pub fn new(history_records: usize, subscriber_buffer: usize) -> Self {
+    pub fn new(store: Arc<FlowStore>, subscriber_buffer: usize) -> Self {
         let (updates, _) = broadcast::channel(subscriber_buffer);
         Self {
-            history: Arc::new(History::new(history_records)),
+            store,
             updates,
             closed: CancellationToken::new(),
         }
     }
 
-    pub fn history(&self) -> &History {
-        &self.history
+    pub fn store(&self) -> &Arc<FlowStore> {
+        &self.store
     }
 
-    pub fn subscribers(&self) -> usize {
-        self.updates.receiver_count()
-    }
-
-    /// The newest `last` records, then (with `follow`) every new one.
-    pub fn subscribe(&self, last: usize, follow: bool) -> Subscription {
-        // Subscribe before reading history, then skip duplicates by cursor: no record can fall
-        // between the two.
+    pub fn subscribe(&self, backlog: Backlog, follow: bool, matcher: FlowMatcher) -> Subscription {
+        // Subscribe before reading the frontier: a record is either at or below the frontier
+        // (replayed from the store) or above it (delivered live), never lost in between.
         let updates = follow.then(|| self.updates.subscribe());
-        let backlog = self.history.last(last);
-        let last_cursor = backlog
-            .last()
-            .map(|f| f.cursor)
-            .or_else(|| self.history.bounds().map(|(_, last)| last))
-            .unwrap_or(0);
+        let frontier = self.store.last_cursor();
         Subscription {
-            backlog: backlog.into_iter(),
+            store: self.store.clone(),
+            matcher: Arc::new(matcher),
+            replay: Replay::Pending(backlog),
+            buffered: VecDeque::new(),
+            frontier,
             updates,
-            last_cursor,
+            last_live: frontier,
             closed: self.closed.clone(),
         }
     }
@@ -79,25 +109,104 @@ impl Hub {
         self.closed.cancel();
     }
 
-    fn publish(&self, records: Vec<FlowRecord>) -> usize {
-        let stored = self.history.append(records);
-        let count = stored.len();
+    /// Stores records and fans them out. A failed write is counted; followers still get the
+    /// records.
+    pub async fn publish(&self, records: Vec<FlowRecord>, telemetry: &Telemetry) {
+        let count = records.len();
+        let flows: Vec<pb::Flow> = records.iter().map(wire::to_proto).collect();
+        let store = self.store.clone();
+        let stored = match tokio::task::spawn_blocking(move || store.append(flows)).await {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, records = count, "writing to the flow history failed");
+                telemetry.add_lost("history_write_failed", count as u64);
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "history writer task failed");
+                telemetry.add_lost("history_write_failed", count as u64);
+                return;
+            }
+        };
+        telemetry.record_flows(count);
         for flow in stored {
             // No receivers is normal: nobody is following right now.
             let _ = self.updates.send(flow);
         }
-        count
     }
 }
 
 impl Subscription {
-    /// The next event, or `None` when the backlog is done and there is nothing to follow (or the
-    /// agent is shutting down).
-    pub async fn next(&mut self) -> Option<SubscriptionEvent> {
-        if let Some(flow) = self.backlog.next() {
-            self.last_cursor = flow.cursor;
-            return Some(SubscriptionEvent::Flow(flow));
+    /// The next event; `None` when replay is done and there is nothing to follow, or the agent
+    /// is shutting down.
+    pub async fn next(&mut self) -> Option<Result<SubscriptionEvent, StoreError>> {
+        loop {
+            if let Some(flow) = self.buffered.pop_front() {
+                return Some(Ok(SubscriptionEvent::Flow(flow)));
+            }
+            match self.fill().await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(err) => return Some(Err(err)),
+            }
         }
+        self.next_live().await.map(Ok)
+    }
+
+    /// Loads the next batch of history into `buffered`; false once replay is over.
+    async fn fill(&mut self) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        let matcher = self.matcher.clone();
+        let frontier = self.frontier;
+        match std::mem::replace(&mut self.replay, Replay::Done) {
+            Replay::Done => Ok(false),
+            Replay::Pending(Backlog::None) => Ok(false),
+            Replay::Pending(Backlog::Last(n)) => {
+                let flows =
+                    blocking(move || store.last(n, frontier, |f| matcher.matches(f))).await?;
+                self.buffered.extend(flows);
+                Ok(true)
+            }
+            Replay::Pending(Backlog::Range(range)) => {
+                self.replay = Replay::Paging {
+                    range,
+                    resume: None,
+                };
+                Ok(true)
+            }
+            Replay::Paging { range, resume } => {
+                let (flows, next) = blocking(move || {
+                    let mut flows = Vec::new();
+                    let mut past_frontier = false;
+                    let next = store.page(range, resume, |flow| {
+                        if flow.cursor > frontier {
+                            // Cursor order: nothing later in this range belongs to the replay.
+                            // Time order: later cursors come live; keep scanning the range.
+                            if matches!(range, Range::AfterCursor(_)) {
+                                past_frontier = true;
+                                return ControlFlow::Break(());
+                            }
+                        } else if matcher.matches(&flow) {
+                            flows.push(Arc::new(flow));
+                        }
+                        ControlFlow::Continue(())
+                    })?;
+                    Ok((flows, if past_frontier { None } else { next }))
+                })
+                .await?;
+                self.buffered.extend(flows);
+                if let Some(resume) = next {
+                    self.replay = Replay::Paging {
+                        range,
+                        resume: Some(resume),
+                    };
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn next_live(&mut self) -> Option<SubscriptionEvent> {
         let updates = self.updates.as_mut()?;
         loop {
             let received = tokio::select! {
@@ -112,15 +221,21 @@ impl Subscription {
                 },
             };
             match received {
-                Ok(flow) if flow.cursor <= self.last_cursor => continue,
+                Ok(flow) if flow.cursor <= self.last_live => continue,
                 Ok(flow) => {
-                    self.last_cursor = flow.cursor;
-                    return Some(SubscriptionEvent::Flow(flow));
+                    self.last_live = flow.cursor;
+                    if self.matcher.matches(&flow) {
+                        return Some(SubscriptionEvent::Flow(flow));
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(count)) => {
-                    let next_cursor = self.last_cursor + count + 1;
-                    self.last_cursor = next_cursor - 1;
-                    return Some(SubscriptionEvent::Lost { count, next_cursor });
+                    let resume_after = self.last_live;
+                    self.last_live += count;
+                    return Some(SubscriptionEvent::Lost {
+                        count,
+                        resume_after,
+                        next_cursor: self.last_live + 1,
+                    });
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -128,11 +243,46 @@ impl Subscription {
     }
 }
 
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StoreError::Database(format!("history reader task failed: {err}")))?
+}
+
+/// How often retention is enforced and the record rate sampled.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
+pub struct StoreStage {
+    pub hub: Hub,
+    pub telemetry: Arc<Telemetry>,
+}
+
 /// Runs the store stage until the flow stage closes its side.
-pub async fn run(hub: Hub, mut input: mpsc::Receiver<Vec<FlowRecord>>, telemetry: Arc<Telemetry>) {
-    while let Some(records) = input.recv().await {
-        let count = hub.publish(records);
-        telemetry.record_flows(count);
+pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) {
+    let StoreStage { hub, telemetry } = stage;
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut last_total = telemetry.flows_recorded.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            batch = input.recv() => match batch {
+                Some(records) => hub.publish(records, &telemetry).await,
+                None => break,
+            },
+            _ = housekeeping.tick() => {
+                let store = hub.store.clone();
+                match tokio::task::spawn_blocking(move || store.enforce_retention(SystemTime::now())).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(removed)) => tracing::debug!(removed, "history retention"),
+                    Ok(Err(err)) => tracing::warn!(error = %err, "history retention failed"),
+                    Err(err) => tracing::warn!(error = %err, "history retention task failed"),
+                }
+                let total = telemetry.flows_recorded.load(Ordering::Relaxed);
+                telemetry.sample_rate(total - last_total, HOUSEKEEPING);
+                last_total = total;
+            }
+        }
     }
     hub.close();
     tracing::debug!("store stage drained");

@@ -1,8 +1,8 @@
-//! Node-local history: every record gets a cursor, the last N stay queryable, and followers get
-//! new records as they arrive.
+//! Node-local history: every record gets a cursor and is kept durably (redb); subscribers replay
+//! it (last N, a time range, or from a cursor) and follow new records as they arrive.
 
-mod history;
+mod db;
 mod hub;
 
-pub use history::{History, StoredFlow};
-pub use hub::{run, Hub, Subscription, SubscriptionEvent};
+pub use db::{time_ns, FlowStore, Range, Retention, StoreError, PAGE};
+pub use hub::{run, Backlog, Hub, StoreStage, Subscription, SubscriptionEvent};

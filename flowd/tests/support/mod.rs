@@ -50,10 +50,23 @@ impl AgentProcess {
     pub fn start(extra_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("flowd.sock");
+        let store = dir.path().join("flows.redb");
+        Self::start_with(dir, socket, &store, extra_args)
+    }
+
+    /// Starts an agent on a given history file (for restart tests), keeping `dir` alive.
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        store: &Path,
+        extra_args: &[&str],
+    ) -> Self {
         let mut child = Command::new(flowd_binary())
             .arg("run")
             .arg("--socket")
             .arg(&socket)
+            .arg("--store-path")
+            .arg(store)
             .args(extra_args)
             .env("FLOWD_LOG", "info")
             .stdout(Stdio::null())

@@ -1,76 +1,130 @@
 use super::*;
+use crate::store::Retention;
 
-fn record(port: u16) -> FlowRecord {
-    FlowRecord::sample(port)
+struct Fixture {
+    _dir: tempfile::TempDir,
+    hub: Hub,
+    telemetry: Telemetry,
 }
 
-fn cursor(event: Option<SubscriptionEvent>) -> u64 {
-    match event {
-        Some(SubscriptionEvent::Flow(flow)) => flow.cursor,
+fn fixture(subscriber_buffer: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(
+        &dir.path().join("flows.redb"),
+        Retention {
+            max_age: Duration::from_secs(3600),
+            max_bytes: u64::MAX,
+        },
+        1 << 20,
+    )
+    .unwrap();
+    Fixture {
+        _dir: dir,
+        hub: Hub::new(Arc::new(store), subscriber_buffer),
+        telemetry: Telemetry::new("n", 1),
+    }
+}
+
+async fn publish(fx: &Fixture, ports: std::ops::RangeInclusive<u16>) {
+    fx.hub
+        .publish(ports.map(FlowRecord::sample).collect(), &fx.telemetry)
+        .await;
+}
+
+async fn cursor(sub: &mut Subscription) -> u64 {
+    match sub.next().await {
+        Some(Ok(SubscriptionEvent::Flow(flow))) => flow.cursor,
         other => panic!("expected a flow, got {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn last_n_then_end_without_follow() {
-    let hub = Hub::new(10, 10);
-    hub.publish((1..=5).map(record).collect());
-    let mut sub = hub.subscribe(2, false);
-    assert_eq!(cursor(sub.next().await), 4);
-    assert_eq!(cursor(sub.next().await), 5);
+    let fx = fixture(10);
+    publish(&fx, 1..=5).await;
+    let mut sub = fx
+        .hub
+        .subscribe(Backlog::Last(2), false, FlowMatcher::all());
+    assert_eq!(cursor(&mut sub).await, 4);
+    assert_eq!(cursor(&mut sub).await, 5);
     assert!(sub.next().await.is_none());
 }
 
 #[tokio::test]
-async fn history_keeps_newest_and_cursors_keep_growing() {
-    let hub = Hub::new(3, 10);
-    hub.publish((1..=5).map(record).collect());
-    assert_eq!(hub.history().bounds(), Some((3, 5)));
-    let mut sub = hub.subscribe(100, false);
-    let cursors = [
-        cursor(sub.next().await),
-        cursor(sub.next().await),
-        cursor(sub.next().await),
-    ];
-    assert_eq!(cursors, [3, 4, 5]);
+async fn resume_after_cursor_replays_exactly_then_follows() {
+    let fx = fixture(10);
+    publish(&fx, 1..=5).await;
+    let mut sub = fx.hub.subscribe(
+        Backlog::Range(Range::AfterCursor(3)),
+        true,
+        FlowMatcher::all(),
+    );
+    publish(&fx, 6..=6).await;
+    assert_eq!(cursor(&mut sub).await, 4);
+    assert_eq!(cursor(&mut sub).await, 5);
+    assert_eq!(
+        cursor(&mut sub).await,
+        6,
+        "live after replay, no duplicate, no gap"
+    );
 }
 
 #[tokio::test]
-async fn follow_continues_after_backlog_without_duplicates() {
-    let hub = Hub::new(10, 10);
-    hub.publish(vec![record(1)]);
-    let mut sub = hub.subscribe(1, true);
-    hub.publish(vec![record(2), record(3)]);
-    assert_eq!(cursor(sub.next().await), 1);
-    assert_eq!(cursor(sub.next().await), 2);
-    assert_eq!(cursor(sub.next().await), 3);
+async fn filters_apply_to_replay_and_live() {
+    let fx = fixture(10);
+    publish(&fx, 1..=4).await;
+    let only_port_2_and_6 = FlowMatcher::new(
+        &[crate::proto::v1::FlowFilter {
+            source_port: vec![2, 6],
+            ..Default::default()
+        }],
+        &[],
+    )
+    .unwrap();
+    let mut sub = fx
+        .hub
+        .subscribe(Backlog::Last(100), true, only_port_2_and_6);
+    publish(&fx, 5..=6).await;
+    assert_eq!(cursor(&mut sub).await, 2);
+    assert_eq!(cursor(&mut sub).await, 6);
 }
 
 #[tokio::test]
-async fn slow_follower_gets_a_gap_marker_then_continues() {
-    let hub = Hub::new(100, 4);
-    let mut sub = hub.subscribe(0, true);
-    hub.publish((1..=10).map(record).collect());
+async fn slow_follower_gets_a_gap_marker_pointing_into_the_store() {
+    let fx = fixture(4);
+    let mut sub = fx.hub.subscribe(Backlog::None, true, FlowMatcher::all());
+    publish(&fx, 1..=10).await;
     match sub.next().await {
-        Some(SubscriptionEvent::Lost { count, next_cursor }) => {
-            assert_eq!(count, 6);
-            assert_eq!(next_cursor, 7);
+        Some(Ok(SubscriptionEvent::Lost {
+            count,
+            resume_after,
+            next_cursor,
+        })) => {
+            assert_eq!((count, resume_after, next_cursor), (6, 0, 7));
         }
         other => panic!("expected a gap marker, got {other:?}"),
     }
-    assert_eq!(cursor(sub.next().await), 7);
-    // Capture was never blocked: every record is in history.
-    assert_eq!(hub.history().len(), 10);
+    assert_eq!(cursor(&mut sub).await, 7);
+    // Capture was never blocked: every record is in the store, and the gap can be replayed.
+    assert_eq!(fx.hub.store().len(), 10);
+    let mut replay = fx.hub.subscribe(
+        Backlog::Range(Range::AfterCursor(0)),
+        false,
+        FlowMatcher::all(),
+    );
+    for expected in 1..=10 {
+        assert_eq!(cursor(&mut replay).await, expected);
+    }
 }
 
 #[tokio::test]
 async fn follow_ends_when_the_store_closes() {
-    let hub = Hub::new(10, 10);
-    let mut sub = hub.subscribe(0, true);
-    hub.publish(vec![record(1)]);
-    hub.close();
+    let fx = fixture(10);
+    let mut sub = fx.hub.subscribe(Backlog::None, true, FlowMatcher::all());
+    publish(&fx, 1..=1).await;
+    fx.hub.close();
     assert_eq!(
-        cursor(sub.next().await),
+        cursor(&mut sub).await,
         1,
         "published records still reach followers"
     );

@@ -1,14 +1,13 @@
-//! Internal records to the public API's messages.
+//! Records in the public API's form (`flowd.v1.Flow`): what the store keeps and serves.
 
 use std::time::SystemTime;
 
 use flowd_common::{TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
-use super::proto::v1 as pb;
-use crate::{
-    flow::{Direction, Endpoint, Outcome, ReportReason, SideCounters, TcpFlags, Verdict},
-    store::StoredFlow,
+use super::{
+    Direction, Endpoint, FlowRecord, Outcome, ReportReason, SideCounters, TcpFlags, Verdict,
 };
+use crate::proto::v1 as pb;
 
 pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
     let since_epoch = time
@@ -80,10 +79,10 @@ pub fn verdict(verdict: Verdict) -> pb::Verdict {
     }
 }
 
-pub fn flow_to_proto(stored: &StoredFlow) -> pb::Flow {
-    let r = &stored.record;
+/// The record as an API message; the store assigns its cursor.
+pub fn to_proto(r: &FlowRecord) -> pb::Flow {
     pb::Flow {
-        cursor: stored.cursor,
+        cursor: 0,
         start_time: Some(timestamp(r.start)),
         end_time: Some(timestamp(r.end)),
         node: r.node.to_string(),

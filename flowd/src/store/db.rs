@@ -1,0 +1,398 @@
+//! Durable node-local history in redb (ACID, crash-safe, copy-on-write B-trees).
+//!
+//! Records are stored as encoded `flowd.v1.Flow` messages: the on-disk format is the versioned
+//! public API, so a newer agent reads an older history. Tables:
+//! - `records`: cursor -> encoded flow
+//! - `by_end_time`: (end time ns, cursor) -> () for since/until queries
+//! - `not_forwarded`: (end time ns, cursor) -> () for "what was dropped or denied" on big histories
+//! - `meta`: counters kept in the same transactions (total encoded bytes)
+
+use std::{
+    ops::ControlFlow,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use prost::Message as _;
+use redb::{
+    Database, Durability, ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _,
+    TableDefinition,
+};
+
+use crate::proto::v1 as pb;
+
+const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+const BY_END_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_end_time");
+const NOT_FORWARDED: TableDefinition<(u64, u64), ()> = TableDefinition::new("not_forwarded");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_BYTES: &str = "record_bytes";
+const META_SCHEMA: &str = "schema";
+const SCHEMA_VERSION: u64 = 1;
+
+/// Records read per read transaction while paging through history.
+pub const PAGE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the history directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the flow history {path}: {source}. If another agent uses it, stop that one \
+         or choose another --store-path; if the file is damaged, move it away"
+    )]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("flow history {path} was written by a newer flowd (schema {found}, this one reads {SCHEMA_VERSION})")]
+    Schema { path: PathBuf, found: u64 },
+    #[error("flow history: {0}")]
+    Database(String),
+    #[error("a record in the history cannot be decoded at cursor {cursor}: {source}")]
+    Decode {
+        cursor: u64,
+        source: prost::DecodeError,
+    },
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => { $( impl From<$t> for StoreError {
+        fn from(err: $t) -> Self { StoreError::Database(err.to_string()) }
+    } )* };
+}
+db_error!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Retention: the oldest records go first when either bound is exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    next_cursor: u64,
+    bytes: u64,
+    records: u64,
+}
+
+pub struct FlowStore {
+    db: Database,
+    path: PathBuf,
+    retention: Retention,
+    counts: Mutex<Counts>,
+}
+
+/// Where a scan starts and what it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Range {
+    /// Cursors after this one, ascending.
+    AfterCursor(u64),
+    /// Flows whose end time is in [since, until), by end time.
+    EndTime { since_ns: u64, until_ns: u64 },
+    /// As `EndTime`, only flows not forwarded (dropped, denied, not enforced).
+    NotForwarded { since_ns: u64, until_ns: u64 },
+}
+
+pub fn time_ns(time: &pbjson_types::Timestamp) -> u64 {
+    (time.seconds.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(time.nanos.max(0) as u64)
+}
+
+fn end_ns(flow: &pb::Flow) -> u64 {
+    flow.end_time.as_ref().map(time_ns).unwrap_or(0)
+}
+
+impl FlowStore {
+    pub fn open(path: &Path, retention: Retention, cache_bytes: usize) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let store = Self {
+            db,
+            path: path.to_owned(),
+            retention,
+            counts: Mutex::new(Counts::default()),
+        };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    /// Creates the tables on first use and recovers the counters after a restart.
+    fn initialise(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let counts = {
+            let records = txn.open_table(RECORDS)?;
+            txn.open_table(BY_END_TIME)?;
+            txn.open_table(NOT_FORWARDED)?;
+            let mut meta = txn.open_table(META)?;
+            let schema = meta.get(META_SCHEMA)?.map(|v| v.value());
+            match schema {
+                Some(found) if found > SCHEMA_VERSION => {
+                    return Err(StoreError::Schema {
+                        path: self.path.clone(),
+                        found,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                }
+            }
+            let last = records.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            let bytes = meta.get(META_BYTES)?.map(|v| v.value()).unwrap_or(0);
+            Counts {
+                next_cursor: last + 1,
+                bytes,
+                records: records.len()?,
+            }
+        };
+        txn.commit()?;
+        if let Ok(mut guard) = self.counts.lock() {
+            *guard = counts;
+        }
+        Ok(())
+    }
+
+    /// Stores `flows` in one transaction, giving each the next cursor. Durable on return.
+    pub fn append(&self, mut flows: Vec<pb::Flow>) -> Result<Vec<Arc<pb::Flow>>, StoreError> {
+        let mut counts = self
+            .counts
+            .lock()
+            .map_err(|_| StoreError::Database("counter lock poisoned".into()))?;
+        let txn = self.db.begin_write()?;
+        let mut added_bytes = 0u64;
+        {
+            let mut records = txn.open_table(RECORDS)?;
+            let mut by_end = txn.open_table(BY_END_TIME)?;
+            let mut not_forwarded = txn.open_table(NOT_FORWARDED)?;
+            let mut buffer = Vec::with_capacity(512);
+            for (offset, flow) in flows.iter_mut().enumerate() {
+                let cursor = counts.next_cursor + offset as u64;
+                flow.cursor = cursor;
+                buffer.clear();
+                flow.encode(&mut buffer)
+                    .map_err(|err| StoreError::Database(err.to_string()))?;
+                records.insert(cursor, buffer.as_slice())?;
+                let end = end_ns(flow);
+                by_end.insert((end, cursor), ())?;
+                if flow.verdict != pb::Verdict::Forwarded as i32 {
+                    not_forwarded.insert((end, cursor), ())?;
+                }
+                added_bytes += buffer.len() as u64;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_BYTES, counts.bytes + added_bytes)?;
+        }
+        txn.commit()?;
+        counts.next_cursor += flows.len() as u64;
+        counts.bytes += added_bytes;
+        counts.records += flows.len() as u64;
+        Ok(flows.into_iter().map(Arc::new).collect())
+    }
+
+    /// Deletes the oldest records beyond the age or size bound; returns how many went.
+    pub fn enforce_retention(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let mut counts = self
+            .counts
+            .lock()
+            .map_err(|_| StoreError::Database("counter lock poisoned".into()))?;
+        let oldest_allowed = now
+            .checked_sub(self.retention.max_age)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut removed = 0u64;
+        let mut bytes = counts.bytes;
+        {
+            let mut records = txn.open_table(RECORDS)?;
+            let mut by_end = txn.open_table(BY_END_TIME)?;
+            let mut not_forwarded = txn.open_table(NOT_FORWARDED)?;
+            loop {
+                let Some((cursor, encoded_len, end)) = ({
+                    match records.first()? {
+                        Some((k, v)) => {
+                            let flow = pb::Flow::decode(v.value()).map_err(|source| {
+                                StoreError::Decode {
+                                    cursor: k.value(),
+                                    source,
+                                }
+                            })?;
+                            Some((k.value(), v.value().len() as u64, end_ns(&flow)))
+                        }
+                        None => None,
+                    }
+                }) else {
+                    break;
+                };
+                if bytes <= self.retention.max_bytes && end >= oldest_allowed {
+                    break;
+                }
+                records.remove(cursor)?;
+                by_end.remove((end, cursor))?;
+                not_forwarded.remove((end, cursor))?;
+                bytes = bytes.saturating_sub(encoded_len);
+                removed += 1;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_BYTES, bytes)?;
+        }
+        txn.commit()?;
+        counts.bytes = bytes;
+        counts.records = counts.records.saturating_sub(removed);
+        Ok(removed)
+    }
+
+    /// Visits up to `PAGE` stored flows of `range`, in its order, starting after `resume` (the
+    /// position returned by the previous page). Returns where the next page starts, or `None`
+    /// when the range is exhausted.
+    pub fn page(
+        &self,
+        range: Range,
+        resume: Option<(u64, u64)>,
+        mut visit: impl FnMut(pb::Flow) -> ControlFlow<()>,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let records = txn.open_table(RECORDS)?;
+        let decode = |cursor: u64| -> Result<Option<pb::Flow>, StoreError> {
+            match records.get(cursor)? {
+                Some(v) => pb::Flow::decode(v.value())
+                    .map(Some)
+                    .map_err(|source| StoreError::Decode { cursor, source }),
+                None => Ok(None), // removed by retention meanwhile
+            }
+        };
+        let mut seen = 0;
+        match range {
+            Range::AfterCursor(after) => {
+                let start = resume.map(|(_, c)| c).unwrap_or(after).saturating_add(1);
+                for entry in records.range(start..)? {
+                    let (k, v) = entry?;
+                    let cursor = k.value();
+                    let flow = pb::Flow::decode(v.value())
+                        .map_err(|source| StoreError::Decode { cursor, source })?;
+                    seen += 1;
+                    if visit(flow).is_break() || seen == PAGE {
+                        return Ok(Some((0, cursor)));
+                    }
+                }
+            }
+            Range::EndTime { since_ns, until_ns } | Range::NotForwarded { since_ns, until_ns } => {
+                let index = txn.open_table(if matches!(range, Range::EndTime { .. }) {
+                    BY_END_TIME
+                } else {
+                    NOT_FORWARDED
+                })?;
+                let start = match resume {
+                    Some((end, cursor)) => (end, cursor.saturating_add(1)),
+                    None => (since_ns, 0),
+                };
+                for entry in index.range(start..(until_ns, 0))? {
+                    let (k, _) = entry?;
+                    let (end, cursor) = k.value();
+                    seen += 1;
+                    if let Some(flow) = decode(cursor)? {
+                        if visit(flow).is_break() {
+                            return Ok(Some((end, cursor)));
+                        }
+                    }
+                    if seen == PAGE {
+                        return Ok(Some((end, cursor)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest flows matching `keep`, at most `limit` and at most up to cursor `upto`,
+    /// oldest first.
+    pub fn last(
+        &self,
+        limit: usize,
+        upto: u64,
+        mut keep: impl FnMut(&pb::Flow) -> bool,
+    ) -> Result<Vec<Arc<pb::Flow>>, StoreError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let txn = self.db.begin_read()?;
+        let records = txn.open_table(RECORDS)?;
+        for entry in records.range(..=upto)?.rev() {
+            let (k, v) = entry?;
+            let flow = pb::Flow::decode(v.value()).map_err(|source| StoreError::Decode {
+                cursor: k.value(),
+                source,
+            })?;
+            if keep(&flow) {
+                found.push(Arc::new(flow));
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        found.reverse();
+        Ok(found)
+    }
+
+    /// First and last cursor held, or `None` when empty.
+    pub fn bounds(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let records = txn.open_table(RECORDS)?;
+        let first = records.first()?.map(|(k, _)| k.value());
+        let last = records.last()?.map(|(k, _)| k.value());
+        Ok(first.zip(last))
+    }
+
+    /// The cursor the next record will get, minus one: everything up to here is stored.
+    pub fn last_cursor(&self) -> u64 {
+        self.counts
+            .lock()
+            .map(|c| c.next_cursor.saturating_sub(1))
+            .unwrap_or(0)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.counts.lock().map(|c| c.records).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn record_bytes(&self) -> u64 {
+        self.counts.lock().map(|c| c.bytes).unwrap_or(0)
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+use std::time::UNIX_EPOCH;
+
+use super::*;
+
+fn flow(end_secs: i64, verdict: pb::Verdict) -> pb::Flow {
+    pb::Flow {
+        end_time: Some(pbjson_types::Timestamp {
+            seconds: end_secs,
+            nanos: 0,
+        }),
+        verdict: verdict as i32,
+        source: Some(pb::Endpoint {
+            ip: "198.18.0.1".into(),
+            port: 40000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+const FOREVER: Retention = Retention {
+    max_age: Duration::from_secs(100 * 365 * 86400),
+    max_bytes: u64::MAX,
+};
+
+fn open(dir: &tempfile::TempDir, retention: Retention) -> FlowStore {
+    FlowStore::open(&dir.path().join("flows.redb"), retention, 1 << 20).unwrap()
+}
+
+fn collect(store: &FlowStore, range: Range) -> Vec<u64> {
+    let mut cursors = Vec::new();
+    let mut resume = None;
+    loop {
+        resume = store
+            .page(range, resume, |f| {
+                cursors.push(f.cursor);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        if resume.is_none() {
+            return cursors;
+        }
+    }
+}
+
+#[test]
+fn cursors_survive_a_restart_and_keep_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir, FOREVER);
+        let stored = store
+            .append(vec![
+                flow(1, pb::Verdict::Forwarded),
+                flow(2, pb::Verdict::Forwarded),
+            ])
+            .unwrap();
+        assert_eq!(stored.iter().map(|f| f.cursor).collect::<Vec<_>>(), [1, 2]);
+    }
+    let store = open(&dir, FOREVER);
+    assert_eq!(store.len(), 2);
+    assert_eq!(store.bounds().unwrap(), Some((1, 2)));
+    let stored = store.append(vec![flow(3, pb::Verdict::Forwarded)]).unwrap();
+    assert_eq!(stored[0].cursor, 3);
+    assert_eq!(collect(&store, Range::AfterCursor(1)), [2, 3]);
+    assert!(store.record_bytes() > 0);
+}
+
+#[test]
+fn after_cursor_pages_through_everything_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, FOREVER);
+    let total = PAGE * 2 + 10;
+    store
+        .append(
+            (0..total)
+                .map(|i| flow(i as i64, pb::Verdict::Forwarded))
+                .collect(),
+        )
+        .unwrap();
+    let cursors = collect(&store, Range::AfterCursor(5));
+    assert_eq!(cursors.len(), total - 5);
+    assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(cursors[0], 6);
+}
+
+#[test]
+fn time_ranges_and_the_not_forwarded_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, FOREVER);
+    store
+        .append(vec![
+            flow(10, pb::Verdict::Forwarded),
+            flow(20, pb::Verdict::Dropped),
+            flow(30, pb::Verdict::Forwarded),
+            flow(40, pb::Verdict::Denied),
+            flow(50, pb::Verdict::Dropped),
+        ])
+        .unwrap();
+    let sec = 1_000_000_000;
+    assert_eq!(
+        collect(
+            &store,
+            Range::EndTime {
+                since_ns: 20 * sec,
+                until_ns: 50 * sec
+            }
+        ),
+        [2, 3, 4]
+    );
+    assert_eq!(
+        collect(
+            &store,
+            Range::NotForwarded {
+                since_ns: 15 * sec,
+                until_ns: u64::MAX
+            }
+        ),
+        [2, 4, 5]
+    );
+}
+
+#[test]
+fn last_n_with_a_predicate_returns_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, FOREVER);
+    store
+        .append((1..=10).map(|i| flow(i, pb::Verdict::Forwarded)).collect())
+        .unwrap();
+    let last = store.last(3, u64::MAX, |f| f.cursor % 2 == 0).unwrap();
+    assert_eq!(
+        last.iter().map(|f| f.cursor).collect::<Vec<_>>(),
+        [6, 8, 10]
+    );
+    let upto = store.last(2, 5, |_| true).unwrap();
+    assert_eq!(upto.iter().map(|f| f.cursor).collect::<Vec<_>>(), [4, 5]);
+}
+
+#[test]
+fn retention_drops_the_oldest_by_size_and_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = pb::Flow {
+        cursor: 1,
+        ..flow(1, pb::Verdict::Forwarded)
+    }
+    .encoded_len() as u64;
+    let store = open(
+        &dir,
+        Retention {
+            max_age: FOREVER.max_age,
+            max_bytes: one * 3 + one / 2,
+        },
+    );
+    store
+        .append((1..=6).map(|i| flow(i, pb::Verdict::Dropped)).collect())
+        .unwrap();
+    let removed = store.enforce_retention(SystemTime::now()).unwrap();
+    assert_eq!(removed, 3);
+    assert_eq!(store.bounds().unwrap(), Some((4, 6)));
+    assert_eq!(
+        collect(
+            &store,
+            Range::NotForwarded {
+                since_ns: 0,
+                until_ns: u64::MAX
+            }
+        ),
+        [4, 5, 6],
+        "indexes follow the records"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(
+        &dir,
+        Retention {
+            max_age: Duration::from_secs(60),
+            max_bytes: u64::MAX,
+        },
+    );
+    store
+        .append(vec![
+            flow(100, pb::Verdict::Forwarded),
+            flow(1000, pb::Verdict::Forwarded),
+        ])
+        .unwrap();
+    let now = UNIX_EPOCH + Duration::from_secs(1030);
+    assert_eq!(store.enforce_retention(now).unwrap(), 1);
+    assert_eq!(store.bounds().unwrap(), Some((2, 2)));
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA, 99)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = FlowStore::open(&path, FOREVER, 1 << 20)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("newer flowd"), "{err}");
+}
+
+#[test]
+fn an_unusable_path_is_named() {
+    let err = FlowStore::open(Path::new("/proc/flowd/flows.redb"), FOREVER, 1 << 20)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("/proc/flowd"), "{err}");
+}
