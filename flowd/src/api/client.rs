@@ -42,20 +42,59 @@ pub async fn connect_unix(socket: &Path) -> Result<FlowServiceClient<Channel>, C
     Ok(FlowServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-/// Connects over TCP (`--server`).
-pub async fn connect_tcp(addr: SocketAddr) -> Result<FlowServiceClient<Channel>, ClientError> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|err| ClientError::Unreachable {
-            addr: addr.to_string(),
-            reason: err.to_string(),
-        })?
+/// TLS for a TCP connection: the CA that signed the agent's certificate, optionally a client
+/// certificate, and the name the agent's certificate carries.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub server_name: Option<String>,
+}
+
+fn read_pem(path: &Path, addr: SocketAddr) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|err| ClientError::Unreachable {
+        addr: addr.to_string(),
+        reason: format!("cannot read {}: {err}", path.display()),
+    })
+}
+
+/// Connects over TCP (`--server`), with TLS when `tls` is given.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    tls: Option<&ClientTls>,
+) -> Result<FlowServiceClient<Channel>, ClientError> {
+    let unreachable = |reason: String| ClientError::Unreachable {
+        addr: addr.to_string(),
+        reason,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|err| unreachable(err.to_string()))?;
+    if let Some(tls) = tls {
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &tls.ca {
+            config =
+                config.ca_certificate(tonic::transport::Certificate::from_pem(read_pem(ca, addr)?));
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            config = config.identity(tonic::transport::Identity::from_pem(
+                read_pem(cert, addr)?,
+                read_pem(key, addr)?,
+            ));
+        }
+        if let Some(name) = &tls.server_name {
+            config = config.domain_name(name.clone());
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|err| unreachable(source_chain(&err)))?;
+    }
+    let channel = endpoint
         .connect()
         .await
-        .map_err(|err| ClientError::Unreachable {
-            addr: addr.to_string(),
-            reason: source_chain(&err),
-        })?;
-    Ok(FlowServiceClient::new(channel))
+        .map_err(|err| unreachable(source_chain(&err)))?;
+    Ok(FlowServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {

