@@ -11,7 +11,12 @@ use crate::{
         self, Attachments, CaptureError, CaptureTask, LoadOptions, MapSizes, SweepTimeouts, Sweeper,
     },
     config::Config,
-    flow::assemble::{self, Assembler, InterfaceIndex},
+    export::{self, FileSink, FileSinkError},
+    flow::{
+        aggregate,
+        assemble::{self, Assembler, InterfaceIndex},
+    },
+    metrics::{self, MetricsError},
     store::{self, FlowStore, Hub, Retention, StoreError, StoreStage},
     telemetry::{AttachedInterface, Telemetry},
 };
@@ -24,6 +29,10 @@ pub enum AgentError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Export(#[from] FileSinkError),
     #[error("pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -107,7 +116,36 @@ pub async fn run(
         }
     };
 
-    let hub = Hub::new(store, config.subscriber_buffer);
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => match metrics::bind(addr).await {
+            Ok(listener) => {
+                if let Ok(bound) = listener.local_addr() {
+                    tracing::info!(addr = %bound, "metrics listening");
+                }
+                Some(listener)
+            }
+            Err(err) => {
+                attachments.detach();
+                return Err(err.into());
+            }
+        },
+        None => None,
+    };
+    let file_sink = match &config.export_file {
+        Some(path) => match FileSink::open(
+            path,
+            config.export_file_max_bytes,
+            config.export_file_max_files,
+        ) {
+            Ok(sink) => Some(sink),
+            Err(err) => {
+                attachments.detach();
+                return Err(err.into());
+            }
+        },
+        None => None,
+    };
+    let hub = Hub::new(store.clone(), config.subscriber_buffer);
     if let Ok(mut programs) = telemetry.programs.lock() {
         *programs = vec![
             capture::INGRESS_PROGRAM.to_owned(),
@@ -116,6 +154,7 @@ pub async fn run(
     }
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
     let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);
+    let (aggregated_tx, aggregated_rx) = mpsc::channel(config.pipeline_buffer);
 
     // The capture stage stops on `shutdown`; every later stage stops when its input closes, so
     // what was counted flows all the way to the store before the API goes away.
@@ -141,19 +180,34 @@ pub async fn run(
         raw_rx,
         record_tx,
     ));
-    let store = tokio::spawn(store::run(
+    let aggregate = tokio::spawn(aggregate::run(
+        config.aggregation,
+        config.aggregation_interval,
+        record_rx,
+        aggregated_tx,
+    ));
+    let store_stage = tokio::spawn(store::run(
         StoreStage {
             hub: hub.clone(),
             telemetry: telemetry.clone(),
         },
-        record_rx,
+        aggregated_rx,
     ));
+    let export = file_sink
+        .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
     let api_stop = CancellationToken::new();
     let server = tokio::spawn(api::serve(
         FlowApi::new(hub, telemetry.clone()),
         listeners,
         api_stop.clone(),
     ));
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics::registry(telemetry.clone(), store.clone()),
+            api_stop.clone(),
+        ))
+    });
 
     tracing::info!(
         socket = %config.socket.display(),
@@ -165,9 +219,18 @@ pub async fn run(
 
     let capture_result = capture.await?;
     flow.await?;
-    store.await?;
+    aggregate.await?;
+    store_stage.await?;
+    if let Some(export) = export {
+        export.await?;
+    }
     api_stop.cancel();
     let server_result = server.await?;
+    if let Some(metrics_server) = metrics_server {
+        if let Err(err) = metrics_server.await? {
+            tracing::warn!(error = %err, "metrics server");
+        }
+    }
     capture_result?;
     server_result?;
     Ok(())

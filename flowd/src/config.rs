@@ -11,6 +11,8 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::flow::aggregate::Level;
+
 /// Where the agent listens by default; `flowd dump` and `flowd status` look here too.
 pub const DEFAULT_SOCKET: &str = "/run/flowd/flowd.sock";
 /// Where the durable history lives by default (a hostPath volume in Kubernetes).
@@ -74,6 +76,17 @@ pub struct Config {
     pub subscriber_buffer: usize,
     /// Capacity of the bounded channels between pipeline stages.
     pub pipeline_buffer: usize,
+    /// How records are aggregated before they are stored.
+    pub aggregation: Level,
+    /// Flush interval of the folding aggregation levels.
+    pub aggregation_interval: Duration,
+    /// Serve Prometheus metrics on this address (`/metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also write every record as a JSON line to this file, rotated by size.
+    pub export_file: Option<PathBuf>,
+    pub export_file_max_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub export_file_max_files: usize,
 }
 
 impl Default for Config {
@@ -99,6 +112,12 @@ impl Default for Config {
             tls_client_ca: None,
             subscriber_buffer: 16_384,
             pipeline_buffer: 8_192,
+            aggregation: Level::Connection,
+            aggregation_interval: Duration::from_secs(60),
+            metrics_listen: None,
+            export_file: None,
+            export_file_max_bytes: 100 << 20,
+            export_file_max_files: 5,
         }
     }
 }
@@ -140,6 +159,13 @@ pub struct ConfigFile {
     pub tls_client_ca: Option<PathBuf>,
     pub subscriber_buffer: Option<usize>,
     pub pipeline_buffer: Option<usize>,
+    pub aggregation: Option<Level>,
+    #[serde(default, with = "humantime_serde")]
+    pub aggregation_interval: Option<Duration>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub export_file: Option<PathBuf>,
+    pub export_file_max_bytes: Option<u64>,
+    pub export_file_max_files: Option<usize>,
 }
 
 impl ConfigFile {
@@ -195,8 +221,18 @@ impl ConfigFile {
             retention_max_bytes,
             store_cache_bytes,
             subscriber_buffer,
-            pipeline_buffer
+            pipeline_buffer,
+            aggregation,
+            aggregation_interval,
+            export_file_max_bytes,
+            export_file_max_files
         );
+        if self.metrics_listen.is_some() {
+            base.metrics_listen = self.metrics_listen;
+        }
+        if self.export_file.is_some() {
+            base.export_file = self.export_file;
+        }
         if self.netns.is_some() {
             base.netns = self.netns;
         }
@@ -245,6 +281,7 @@ impl Config {
             ("sweepInterval", self.sweep_interval),
             ("unansweredTimeout", self.unanswered_timeout),
             ("retentionMaxAge", self.retention_max_age),
+            ("aggregationInterval", self.aggregation_interval),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "0s".into(), "a positive duration such as 5s"));

@@ -35,6 +35,8 @@ pub struct Telemetry {
     /// Records per second, smoothed over about a minute.
     rate: Mutex<f64>,
     pub programs: Mutex<Vec<String>>,
+    verdicts: Mutex<BTreeMap<String, u64>>,
+    drop_reasons: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Telemetry {
@@ -51,7 +53,32 @@ impl Telemetry {
             lost: Mutex::new(BTreeMap::new()),
             rate: Mutex::new(0.0),
             programs: Mutex::new(Vec::new()),
+            verdicts: Mutex::new(BTreeMap::new()),
+            drop_reasons: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Counts one record by verdict (and kernel drop reason when dropped).
+    pub fn count_verdict(&self, verdict: &str, drop_reason: &str) {
+        if let Ok(mut guard) = self.verdicts.lock() {
+            *guard.entry(verdict.to_owned()).or_default() += 1;
+        }
+        if !drop_reason.is_empty() {
+            if let Ok(mut guard) = self.drop_reasons.lock() {
+                *guard.entry(drop_reason.to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    pub fn verdicts(&self) -> BTreeMap<String, u64> {
+        self.verdicts.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub fn drop_reasons(&self) -> BTreeMap<String, u64> {
+        self.drop_reasons
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
     }
 
     pub fn add_lost(&self, cause: &str, count: u64) {

@@ -284,3 +284,142 @@ async fn sigterm_detaches_and_flushes_what_was_counted() {
         assert_eq!(left, vec![0, 0], "programs still attached after shutdown");
     }
 }
+
+fn scrape(addr: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: flowd\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_history_and_metrics_and_export_see_the_flows() {
+    if !privileged("restart_keeps_history_and_metrics_and_export_see_the_flows") {
+        return;
+    }
+    let hosts = TwoHosts::create("restart").expect("testbed");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("flows.redb");
+    let export = dir.path().join("export/flows.jsonl");
+    let netns = hosts.a.path();
+    let args = [
+        "--netns",
+        netns.to_str().unwrap(),
+        "--interface",
+        testbed::VETH,
+        "--active-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--export-file",
+        export.to_str().unwrap(),
+    ];
+    let keep = tempfile::tempdir().unwrap();
+    let mut agent = AgentProcess::start_with(
+        tempfile::tempdir().unwrap(),
+        keep.path().join("a.sock"),
+        &store,
+        &args,
+    );
+    let metrics_line = agent
+        .log_lines
+        .iter()
+        .find(|l| l.contains("metrics listening"))
+        .cloned()
+        .or_else(|| {
+            agent.wait_for_log("metrics listening", Duration::from_secs(5));
+            agent.log_lines.last().cloned()
+        })
+        .expect("metrics address logged");
+    let metrics_addr = metrics_line
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("addr field")
+        .to_owned();
+
+    let mut client = agent.client().await;
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let udp = tokio::task::block_in_place(|| {
+        testbed::udp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 3, 64).expect("udp")
+    });
+    let first = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        t.contains_key(&id(UDP, udp.client, udp.server))
+    })
+    .await;
+    let before = first[&id(UDP, udp.client, udp.server)].last().cursor;
+
+    let metrics = tokio::task::block_in_place(|| scrape(&metrics_addr));
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("flowd_flows_recorded_total"), "{metrics}");
+    assert!(
+        metrics.contains("flowd_flow_map_capacity 65536"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flowd_flows_by_verdict_total{verdict=\"forwarded\"}"),
+        "{metrics}"
+    );
+    drop(stream);
+    assert!(tokio::task::block_in_place(|| agent.terminate()).success());
+
+    let exported = std::fs::read_to_string(&export).expect("export file written");
+    let port = udp.client.port().to_string();
+    assert!(
+        exported
+            .lines()
+            .any(|l| l.contains(&format!("\"port\":{port}"))),
+        "the flow is in the export file:\n{exported}"
+    );
+
+    // Same history file, new agent: the old flow is served with its cursor; new ones follow it.
+    let agent = AgentProcess::start_with(
+        tempfile::tempdir().unwrap(),
+        keep.path().join("b.sock"),
+        &store,
+        &args[..8],
+    );
+    let mut client = agent.client().await;
+    let mut replay = client
+        .get_flows(pb::GetFlowsRequest {
+            after_cursor: Some(before - 1),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let udp2 = tokio::task::block_in_place(|| {
+        testbed::udp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 2, 64).expect("udp")
+    });
+    let after = collect_until(&mut replay, Duration::from_secs(15), |t| {
+        t.contains_key(&id(UDP, udp.client, udp.server))
+            && t.contains_key(&id(UDP, udp2.client, udp2.server))
+    })
+    .await;
+    let old = &after[&id(UDP, udp.client, udp.server)];
+    assert_eq!(
+        old.records[0].cursor, before,
+        "the same record, same cursor, after restart"
+    );
+    let new = after[&id(UDP, udp2.client, udp2.server)].last().cursor;
+    assert!(
+        new > before,
+        "cursors keep growing across restarts: {new} > {before}"
+    );
+    assert!(agent.terminate().success());
+}

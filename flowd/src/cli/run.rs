@@ -66,6 +66,24 @@ pub struct RunArgs {
     /// Records a follower may fall behind before it is told it lost some [default: 16384].
     #[arg(long, value_name = "N")]
     pub subscriber_buffer: Option<usize>,
+    /// Aggregation before storing: connection, source-port or workload [default: connection].
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub aggregation: Option<crate::flow::aggregate::Level>,
+    /// Flush interval of the source-port and workload levels [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub aggregation_interval: Option<Duration>,
+    /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:9810 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also write every record as a JSON line to this file, rotated by size.
+    #[arg(long, value_name = "PATH")]
+    pub export_file: Option<PathBuf>,
+    /// Rotate the export file at this size [default: 104857600].
+    #[arg(long, value_name = "BYTES")]
+    pub export_file_max_bytes: Option<u64>,
+    /// Rotated export files kept [default: 5].
+    #[arg(long, value_name = "N")]
+    pub export_file_max_files: Option<usize>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, value_name = "FILTER", env = "FLOWD_LOG", default_value = "info")]
     pub log_level: String,
@@ -108,6 +126,12 @@ impl RunArgs {
             tls_client_ca: self.tls_client_ca.clone(),
             subscriber_buffer: self.subscriber_buffer,
             pipeline_buffer: None,
+            aggregation: self.aggregation,
+            aggregation_interval: self.aggregation_interval,
+            metrics_listen: self.metrics_listen,
+            export_file: self.export_file.clone(),
+            export_file_max_bytes: self.export_file_max_bytes,
+            export_file_max_files: self.export_file_max_files,
         };
         let config = flags.apply(config);
         config.validate()?;
@@ -118,8 +142,11 @@ impl RunArgs {
 pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid --log-level filter {filter:?}"))?;
+    use std::io::IsTerminal as _;
+    // Colour codes only on a terminal: a log shipper reading a pipe wants plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

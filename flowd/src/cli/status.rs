@@ -32,17 +32,23 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
     let uptime = status.uptime.as_ref().map(|d| d.seconds).unwrap_or(0);
     let mut text = format!(
         "flowd {} on node {}, up {}s\n\
-         flows recorded: {}   stored: {} (cursors {}..{})   followers: {}\n\
+         programs: {}\n\
+         flows recorded: {} ({:.1}/s)   followers: {}\n\
+         history: {} records, cursors {}..{}, {} bytes of records, file {} bytes\n\
          kernel flow map: {} of {} entries\n\
          interfaces:\n",
         status.version,
         status.node,
         uptime,
+        status.programs.join(", "),
         status.flows_recorded,
+        status.flows_per_second,
+        status.subscribers,
         status.flows_stored,
         status.first_cursor,
         status.last_cursor,
-        status.subscribers,
+        status.store_bytes,
+        status.store_file_bytes,
         status.active_flows,
         status.flow_map_capacity,
     );
@@ -55,6 +61,16 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
             ));
         }
     }
+    let mut lost: Vec<_> = status.lost.iter().collect();
+    lost.sort();
+    if lost.is_empty() {
+        text.push_str("lost records: none\n");
+    } else {
+        text.push_str("lost records:\n");
+        for (cause, count) in lost {
+            text.push_str(&format!("  {cause:<28} {count}\n"));
+        }
+    }
     text.push_str("counters:\n");
     let mut counters: Vec<_> = status.counters.iter().collect();
     counters.sort();
@@ -62,4 +78,35 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
         text.push_str(&format!("  {name:<28} {value}\n"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_losses_and_history() {
+        let status = pb::GetStatusResponse {
+            version: "0.1.0".into(),
+            node: "node-1".into(),
+            flows_recorded: 12,
+            flows_per_second: 2.5,
+            flows_stored: 10,
+            first_cursor: 3,
+            last_cursor: 12,
+            lost: [("slow_subscriber".to_string(), 7)].into_iter().collect(),
+            programs: vec!["flowd_ingress".into(), "flowd_egress".into()],
+            ..Default::default()
+        };
+        let text = render(&status);
+        assert!(text.contains("flows recorded: 12 (2.5/s)"), "{text}");
+        assert!(text.contains("cursors 3..12"), "{text}");
+        assert!(
+            text.contains("slow_subscriber") && text.contains('7'),
+            "{text}"
+        );
+        assert!(text.contains("flowd_ingress, flowd_egress"), "{text}");
+        let quiet = render(&pb::GetStatusResponse::default());
+        assert!(quiet.contains("lost records: none"), "{quiet}");
+    }
 }

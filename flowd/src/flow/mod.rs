@@ -1,5 +1,6 @@
 //! The flow record: what every stage after capture passes along.
 
+pub mod aggregate;
 pub mod assemble;
 mod outcome;
 mod record;

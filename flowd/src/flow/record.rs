@@ -17,7 +17,7 @@ pub enum ReportReason {
 }
 
 /// What became of a connection, as far as its packets tell (see `outcome.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Established,
     Closed,
@@ -28,7 +28,7 @@ pub enum Outcome {
     RequestOnly,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     Forwarded,
     Dropped,

@@ -114,6 +114,16 @@ impl Hub {
     pub async fn publish(&self, records: Vec<FlowRecord>, telemetry: &Telemetry) {
         let count = records.len();
         let flows: Vec<pb::Flow> = records.iter().map(wire::to_proto).collect();
+        for flow in &flows {
+            let verdict = pb::Verdict::try_from(flow.verdict)
+                .map(|v| {
+                    v.as_str_name()
+                        .trim_start_matches("VERDICT_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            telemetry.count_verdict(&verdict, &flow.drop_reason);
+        }
         let store = self.store.clone();
         let stored = match tokio::task::spawn_blocking(move || store.append(flows)).await {
             Ok(Ok(stored)) => stored,

@@ -1,0 +1,206 @@
+//! JSON-lines file sink with size-based rotation (`flows.jsonl`, `flows.jsonl.1`, ...).
+//!
+//! The sink follows the store like any subscriber. When it falls behind it does not lose records:
+//! it resumes from the store after the last cursor it wrote (records are lost only if retention
+//! removed them first, and then it writes a `lostRecords` line saying how many).
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufWriter, Write as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::{
+    query::FlowMatcher,
+    store::{Backlog, Hub, Range, SubscriptionEvent},
+    telemetry::Telemetry,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileSinkError {
+    #[error("export file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub struct FileSink {
+    path: PathBuf,
+    max_bytes: u64,
+    max_files: usize,
+    writer: BufWriter<File>,
+    written: u64,
+}
+
+impl FileSink {
+    pub fn open(path: &Path, max_bytes: u64, max_files: usize) -> Result<Self, FileSinkError> {
+        let io = |source| FileSinkError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let written = file.metadata().map_err(io)?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            max_bytes,
+            max_files,
+            writer: BufWriter::new(file),
+            written,
+        })
+    }
+
+    fn io(&self, source: std::io::Error) -> FileSinkError {
+        FileSinkError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn rotated(&self, index: usize) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{index}"));
+        PathBuf::from(name)
+    }
+
+    /// Shifts `path.N-1` to `path.N` (dropping the oldest) and starts an empty file.
+    fn rotate(&mut self) -> Result<(), FileSinkError> {
+        self.writer.flush().map_err(|e| self.io(e))?;
+        if self.max_files == 0 {
+            std::fs::remove_file(&self.path).map_err(|e| self.io(e))?;
+        } else {
+            let _ = std::fs::remove_file(self.rotated(self.max_files));
+            for index in (1..self.max_files).rev() {
+                let from = self.rotated(index);
+                if from.exists() {
+                    std::fs::rename(&from, self.rotated(index + 1)).map_err(|e| self.io(e))?;
+                }
+            }
+            std::fs::rename(&self.path, self.rotated(1)).map_err(|e| self.io(e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.io(e))?;
+        self.writer = BufWriter::new(file);
+        self.written = 0;
+        Ok(())
+    }
+
+    pub fn write_line(&mut self, line: &str) -> Result<(), FileSinkError> {
+        let len = line.len() as u64 + 1;
+        if self.written > 0 && self.written + len > self.max_bytes {
+            self.rotate()?;
+        }
+        self.writer
+            .write_all(line.as_bytes())
+            .and_then(|()| self.writer.write_all(b"\n"))
+            .map_err(|e| self.io(e))?;
+        self.written += len;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), FileSinkError> {
+        self.writer.flush().map_err(|e| self.io(e))
+    }
+}
+
+/// Copies every new record into the sink until the store closes.
+pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
+    let mut subscription = hub.subscribe(Backlog::None, true, FlowMatcher::all());
+    let mut last_written = None;
+    while let Some(event) = subscription.next().await {
+        let line = match event {
+            Ok(SubscriptionEvent::Flow(flow)) => {
+                last_written = Some(flow.cursor);
+                serde_json::to_string(&*flow)
+            }
+            Ok(SubscriptionEvent::Lost { resume_after, .. }) => {
+                // Fell behind: take the missed records from the store instead.
+                let after = last_written.unwrap_or(resume_after);
+                subscription = hub.subscribe(
+                    Backlog::Range(Range::AfterCursor(after)),
+                    true,
+                    FlowMatcher::all(),
+                );
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "export sink cannot read the history; stopping");
+                break;
+            }
+        };
+        let result = match line {
+            Ok(line) => sink.write_line(&line),
+            Err(err) => {
+                tracing::error!(error = %err, "encoding a record for export");
+                continue;
+            }
+        };
+        if let Err(err) = result.and_then(|()| sink.flush()) {
+            telemetry.add_lost("export_file_write_failed", 1);
+            tracing::error!(error = %err, "export file write failed");
+        }
+    }
+    let _ = sink.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.jsonl");
+        let mut sink = FileSink::open(&path, 25, 2).unwrap();
+        for i in 0..10 {
+            sink.write_line(&format!("{{\"n\":{i:04}}}")).unwrap();
+        }
+        sink.flush().unwrap();
+        // Each line is 13 bytes: two per file.
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), "{\"n\":0008}\n{\"n\":0009}\n");
+        assert_eq!(
+            read(&dir.path().join("flows.jsonl.1")),
+            "{\"n\":0006}\n{\"n\":0007}\n"
+        );
+        assert_eq!(
+            read(&dir.path().join("flows.jsonl.2")),
+            "{\"n\":0004}\n{\"n\":0005}\n"
+        );
+        assert!(!dir.path().join("flows.jsonl.3").exists());
+    }
+
+    #[test]
+    fn reopening_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.jsonl");
+        let mut sink = FileSink::open(&path, 1 << 20, 1).unwrap();
+        sink.write_line("a").unwrap();
+        sink.flush().unwrap();
+        drop(sink);
+        let mut sink = FileSink::open(&path, 1 << 20, 1).unwrap();
+        sink.write_line("b").unwrap();
+        sink.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
+    }
+
+    #[test]
+    fn unwritable_path_is_named() {
+        let err = FileSink::open(Path::new("/proc/flowd/flows.jsonl"), 1, 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("/proc/flowd"), "{err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! Aggregation levels: per connection (default, pass-through), source ports folded, or endpoints
+//! folded to their workload and destination port. Records of different verdicts or outcomes are
+//! never merged: allowed and denied traffic stay apart.
+
+use std::{collections::HashMap, net::IpAddr, time::Duration};
+
+use tokio::sync::mpsc;
+
+use super::{FlowRecord, Outcome, Verdict};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// One record per connection, as soon as it is reported.
+    Connection,
+    /// Connections differing only in the source port are folded, per flush interval.
+    SourcePort,
+    /// Endpoints folded to their workload (their address until workload metadata is known) and
+    /// destination port, per flush interval.
+    Workload,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    netns_cookie: u64,
+    ifindex: u32,
+    protocol: u8,
+    source: IpAddr,
+    destination: IpAddr,
+    destination_port: u16,
+    icmp: (u8, u8),
+    verdict: Verdict,
+    outcome: Outcome,
+}
+
+pub struct Aggregator {
+    level: Level,
+    pending: HashMap<Key, FlowRecord>,
+}
+
+impl Aggregator {
+    pub fn new(level: Level) -> Self {
+        Self {
+            level,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Takes a record; returns it at once at connection level, otherwise folds it for `drain`.
+    pub fn add(&mut self, record: FlowRecord) -> Option<FlowRecord> {
+        if self.level == Level::Connection {
+            return Some(record);
+        }
+        let key = Key {
+            netns_cookie: record.interface.netns_cookie,
+            ifindex: record.interface.index,
+            protocol: record.protocol,
+            source: record.source.ip,
+            destination: record.destination.ip,
+            destination_port: record.destination.port,
+            icmp: (record.icmp_type, record.icmp_code),
+            verdict: record.verdict,
+            outcome: record.outcome,
+        };
+        match self.pending.get_mut(&key) {
+            Some(folded) => {
+                folded.start = folded.start.min(record.start);
+                folded.end = folded.end.max(record.end);
+                for (into, from) in [
+                    (&mut folded.request, &record.request),
+                    (&mut folded.reply, &record.reply),
+                ] {
+                    into.packets += from.packets;
+                    into.bytes += from.bytes;
+                    into.tcp_flags.0 |= from.tcp_flags.0;
+                    into.direction = into.direction.or(from.direction);
+                }
+                folded.connections += record.connections;
+                folded.reason = record.reason;
+                folded.initiator_certain &= record.initiator_certain;
+            }
+            None => {
+                let mut first = record;
+                first.source.port = 0;
+                self.pending.insert(key, first);
+            }
+        }
+        None
+    }
+
+    pub fn drain(&mut self) -> Vec<FlowRecord> {
+        let mut records: Vec<FlowRecord> = self.pending.drain().map(|(_, r)| r).collect();
+        records.sort_by_key(|r| r.end);
+        records
+    }
+}
+
+/// The aggregation stage: at connection level records pass straight through; otherwise they are
+/// folded and flushed every `interval`, and once more when the input closes.
+pub async fn run(
+    level: Level,
+    interval: Duration,
+    mut input: mpsc::Receiver<Vec<FlowRecord>>,
+    output: mpsc::Sender<Vec<FlowRecord>>,
+) {
+    let mut aggregator = Aggregator::new(level);
+    let mut flush = tokio::time::interval(interval);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = tokio::select! {
+            batch = input.recv() => match batch {
+                Some(records) => records.into_iter().filter_map(|r| aggregator.add(r)).collect::<Vec<_>>(),
+                None => break,
+            },
+            _ = flush.tick() => aggregator.drain(),
+        };
+        if !batch.is_empty() && output.send(batch).await.is_err() {
+            tracing::warn!("store stage stopped; aggregation exiting");
+            return;
+        }
+    }
+    let rest = aggregator.drain();
+    if !rest.is_empty() {
+        let _ = output.send(rest).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn record(source_port: u16, destination_port: u16, verdict: Verdict) -> FlowRecord {
+        let mut r = FlowRecord::sample(source_port);
+        r.destination.port = destination_port;
+        r.verdict = verdict;
+        r
+    }
+
+    #[test]
+    fn connection_level_passes_through() {
+        let mut a = Aggregator::new(Level::Connection);
+        assert!(a.add(record(1, 53, Verdict::Forwarded)).is_some());
+        assert!(a.drain().is_empty());
+    }
+
+    #[test]
+    fn source_ports_fold_but_verdicts_and_destination_ports_do_not() {
+        let mut a = Aggregator::new(Level::SourcePort);
+        let mut late = record(1001, 53, Verdict::Forwarded);
+        late.end = SystemTime::UNIX_EPOCH + Duration::from_secs(50);
+        for r in [
+            record(1000, 53, Verdict::Forwarded),
+            late,
+            record(1002, 53, Verdict::Denied),
+            record(1003, 80, Verdict::Forwarded),
+        ] {
+            assert!(a.add(r).is_none());
+        }
+        let out = a.drain();
+        assert_eq!(out.len(), 3);
+        let folded = out
+            .iter()
+            .find(|r| r.connections == 2)
+            .expect("the two forwarded DNS connections folded");
+        assert_eq!(folded.source.port, 0);
+        assert_eq!((folded.request.packets, folded.reply.bytes), (2, 240));
+        assert_eq!(folded.end, SystemTime::UNIX_EPOCH + Duration::from_secs(50));
+        assert!(out
+            .iter()
+            .any(|r| r.verdict == Verdict::Denied && r.connections == 1));
+        assert!(a.drain().is_empty(), "drained once");
+    }
+}
