@@ -6,6 +6,8 @@
 
 pub mod flow;
 pub mod key;
+#[cfg(any(test, feature = "packets"))]
+pub mod packets;
 pub mod parse;
 
 pub use flow::*;

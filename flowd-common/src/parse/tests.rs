@@ -1,55 +1,13 @@
 use super::*;
+use crate::packets::{self, eth, tcp, udp};
 use std::vec::Vec;
 
-fn eth(ethertype: u16) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f
-}
-
 fn ipv4(proto: u8, payload_len: usize, frag: u16) -> Vec<u8> {
-    let total = (20 + payload_len) as u16;
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&[0, 1]);
-    h.extend_from_slice(&frag.to_be_bytes());
-    h.extend_from_slice(&[64, proto, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2]);
-    h
+    packets::ipv4(packets::V4_A, packets::V4_B, proto, payload_len, frag)
 }
 
 fn ipv6(next: u8, payload_len: usize) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(payload_len as u16).to_be_bytes());
-    h.extend_from_slice(&[next, 64]);
-    let mut src = [0u8; 16];
-    src[0] = 0xfd;
-    src[15] = 1;
-    let mut dst = src;
-    dst[15] = 2;
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    h
-}
-
-fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h.push(5 << 4);
-    h.push(flags);
-    h.extend_from_slice(&[0; 6]);
-    h
-}
-
-fn udp(sport: u16, dport: u16, payload: usize) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 0]);
-    h.extend(std::iter::repeat_n(0xab, payload));
-    h
+    packets::ipv6(packets::v6(1), packets::v6(2), next, payload_len)
 }
 
 fn frame(parts: &[Vec<u8>]) -> Vec<u8> {
