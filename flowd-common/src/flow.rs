@@ -92,17 +92,11 @@ pub const COUNTER_NOT_IP: u32 = 0;
 pub const COUNTER_MALFORMED: u32 = 1;
 pub const COUNTER_MAP_FULL: u32 = 2;
 pub const COUNTER_RINGBUF_FULL: u32 = 3;
-pub const COUNTER_PACKETS: u32 = 4;
-pub const COUNTER_COUNT: u32 = 5;
+pub const COUNTER_COUNT: u32 = 4;
 
 /// Names of the counters, indexed like the `COUNTER_*` constants.
-pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] = [
-    "not_ip",
-    "malformed",
-    "flow_map_full",
-    "ring_buffer_full",
-    "packets_observed",
-];
+pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] =
+    ["not_ip", "malformed", "flow_map_full", "ring_buffer_full"];
 
 #[cfg(feature = "user")]
 mod pod {

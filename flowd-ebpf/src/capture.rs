@@ -15,8 +15,8 @@ use aya_log_ebpf::warn;
 use flowd_common::{
     connection_key, parse_packet_into, FlowEvent, FlowKey, FlowStats, PacketInfo, PacketSource,
     ParseError, COUNTER_COUNT, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
-    COUNTER_PACKETS, COUNTER_RINGBUF_FULL, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END,
-    EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
+    COUNTER_RINGBUF_FULL, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL,
+    EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
 const EEXIST: i32 = 17;
@@ -52,9 +52,18 @@ pub fn flowd_egress(ctx: TcContext) -> i32 {
 struct Skb<'a>(&'a TcContext);
 
 impl PacketSource for Skb<'_> {
+    /// Direct packet access when the bytes are in the linear area (a bounds check, no call);
+    /// `bpf_skb_load_bytes` otherwise, which also reaches paged data.
     #[inline(always)]
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        self.0.load::<[u8; N]>(offset).ok()
+        let start = self.0.data();
+        let end = self.0.data_end();
+        if start + offset + N <= end {
+            // SAFETY: the range was just checked against the packet's end.
+            Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
+        } else {
+            self.0.load::<[u8; N]>(offset).ok()
+        }
     }
 }
 
@@ -80,7 +89,6 @@ fn count(index: u32) -> u64 {
 
 #[inline(always)]
 fn observe(ctx: &TcContext, direction: u8) {
-    count(COUNTER_PACKETS);
     let mut info = PacketInfo::default();
     match parse(ctx, &mut info) {
         Ok(()) => {}

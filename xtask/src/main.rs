@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup | test | demo`. Only std, anyhow and clap, so it builds on a
 //! machine that cannot build the agent yet (that is what `setup` fixes).
 
+mod bench;
 mod setup;
 mod test;
 
@@ -26,6 +27,8 @@ enum Task {
     Test(test::TestArgs),
     /// Setup, build, then `flowd demo`: two namespaces, real capture, generated traffic.
     Demo,
+    /// Setup, then the benchmarks (as root for the kernel and agent ones); writes BENCHMARKS.md.
+    Bench,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +37,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => {
             setup::run()?;
             test::run(args)
+        }
+        Task::Bench => {
+            setup::run()?;
+            bench::run()
         }
         Task::Demo => {
             setup::run()?;

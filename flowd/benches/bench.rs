@@ -1,0 +1,526 @@
+//! `cargo xtask bench` (or `cargo bench -p flowd --bench bench`): every figure is measured next
+//! to a baseline run in the same go, and reported as a ratio. Prints a markdown table.
+//! Kernel and agent sections need root; they are skipped (and say so) otherwise.
+
+use std::{
+    io::Write as _,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    ops::ControlFlow,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context as _;
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use flowd::{
+    api::{self, client, FlowApi, Listeners},
+    capture::{load_programs, LoadOptions, MapSizes},
+    flow::{wire, FlowRecord, Verdict},
+    proto::v1 as pb,
+    store::{FlowStore, Hub, Range, Retention},
+    telemetry::Telemetry,
+    testbed::{self, TwoHosts},
+};
+use flowd_common::packets::{eth, tcp4, udp6, v6, V4_A, V4_B};
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+
+struct Row {
+    what: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+}
+
+fn row(what: &str, value: String, baseline: String, ratio: f64, target: &str) -> Row {
+    Row {
+        what: what.into(),
+        value,
+        baseline,
+        ratio: format!("{ratio:.2}"),
+        target: target.into(),
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn records(count: usize, not_forwarded_every: usize, end: SystemTime) -> Vec<pb::Flow> {
+    (0..count)
+        .map(|i| {
+            let mut r = FlowRecord::sample((i % 60000) as u16);
+            r.end = end;
+            r.start = end - Duration::from_millis(20);
+            if not_forwarded_every > 0 && i % not_forwarded_every == 0 {
+                r.verdict = Verdict::Dropped;
+            }
+            wire::to_proto(&r)
+        })
+        .collect()
+}
+
+fn open_store(dir: &std::path::Path) -> anyhow::Result<FlowStore> {
+    Ok(FlowStore::open(
+        &dir.join("flows.redb"),
+        Retention {
+            max_age: Duration::from_secs(7 * 86400),
+            max_bytes: u64::MAX,
+        },
+        64 << 20,
+    )?)
+}
+
+/// Store ingest vs the cheapest durable log: the same encoded records appended to a file with
+/// one fsync per batch.
+fn store_ingest() -> anyhow::Result<Row> {
+    const TOTAL: usize = 200_000;
+    const BATCH: usize = 1_000;
+    let dir = tempfile::tempdir()?;
+    let store = open_store(dir.path())?;
+    let flows = records(TOTAL, 100, SystemTime::now());
+    let started = Instant::now();
+    for chunk in flows.chunks(BATCH) {
+        store.append(chunk.to_vec())?;
+    }
+    let store_rate = TOTAL as f64 / started.elapsed().as_secs_f64();
+
+    let mut file = std::fs::File::create(dir.path().join("baseline.log"))?;
+    let started = Instant::now();
+    for chunk in flows.chunks(BATCH) {
+        let mut buffer = Vec::new();
+        for flow in chunk {
+            flow.encode_length_delimited(&mut buffer)?;
+        }
+        file.write_all(&buffer)?;
+        file.sync_data()?;
+    }
+    let file_rate = TOTAL as f64 / started.elapsed().as_secs_f64();
+    Ok(row(
+        "history ingest (records/s, batches of 1000, durable)",
+        format!("{store_rate:.0}"),
+        format!("{file_rate:.0} (append+fsync file)"),
+        store_rate / file_rate,
+        ">= 200000",
+    ))
+}
+
+/// "What was dropped or denied in the last hour" on 1M records, index vs full scan.
+fn dropped_last_hour() -> anyhow::Result<Row> {
+    const TOTAL: usize = 1_000_000;
+    let dir = tempfile::tempdir()?;
+    let store = open_store(dir.path())?;
+    let now = SystemTime::now();
+    // 900k older records, 100k in the last hour; 1% of all are not forwarded.
+    for (count, age) in [(900_000, 3 * 3600), (100_000, 600)] {
+        let flows = records(count, 100, now - Duration::from_secs(age));
+        for chunk in flows.chunks(5_000) {
+            store.append(chunk.to_vec())?;
+        }
+    }
+    let since_ns = (now - Duration::from_secs(3600))
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let scan = |range: Range, filter: bool| -> anyhow::Result<(usize, Duration)> {
+        let started = Instant::now();
+        let mut found = 0;
+        let mut resume = None;
+        loop {
+            resume = store.page(range, resume, |flow| {
+                if !filter || flow.verdict != pb::Verdict::Forwarded as i32 {
+                    found += 1;
+                }
+                ControlFlow::Continue(())
+            })?;
+            if resume.is_none() {
+                return Ok((found, started.elapsed()));
+            }
+        }
+    };
+    let (indexed, index_time) = scan(
+        Range::NotForwarded {
+            since_ns,
+            until_ns: u64::MAX,
+        },
+        false,
+    )?;
+    let (scanned, scan_time) = scan(Range::AfterCursor(0), true)?;
+    anyhow::ensure!(indexed == 1_000, "index found {indexed}, expected 1000");
+    anyhow::ensure!(scanned == TOTAL / 100, "scan found {scanned}");
+    Ok(row(
+        "dropped/denied in the last hour, 1M stored (ms)",
+        format!("{:.1}", index_time.as_secs_f64() * 1e3),
+        format!("{:.1} (full scan)", scan_time.as_secs_f64() * 1e3),
+        index_time.as_secs_f64() / scan_time.as_secs_f64(),
+        "< 100",
+    ))
+}
+
+/// GetFlows to one consumer over the unix socket vs the same encoded records over a raw unix
+/// socket pair.
+fn streaming(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Row> {
+    const TOTAL: usize = 200_000;
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(open_store(dir.path())?);
+    let flows = records(TOTAL, 0, SystemTime::now());
+    for chunk in flows.chunks(5_000) {
+        store.append(chunk.to_vec())?;
+    }
+    runtime.block_on(async {
+        let socket = dir.path().join("flowd.sock");
+        let hub = Hub::new(store.clone(), 1024);
+        let telemetry = Arc::new(Telemetry::new("bench", 1));
+        let shutdown = CancellationToken::new();
+        let listeners = Listeners::bind(&socket, None, None).await?;
+        let server = tokio::spawn(api::serve(
+            FlowApi::new(hub.clone(), telemetry),
+            listeners,
+            shutdown.clone(),
+        ));
+        let mut client = client::connect_unix(&socket).await?;
+        let started = Instant::now();
+        let mut stream = client
+            .get_flows(pb::GetFlowsRequest {
+                after_cursor: Some(0),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut received = 0;
+        while let Some(message) = stream.message().await? {
+            if matches!(message.event, Some(pb::get_flows_response::Event::Flow(_))) {
+                received += 1;
+            }
+        }
+        let api_rate = received as f64 / started.elapsed().as_secs_f64();
+        anyhow::ensure!(received == TOTAL, "received {received}");
+        shutdown.cancel();
+        hub.close();
+        let _ = server.await;
+
+        // Baseline: the same messages, length-delimited, through a raw unix socket pair.
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut tx, mut rx) = tokio::net::UnixStream::pair()?;
+        let payload: Vec<Vec<u8>> = flows
+            .iter()
+            .map(|f| f.encode_length_delimited_to_vec())
+            .collect();
+        let started = Instant::now();
+        let writer = tokio::spawn(async move {
+            for chunk in payload.chunks(256) {
+                tx.write_all(&chunk.concat()).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let mut buffer = Vec::new();
+        rx.read_to_end(&mut buffer).await?;
+        writer.await??;
+        let mut cursor = buffer.as_slice();
+        let mut decoded = 0;
+        while !cursor.is_empty() {
+            pb::Flow::decode_length_delimited(&mut cursor)?;
+            decoded += 1;
+        }
+        let raw_rate = decoded as f64 / started.elapsed().as_secs_f64();
+        Ok(row(
+            "GetFlows streaming to one consumer, unix socket (flows/s)",
+            format!("{api_rate:.0}"),
+            format!("{raw_rate:.0} (raw socket, same messages)"),
+            api_rate / raw_rate,
+            ">= 500000",
+        ))
+    })
+}
+
+fn run_ns(program: &mut SchedClassifier, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
+    let result = program.test_run(TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    })?;
+    Ok(result.duration.as_nanos() as f64)
+}
+
+/// The test harness's own cost per run: a two-instruction tc program (`r0 = -1; exit`) loaded
+/// with the raw syscall, run on the same frame. Subtracting it leaves flowd's own cost.
+fn harness_floor(frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+    let insns: [u64; 2] = [
+        // mov64 r0, -1 (opcode 0xb7, imm in the upper 32 bits)
+        0xb7 | ((-1i32 as u32 as u64) << 32),
+        // exit
+        0x95,
+    ];
+    let license = b"GPL\0";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: attr is a zeroed bpf_attr with the PROG_LOAD fields set; pointers outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
+    anyhow::ensure!(
+        fd >= 0,
+        "loading the floor program: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the kernel just returned this descriptor to us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut run = [0u8; 80];
+    run[0..4].copy_from_slice(&(std::os::fd::AsRawFd::as_raw_fd(&fd) as u32).to_ne_bytes());
+    run[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    run[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
+    run[32..36].copy_from_slice(&repeat.to_ne_bytes());
+    // SAFETY: as above, for BPF_PROG_TEST_RUN.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            run.as_mut_ptr(),
+            run.len(),
+        )
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "running the floor program: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(f64::from(u32::from_ne_bytes([
+        run[36], run[37], run[38], run[39],
+    ])))
+}
+
+/// Program cost per packet through BPF_PROG_TEST_RUN, net of the harness's own cost per run
+/// (measured in the same go with an empty program on the same frame).
+fn kernel_cost() -> anyhow::Result<Vec<Row>> {
+    let mut programs = load_programs(LoadOptions {
+        sizes: MapSizes {
+            flow_entries: 65_536,
+            ring_buffer_bytes: 1 << 22,
+        },
+        netns_cookie: 1,
+    })?;
+    let program: &mut SchedClassifier = programs
+        .ebpf
+        .program_mut("flowd_ingress")
+        .context("program")?
+        .try_into()?;
+    let mut arp = eth(0x0806);
+    arp.extend_from_slice(&[0; 28]);
+    let baseline = run_ns(program, &arp, 1_000_000)?;
+    let mut rows = Vec::new();
+    let frames = [
+        ("IPv4 TCP", tcp4(V4_A, 40000, V4_B, 80, 0x10, 64)),
+        ("IPv6 UDP", udp6(v6(1), 40000, v6(2), 53, 64)),
+    ];
+    let floor = harness_floor(&frames[0].1, 1_000_000)?;
+    rows.push(row(
+        "tc program, non-IP frame (ns/packet, net of harness)",
+        format!("{:.1}", baseline - floor),
+        format!("{floor:.1} (harness: empty program)"),
+        baseline / floor,
+        "-",
+    ));
+    for (name, frame) in &frames {
+        let existing = run_ns(program, frame, 1_000_000)?;
+        let floor = harness_floor(frame, 1_000_000)?;
+        rows.push(row(
+            &format!("tc program, existing flow, {name} (ns/packet, net of harness)"),
+            format!("{:.1}", existing - floor),
+            format!("{floor:.1} (harness: empty program)"),
+            existing / floor,
+            "<= 100",
+        ));
+    }
+    // New flows: 20,000 distinct frames, one run each (each run also pays the harness's timer).
+    for (name, make) in [
+        (
+            "IPv4 TCP",
+            &(|i: u16| tcp4(V4_A, 1000 + i, V4_B, 80, 0x02, 0)) as &dyn Fn(u16) -> Vec<u8>,
+        ),
+        ("IPv6 UDP", &|i: u16| udp6(v6(1), 1000 + i, v6(2), 53, 0)),
+    ] {
+        let mut total = 0.0;
+        let mut base = 0.0;
+        for i in 0..20_000u16 {
+            let frame = make(i);
+            total += run_ns(program, &frame, 1)?;
+            base += harness_floor(&frame, 1)?;
+        }
+        rows.push(row(
+            &format!("tc program, new flow, {name} (ns/packet, net of harness)"),
+            format!("{:.1}", (total - base) / 20_000.0),
+            format!(
+                "{:.1} (harness: empty program, single runs)",
+                base / 20_000.0
+            ),
+            total / base,
+            "-",
+        ));
+    }
+    Ok(rows)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS")
+}
+
+/// The real agent: attached to a veth pair, costs from kernel.bpf_stats under real traffic, and
+/// its memory with 100,000 connections in the flow map against an idle agent.
+fn agent(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+    let hosts = TwoHosts::create("bench")?;
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("flowd.sock");
+    let netns = hosts.a.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowd"))
+        .args([
+            "run",
+            "--interface",
+            testbed::VETH,
+            "--flow-map-entries",
+            "131072",
+        ])
+        .args([
+            "--active-timeout",
+            "60s",
+            "--idle-timeout",
+            "60s",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--netns")
+        .arg(&netns)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--store-path")
+        .arg(dir.path().join("flows.redb"))
+        .spawn()?;
+    let result = runtime.block_on(async {
+        let mut client = loop {
+            if let Ok(client) = client::connect_unix(&socket).await {
+                break client;
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("agent exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let status = |client: &mut pb::flow_service_client::FlowServiceClient<_>| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .get_status(pb::GetStatusRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        };
+        let idle_rss = rss_kib(child.id())?;
+
+        // Real traffic with kernel statistics on.
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
+        let before = program_stats()?;
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            testbed::tcp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 20 << 20, 1 << 20)?;
+            testbed::udp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 2_000, 200)?;
+            Ok(())
+        })?;
+        let after = program_stats()?;
+        drop(stats);
+        let (runs, ns) = (after.0 - before.0, after.1 - before.1);
+
+        // 100,000 distinct connections: one datagram to each of 100,000 ports.
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let sender = hosts.a.run(|| UdpSocket::bind("198.18.0.1:0"))??;
+            for port in 0..100_000u32 {
+                let addr =
+                    SocketAddr::new(IpAddr::V4(testbed::HOST_B_V4), 1 + (port % 65_000) as u16);
+                let source_variant = port / 65_000;
+                if source_variant == 0 {
+                    sender.send_to(b"x", addr)?;
+                } else {
+                    let other = hosts.a.run(|| UdpSocket::bind("198.18.0.1:0"))??;
+                    other.send_to(b"x", addr)?;
+                }
+            }
+            Ok(())
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let active = loop {
+            let s = status(&mut client).await?;
+            if s.active_flows >= 100_000 || Instant::now() > deadline {
+                break s.active_flows;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let busy_rss = rss_kib(child.id())?;
+        Ok::<_, anyhow::Error>(vec![
+            row(
+                "tc programs under real traffic, bpf_stats (ns/run)",
+                format!("{:.1}", ns as f64 / runs.max(1) as f64),
+                format!("{runs} runs"),
+                1.0,
+                "<= 100",
+            ),
+            row(
+                &format!("agent memory, {active} active connections (MiB RSS)"),
+                format!("{:.1}", busy_rss as f64 / 1024.0),
+                format!("{:.1} (same agent idle)", idle_rss as f64 / 1024.0),
+                busy_rss as f64 / idle_rss as f64,
+                "< 150",
+            ),
+        ])
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    result
+}
+
+/// Summed (run count, run time ns) of the loaded flowd programs.
+fn program_stats() -> anyhow::Result<(u64, u64)> {
+    let mut runs = 0;
+    let mut ns = 0;
+    for info in aya::programs::loaded_programs() {
+        let info = info?;
+        if matches!(info.name_as_str(), Some("flowd_ingress" | "flowd_egress")) {
+            runs += info.run_count();
+            ns += info.run_time().as_nanos() as u64;
+        }
+    }
+    Ok((runs, ns))
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; nothing else is expected.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut rows = vec![store_ingest()?, dropped_last_hour()?, streaming(&runtime)?];
+    if is_root() {
+        rows.extend(kernel_cost()?);
+        rows.extend(agent(&runtime)?);
+    } else {
+        eprintln!("bench: not root, kernel and agent sections skipped");
+    }
+    println!("| measurement | flowd | baseline (same run) | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.what, r.value, r.baseline, r.ratio, r.target
+        );
+    }
+    Ok(())
+}
