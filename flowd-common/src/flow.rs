@@ -68,6 +68,34 @@ pub struct FlowStats {
     /// 1 when `initiator` is known from a SYN or SYN-ACK rather than guessed from first sight.
     pub initiator_certain: u8,
     pub _pad: [u8; 8],
+    /// Packets and IP bytes of each side freed by the kernel as drops (kfree_skb). A packet
+    /// dropped after the tc hook saw it counts in `packets` too.
+    pub dropped_packets: [u64; 2],
+    pub dropped_bytes: [u64; 2],
+    /// Kernel address where the last drop happened (the tracepoint's `location`).
+    pub drop_location: u64,
+    /// `enum skb_drop_reason` of the last drop; 0 when none.
+    pub drop_reason: u32,
+    pub _pad2: u32,
+}
+
+/// Byte offsets into kernel structures, read from the running kernel's BTF at load time: the drop
+/// program cannot use CO-RE relocations, so it reads fields at these offsets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelOffsets {
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_len: u32,
+    pub skb_protocol: u32,
+    pub skb_dev: u32,
+    pub dev_ifindex: u32,
+    pub dev_nd_net: u32,
+    pub net_cookie: u32,
+    /// `SKB_CONSUMED`: frees that are not drops.
+    pub reason_consumed: u32,
+    /// Non-zero once the agent has filled these in; the drop program does nothing before.
+    pub valid: u32,
 }
 
 /// A flow appeared in the flow map.
@@ -92,11 +120,18 @@ pub const COUNTER_NOT_IP: u32 = 0;
 pub const COUNTER_MALFORMED: u32 = 1;
 pub const COUNTER_MAP_FULL: u32 = 2;
 pub const COUNTER_RINGBUF_FULL: u32 = 3;
-pub const COUNTER_COUNT: u32 = 4;
+/// Kernel drops seen in the monitored namespace.
+pub const COUNTER_DROPS: u32 = 4;
+pub const COUNTER_COUNT: u32 = 5;
 
 /// Names of the counters, indexed like the `COUNTER_*` constants.
-pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] =
-    ["not_ip", "malformed", "flow_map_full", "ring_buffer_full"];
+pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] = [
+    "not_ip",
+    "malformed",
+    "flow_map_full",
+    "ring_buffer_full",
+    "kernel_drops",
+];
 
 #[cfg(feature = "user")]
 mod pod {
@@ -104,9 +139,10 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::FlowEvent {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
 // A padding byte the compiler inserts is not zeroed and would corrupt map keys.
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
-const _: () = assert!(core::mem::size_of::<FlowStats>() == 64);
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 136);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 112);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 184);

@@ -12,4 +12,6 @@ pub mod parse;
 
 pub use flow::*;
 pub use key::connection_key;
-pub use parse::{parse_packet, parse_packet_into, PacketInfo, PacketSource, ParseError};
+pub use parse::{
+    parse_network_into, parse_packet, parse_packet_into, PacketInfo, PacketSource, ParseError,
+};

@@ -113,6 +113,18 @@ pub fn parse_packet_into<P: PacketSource + ?Sized>(
         offset += 4;
     }
     info.l3_offset = offset as u32;
+    parse_network_into(pkt, offset, ethertype, info)
+}
+
+/// Parses from the network header at `offset`, given the ethertype announcing it: for callers
+/// that know where the IP header is (a dropped skb's `network_header`) rather than the frame.
+#[inline(always)]
+pub fn parse_network_into<P: PacketSource + ?Sized>(
+    pkt: &P,
+    offset: usize,
+    ethertype: u16,
+    info: &mut PacketInfo,
+) -> Result<(), ParseError> {
     let l4_offset = match ethertype {
         ETH_P_IPV4 => parse_ipv4(pkt, offset, info)?,
         ETH_P_IPV6 => parse_ipv6(pkt, offset, info)?,

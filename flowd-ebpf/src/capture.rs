@@ -6,36 +6,18 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
     helpers::bpf_ktime_get_boot_ns,
-    macros::{classifier, map},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    macros::classifier,
     programs::TcContext,
-    Global,
 };
 use aya_log_ebpf::warn;
 use flowd_common::{
-    connection_key, parse_packet_into, FlowEvent, FlowKey, FlowStats, PacketInfo, PacketSource,
-    ParseError, COUNTER_COUNT, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
-    COUNTER_RINGBUF_FULL, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL,
-    EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
+    connection_key, parse_packet_into, FlowKey, FlowStats, PacketInfo, PacketSource, ParseError,
+    COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS,
+    EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK,
+    TCP_END_FLAGS, TCP_SYN,
 };
 
-const EEXIST: i32 = 17;
-
-/// Sizes are defaults; the agent overrides both at load time from its configuration.
-/// Cookie of the network namespace the agent attaches in, set at load time. Interfaces are
-/// identified by (namespace, ifindex); `bpf_get_netns_cookie` on a tc skb names the namespace of
-/// the packet's socket instead, which for ingress traffic is the sender's.
-#[unsafe(no_mangle)]
-static NETNS_COOKIE: Global<u64> = Global::new(0);
-
-#[map]
-static FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(65536, 0);
-
-#[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
-
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+use crate::maps::{count, emit, EEXIST, FLOWS, NETNS_COOKIE};
 
 #[classifier]
 pub fn flowd_ingress(ctx: TcContext) -> i32 {
@@ -67,24 +49,11 @@ impl PacketSource for Skb<'_> {
     }
 }
 
-/// Bumps a per-CPU counter and returns its new value on this CPU.
 /// Out of line: the parser's temporaries and the rest of `observe` never share the 512-byte
 /// stack at the same time.
 #[inline(never)]
 fn parse(ctx: &TcContext, info: &mut PacketInfo) -> Result<(), ParseError> {
     parse_packet_into(&Skb(ctx), info)
-}
-
-#[inline(always)]
-fn count(index: u32) -> u64 {
-    match COUNTERS.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        Some(slot) => unsafe {
-            *slot += 1;
-            *slot
-        },
-        None => 0,
-    }
 }
 
 #[inline(always)]
@@ -152,7 +121,7 @@ fn observe(ctx: &TcContext, direction: u8) {
 /// The first packet of a connection decides who started it: a SYN's sender, a SYN-ACK's peer
 /// (certain), otherwise whoever was seen first (a guess the agent may refine).
 #[inline(always)]
-fn new_flow_stats(
+pub fn new_flow_stats(
     side: usize,
     packets: u64,
     bytes: u64,
@@ -258,27 +227,6 @@ fn add(
             if !ended_before && flags & TCP_END_FLAGS != 0 {
                 emit(key, &*stats, EVENT_FLOW_END);
             }
-        }
-    }
-}
-
-#[inline(never)]
-fn emit(key: &FlowKey, stats: &FlowStats, kind: u32) {
-    match EVENTS.reserve::<FlowEvent>(0) {
-        Some(mut entry) => {
-            // Field by field into the reserved slot: a whole FlowEvent on the stack is 112 bytes.
-            let event = entry.as_mut_ptr();
-            // SAFETY: `event` points at a reserved, writable FlowEvent-sized slot.
-            unsafe {
-                (&raw mut (*event).key).write(*key);
-                (&raw mut (*event).stats).write(*stats);
-                (&raw mut (*event).kind).write(kind);
-                (&raw mut (*event)._pad).write(0);
-            }
-            entry.submit(0);
-        }
-        None => {
-            count(COUNTER_RINGBUF_FULL);
         }
     }
 }

@@ -6,6 +6,10 @@
 
 #[cfg(target_arch = "bpf")]
 mod capture;
+#[cfg(target_arch = "bpf")]
+mod drops;
+#[cfg(target_arch = "bpf")]
+mod maps;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -146,11 +146,20 @@ pub async fn run(
         None => None,
     };
     let hub = Hub::new(store.clone(), config.subscriber_buffer);
-    if let Ok(mut programs) = telemetry.programs.lock() {
-        *programs = vec![
-            capture::INGRESS_PROGRAM.to_owned(),
-            capture::EGRESS_PROGRAM.to_owned(),
-        ];
+    let drop_names = programs.drop_names.clone();
+    if programs.drops.is_some() {
+        if let Ok(mut loaded) = telemetry.programs.lock() {
+            loaded.push(capture::DROP_PROGRAM.to_owned());
+        }
+    }
+    if let Ok(mut loaded) = telemetry.programs.lock() {
+        loaded.splice(
+            0..0,
+            [
+                capture::INGRESS_PROGRAM.to_owned(),
+                capture::EGRESS_PROGRAM.to_owned(),
+            ],
+        );
     }
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
     let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);
@@ -176,7 +185,7 @@ pub async fn run(
         capture_stop,
     ));
     let flow = tokio::spawn(assemble::run(
-        Assembler::new(&config.node, interfaces),
+        Assembler::new(&config.node, interfaces, drop_names),
         raw_rx,
         record_tx,
     ));

@@ -423,3 +423,137 @@ async fn restart_keeps_history_and_metrics_and_export_see_the_flows() {
     );
     assert!(agent.terminate().success());
 }
+
+fn nft(netns: &str, script: &str) {
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
+            child.wait()
+        })
+        .expect("run nft (nftables)");
+    assert!(status.success(), "nft -f failed: {script}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
+    if !privileged("kernel_drops_carry_their_reason_and_outcomes_are_told_apart") {
+        return;
+    }
+    let hosts = TwoHosts::create("drops").expect("testbed");
+    // Host A drops TCP to 42001 on input, as a CNI enforcing a policy would.
+    nft(
+        &hosts.a.name,
+        "table inet flowd_test {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n",
+    );
+    let agent = agent_on(
+        &hosts,
+        &[
+            "--active-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+            "--unanswered-timeout",
+            "500ms",
+        ],
+    );
+    let mut client = agent.client().await;
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let a = IpAddr::V4(testbed::HOST_A_V4);
+    let udp_closed = tokio::task::block_in_place(|| {
+        hosts
+            .b
+            .run(|| {
+                let dropped = std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(a, 42001),
+                    Duration::from_millis(1500),
+                );
+                assert!(dropped.is_err(), "the nftables rule drops the SYN");
+                let refused = std::net::TcpStream::connect(SocketAddr::new(a, 42002));
+                assert!(refused.is_err(), "nothing listens on 42002");
+                let udp = std::net::UdpSocket::bind("198.18.0.2:0").unwrap();
+                udp.send_to(b"hello", SocketAddr::new(a, 5353)).unwrap();
+                udp.local_addr().unwrap()
+            })
+            .expect("enter namespace B")
+    });
+    let b = IpAddr::V4(testbed::HOST_B_V4);
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        let has = |port: u16, proto: i32| {
+            t.iter().any(|(id, totals)| {
+                id.protocol == proto
+                    && id.destination.port() == port
+                    && id.source.ip() == b
+                    && totals
+                        .records
+                        .iter()
+                        .any(|f| f.verdict == pb::Verdict::Dropped as i32)
+            })
+        };
+        has(42001, TCP) && has(42002, TCP) && has(5353, UDP)
+    })
+    .await;
+    let find = |port: u16, proto: i32| {
+        totals
+            .iter()
+            .find(|(id, _)| {
+                id.protocol == proto && id.destination.port() == port && id.source.ip() == b
+            })
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("no flow to port {port}: {:?}", totals.keys()))
+    };
+    let syn_dropped = find(42001, TCP);
+    let last = syn_dropped
+        .records
+        .iter()
+        .rev()
+        .find(|f| f.verdict == pb::Verdict::Dropped as i32)
+        .expect("a dropped record");
+    assert_eq!(last.drop_reason, "NETFILTER_DROP");
+    assert!(last
+        .request
+        .as_ref()
+        .is_some_and(|r| r.dropped_packets >= 1));
+    assert!(!last.drop_location.is_empty(), "where it was dropped");
+    assert!(
+        syn_dropped
+            .records
+            .iter()
+            .any(|f| f.outcome == pb::Outcome::Unanswered as i32),
+        "a dropped SYN is never answered: {:?}",
+        syn_dropped
+            .records
+            .iter()
+            .map(|f| f.outcome)
+            .collect::<Vec<_>>()
+    );
+
+    let closed = find(42002, TCP);
+    assert!(closed
+        .records
+        .iter()
+        .any(|f| f.outcome == pb::Outcome::Refused as i32));
+    assert!(closed.records.iter().any(|f| f.drop_reason == "NO_SOCKET"));
+
+    let udp = find(5353, UDP);
+    assert!(udp.records.iter().any(|f| f.drop_reason == "NO_SOCKET"));
+    assert_eq!(
+        udp.records[0].source.as_ref().map(|s| s.port),
+        Some(u32::from(udp_closed.port()))
+    );
+    assert!(agent.terminate().success());
+}

@@ -31,6 +31,9 @@ pub struct LoadOptions {
 /// Programs loaded into the kernel and the maps the agent reads, taken out of the object.
 pub struct LoadedPrograms {
     pub ebpf: Ebpf,
+    /// Attached kfree_skb probe; `None` when this kernel cannot report drop reasons.
+    pub drops: Option<super::DropProbe>,
+    pub drop_names: std::sync::Arc<super::DropNames>,
     pub flows: HashMap<MapData, FlowKey, FlowStats>,
     pub events: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
@@ -40,8 +43,29 @@ pub struct LoadedPrograms {
 
 pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureError> {
     raise_memlock_limit();
+    // Without BTF the drop program stays inert (offsets marked invalid) and is not attached.
+    let (offsets, drop_names) = match super::btf::KernelBtf::from_sys_fs() {
+        Ok(btf) => {
+            let names = super::DropNames::from_btf(&btf);
+            match super::drops::kernel_offsets(&btf) {
+                Ok(offsets) => (offsets, names),
+                Err(err) => {
+                    tracing::warn!(error = %err, "kernel drop reasons unavailable");
+                    (flowd_common::KernelOffsets::default(), names)
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "kernel drop reasons unavailable");
+            (
+                flowd_common::KernelOffsets::default(),
+                super::DropNames::default(),
+            )
+        }
+    };
     let mut ebpf = EbpfLoader::new()
         .override_global("NETNS_COOKIE", &options.netns_cookie, true)
+        .override_global("KERNEL_OFFSETS", &offsets, true)
         .map_max_entries("FLOWS", options.sizes.flow_entries)
         .map_max_entries("EVENTS", options.sizes.ring_buffer_bytes)
         .load(PROGRAMS)
@@ -67,11 +91,24 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
             source,
         })?;
     }
+    let drops = if offsets.valid == 1 {
+        match super::drops::attach(&mut ebpf) {
+            Ok(probe) => Some(probe),
+            Err(err) => {
+                tracing::warn!(error = %err, "kernel drop reasons unavailable");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let flows = take_map(&mut ebpf, "FLOWS")?;
     let events = take_map(&mut ebpf, "EVENTS")?;
     let counters = take_map(&mut ebpf, "COUNTERS")?;
     Ok(LoadedPrograms {
         ebpf,
+        drops,
+        drop_names: std::sync::Arc::new(drop_names),
         flows,
         events,
         counters,

@@ -2,6 +2,8 @@
 //! and ring buffer into [`RawFlow`](crate::flow::assemble::RawFlow) batches.
 
 mod attach;
+pub mod btf;
+mod drops;
 mod error;
 mod load;
 mod privileges;
@@ -9,6 +11,7 @@ mod sweep;
 mod task;
 
 pub use attach::{AttachMode, Attachment, Attachments};
+pub use drops::{DropNames, DropProbe, DROP_PROGRAM};
 pub use error::CaptureError;
 pub use load::{
     load_programs, LoadOptions, LoadedPrograms, MapSizes, EGRESS_PROGRAM, INGRESS_PROGRAM,

@@ -28,6 +28,8 @@ pub struct SweepTimeouts {
 struct Reported {
     packets: [u64; 2],
     bytes: [u64; 2],
+    dropped_packets: [u64; 2],
+    dropped_bytes: [u64; 2],
     /// Boot-clock time of the last packet covered by the previous record.
     last_seen_ns: u64,
     reported_at_ns: u64,
@@ -62,12 +64,16 @@ impl Sweeper {
             packets: [0; 2],
             bytes: [0; 2],
             tcp_flags: [0; 2],
+            dropped_packets: [0; 2],
+            dropped_bytes: [0; 2],
             ..stats
         });
         for side in [SIDE_A, SIDE_B] {
             entry.packets[side] += stats.packets[side];
             entry.bytes[side] += stats.bytes[side];
             entry.tcp_flags[side] |= stats.tcp_flags[side];
+            entry.dropped_packets[side] += stats.dropped_packets[side];
+            entry.dropped_bytes[side] += stats.dropped_bytes[side];
             if stats.hook[side] != HOOK_NONE {
                 entry.hook[side] = stats.hook[side];
             }
@@ -125,7 +131,9 @@ impl Sweeper {
                 ]
             };
             let delta_packets = delta(stats.packets, previous.packets);
-            if let Some(reason) = reason.filter(|_| delta_packets != [0, 0]) {
+            let delta_dropped = delta(stats.dropped_packets, previous.dropped_packets);
+            let active = delta_packets != [0, 0] || delta_dropped != [0, 0];
+            if let Some(reason) = reason.filter(|_| active) {
                 let responder = initiator_side(&key, &stats) ^ 1;
                 let answered = stats.packets[responder] > 0;
                 outcome.records.push(RawFlow {
@@ -133,6 +141,8 @@ impl Sweeper {
                     stats: FlowStats {
                         packets: delta_packets,
                         bytes: delta(stats.bytes, previous.bytes),
+                        dropped_packets: delta_dropped,
+                        dropped_bytes: delta(stats.dropped_bytes, previous.dropped_bytes),
                         first_seen_ns: if is_first {
                             stats.first_seen_ns
                         } else {
@@ -154,6 +164,8 @@ impl Sweeper {
                     Reported {
                         packets: stats.packets,
                         bytes: stats.bytes,
+                        dropped_packets: stats.dropped_packets,
+                        dropped_bytes: stats.dropped_bytes,
                         last_seen_ns: stats.last_seen_ns,
                         reported_at_ns: now_ns,
                     },

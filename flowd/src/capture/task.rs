@@ -38,6 +38,8 @@ pub async fn run(
     } = task;
     let LoadedPrograms {
         ebpf,
+        drops,
+        drop_names: _,
         mut flows,
         events,
         counters,
@@ -83,6 +85,9 @@ pub async fn run(
 
     // Stop the kernel counting first, so the final sweep sees everything there will be.
     attachments.detach();
+    if let Some(drops) = drops {
+        drops.detach();
+    }
     drain_events(events.get_mut(), &mut sweeper, &telemetry);
     let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, true);
     let flushed = batch.len();

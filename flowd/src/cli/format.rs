@@ -192,6 +192,7 @@ mod tests {
                     ..Default::default()
                 }),
                 direction: pb::TrafficDirection::Egress as i32,
+                ..Default::default()
             }),
             reply: Some(pb::TrafficCounters {
                 packets: 10,

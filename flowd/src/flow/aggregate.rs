@@ -73,10 +73,16 @@ impl Aggregator {
                     into.packets += from.packets;
                     into.bytes += from.bytes;
                     into.tcp_flags.0 |= from.tcp_flags.0;
+                    into.dropped_packets += from.dropped_packets;
+                    into.dropped_bytes += from.dropped_bytes;
                     into.direction = into.direction.or(from.direction);
                 }
                 folded.connections += record.connections;
                 folded.reason = record.reason;
+                if record.drop_reason.is_some() {
+                    folded.drop_reason = record.drop_reason;
+                    folded.drop_location = record.drop_location;
+                }
                 folded.initiator_certain &= record.initiator_certain;
             }
             None => {

@@ -10,6 +10,8 @@ use std::{
 use flowd_common::{FlowKey, FlowStats, DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A, SIDE_B};
 use tokio::sync::mpsc;
 
+use crate::capture::DropNames;
+
 use super::{
     outcome, Direction, Endpoint, FlowRecord, InterfaceRef, ReportReason, SideCounters, TcpFlags,
     Verdict,
@@ -65,13 +67,15 @@ pub fn ip_from_key(addr: [u8; 16], ip_version: u8) -> IpAddr {
 pub struct Assembler {
     node: Arc<str>,
     interfaces: InterfaceIndex,
+    drop_names: Arc<DropNames>,
 }
 
 impl Assembler {
-    pub fn new(node: &str, interfaces: InterfaceIndex) -> Self {
+    pub fn new(node: &str, interfaces: InterfaceIndex, drop_names: Arc<DropNames>) -> Self {
         Self {
             node: Arc::from(node),
             interfaces,
+            drop_names,
         }
     }
 
@@ -113,7 +117,10 @@ impl Assembler {
                 DIRECTION_EGRESS => Some(Direction::Egress),
                 _ => None,
             },
+            dropped_packets: stats.dropped_packets[side],
+            dropped_bytes: stats.dropped_bytes[side],
         };
+        let dropped = stats.dropped_packets != [0, 0];
         FlowRecord {
             start: clock.to_wall(stats.first_seen_ns),
             end: clock.to_wall(stats.last_seen_ns),
@@ -127,7 +134,15 @@ impl Assembler {
             request: counters(initiator),
             reply: counters(responder),
             interface,
-            verdict: Verdict::Forwarded,
+            verdict: if dropped {
+                Verdict::Dropped
+            } else {
+                Verdict::Forwarded
+            },
+            drop_reason: dropped.then(|| self.drop_names.reason(stats.drop_reason)),
+            drop_location: dropped
+                .then(|| self.drop_names.location(stats.drop_location))
+                .filter(|l| !l.is_empty()),
             outcome: outcome(
                 key.protocol,
                 stats.tcp_flags[initiator],
@@ -216,7 +231,7 @@ mod tests {
     #[test]
     fn orients_by_initiator_and_splits_counters() {
         let (interfaces, veth) = interfaces();
-        let assembler = Assembler::new("node-1", interfaces);
+        let assembler = Assembler::new("node-1", interfaces, Arc::new(DropNames::default()));
         // B (198.18.0.2:40000) connected to A (198.18.0.1:7070).
         let raw = RawFlow {
             key: key(7070, 40000),
@@ -229,7 +244,7 @@ mod tests {
                 hook: [DIRECTION_EGRESS, DIRECTION_INGRESS],
                 initiator: SIDE_B as u8,
                 initiator_certain: 1,
-                _pad: [0; 8],
+                ..FlowStats::default()
             },
             reason: ReportReason::ConnectionEnd,
             answered: true,

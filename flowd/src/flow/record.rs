@@ -65,6 +65,10 @@ pub struct SideCounters {
     pub tcp_flags: TcpFlags,
     /// Hook where this side's packets were seen; `None` if it sent nothing yet.
     pub direction: Option<Direction>,
+    /// Packets and bytes of this side the kernel dropped (a subset of the above when the drop
+    /// came after the interface hook).
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
 }
 
 /// One connection on one interface, both directions, counted over `[start, end]`.
@@ -86,6 +90,9 @@ pub struct FlowRecord {
     pub reply: SideCounters,
     pub interface: Arc<InterfaceRef>,
     pub verdict: Verdict,
+    /// The kernel's reason for the last drop (`NETFILTER_DROP`...), and where it happened.
+    pub drop_reason: Option<String>,
+    pub drop_location: Option<String>,
     pub outcome: Outcome,
     pub reason: ReportReason,
     /// Connections folded into this record (1 unless aggregated).
@@ -102,6 +109,8 @@ impl FlowRecord {
             bytes,
             tcp_flags: TcpFlags::default(),
             direction: Some(direction),
+            dropped_packets: 0,
+            dropped_bytes: 0,
         };
         Self {
             start: SystemTime::UNIX_EPOCH,
@@ -128,6 +137,8 @@ impl FlowRecord {
                 netns: String::new(),
             }),
             verdict: Verdict::Forwarded,
+            drop_reason: None,
+            drop_location: None,
             outcome: Outcome::Answered,
             reason: ReportReason::IdleTimeout,
             connections: 1,

@@ -47,6 +47,8 @@ fn counters(side: &SideCounters) -> pb::TrafficCounters {
         bytes: side.bytes,
         tcp_flags: tcp_flags(side.tcp_flags),
         direction: direction(side.direction) as i32,
+        dropped_packets: side.dropped_packets,
+        dropped_bytes: side.dropped_bytes,
     }
 }
 
@@ -101,7 +103,8 @@ pub fn to_proto(r: &FlowRecord) -> pb::Flow {
             netns: r.interface.netns.clone(),
         }),
         verdict: verdict(r.verdict) as i32,
-        drop_reason: String::new(),
+        drop_reason: r.drop_reason.clone().unwrap_or_default(),
+        drop_location: r.drop_location.clone().unwrap_or_default(),
         outcome: outcome(r.outcome) as i32,
         policy: None,
         process: None,

@@ -34,7 +34,7 @@ fn stats(packets: u64, bytes: u64, reply: u64, first: u64, last: u64, flags: u16
         hook: [DIRECTION_EGRESS, if reply > 0 { 0 } else { HOOK_NONE }],
         initiator: 0,
         initiator_certain: 1,
-        _pad: [0; 8],
+        ..FlowStats::default()
     }
 }
 
@@ -192,6 +192,21 @@ fn overflow_counts_merge_per_key_and_drain_once() {
     );
     assert_eq!(record.stats.tcp_flags[0], TCP_SYN | TCP_ACK);
     assert!(s.sweep([], 5 * SEC, false).records.is_empty());
+}
+
+#[test]
+fn a_flow_seen_only_as_drops_is_reported() {
+    let mut s = sweeper();
+    let dropped = FlowStats {
+        dropped_packets: [2, 0],
+        dropped_bytes: [120, 0],
+        drop_reason: 6,
+        ..stats(0, 0, 0, 0, SEC, 0)
+    };
+    let out = s.sweep([(key(1), dropped)], 5 * SEC, false);
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.records[0].stats.dropped_packets, [2, 0]);
+    assert_eq!(out.records[0].stats.drop_reason, 6);
 }
 
 #[test]
