@@ -8,17 +8,18 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, ApiError, FlowApi, Listeners, TlsFiles},
     capture::{
-        self, Attachments, CaptureError, CaptureTask, LoadOptions, MapSizes, SweepTimeouts, Sweeper,
+        self, Attachments, CaptureError, CaptureTask, LinkWatch, LoadOptions, MapSizes,
+        SweepTimeouts, Sweeper,
     },
     config::Config,
     export::{self, FileSink, FileSinkError},
     flow::{
         aggregate,
-        assemble::{self, Assembler, InterfaceIndex},
+        assemble::{self, Assembler, SharedInterfaces},
     },
     metrics::{self, MetricsError},
     store::{self, FlowStore, Hub, Retention, StoreError, StoreStage},
-    telemetry::{AttachedInterface, Telemetry},
+    telemetry::Telemetry,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -56,35 +57,21 @@ pub async fn run(
         },
         netns_cookie,
     })?;
+    // Subscribe before the first attach: an interface created in between is not missed.
+    let links = match LinkWatch::start(netns.as_deref()) {
+        Ok(links) => Some(links),
+        Err(err) => {
+            tracing::warn!(error = %err, "interfaces appearing later will not be followed");
+            None
+        }
+    };
     let attachments =
         Attachments::attach(&mut programs.ebpf, netns.as_deref(), &config.interfaces)?;
     let telemetry = Arc::new(Telemetry::new(
         &config.node,
         u64::from(config.flow_map_entries),
     ));
-    telemetry.set_interfaces(
-        attachments
-            .attached
-            .iter()
-            .map(|a| AttachedInterface {
-                name: a.interface.name.clone(),
-                index: a.interface.index,
-                netns_cookie: a.interface.netns_cookie,
-                netns: a.interface.netns.clone(),
-                mode: a.mode.as_str(),
-            })
-            .collect(),
-    );
-    let interfaces: InterfaceIndex = attachments
-        .attached
-        .iter()
-        .map(|a| {
-            (
-                (a.interface.netns_cookie, a.interface.index),
-                a.interface.clone(),
-            )
-        })
-        .collect();
+    let interfaces: SharedInterfaces = Arc::default();
 
     let store = match FlowStore::open(
         &config.store_path,
@@ -172,6 +159,9 @@ pub async fn run(
         CaptureTask {
             programs,
             attachments,
+            links,
+            names: config.interfaces.clone(),
+            interfaces: interfaces.clone(),
             sweeper: Sweeper::new(SweepTimeouts {
                 active: config.active_timeout,
                 idle: config.idle_timeout,

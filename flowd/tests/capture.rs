@@ -557,3 +557,132 @@ async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
     );
     assert!(agent.terminate().success());
 }
+
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("ip");
+    assert!(status.success(), "ip {args:?}");
+}
+
+/// tcx links the agent process holds open (one per attached hook).
+fn tcx_links_held(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("fdinfo")
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path())
+                .map(|info| {
+                    info.lines()
+                        .any(|l| l.starts_with("link_type:") && l.contains("tcx"))
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+async fn interfaces_of(
+    client: &mut pb::flow_service_client::FlowServiceClient<tonic::transport::Channel>,
+) -> Vec<String> {
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    status
+        .interfaces
+        .into_iter()
+        .filter_map(|i| i.interface.map(|i| i.name))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interfaces_are_followed_as_they_come_and_go() {
+    if !privileged("interfaces_are_followed_as_they_come_and_go") {
+        return;
+    }
+    let hosts = TwoHosts::create("links").expect("testbed");
+    let netns = hosts.a.path();
+    // No --interface: every non-loopback interface, now and later.
+    let mut agent = AgentProcess::start(&[
+        "--netns",
+        netns.to_str().unwrap(),
+        "--active-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+    ]);
+    let pid = agent.pid();
+    let mut client = agent.client().await;
+    assert_eq!(interfaces_of(&mut client).await, [testbed::VETH]);
+    assert_eq!(tcx_links_held(pid), 2);
+
+    ip(&[
+        "-n",
+        &hosts.a.name,
+        "link",
+        "add",
+        "veth1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth1",
+        "netns",
+        &hosts.b.name,
+    ]);
+    for (ns, addr) in [
+        (&hosts.a.name, "198.19.0.1/24"),
+        (&hosts.b.name, "198.19.0.2/24"),
+    ] {
+        ip(&["-n", ns, "addr", "add", addr, "dev", "veth1"]);
+        ip(&["-n", ns, "link", "set", "veth1", "up"]);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !interfaces_of(&mut client)
+        .await
+        .contains(&"veth1".to_owned())
+    {
+        assert!(std::time::Instant::now() < deadline, "veth1 never attached");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tcx_links_held(pid), 4);
+
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let udp = tokio::task::block_in_place(|| {
+        testbed::udp_exchange(&hosts, "198.19.0.2".parse().unwrap(), 3, 32).expect("udp over veth1")
+    });
+    let totals = collect_until(&mut stream, Duration::from_secs(10), |t| {
+        t.contains_key(&id(UDP, udp.client, udp.server))
+    })
+    .await;
+    let record = totals[&id(UDP, udp.client, udp.server)].last().clone();
+    assert_eq!(record.interface.map(|i| i.name).as_deref(), Some("veth1"));
+
+    ip(&["-n", &hosts.a.name, "link", "del", "veth1"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while interfaces_of(&mut client)
+        .await
+        .contains(&"veth1".to_owned())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "veth1 never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        tcx_links_held(pid),
+        2,
+        "the removed interface's links are released"
+    );
+    assert!(agent.terminate().success());
+}

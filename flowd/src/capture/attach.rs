@@ -48,6 +48,34 @@ pub struct Attachments {
     pub attached: Vec<Attachment>,
 }
 
+fn classifiers(
+    ebpf: &mut Ebpf,
+) -> Result<(&mut SchedClassifier, &mut SchedClassifier), CaptureError> {
+    let (mut ingress, mut egress) = (None, None);
+    for (name, program) in ebpf.programs_mut() {
+        match name {
+            INGRESS_PROGRAM => ingress = Some(program),
+            EGRESS_PROGRAM => egress = Some(program),
+            _ => {}
+        }
+    }
+    let ingress: &mut SchedClassifier = ingress
+        .ok_or(CaptureError::Missing(INGRESS_PROGRAM))?
+        .try_into()
+        .map_err(|source| CaptureError::Verify {
+            program: INGRESS_PROGRAM,
+            source,
+        })?;
+    let egress: &mut SchedClassifier = egress
+        .ok_or(CaptureError::Missing(EGRESS_PROGRAM))?
+        .try_into()
+        .map_err(|source| CaptureError::Verify {
+            program: EGRESS_PROGRAM,
+            source,
+        })?;
+    Ok((ingress, egress))
+}
+
 impl Attachments {
     /// Attaches ingress and egress programs to `names` (every non-loopback interface when empty)
     /// in `netns` (the agent's own namespace when `None`).
@@ -60,49 +88,14 @@ impl Attachments {
             .map(|p| format!(" in network namespace {}", p.display()))
             .unwrap_or_default();
         let netns_text = netns.map(|p| p.display().to_string()).unwrap_or_default();
-        let (mut ingress, mut egress) = (None, None);
-        for (name, program) in ebpf.programs_mut() {
-            match name {
-                INGRESS_PROGRAM => ingress = Some(program),
-                EGRESS_PROGRAM => egress = Some(program),
-                _ => {}
-            }
-        }
-        let ingress: &mut SchedClassifier = ingress
-            .ok_or(CaptureError::Missing(INGRESS_PROGRAM))?
-            .try_into()
-            .map_err(|source| CaptureError::Verify {
-                program: INGRESS_PROGRAM,
-                source,
-            })?;
-        let egress: &mut SchedClassifier = egress
-            .ok_or(CaptureError::Missing(EGRESS_PROGRAM))?
-            .try_into()
-            .map_err(|source| CaptureError::Verify {
-                program: EGRESS_PROGRAM,
-                source,
-            })?;
-
+        let (ingress, egress) = classifiers(ebpf)?;
         let attached = netns::run_in(netns, || -> Result<Vec<Attachment>, CaptureError> {
             let cookie = netns::current_cookie()?;
             let targets = resolve_interfaces(names, &netns_label)?;
             let mut attached = Vec::with_capacity(targets.len());
             for (name, index) in targets {
-                let interface = Arc::new(InterfaceRef {
-                    name: name.clone(),
-                    index,
-                    netns_cookie: cookie,
-                    netns: netns_text.clone(),
-                });
-                match attach_one(ingress, egress, &name) {
-                    Ok((mode, links)) => {
-                        tracing::info!(interface = %name, ifindex = index, mode = mode.as_str(), netns = %netns_text, "attached");
-                        attached.push(Attachment {
-                            interface,
-                            mode,
-                            links,
-                        });
-                    }
+                match attach_interface(ingress, egress, &name, index, cookie, &netns_text) {
+                    Ok(attachment) => attached.push(attachment),
                     Err(err) => {
                         // Leave nothing half-attached behind.
                         detach_all(std::mem::take(&mut attached));
@@ -118,6 +111,50 @@ impl Attachments {
         })
     }
 
+    pub fn is_attached(&self, index: u32) -> bool {
+        self.attached.iter().any(|a| a.interface.index == index)
+    }
+
+    /// Attaches to one more interface (one that appeared after start).
+    pub fn add(
+        &mut self,
+        ebpf: &mut Ebpf,
+        name: &str,
+        index: u32,
+    ) -> Result<Arc<InterfaceRef>, CaptureError> {
+        let (ingress, egress) = classifiers(ebpf)?;
+        let netns_text = self
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let attachment = netns::run_in(self.netns.as_deref(), || {
+            let cookie = netns::current_cookie()?;
+            attach_interface(ingress, egress, name, index, cookie, &netns_text)
+        })??;
+        let interface = attachment.interface.clone();
+        self.attached.push(attachment);
+        Ok(interface)
+    }
+
+    /// Forgets an interface that went away, removing whatever of its attachment is left.
+    pub fn remove(&mut self, index: u32) -> Option<Arc<InterfaceRef>> {
+        let position = self
+            .attached
+            .iter()
+            .position(|a| a.interface.index == index)?;
+        let attachment = self.attached.remove(position);
+        let interface = attachment.interface.clone();
+        if let Err(err) = netns::run_in(self.netns.as_deref(), || detach_all(vec![attachment])) {
+            tracing::warn!(error = %err, "detaching a removed interface");
+        }
+        Some(interface)
+    }
+
+    pub fn netns(&self) -> Option<&Path> {
+        self.netns.as_deref()
+    }
+
     /// Removes every attachment; programs stop counting once this returns.
     pub fn detach(self) {
         let Self { netns, attached } = self;
@@ -125,6 +162,29 @@ impl Attachments {
             tracing::warn!(error = %err, "detaching in the interfaces' namespace failed");
         }
     }
+}
+
+/// Attaches both programs to one interface, from inside its namespace.
+fn attach_interface(
+    ingress: &mut SchedClassifier,
+    egress: &mut SchedClassifier,
+    name: &str,
+    index: u32,
+    cookie: u64,
+    netns_text: &str,
+) -> Result<Attachment, CaptureError> {
+    let (mode, links) = attach_one(ingress, egress, name)?;
+    tracing::info!(interface = %name, ifindex = index, mode = mode.as_str(), netns = %netns_text, "attached");
+    Ok(Attachment {
+        interface: Arc::new(InterfaceRef {
+            name: name.to_owned(),
+            index,
+            netns_cookie: cookie,
+            netns: netns_text.to_owned(),
+        }),
+        mode,
+        links,
+    })
 }
 
 fn detach_all(attached: Vec<Attachment>) {

@@ -45,6 +45,8 @@ pub enum CaptureError {
     ListInterfaces(nix::Error),
     #[error(transparent)]
     Netns(#[from] NetnsError),
+    #[error("cannot follow interfaces (rtnetlink): {0}")]
+    LinkWatch(std::io::Error),
     #[error("ring buffer: {0}")]
     RingBuffer(std::io::Error),
     #[error("network namespace {0} is not usable: {1}")]

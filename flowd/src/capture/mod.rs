@@ -5,6 +5,7 @@ mod attach;
 pub mod btf;
 mod drops;
 mod error;
+mod links;
 mod load;
 mod privileges;
 mod sweep;
@@ -13,6 +14,7 @@ mod task;
 pub use attach::{AttachMode, Attachment, Attachments};
 pub use drops::{DropNames, DropProbe, DROP_PROGRAM};
 pub use error::CaptureError;
+pub use links::{LinkEvent, LinkWatch};
 pub use load::{
     load_programs, LoadOptions, LoadedPrograms, MapSizes, EGRESS_PROGRAM, INGRESS_PROGRAM,
 };

@@ -11,15 +11,63 @@ use flowd_common::{
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Attachments, CaptureError, LoadedPrograms, Sweeper};
-use crate::{flow::assemble::RawFlow, telemetry::Telemetry};
+use super::{Attachments, CaptureError, LinkEvent, LinkWatch, LoadedPrograms, Sweeper};
+use crate::{
+    flow::assemble::{RawFlow, SharedInterfaces},
+    telemetry::{AttachedInterface, Telemetry},
+};
 
 pub struct CaptureTask {
     pub programs: LoadedPrograms,
     pub attachments: Attachments,
+    /// Link notifications of the attach namespace, to follow interfaces as they come and go.
+    pub links: Option<LinkWatch>,
+    /// Interface names to follow; empty follows every non-loopback interface.
+    pub names: Vec<String>,
+    pub interfaces: SharedInterfaces,
     pub sweeper: Sweeper,
     pub sweep_interval: Duration,
     pub telemetry: Arc<Telemetry>,
+}
+
+/// Publishes the current attachments to the flow stage and to status.
+fn publish_interfaces(
+    attachments: &Attachments,
+    interfaces: &SharedInterfaces,
+    telemetry: &Telemetry,
+) {
+    if let Ok(mut index) = interfaces.write() {
+        *index = attachments
+            .attached
+            .iter()
+            .map(|a| {
+                (
+                    (a.interface.netns_cookie, a.interface.index),
+                    a.interface.clone(),
+                )
+            })
+            .collect();
+    }
+    telemetry.set_interfaces(
+        attachments
+            .attached
+            .iter()
+            .map(|a| AttachedInterface {
+                name: a.interface.name.clone(),
+                index: a.interface.index,
+                netns_cookie: a.interface.netns_cookie,
+                netns: a.interface.netns.clone(),
+                mode: a.mode.as_str(),
+            })
+            .collect(),
+    );
+}
+
+async fn next_link(links: &mut Option<LinkWatch>) -> Option<LinkEvent> {
+    match links {
+        Some(links) => links.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs until `shutdown`, then detaches, drains what the kernel counted and sends it on, so a
@@ -31,13 +79,16 @@ pub async fn run(
 ) -> Result<(), CaptureError> {
     let CaptureTask {
         programs,
-        attachments,
+        mut attachments,
+        mut links,
+        names,
+        interfaces,
         mut sweeper,
         sweep_interval,
         telemetry,
     } = task;
     let LoadedPrograms {
-        ebpf,
+        mut ebpf,
         drops,
         drop_names: _,
         mut flows,
@@ -56,6 +107,7 @@ pub async fn run(
         ),
         None => None,
     };
+    publish_interfaces(&attachments, &interfaces, &telemetry);
     let mut ticker = tokio::time::interval(sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -67,6 +119,28 @@ pub async fn run(
                 drain_events(guard.get_inner_mut(), &mut sweeper, &telemetry);
                 guard.clear_ready();
             }
+            event = next_link(&mut links) => match event {
+                Some(LinkEvent::Added { name, index, loopback }) => {
+                    let wanted = if names.is_empty() { !loopback } else { names.contains(&name) };
+                    if wanted && !attachments.is_attached(index) {
+                        match attachments.add(&mut ebpf, &name, index) {
+                            Ok(_) => publish_interfaces(&attachments, &interfaces, &telemetry),
+                            // Often the link vanished again (moved into a pod's namespace).
+                            Err(err) => tracing::debug!(interface = %name, error = %err, "not attached"),
+                        }
+                    }
+                }
+                Some(LinkEvent::Removed { index }) => {
+                    if let Some(gone) = attachments.remove(index) {
+                        tracing::info!(interface = %gone.name, ifindex = index, "interface removed");
+                        publish_interfaces(&attachments, &interfaces, &telemetry);
+                    }
+                }
+                None => {
+                    tracing::warn!("link notifications ended; new interfaces will not be followed");
+                    links = None;
+                }
+            },
             guard = readable(&mut logger) => {
                 if let Ok(mut guard) = guard {
                     guard.get_inner_mut().flush();

@@ -35,6 +35,9 @@ pub struct RawFlow {
 /// namespaces.
 pub type InterfaceIndex = HashMap<(u64, u32), Arc<InterfaceRef>>;
 
+/// The index as capture keeps it up to date while interfaces come and go.
+pub type SharedInterfaces = Arc<std::sync::RwLock<InterfaceIndex>>;
+
 /// Converts boot-clock nanoseconds (what `bpf_ktime_get_boot_ns` returns) to wall-clock time.
 #[derive(Clone, Copy, Debug)]
 pub struct BootClock {
@@ -66,12 +69,12 @@ pub fn ip_from_key(addr: [u8; 16], ip_version: u8) -> IpAddr {
 
 pub struct Assembler {
     node: Arc<str>,
-    interfaces: InterfaceIndex,
+    interfaces: SharedInterfaces,
     drop_names: Arc<DropNames>,
 }
 
 impl Assembler {
-    pub fn new(node: &str, interfaces: InterfaceIndex, drop_names: Arc<DropNames>) -> Self {
+    pub fn new(node: &str, interfaces: SharedInterfaces, drop_names: Arc<DropNames>) -> Self {
         Self {
             node: Arc::from(node),
             interfaces,
@@ -82,19 +85,20 @@ impl Assembler {
     pub fn assemble(&self, raw: &RawFlow, clock: BootClock) -> FlowRecord {
         let key = &raw.key;
         let stats = &raw.stats;
-        let interface = self
+        let known = self
             .interfaces
-            .get(&(key.netns_cookie, key.ifindex))
-            .cloned()
-            .unwrap_or_else(|| {
-                // Not one of ours by name (e.g. renamed since attach): keep the identity anyway.
-                Arc::new(InterfaceRef {
-                    name: String::new(),
-                    index: key.ifindex,
-                    netns_cookie: key.netns_cookie,
-                    netns: String::new(),
-                })
-            });
+            .read()
+            .ok()
+            .and_then(|index| index.get(&(key.netns_cookie, key.ifindex)).cloned());
+        let interface = known.unwrap_or_else(|| {
+            // Not one of ours by name (e.g. renamed since attach): keep the identity anyway.
+            Arc::new(InterfaceRef {
+                name: String::new(),
+                index: key.ifindex,
+                netns_cookie: key.netns_cookie,
+                netns: String::new(),
+            })
+        });
         let initiator = initiator_side(key, stats);
         let responder = initiator ^ 1;
         let endpoint = |side: usize| {
@@ -231,7 +235,11 @@ mod tests {
     #[test]
     fn orients_by_initiator_and_splits_counters() {
         let (interfaces, veth) = interfaces();
-        let assembler = Assembler::new("node-1", interfaces, Arc::new(DropNames::default()));
+        let assembler = Assembler::new(
+            "node-1",
+            Arc::new(std::sync::RwLock::new(interfaces)),
+            Arc::new(DropNames::default()),
+        );
         // B (198.18.0.2:40000) connected to A (198.18.0.1:7070).
         let raw = RawFlow {
             key: key(7070, 40000),

@@ -132,6 +132,10 @@ impl AgentProcess {
         self.child.wait().expect("wait for the agent")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn socket_path(&self) -> &Path {
         &self.socket
     }
