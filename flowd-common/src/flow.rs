@@ -67,7 +67,9 @@ pub struct FlowStats {
     pub initiator: u8,
     /// 1 when `initiator` is known from a SYN or SYN-ACK rather than guessed from first sight.
     pub initiator_certain: u8,
-    pub _pad: [u8; 8],
+    /// Last ICMP/ICMPv6 destination-unreachable answer to this connection, `type << 8 | code`.
+    pub icmp_error: u16,
+    pub _pad: [u8; 6],
     /// Packets and IP bytes of each side freed by the kernel as drops (kfree_skb). A packet
     /// dropped after the tc hook saw it counts in `packets` too.
     pub dropped_packets: [u64; 2],

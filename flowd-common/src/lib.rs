@@ -13,5 +13,6 @@ pub mod parse;
 pub use flow::*;
 pub use key::connection_key;
 pub use parse::{
-    parse_network_into, parse_packet, parse_packet_into, PacketInfo, PacketSource, ParseError,
+    parse_network_into, parse_packet, parse_packet_into, parse_quoted_into, unreachable_error,
+    PacketInfo, PacketSource, ParseError,
 };

@@ -5,8 +5,8 @@
 //! it with a byte slice. Every loop is bounded so the verifier accepts it.
 
 const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const MAX_VLAN_TAGS: usize = 2;
@@ -258,6 +258,33 @@ fn parse_transport<P: PacketSource + ?Sized>(pkt: &P, offset: usize, info: &mut 
         }
         _ => {}
     }
+}
+
+/// For an ICMP destination-unreachable (or ICMPv6 type 1) message: `type << 8 | code`, else 0.
+#[inline(always)]
+pub fn unreachable_error(info: &PacketInfo) -> u16 {
+    match (info.protocol, info.icmp_type) {
+        (IPPROTO_ICMP, 3) | (IPPROTO_ICMPV6, 1) => {
+            (u16::from(info.icmp_type) << 8) | u16::from(info.icmp_code)
+        }
+        _ => 0,
+    }
+}
+
+/// Parses the packet an ICMP error quotes (it starts right after the ICMP header).
+#[inline(always)]
+pub fn parse_quoted_into<P: PacketSource + ?Sized>(
+    pkt: &P,
+    outer: &PacketInfo,
+    inner: &mut PacketInfo,
+) -> Result<(), ParseError> {
+    let ethertype = if outer.ip_version == 4 {
+        ETH_P_IPV4
+    } else {
+        ETH_P_IPV6
+    };
+    let offset = (outer.l3_offset + outer.headers_len) as usize;
+    parse_network_into(pkt, offset, ethertype, inner)
 }
 
 #[inline(always)]

@@ -11,10 +11,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use flowd_common::{
-    connection_key, parse_packet_into, FlowKey, FlowStats, PacketInfo, PacketSource, ParseError,
-    COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS,
-    EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK,
-    TCP_END_FLAGS, TCP_SYN,
+    connection_key, parse_packet_into, parse_quoted_into, unreachable_error, FlowKey, FlowStats,
+    PacketInfo, PacketSource, ParseError, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE,
+    SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
 use crate::maps::{count, emit, EEXIST, FLOWS, NETNS_COOKIE};
@@ -33,6 +33,8 @@ pub fn flowd_egress(ctx: TcContext) -> i32 {
 
 struct Skb<'a>(&'a TcContext);
 
+const MAX_DIRECT_OFFSET: usize = 1 << 12;
+
 impl PacketSource for Skb<'_> {
     /// Direct packet access when the bytes are in the linear area (a bounds check, no call);
     /// `bpf_skb_load_bytes` otherwise, which also reaches paged data.
@@ -40,13 +42,39 @@ impl PacketSource for Skb<'_> {
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         let start = self.0.data();
         let end = self.0.data_end();
-        if start + offset + N <= end {
+        // The verifier only tracks packet pointers moved by a bounded amount; headers never start
+        // this deep into a frame.
+        if offset < MAX_DIRECT_OFFSET && start + offset + N <= end {
             // SAFETY: the range was just checked against the packet's end.
             Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
         } else {
             self.0.load::<[u8; N]>(offset).ok()
         }
     }
+}
+
+/// An ICMP destination-unreachable answers the connection whose packet it quotes: mark that
+/// connection (a UDP datagram to a closed port is refused this way).
+#[inline(never)]
+fn note_unreachable(ctx: &TcContext, outer: &PacketInfo, ifindex: u32) {
+    let mut quoted = PacketInfo::default();
+    if parse_quoted(ctx, outer, &mut quoted).is_err() {
+        return;
+    }
+    let (key, _) = connection_key(&quoted, NETNS_COOKIE.load(), ifindex);
+    if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+        // SAFETY: map value pointer valid for this run.
+        unsafe { (*stats).icmp_error = unreachable_error(outer) };
+    }
+}
+
+#[inline(never)]
+fn parse_quoted(
+    ctx: &TcContext,
+    outer: &PacketInfo,
+    quoted: &mut PacketInfo,
+) -> Result<(), ParseError> {
+    parse_quoted_into(&Skb(ctx), outer, quoted)
 }
 
 /// Out of line: the parser's temporaries and the rest of `observe` never share the 512-byte
@@ -72,8 +100,20 @@ fn observe(ctx: &TcContext, direction: u8) {
     }
     // SAFETY: the context pointer is valid for the whole program run.
     let skb = unsafe { &*ctx.skb.skb };
-    let (key, side) = connection_key(&info, NETNS_COOKIE.load(), skb.ifindex);
-    let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, &info);
+    if unreachable_error(&info) != 0 {
+        note_unreachable(ctx, &info, skb.ifindex);
+    }
+    account(ctx, &info, direction);
+}
+
+/// Counts one parsed packet into its connection's entry. Out of line so that `observe` keeps a
+/// small frame: the verifier adds up the frames of every call chain against 512 bytes.
+#[inline(never)]
+fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
+    // SAFETY: the context pointer is valid for the whole program run.
+    let skb = unsafe { &*ctx.skb.skb };
+    let (key, side) = connection_key(info, NETNS_COOKIE.load(), skb.ifindex);
+    let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, info);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_boot_ns() };
 

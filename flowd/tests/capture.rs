@@ -551,6 +551,12 @@ async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
 
     let udp = find(5353, UDP);
     assert!(udp.records.iter().any(|f| f.drop_reason == "NO_SOCKET"));
+    assert!(
+        udp.records
+            .iter()
+            .any(|f| f.outcome == pb::Outcome::Refused as i32),
+        "the ICMP port unreachable is tied to the datagram it answers"
+    );
     assert_eq!(
         udp.records[0].source.as_ref().map(|s| s.port),
         Some(u32::from(udp_closed.port()))

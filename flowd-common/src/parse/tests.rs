@@ -166,3 +166,35 @@ fn endless_extension_header_chain_stops_at_the_bound() {
     assert_eq!(info.protocol, IPV6_DEST_OPTS);
     assert_eq!(info.src_port, 0);
 }
+
+#[test]
+fn icmp_port_unreachable_quotes_the_udp_packet() {
+    // 198.18.0.2 answers a UDP datagram 198.18.0.1:40000 -> 198.18.0.2:5353 it had no socket for.
+    let quoted_udp = udp(40000, 5353, 0);
+    let quoted = [
+        packets::ipv4(
+            packets::V4_A,
+            packets::V4_B,
+            IPPROTO_UDP,
+            quoted_udp.len(),
+            0,
+        ),
+        quoted_udp,
+    ]
+    .concat();
+    let icmp = [vec![3, 3, 0, 0, 0, 0, 0, 0], quoted].concat();
+    let pkt = frame(&[
+        eth(ETH_P_IPV4),
+        packets::ipv4(packets::V4_B, packets::V4_A, IPPROTO_ICMP, icmp.len(), 0),
+        icmp,
+    ]);
+    let outer = parse_packet(pkt.as_slice()).unwrap();
+    assert_eq!(unreachable_error(&outer), 0x0303);
+    let mut inner = PacketInfo::default();
+    parse_quoted_into(pkt.as_slice(), &outer, &mut inner).unwrap();
+    assert_eq!(
+        (inner.src_port, inner.dst_port, inner.protocol),
+        (40000, 5353, IPPROTO_UDP)
+    );
+    assert_eq!(inner.src_addr, ipv4_mapped(packets::V4_A));
+}

@@ -123,6 +123,7 @@ pub enum OutcomeArg {
     Unanswered,
     Answered,
     RequestOnly,
+    Unreachable,
 }
 
 fn protocol_number(name: &str) -> anyhow::Result<i32> {
@@ -176,6 +177,7 @@ impl FilterArgs {
                     OutcomeArg::Unanswered => pb::Outcome::Unanswered,
                     OutcomeArg::Answered => pb::Outcome::Answered,
                     OutcomeArg::RequestOnly => pb::Outcome::RequestOnly,
+                    OutcomeArg::Unreachable => pb::Outcome::Unreachable,
                 } as i32)
                 .collect(),
             drop_reason: self.drop_reason.clone(),

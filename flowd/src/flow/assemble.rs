@@ -153,6 +153,7 @@ impl Assembler {
                 stats.tcp_flags[responder],
                 raw.answered,
                 raw.overdue,
+                stats.icmp_error,
             ),
             reason: raw.reason,
             connections: 1,

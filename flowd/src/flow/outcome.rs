@@ -4,16 +4,27 @@ use flowd_common::{parse::IPPROTO_TCP, TCP_FIN, TCP_RST, TCP_SYN};
 
 use super::Outcome;
 
+/// ICMP port unreachable: nothing listens there.
+const PORT_UNREACHABLE: [u16; 2] = [0x0303, 0x0104];
+
 /// `request_flags`/`reply_flags` are unions over the connection's life; `answered` says whether
 /// the destination ever sent a packet; `overdue` whether the request has waited longer than the
-/// unanswered timeout.
+/// unanswered timeout; `icmp_error` the ICMP destination-unreachable answer, if any.
 pub fn outcome(
     protocol: u8,
     request_flags: u16,
     reply_flags: u16,
     answered: bool,
     overdue: bool,
+    icmp_error: u16,
 ) -> Outcome {
+    if icmp_error != 0 {
+        return if PORT_UNREACHABLE.contains(&icmp_error) {
+            Outcome::Refused
+        } else {
+            Outcome::Unreachable
+        };
+    }
     if !answered {
         return if overdue {
             Outcome::Unanswered
@@ -88,7 +99,7 @@ mod tests {
         ];
         for (request, reply, answered, overdue, expected) in cases {
             assert_eq!(
-                outcome(IPPROTO_TCP, request, reply, answered, overdue),
+                outcome(IPPROTO_TCP, request, reply, answered, overdue, 0),
                 expected,
                 "request {request:#x} reply {reply:#x} answered {answered} overdue {overdue}"
             );
@@ -97,11 +108,33 @@ mod tests {
 
     #[test]
     fn udp_is_answered_or_not() {
-        assert_eq!(outcome(IPPROTO_UDP, 0, 0, true, false), Outcome::Answered);
         assert_eq!(
-            outcome(IPPROTO_UDP, 0, 0, false, false),
+            outcome(IPPROTO_UDP, 0, 0, true, false, 0),
+            Outcome::Answered
+        );
+        assert_eq!(
+            outcome(IPPROTO_UDP, 0, 0, false, false, 0),
             Outcome::RequestOnly
         );
-        assert_eq!(outcome(IPPROTO_UDP, 0, 0, false, true), Outcome::Unanswered);
+        assert_eq!(
+            outcome(IPPROTO_UDP, 0, 0, false, true, 0),
+            Outcome::Unanswered
+        );
+    }
+
+    #[test]
+    fn icmp_errors_decide_the_outcome() {
+        assert_eq!(
+            outcome(IPPROTO_UDP, 0, 0, false, true, 0x0303),
+            Outcome::Refused
+        );
+        assert_eq!(
+            outcome(IPPROTO_UDP, 0, 0, false, true, 0x0104),
+            Outcome::Refused
+        );
+        assert_eq!(
+            outcome(IPPROTO_UDP, 0, 0, false, false, 0x0301),
+            Outcome::Unreachable
+        );
     }
 }

@@ -26,6 +26,8 @@ pub enum Outcome {
     Unanswered,
     Answered,
     RequestOnly,
+    /// An ICMP destination unreachable other than "port" (no route, host down, prohibited).
+    Unreachable,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

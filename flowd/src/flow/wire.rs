@@ -69,6 +69,7 @@ pub fn outcome(outcome: Outcome) -> pb::Outcome {
         Outcome::Unanswered => pb::Outcome::Unanswered,
         Outcome::Answered => pb::Outcome::Answered,
         Outcome::RequestOnly => pb::Outcome::RequestOnly,
+        Outcome::Unreachable => pb::Outcome::Unreachable,
     }
 }
 
