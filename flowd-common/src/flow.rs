@@ -78,7 +78,26 @@ pub struct FlowStats {
     pub drop_location: u64,
     /// `enum skb_drop_reason` of the last drop; 0 when none.
     pub drop_reason: u32,
-    pub _pad2: u32,
+    /// The local process owning the connection's socket, when known (0 otherwise).
+    pub owner_pid: u32,
+    pub owner_cgroup: u64,
+    pub owner_comm: [u8; 16],
+}
+
+/// Who opened a socket: recorded in process context by the cgroup socket hooks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SocketOwner {
+    pub pid: u32,
+    pub _pad: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+}
+
+/// A bound local port: `port << 16 | protocol << 8 | ip_version`.
+#[inline(always)]
+pub fn listener_key(port: u16, protocol: u8, ip_version: u8) -> u32 {
+    (u32::from(port) << 16) | (u32::from(protocol) << 8) | u32::from(ip_version)
 }
 
 /// Byte offsets into kernel structures, read from the running kernel's BTF at load time: the drop
@@ -142,9 +161,11 @@ mod pod {
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::FlowEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::SocketOwner {}
 }
 
 // A padding byte the compiler inserts is not zeroed and would corrupt map keys.
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
-const _: () = assert!(core::mem::size_of::<FlowStats>() == 112);
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 184);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 136);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 208);
+const _: () = assert!(core::mem::size_of::<SocketOwner>() == 32);

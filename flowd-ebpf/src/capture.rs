@@ -17,7 +17,10 @@ use flowd_common::{
     SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
-use crate::maps::{count, emit, EEXIST, FLOWS, NETNS_COOKIE};
+use crate::{
+    maps::{count, emit, EEXIST, FLOWS, NETNS_COOKIE},
+    owners::fill_owner,
+};
 
 #[classifier]
 pub fn flowd_ingress(ctx: TcContext) -> i32 {
@@ -128,9 +131,14 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
             direction,
             &key,
         );
+        // SAFETY: map value pointer valid for this run.
+        if unsafe { (*stats).owner_pid } == 0 && direction == DIRECTION_EGRESS {
+            fill_owner(ctx, info, direction, stats);
+        }
         return;
     }
-    let stats = new_flow_stats(side, packets, bytes, now, info.tcp_flags, direction);
+    let mut stats = new_flow_stats(side, packets, bytes, now, info.tcp_flags, direction);
+    fill_owner(ctx, info, direction, &raw mut stats);
     match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
         Ok(()) => {
             emit(&key, &stats, EVENT_NEW_FLOW);

@@ -10,6 +10,8 @@ mod capture;
 mod drops;
 #[cfg(target_arch = "bpf")]
 mod maps;
+#[cfg(target_arch = "bpf")]
+mod owners;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

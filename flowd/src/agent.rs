@@ -134,9 +134,12 @@ pub async fn run(
     };
     let hub = Hub::new(store.clone(), config.subscriber_buffer);
     let drop_names = programs.drop_names.clone();
-    if programs.drops.is_some() {
-        if let Ok(mut loaded) = telemetry.programs.lock() {
+    if let Ok(mut loaded) = telemetry.programs.lock() {
+        if programs.drops.is_some() {
             loaded.push(capture::DROP_PROGRAM.to_owned());
+        }
+        if programs.sockets.is_some() {
+            loaded.extend(capture::sockets::SocketHooks::names().map(str::to_owned));
         }
     }
     if let Ok(mut loaded) = telemetry.programs.lock() {

@@ -683,3 +683,70 @@ async fn interfaces_are_followed_as_they_come_and_go() {
     );
     assert!(agent.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_processes_are_named_on_their_flows() {
+    if !privileged("local_processes_are_named_on_their_flows") {
+        return;
+    }
+    let hosts = TwoHosts::create("proc").expect("testbed");
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "1s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // A server in B, and a client process of its own in A (not this test's threads).
+    let listener = hosts
+        .b
+        .run(|| std::net::TcpListener::bind("198.18.0.2:0"))
+        .unwrap()
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut buf).unwrap();
+    });
+    let script = format!(
+        "import socket; s = socket.create_connection(('198.18.0.2', {port})); \
+         s.sendall(b'x' * 1000); print(s.getsockname()[1]); s.close()"
+    );
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &hosts.a.name, "python3", "-c", &script])
+        .output()
+        .expect("python3 client");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.join().unwrap();
+    let client_port: u16 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let totals = collect_until(&mut stream, Duration::from_secs(10), |t| {
+        t.keys().any(|id| id.source.port() == client_port)
+    })
+    .await;
+    let (_, conn) = totals
+        .iter()
+        .find(|(id, _)| id.source.port() == client_port)
+        .expect("the client's connection");
+    let process = conn
+        .last()
+        .process
+        .clone()
+        .expect("the flow names its process");
+    assert!(process.command.starts_with("python3"), "{process:?}");
+    assert!(process.pid > 0 && process.cgroup_id > 0, "{process:?}");
+    assert!(agent.terminate().success());
+}

@@ -33,6 +33,8 @@ pub struct LoadedPrograms {
     pub ebpf: Ebpf,
     /// Attached kfree_skb probe; `None` when this kernel cannot report drop reasons.
     pub drops: Option<super::DropProbe>,
+    /// Socket hooks naming the process behind local sockets; `None` when unavailable.
+    pub sockets: Option<super::sockets::SocketHooks>,
     pub drop_names: std::sync::Arc<super::DropNames>,
     pub flows: HashMap<MapData, FlowKey, FlowStats>,
     pub events: RingBuf<MapData>,
@@ -102,12 +104,23 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
     } else {
         None
     };
+    let sockets = match super::sockets::attach(&mut ebpf) {
+        Ok(hooks) => {
+            tracing::info!(cgroup = %hooks.cgroup.display(), "socket hooks attached");
+            Some(hooks)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "flows will not name their processes");
+            None
+        }
+    };
     let flows = take_map(&mut ebpf, "FLOWS")?;
     let events = take_map(&mut ebpf, "EVENTS")?;
     let counters = take_map(&mut ebpf, "COUNTERS")?;
     Ok(LoadedPrograms {
         ebpf,
         drops,
+        sockets,
         drop_names: std::sync::Arc::new(drop_names),
         flows,
         events,

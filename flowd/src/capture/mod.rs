@@ -8,6 +8,7 @@ mod error;
 mod links;
 mod load;
 mod privileges;
+pub mod sockets;
 mod sweep;
 mod task;
 

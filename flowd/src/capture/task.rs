@@ -90,6 +90,7 @@ pub async fn run(
     let LoadedPrograms {
         mut ebpf,
         drops,
+        sockets,
         drop_names: _,
         mut flows,
         events,
@@ -161,6 +162,9 @@ pub async fn run(
     attachments.detach();
     if let Some(drops) = drops {
         drops.detach();
+    }
+    if let Some(sockets) = sockets {
+        sockets.detach();
     }
     drain_events(events.get_mut(), &mut sweeper, &telemetry);
     let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, true);

@@ -116,7 +116,7 @@ pub fn flow_line(flow: &pb::Flow) -> String {
     )
 }
 
-pub const WIDE_HEADER: &str = "CURSOR     START(UTC)    END(UTC)      NODE             INTERFACE    PROTO   SOURCE                         DESTINATION                        REQ PKTS    REQ BYTES  REPLY PKTS  REPLY BYTES  OUTCOME       VERDICT    DROP REASON        POLICY                       REPORTED";
+pub const WIDE_HEADER: &str = "CURSOR     START(UTC)    END(UTC)      NODE             INTERFACE    PROTO   SOURCE                         DESTINATION                        REQ PKTS    REQ BYTES  REPLY PKTS  REPLY BYTES  OUTCOME       VERDICT    FLAGS  DROP REASON        POLICY                       PROCESS              REPORTED";
 
 pub fn wide_line(flow: &pb::Flow) -> String {
     let compact = flow_line(flow);
@@ -137,8 +137,13 @@ pub fn wide_line(flow: &pb::Flow) -> String {
     let reason = pb::ReportReason::try_from(flow.report_reason)
         .map(|r| enum_text(r.as_str_name(), "REPORT_REASON_"))
         .unwrap_or_default();
+    let process = flow
+        .process
+        .as_ref()
+        .map(|p| format!("{}/{}", p.pid, p.command))
+        .unwrap_or_default();
     format!(
-        "{:<10} {:<13} {:<13} {:<16} {}  {:<18} {:<28} {}",
+        "{:<10} {:<13} {:<13} {:<16} {}  {:<18} {:<28} {:<20} {}",
         flow.cursor,
         time_text(flow.start_time.as_ref()),
         time_text(flow.end_time.as_ref()),
@@ -146,6 +151,7 @@ pub fn wide_line(flow: &pb::Flow) -> String {
         rest,
         flow.drop_reason,
         policy,
+        process,
         reason
     )
 }

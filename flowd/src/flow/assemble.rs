@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use crate::capture::DropNames;
 
 use super::{
-    outcome, Direction, Endpoint, FlowRecord, InterfaceRef, ReportReason, SideCounters, TcpFlags,
-    Verdict,
+    outcome, Direction, Endpoint, FlowRecord, InterfaceRef, Process, ReportReason, SideCounters,
+    TcpFlags, Verdict,
 };
 
 /// A connection's counters over one reporting window, as the capture stage hands them on.
@@ -155,6 +155,14 @@ impl Assembler {
                 raw.overdue,
                 stats.icmp_error,
             ),
+            process: (stats.owner_pid != 0).then(|| Process {
+                pid: stats.owner_pid,
+                command: {
+                    let end = stats.owner_comm.iter().position(|b| *b == 0).unwrap_or(16);
+                    String::from_utf8_lossy(&stats.owner_comm[..end]).into_owned()
+                },
+                cgroup_id: stats.owner_cgroup,
+            }),
             reason: raw.reason,
             connections: 1,
             initiator_certain: stats.initiator_certain != 0,

@@ -8,6 +8,6 @@ pub mod wire;
 
 pub use outcome::outcome;
 pub use record::{
-    Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, ReportReason, SideCounters, TcpFlags,
-    Verdict,
+    Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters,
+    TcpFlags, Verdict,
 };

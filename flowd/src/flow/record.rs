@@ -73,6 +73,14 @@ pub struct SideCounters {
     pub dropped_bytes: u64,
 }
 
+/// The local process owning a connection's socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub command: String,
+    pub cgroup_id: u64,
+}
+
 /// One connection on one interface, both directions, counted over `[start, end]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowRecord {
@@ -95,6 +103,7 @@ pub struct FlowRecord {
     /// The kernel's reason for the last drop (`NETFILTER_DROP`...), and where it happened.
     pub drop_reason: Option<String>,
     pub drop_location: Option<String>,
+    pub process: Option<Process>,
     pub outcome: Outcome,
     pub reason: ReportReason,
     /// Connections folded into this record (1 unless aggregated).
@@ -141,6 +150,7 @@ impl FlowRecord {
             verdict: Verdict::Forwarded,
             drop_reason: None,
             drop_location: None,
+            process: None,
             outcome: Outcome::Answered,
             reason: ReportReason::IdleTimeout,
             connections: 1,

@@ -108,7 +108,11 @@ pub fn to_proto(r: &FlowRecord) -> pb::Flow {
         drop_location: r.drop_location.clone().unwrap_or_default(),
         outcome: outcome(r.outcome) as i32,
         policy: None,
-        process: None,
+        process: r.process.as_ref().map(|p| pb::ProcessInfo {
+            pid: p.pid,
+            command: p.command.clone(),
+            cgroup_id: p.cgroup_id,
+        }),
         report_reason: match r.reason {
             ReportReason::ActiveTimeout => pb::ReportReason::ActiveTimeout,
             ReportReason::IdleTimeout => pb::ReportReason::IdleTimeout,

@@ -1,0 +1,149 @@
+//! Socket hooks on the cgroup v2 root (connect, sendmsg, post-bind): they name the process behind
+//! each local socket so flows carry a pid and command.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{links::CgroupAttachMode, CgroupSock, CgroupSockAddr, Link as _};
+
+const ADDR_HOOKS: [&str; 4] = [
+    "flowd_connect4",
+    "flowd_connect6",
+    "flowd_sendmsg4",
+    "flowd_sendmsg6",
+];
+const BIND_HOOKS: [&str; 2] = ["flowd_post_bind4", "flowd_post_bind6"];
+
+/// Where the cgroup v2 hierarchy is mounted. On hybrid systems it is not /sys/fs/cgroup, so the
+/// mount table decides.
+pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = mount.split_whitespace().collect();
+        // Field 4 is the root of the mount within the hierarchy: only a full view will do.
+        if fields.get(3) != Some(&"/") {
+            return None;
+        }
+        fields.get(4).map(PathBuf::from)
+    })
+}
+
+enum HookLink {
+    Addr(aya::programs::cgroup_sock_addr::CgroupSockAddrLink),
+    Sock(aya::programs::cgroup_sock::CgroupSockLink),
+}
+
+/// The attached socket hooks; detach explicitly or by dropping.
+pub struct SocketHooks {
+    links: Vec<HookLink>,
+    pub cgroup: PathBuf,
+}
+
+impl SocketHooks {
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        ADDR_HOOKS.into_iter().chain(BIND_HOOKS)
+    }
+
+    pub fn detach(self) {
+        for link in self.links {
+            let result = match link {
+                HookLink::Addr(link) => link.detach(),
+                HookLink::Sock(link) => link.detach(),
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "detaching a socket hook");
+            }
+        }
+    }
+}
+
+/// `Single` is what bpf_link_create wants: cgroup links always coexist with other programs, and
+/// the kernel refuses the attach-flag variants for links.
+fn open(cgroup: &Path) -> Result<File, String> {
+    File::open(cgroup).map_err(|err| format!("opening cgroup {}: {err}", cgroup.display()))
+}
+
+/// Loads and attaches every socket hook; on any failure detaches what was attached and says why.
+pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|err| format!("reading /proc/self/mountinfo: {err}"))?;
+    let cgroup = cgroup2_root(&mountinfo).ok_or("no cgroup v2 hierarchy is mounted")?;
+    let mut hooks = SocketHooks {
+        links: Vec::new(),
+        cgroup: cgroup.clone(),
+    };
+    let result = (|| {
+        for name in ADDR_HOOKS {
+            let program: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("{name} missing from the object"))?
+                .try_into()
+                .map_err(|err| format!("{name}: {err}"))?;
+            program
+                .load()
+                .map_err(|err| format!("loading {name}: {err}"))?;
+            let id = program
+                .attach(open(&cgroup)?, CgroupAttachMode::Single)
+                .map_err(|err| format!("attaching {name} to {}: {err:?}", cgroup.display()))?;
+            let link = program
+                .take_link(id)
+                .map_err(|err| format!("{name}: {err}"))?;
+            hooks.links.push(HookLink::Addr(link));
+        }
+        for name in BIND_HOOKS {
+            let program: &mut CgroupSock = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("{name} missing from the object"))?
+                .try_into()
+                .map_err(|err| format!("{name}: {err}"))?;
+            program
+                .load()
+                .map_err(|err| format!("loading {name}: {err}"))?;
+            let id = program
+                .attach(open(&cgroup)?, CgroupAttachMode::Single)
+                .map_err(|err| format!("attaching {name} to {}: {err:?}", cgroup.display()))?;
+            let link = program
+                .take_link(id)
+                .map_err(|err| format!("{name}: {err}"))?;
+            hooks.links.push(HookLink::Sock(link));
+        }
+        Ok::<(), String>(())
+    })();
+    match result {
+        Ok(()) => Ok(hooks),
+        Err(err) => {
+            hooks.detach();
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_v2_hierarchy_in_a_hybrid_mount_table() {
+        let mountinfo = "\
+25 30 0:23 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw
+27 25 0:25 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,name=systemd
+";
+        assert_eq!(
+            cgroup2_root(mountinfo),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn a_container_view_of_a_sub_hierarchy_is_not_the_root() {
+        let mountinfo = "40 30 0:30 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_root(mountinfo), None);
+        assert_eq!(cgroup2_root(""), None);
+    }
+}
