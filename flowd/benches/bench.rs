@@ -243,56 +243,11 @@ fn run_ns(program: &mut SchedClassifier, frame: &[u8], repeat: u32) -> anyhow::R
     Ok(result.duration.as_nanos() as f64)
 }
 
-/// The test harness's own cost per run: a two-instruction tc program (`r0 = -1; exit`) loaded
-/// with the raw syscall, run on the same frame. Subtracting it leaves flowd's own cost.
+/// The test harness's own cost per run: a two-instruction tc program run on the same frame.
+/// Subtracting it leaves flowd's own cost.
 fn harness_floor(frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    const BPF_PROG_LOAD: libc::c_long = 5;
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
-    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
-    let insns: [u64; 2] = [
-        // mov64 r0, -1 (opcode 0xb7, imm in the upper 32 bits)
-        0xb7 | ((-1i32 as u32 as u64) << 32),
-        // exit
-        0x95,
-    ];
-    let license = b"GPL\0";
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
-    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    // SAFETY: attr is a zeroed bpf_attr with the PROG_LOAD fields set; pointers outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
-    anyhow::ensure!(
-        fd >= 0,
-        "loading the floor program: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: the kernel just returned this descriptor to us.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let mut run = [0u8; 80];
-    run[0..4].copy_from_slice(&(std::os::fd::AsRawFd::as_raw_fd(&fd) as u32).to_ne_bytes());
-    run[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    run[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
-    run[32..36].copy_from_slice(&repeat.to_ne_bytes());
-    // SAFETY: as above, for BPF_PROG_TEST_RUN.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            run.as_mut_ptr(),
-            run.len(),
-        )
-    };
-    anyhow::ensure!(
-        rc == 0,
-        "running the floor program: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(f64::from(u32::from_ne_bytes([
-        run[36], run[37], run[38], run[39],
-    ])))
+    let program = testbed::load_raw_tc_program(-1).context("loading the floor program")?;
+    Ok(f64::from(testbed::test_run_raw(&program, frame, repeat)?))
 }
 
 /// Program cost per packet through BPF_PROG_TEST_RUN, net of the harness's own cost per run

@@ -238,3 +238,89 @@ pub fn ping(hosts: &TwoHosts, target: IpAddr, count: u32) -> Result<(), TestbedE
         &target,
     ])
 }
+
+/// Another tool's tc program, for coexistence tests and benchmark baselines: a two-instruction
+/// classifier (`r0 = verdict; exit`) loaded with the raw syscall, since it is not in flowd's
+/// object. `TC_ACT_SHOT` (2) drops every packet; `TC_ACT_UNSPEC` (-1) passes them on.
+pub fn load_raw_tc_program(verdict: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+    let insns: [u64; 2] = [
+        // mov64 r0, imm (opcode 0xb7, immediate in the upper 32 bits)
+        0xb7 | (u64::from(verdict as u32) << 32),
+        // exit
+        0x95,
+    ];
+    let license = b"GPL\0";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: attr is a zeroed bpf_attr with the PROG_LOAD fields set; pointers outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches `program` with a tcx link at the end of the interface's ingress or egress chain, in
+/// the calling thread's namespace. The link lives as long as the returned descriptor.
+pub fn attach_tcx_last(
+    program: &std::os::fd::OwnedFd,
+    ifindex: u32,
+    ingress: bool,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_TCX_INGRESS: u32 = 46;
+    const BPF_TCX_EGRESS: u32 = 47;
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(program.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    let attach_type = if ingress {
+        BPF_TCX_INGRESS
+    } else {
+        BPF_TCX_EGRESS
+    };
+    attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
+    // SAFETY: attr is a zeroed bpf_attr with the LINK_CREATE fields set.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, attr.as_ptr(), attr.len()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Runs `program` once per repeat on `frame` with BPF_PROG_TEST_RUN; returns the kernel's
+/// average nanoseconds per run.
+pub fn test_run_raw(
+    program: &std::os::fd::OwnedFd,
+    frame: &[u8],
+    repeat: u32,
+) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    let mut run = [0u8; 80];
+    run[0..4].copy_from_slice(&(program.as_raw_fd() as u32).to_ne_bytes());
+    run[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    run[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
+    run[32..36].copy_from_slice(&repeat.to_ne_bytes());
+    // SAFETY: a zeroed bpf_attr with the PROG_TEST_RUN fields set; `frame` outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            run.as_mut_ptr(),
+            run.len(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(u32::from_ne_bytes([run[36], run[37], run[38], run[39]]))
+}

@@ -750,3 +750,100 @@ async fn local_processes_are_named_on_their_flows() {
     assert!(process.pid > 0 && process.cgroup_id > 0, "{process:?}");
     assert!(agent.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_program_dropping_first_hides_nothing_and_keeps_its_verdict() {
+    if !privileged("another_program_dropping_first_hides_nothing_and_keeps_its_verdict") {
+        return;
+    }
+    let hosts = TwoHosts::create("coexist").expect("testbed");
+    // The dropper would eat A's ARP answers too: give B a static neighbour entry for A.
+    let link = std::process::Command::new("ip")
+        .args(["-n", &hosts.a.name, "-j", "link", "show", testbed::VETH])
+        .output()
+        .expect("ip link show");
+    let link: serde_json::Value = serde_json::from_slice(&link.stdout).expect("ip -j output");
+    let mac = link[0]["address"].as_str().expect("mac address").to_owned();
+    ip(&[
+        "-n",
+        &hosts.b.name,
+        "neigh",
+        "replace",
+        "198.18.0.1",
+        "lladdr",
+        &mac,
+        "dev",
+        testbed::VETH,
+        "nud",
+        "permanent",
+    ]);
+    // Another tool's tcx program that drops every incoming packet, attached before flowd starts.
+    let dropper = testbed::load_raw_tc_program(2).expect("load the other program");
+    let _other_link = hosts
+        .a
+        .run(|| {
+            let ifindex =
+                nix::net::if_::if_nametoindex(testbed::VETH).map_err(std::io::Error::from)?;
+            testbed::attach_tcx_last(&dropper, ifindex, true)
+        })
+        .expect("enter namespace A")
+        .expect("attach the other program");
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "1s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let receiver = hosts
+        .a
+        .run(|| std::net::UdpSocket::bind("198.18.0.1:0"))
+        .unwrap()
+        .unwrap();
+    let target = receiver.local_addr().unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let sender = hosts
+        .b
+        .run(|| std::net::UdpSocket::bind("198.18.0.2:0"))
+        .unwrap()
+        .unwrap();
+    for _ in 0..3 {
+        sender.send_to(b"are you there", target).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    assert!(
+        receiver.recv_from(&mut buf).is_err(),
+        "the other program still drops: flowd does not change a packet's fate"
+    );
+    let source = sender.local_addr().unwrap();
+    let totals = collect_until(&mut stream, Duration::from_secs(10), |t| {
+        t.get(&id(UDP, source, target))
+            .is_some_and(|c| c.request_packets >= 3)
+            && t.get(&id(UDP, source, target))
+                .is_some_and(|c| c.records.iter().any(|f| !f.drop_reason.is_empty()))
+    })
+    .await;
+    let conn = totals
+        .get(&id(UDP, source, target))
+        .expect("flowd, first in the chain, saw the packets the other program dropped");
+    assert_eq!(conn.request_packets, 3);
+    assert!(
+        conn.records
+            .iter()
+            .any(|f| f.verdict == pb::Verdict::Dropped as i32 && f.drop_reason == "TC_INGRESS"),
+        "the drop is reported with the kernel's reason: {:?}",
+        conn.records
+            .iter()
+            .map(|f| &f.drop_reason)
+            .collect::<Vec<_>>()
+    );
+    assert!(agent.terminate().success());
+}
