@@ -12,6 +12,7 @@ use crate::{
         SweepTimeouts, Sweeper,
     },
     config::Config,
+    enrich::{self, SharedIndex},
     export::{self, FileSink, FileSinkError},
     flow::{
         aggregate,
@@ -154,6 +155,10 @@ pub async fn run(
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
     let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);
     let (aggregated_tx, aggregated_rx) = mpsc::channel(config.pipeline_buffer);
+    let (enriched_tx, enriched_rx) = mpsc::channel(config.pipeline_buffer);
+    let metadata: SharedIndex = Arc::new(std::sync::RwLock::new(Arc::new(enrich::load(
+        &config.metadata_files,
+    ))));
 
     // The capture stage stops on `shutdown`; every later stage stops when its input closes, so
     // what was counted flows all the way to the store before the API goes away.
@@ -182,10 +187,20 @@ pub async fn run(
         raw_rx,
         record_tx,
     ));
+    let enrichment = tokio::spawn(enrich::run(metadata.clone(), record_rx, enriched_tx));
+    let metadata_stop = CancellationToken::new();
+    let metadata_watch = (!config.metadata_files.is_empty()).then(|| {
+        tokio::spawn(enrich::watch_files(
+            config.metadata_files.clone(),
+            metadata,
+            config.metadata_reload_interval,
+            metadata_stop.clone(),
+        ))
+    });
     let aggregate = tokio::spawn(aggregate::run(
         config.aggregation,
         config.aggregation_interval,
-        record_rx,
+        enriched_rx,
         aggregated_tx,
     ));
     let store_stage = tokio::spawn(store::run(
@@ -221,6 +236,11 @@ pub async fn run(
 
     let capture_result = capture.await?;
     flow.await?;
+    enrichment.await?;
+    metadata_stop.cancel();
+    if let Some(watch) = metadata_watch {
+        watch.await?;
+    }
     aggregate.await?;
     store_stage.await?;
     if let Some(export) = export {

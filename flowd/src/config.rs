@@ -80,6 +80,11 @@ pub struct Config {
     pub aggregation: Level,
     /// Flush interval of the folding aggregation levels.
     pub aggregation_interval: Duration,
+    /// Kubernetes objects (Pod, Namespace, Service, EndpointSlice, Node) naming flow endpoints:
+    /// files or directories, as `kubectl get -o yaml` prints them.
+    pub metadata_files: Vec<PathBuf>,
+    /// How often metadata files are checked for changes.
+    pub metadata_reload_interval: Duration,
     /// Serve Prometheus metrics on this address (`/metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
     /// Also write every record as a JSON line to this file, rotated by size.
@@ -114,6 +119,8 @@ impl Default for Config {
             pipeline_buffer: 8_192,
             aggregation: Level::Connection,
             aggregation_interval: Duration::from_secs(60),
+            metadata_files: Vec::new(),
+            metadata_reload_interval: Duration::from_secs(10),
             metrics_listen: None,
             export_file: None,
             export_file_max_bytes: 100 << 20,
@@ -162,6 +169,9 @@ pub struct ConfigFile {
     pub aggregation: Option<Level>,
     #[serde(default, with = "humantime_serde")]
     pub aggregation_interval: Option<Duration>,
+    pub metadata_files: Option<Vec<PathBuf>>,
+    #[serde(default, with = "humantime_serde")]
+    pub metadata_reload_interval: Option<Duration>,
     pub metrics_listen: Option<SocketAddr>,
     pub export_file: Option<PathBuf>,
     pub export_file_max_bytes: Option<u64>,
@@ -225,7 +235,9 @@ impl ConfigFile {
             aggregation,
             aggregation_interval,
             export_file_max_bytes,
-            export_file_max_files
+            export_file_max_files,
+            metadata_files,
+            metadata_reload_interval
         );
         if self.metrics_listen.is_some() {
             base.metrics_listen = self.metrics_listen;
@@ -282,6 +294,7 @@ impl Config {
             ("unansweredTimeout", self.unanswered_timeout),
             ("retentionMaxAge", self.retention_max_age),
             ("aggregationInterval", self.aggregation_interval),
+            ("metadataReloadInterval", self.metadata_reload_interval),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "0s".into(), "a positive duration such as 5s"));

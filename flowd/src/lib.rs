@@ -6,6 +6,7 @@ pub mod api;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod enrich;
 pub mod export;
 pub mod flow;
 pub mod metrics;

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Flush interval of the source-port and workload levels [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub aggregation_interval: Option<Duration>,
+    /// Kubernetes objects naming flow endpoints: a file or directory of Pod, Namespace, Service,
+    /// EndpointSlice and Node objects in YAML or JSON (repeatable).
+    #[arg(long = "metadata-file", value_name = "PATH")]
+    pub metadata_files: Vec<PathBuf>,
     /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:9810 [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -128,6 +132,8 @@ impl RunArgs {
             pipeline_buffer: None,
             aggregation: self.aggregation,
             aggregation_interval: self.aggregation_interval,
+            metadata_files: (!self.metadata_files.is_empty()).then(|| self.metadata_files.clone()),
+            metadata_reload_interval: None,
             metrics_listen: self.metrics_listen,
             export_file: self.export_file.clone(),
             export_file_max_bytes: self.export_file_max_bytes,

@@ -7,6 +7,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 use tokio::sync::mpsc;
 
 use super::{FlowRecord, Outcome, Verdict};
+use crate::enrich::EndpointMeta;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -15,7 +16,7 @@ pub enum Level {
     Connection,
     /// Connections differing only in the source port are folded, per flush interval.
     SourcePort,
-    /// Endpoints folded to their workload (their address until workload metadata is known) and
+    /// Endpoints folded to their workload (or pod, or address when metadata names none) and
     /// destination port, per flush interval.
     Workload,
 }
@@ -25,8 +26,9 @@ struct Key {
     netns_cookie: u64,
     ifindex: u32,
     protocol: u8,
-    source: IpAddr,
-    destination: IpAddr,
+    /// The address, or at workload level the workload when metadata names one.
+    source: String,
+    destination: String,
     destination_port: u16,
     icmp: (u8, u8),
     verdict: Verdict,
@@ -51,12 +53,20 @@ impl Aggregator {
         if self.level == Level::Connection {
             return Some(record);
         }
+        let identity = |ip: IpAddr, meta: Option<&EndpointMeta>| match (self.level, meta) {
+            (Level::Workload, Some(meta)) => match &meta.workload {
+                Some(w) => format!("{}/{}/{}", meta.namespace, w.kind, w.name),
+                None if !meta.name.is_empty() => format!("{}/{}", meta.namespace, meta.name),
+                None => ip.to_string(),
+            },
+            _ => ip.to_string(),
+        };
         let key = Key {
             netns_cookie: record.interface.netns_cookie,
             ifindex: record.interface.index,
             protocol: record.protocol,
-            source: record.source.ip,
-            destination: record.destination.ip,
+            source: identity(record.source.ip, record.source_meta.as_deref()),
+            destination: identity(record.destination.ip, record.destination_meta.as_deref()),
             destination_port: record.destination.port,
             icmp: (record.icmp_type, record.icmp_code),
             verdict: record.verdict,

@@ -163,6 +163,8 @@ impl Assembler {
                 },
                 cgroup_id: stats.owner_cgroup,
             }),
+            source_meta: None,
+            destination_meta: None,
             reason: raw.reason,
             connections: 1,
             initiator_certain: stats.initiator_certain != 0,

@@ -1,5 +1,7 @@
 use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
+use crate::enrich::EndpointMeta;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     Ingress,
@@ -104,6 +106,9 @@ pub struct FlowRecord {
     pub drop_reason: Option<String>,
     pub drop_location: Option<String>,
     pub process: Option<Process>,
+    /// Who the endpoints are (pod, node, service, world), filled by enrichment.
+    pub source_meta: Option<Arc<EndpointMeta>>,
+    pub destination_meta: Option<Arc<EndpointMeta>>,
     pub outcome: Outcome,
     pub reason: ReportReason,
     /// Connections folded into this record (1 unless aggregated).
@@ -151,6 +156,8 @@ impl FlowRecord {
             drop_reason: None,
             drop_location: None,
             process: None,
+            source_meta: None,
+            destination_meta: None,
             outcome: Outcome::Answered,
             reason: ReportReason::IdleTimeout,
             connections: 1,

@@ -7,7 +7,10 @@ use flowd_common::{TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN
 use super::{
     Direction, Endpoint, FlowRecord, Outcome, ReportReason, SideCounters, TcpFlags, Verdict,
 };
-use crate::proto::v1 as pb;
+use crate::{
+    enrich::{EndpointKind, EndpointMeta},
+    proto::v1 as pb,
+};
 
 pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
     let since_epoch = time
@@ -52,12 +55,36 @@ fn counters(side: &SideCounters) -> pb::TrafficCounters {
     }
 }
 
-fn endpoint(endpoint: &Endpoint) -> pb::Endpoint {
-    pb::Endpoint {
+fn endpoint(endpoint: &Endpoint, meta: Option<&EndpointMeta>) -> pb::Endpoint {
+    let mut out = pb::Endpoint {
         ip: endpoint.ip.to_string(),
         port: u32::from(endpoint.port),
         ..pb::Endpoint::default()
+    };
+    if let Some(meta) = meta {
+        out.kind = match meta.kind {
+            EndpointKind::Pod => pb::EndpointKind::Pod,
+            EndpointKind::Host => pb::EndpointKind::Host,
+            EndpointKind::Node => pb::EndpointKind::Node,
+            EndpointKind::Service => pb::EndpointKind::Service,
+            EndpointKind::WorldPrivate => pb::EndpointKind::WorldPrivate,
+            EndpointKind::WorldPublic => pb::EndpointKind::WorldPublic,
+        } as i32;
+        out.namespace = meta.namespace.clone();
+        out.name = meta.name.clone();
+        out.labels = meta
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.workload = meta.workload.as_ref().map(|w| pb::Workload {
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+        });
+        out.services = meta.services.clone();
+        out.node = meta.node.clone();
     }
+    out
 }
 
 pub fn outcome(outcome: Outcome) -> pb::Outcome {
@@ -91,8 +118,8 @@ pub fn to_proto(r: &FlowRecord) -> pb::Flow {
         node: r.node.to_string(),
         ip_version: i32::from(r.ip_version),
         protocol: i32::from(r.protocol),
-        source: Some(endpoint(&r.source)),
-        destination: Some(endpoint(&r.destination)),
+        source: Some(endpoint(&r.source, r.source_meta.as_deref())),
+        destination: Some(endpoint(&r.destination, r.destination_meta.as_deref())),
         icmp_type: u32::from(r.icmp_type),
         icmp_code: u32::from(r.icmp_code),
         request: Some(counters(&r.request)),

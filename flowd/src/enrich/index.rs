@@ -1,0 +1,262 @@
+//! The metadata index: addresses to pods, nodes and services, answering "who was this address at
+//! that time" (a pod IP reused by a new pod must not relabel older flows).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::SystemTime,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointKind {
+    Pod,
+    Host,
+    Node,
+    Service,
+    WorldPrivate,
+    WorldPublic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Workload {
+    pub kind: String,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn new(kind: &str, name: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// Everything known about one endpoint. Shared: every flow of a pod points at the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointMeta {
+    pub kind: EndpointKind,
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    pub workload: Option<Workload>,
+    /// "namespace/name" of the services this endpoint backs (or is).
+    pub services: Vec<String>,
+    pub node: String,
+    pub service_account: String,
+}
+
+impl EndpointMeta {
+    fn world(ip: IpAddr) -> Self {
+        Self {
+            kind: if is_private(ip) {
+                EndpointKind::WorldPrivate
+            } else {
+                EndpointKind::WorldPublic
+            },
+            namespace: String::new(),
+            name: String::new(),
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
+            workload: None,
+            services: Vec::new(),
+            node: String::new(),
+            service_account: String::new(),
+        }
+    }
+}
+
+/// Addresses that never route on the public internet: RFC 1918, shared CGNAT space, loopback,
+/// link-local, benchmarking (RFC 2544), unique-local IPv6.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (18..20).contains(&o[1]))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PodInfo {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub workload: Option<Workload>,
+    pub node: String,
+    pub service_account: String,
+    pub host_ip: Option<IpAddr>,
+    pub ips: Vec<IpAddr>,
+    /// When the pod started (from status.startTime or creation): flows before it are not its.
+    pub since: Option<SystemTime>,
+}
+
+#[derive(Default)]
+pub struct MetadataIndex {
+    pods: Vec<PodInfo>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+    services: HashMap<IpAddr, String>,
+    backends: HashMap<IpAddr, Vec<String>>,
+    nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
+    /// Built by `finish`: per address, pods by start time, newest last.
+    by_ip: HashMap<IpAddr, Vec<(Option<SystemTime>, Arc<EndpointMeta>)>>,
+    fixed: HashMap<IpAddr, Arc<EndpointMeta>>,
+    finished: bool,
+}
+
+impl MetadataIndex {
+    pub fn add_pod(&mut self, pod: PodInfo) {
+        self.pods.push(pod);
+        self.finished = false;
+    }
+
+    pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        self.namespaces.insert(name.to_owned(), labels);
+        self.finished = false;
+    }
+
+    pub fn add_service(&mut self, namespace: &str, name: &str, ips: &[IpAddr]) {
+        for ip in ips {
+            self.services.insert(*ip, format!("{namespace}/{name}"));
+        }
+        self.finished = false;
+    }
+
+    pub fn add_backends(&mut self, namespace: &str, service: &str, ips: &[IpAddr]) {
+        let name = format!("{namespace}/{service}");
+        for ip in ips {
+            let entry = self.backends.entry(*ip).or_default();
+            if !entry.contains(&name) {
+                entry.push(name.clone());
+            }
+        }
+        self.finished = false;
+    }
+
+    pub fn add_node(&mut self, name: &str, labels: BTreeMap<String, String>, ips: &[IpAddr]) {
+        for ip in ips {
+            self.nodes.insert(*ip, (name.to_owned(), labels.clone()));
+        }
+        self.finished = false;
+    }
+
+    pub fn pods(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Resolves cross-object links (namespace labels, services of each pod) into shared entries.
+    pub fn finish(&mut self) {
+        let mut by_ip: HashMap<IpAddr, Vec<(Option<SystemTime>, Arc<EndpointMeta>)>> =
+            HashMap::with_capacity(self.pods.len());
+        for pod in &self.pods {
+            let namespace_labels = self
+                .namespaces
+                .get(&pod.namespace)
+                .cloned()
+                .unwrap_or_default();
+            let mut services: Vec<String> = pod
+                .ips
+                .iter()
+                .flat_map(|ip| self.backends.get(ip).cloned().unwrap_or_default())
+                .collect();
+            services.sort();
+            services.dedup();
+            let meta = Arc::new(EndpointMeta {
+                kind: EndpointKind::Pod,
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                labels: pod.labels.clone(),
+                namespace_labels,
+                workload: pod.workload.clone(),
+                services,
+                node: pod.node.clone(),
+                service_account: pod.service_account.clone(),
+            });
+            for ip in &pod.ips {
+                by_ip
+                    .entry(*ip)
+                    .or_default()
+                    .push((pod.since, meta.clone()));
+            }
+        }
+        for entries in by_ip.values_mut() {
+            entries.sort_by_key(|(since, _)| *since);
+        }
+        let mut fixed = HashMap::new();
+        for (ip, (node, labels)) in &self.nodes {
+            fixed.insert(
+                *ip,
+                Arc::new(EndpointMeta {
+                    kind: EndpointKind::Node,
+                    name: node.clone(),
+                    labels: labels.clone(),
+                    node: node.clone(),
+                    ..EndpointMeta::world(*ip)
+                }),
+            );
+        }
+        for (ip, service) in &self.services {
+            let (namespace, name) = service.split_once('/').unwrap_or(("", service));
+            fixed.insert(
+                *ip,
+                Arc::new(EndpointMeta {
+                    kind: EndpointKind::Service,
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    namespace_labels: self.namespaces.get(namespace).cloned().unwrap_or_default(),
+                    services: vec![service.clone()],
+                    ..EndpointMeta::world(*ip)
+                }),
+            );
+        }
+        self.by_ip = by_ip;
+        self.fixed = fixed;
+        self.finished = true;
+    }
+
+    /// Who `ip` was at `at`: the newest pod that had started by then, else a node, a service, or
+    /// the world (private or public).
+    pub fn lookup(&self, ip: IpAddr, at: SystemTime) -> Arc<EndpointMeta> {
+        if let Some(pods) = self.by_ip.get(&ip) {
+            let chosen = pods
+                .iter()
+                .rev()
+                .find(|(since, _)| since.is_none_or(|since| since <= at))
+                .or_else(|| pods.first());
+            if let Some((_, meta)) = chosen {
+                return meta.clone();
+            }
+        }
+        if let Some(meta) = self.fixed.get(&ip) {
+            return meta.clone();
+        }
+        Arc::new(EndpointMeta::world(ip))
+    }
+
+    /// Finds a pod by "namespace/name".
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<(Arc<EndpointMeta>, IpAddr)> {
+        self.by_ip.iter().find_map(|(ip, pods)| {
+            pods.iter()
+                .find(|(_, m)| m.namespace == namespace && m.name == name)
+                .map(|(_, m)| (m.clone(), *ip))
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+#[cfg(test)]
+mod tests;

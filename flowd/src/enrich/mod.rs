@@ -1,0 +1,12 @@
+//! Who is talking: Kubernetes pods, workloads, services and nodes behind flow addresses.
+//!
+//! Sources (metadata files today) fill one [`MetadataIndex`]; the enrichment stage looks up each
+//! record's endpoints in it, as of the time the flow was seen.
+
+mod index;
+mod objects;
+mod stage;
+
+pub use index::{EndpointKind, EndpointMeta, MetadataIndex, Workload};
+pub use objects::{load_paths, parse_objects, LoadReport, MetadataError};
+pub use stage::{load, run, watch_files, SharedIndex};

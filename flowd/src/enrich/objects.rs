@@ -1,0 +1,342 @@
+//! Kubernetes objects as `kubectl get -o yaml|json` prints them: single documents, multi-document
+//! YAML, or a `List`. Only the fields enrichment needs are kept, so memory stays small.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use super::index::{MetadataIndex, Workload};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata file {path}, {object}: {message}")]
+    Object {
+        path: PathBuf,
+        object: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default, rename = "ownerReferences")]
+    owners: Vec<OwnerRef>,
+    #[serde(default, rename = "creationTimestamp")]
+    created: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerRef {
+    kind: String,
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    #[serde(default)]
+    node_name: String,
+    #[serde(default)]
+    host_network: bool,
+    #[serde(default)]
+    service_account_name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodStatus {
+    #[serde(default, rename = "podIP")]
+    pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs")]
+    pod_ips: Vec<IpEntry>,
+    #[serde(default, rename = "hostIP")]
+    host_ip: Option<String>,
+    #[serde(default)]
+    start_time: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IpEntry {
+    ip: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceSpec {
+    #[serde(default, rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(default, rename = "clusterIPs")]
+    cluster_ips: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SliceEndpoint {
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NodeStatus {
+    #[serde(default)]
+    addresses: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeAddress {
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+}
+
+/// What one load found: objects indexed, and per-object problems (the rest still loads).
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub objects: usize,
+    pub errors: Vec<MetadataError>,
+}
+
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    text.parse().ok()
+}
+
+fn parse_time(text: &Option<String>) -> Option<std::time::SystemTime> {
+    text.as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+}
+
+/// The workload behind a pod from its owner references: ReplicaSets belong to the Deployment
+/// whose name they extend with the pod-template-hash; Jobs made by a CronJob carry its name plus
+/// a scheduled-time suffix.
+fn workload_of(meta: &Meta) -> Option<Workload> {
+    let owner = meta.owners.first()?;
+    let workload = match owner.kind.as_str() {
+        "ReplicaSet" => match meta.labels.get("pod-template-hash") {
+            Some(hash) => match owner.name.strip_suffix(&format!("-{hash}")) {
+                Some(deployment) => Workload::new("Deployment", deployment),
+                None => Workload::new("ReplicaSet", &owner.name),
+            },
+            None => Workload::new("ReplicaSet", &owner.name),
+        },
+        "Job" => match owner.name.rsplit_once('-') {
+            Some((cronjob, suffix))
+                if suffix.len() >= 8 && suffix.chars().all(|c| c.is_ascii_digit()) =>
+            {
+                Workload::new("CronJob", cronjob)
+            }
+            _ => Workload::new("Job", &owner.name),
+        },
+        kind => Workload::new(kind, &owner.name),
+    };
+    Some(workload)
+}
+
+fn add_object(index: &mut MetadataIndex, value: &serde_json::Value) -> Result<bool, String> {
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    // An absent section reads as empty, as the API server would default it.
+    let field = |name: &str| match value.get(name) {
+        Some(serde_json::Value::Null) | None => serde_json::Value::Object(Default::default()),
+        Some(section) => section.clone(),
+    };
+    let decode = |name: &str| -> Result<serde_json::Value, String> { Ok(field(name)) };
+    let meta: Meta = serde_json::from_value(decode("metadata")?)
+        .map_err(|err| format!("field metadata: {err}"))?;
+    match kind {
+        "Pod" => {
+            let spec: PodSpec = serde_json::from_value(field("spec"))
+                .map_err(|err| format!("field spec: {err}"))?;
+            let status: PodStatus = serde_json::from_value(field("status"))
+                .map_err(|err| format!("field status: {err}"))?;
+            let mut ips: Vec<IpAddr> = status
+                .pod_ips
+                .iter()
+                .filter_map(|e| parse_ip(&e.ip))
+                .collect();
+            if let Some(ip) = status.pod_ip.as_deref().and_then(parse_ip) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            if spec.host_network {
+                // Host-network pods share the node's address; the node entry names it.
+                ips.clear();
+            }
+            let since = parse_time(&status.start_time).or_else(|| parse_time(&meta.created));
+            let workload = workload_of(&meta);
+            index.add_pod(super::index::PodInfo {
+                uid: meta.uid,
+                namespace: meta.namespace,
+                name: meta.name,
+                labels: meta.labels,
+                workload,
+                node: spec.node_name,
+                service_account: spec.service_account_name,
+                host_ip: status.host_ip.as_deref().and_then(parse_ip),
+                ips,
+                since,
+            });
+            Ok(true)
+        }
+        "Namespace" => {
+            index.add_namespace(&meta.name, meta.labels);
+            Ok(true)
+        }
+        "Service" => {
+            let spec: ServiceSpec = serde_json::from_value(field("spec"))
+                .map_err(|err| format!("field spec: {err}"))?;
+            let mut ips: Vec<IpAddr> = spec
+                .cluster_ips
+                .iter()
+                .filter_map(|i| parse_ip(i))
+                .collect();
+            if let Some(ip) = spec.cluster_ip.as_deref().and_then(parse_ip) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            index.add_service(&meta.namespace, &meta.name, &ips);
+            Ok(true)
+        }
+        "EndpointSlice" => {
+            let service = meta
+                .labels
+                .get("kubernetes.io/service-name")
+                .cloned()
+                .ok_or("metadata.labels: kubernetes.io/service-name is missing")?;
+            let endpoints: Vec<SliceEndpoint> = match value.get("endpoints") {
+                Some(serde_json::Value::Null) | None => Vec::new(),
+                Some(list) => serde_json::from_value(list.clone())
+                    .map_err(|err| format!("field endpoints: {err}"))?,
+            };
+            let backends: Vec<IpAddr> = endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().filter_map(|a| parse_ip(a)))
+                .collect();
+            index.add_backends(&meta.namespace, &service, &backends);
+            Ok(true)
+        }
+        "Node" => {
+            let status: NodeStatus = serde_json::from_value(field("status"))
+                .map_err(|err| format!("field status: {err}"))?;
+            let ips: Vec<IpAddr> = status
+                .addresses
+                .iter()
+                .filter(|a| a.kind == "InternalIP" || a.kind == "ExternalIP")
+                .filter_map(|a| parse_ip(&a.address))
+                .collect();
+            index.add_node(&meta.name, meta.labels, &ips);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn describe(value: &serde_json::Value, position: usize) -> String {
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("object");
+    let meta = value.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str());
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(|n| n.as_str());
+    match (namespace, name) {
+        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
+        (None, Some(name)) => format!("{kind} {name}"),
+        _ => format!("{kind} #{position}"),
+    }
+}
+
+/// Indexes every object of `text` (YAML or JSON, one or many documents, or a List).
+pub fn parse_objects(path: &Path, text: &str, index: &mut MetadataIndex, report: &mut LoadReport) {
+    let mut position = 0;
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        position += 1;
+        let value = match serde_json::Value::deserialize(document) {
+            Ok(value) => value,
+            Err(err) => {
+                report.errors.push(MetadataError::Object {
+                    path: path.to_owned(),
+                    object: format!("document #{position}"),
+                    message: err.to_string(),
+                });
+                // A syntax error ends the stream: nothing after it can be read reliably.
+                return;
+            }
+        };
+        let items = match value.get("kind").and_then(|k| k.as_str()) {
+            Some(kind) if kind == "List" || kind.ends_with("List") => value
+                .get("items")
+                .and_then(|i| i.as_array())
+                .cloned()
+                .unwrap_or_default(),
+            _ if value.is_null() => Vec::new(),
+            _ => vec![value],
+        };
+        for (offset, item) in items.iter().enumerate() {
+            match add_object(index, item) {
+                Ok(true) => report.objects += 1,
+                Ok(false) => {}
+                Err(message) => report.errors.push(MetadataError::Object {
+                    path: path.to_owned(),
+                    object: describe(item, position + offset),
+                    message,
+                }),
+            }
+        }
+    }
+}
+
+/// Loads files and directories (their *.yaml, *.yml and *.json files, sorted) into a new index.
+pub fn load_paths(paths: &[PathBuf]) -> (MetadataIndex, LoadReport) {
+    let mut index = MetadataIndex::default();
+    let mut report = LoadReport::default();
+    for path in paths {
+        let files = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            matches!(
+                                p.extension().and_then(|e| e.to_str()),
+                                Some("yaml" | "yml" | "json")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            files
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => parse_objects(&file, &text, &mut index, &mut report),
+                Err(source) => report
+                    .errors
+                    .push(MetadataError::Read { path: file, source }),
+            }
+        }
+    }
+    (index, report)
+}

@@ -1,0 +1,104 @@
+//! The enrichment stage, and the file source that keeps the index current.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{load_paths, MetadataIndex};
+use crate::flow::FlowRecord;
+
+/// Swapped whole on reload: lookups never see a half-built index.
+pub type SharedIndex = Arc<RwLock<Arc<MetadataIndex>>>;
+
+/// Records in, the same records with their endpoints named out.
+pub async fn run(
+    index: SharedIndex,
+    mut input: mpsc::Receiver<Vec<FlowRecord>>,
+    output: mpsc::Sender<Vec<FlowRecord>>,
+) {
+    while let Some(mut records) = input.recv().await {
+        let current = index.read().map(|i| i.clone()).ok();
+        if let Some(current) = current {
+            for record in &mut records {
+                record.source_meta = Some(current.lookup(record.source.ip, record.start));
+                record.destination_meta = Some(current.lookup(record.destination.ip, record.start));
+            }
+        }
+        if output.send(records).await.is_err() {
+            tracing::warn!("next stage stopped; enrichment exiting");
+            return;
+        }
+    }
+}
+
+/// Loads `paths` into a finished index, logging every problem (which never stops the rest).
+pub fn load(paths: &[PathBuf]) -> MetadataIndex {
+    let (mut index, report) = load_paths(paths);
+    for error in &report.errors {
+        tracing::warn!(error = %error, "metadata object skipped");
+    }
+    index.finish();
+    tracing::info!(
+        objects = report.objects,
+        pods = index.pods(),
+        "metadata loaded"
+    );
+    index
+}
+
+fn newest_change(paths: &[PathBuf]) -> Option<SystemTime> {
+    paths
+        .iter()
+        .flat_map(|path| {
+            let mut times = vec![std::fs::metadata(path).and_then(|m| m.modified()).ok()];
+            if path.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(path) {
+                    times.extend(
+                        entries
+                            .filter_map(Result::ok)
+                            .map(|e| e.metadata().and_then(|m| m.modified()).ok()),
+                    );
+                }
+            }
+            times
+        })
+        .flatten()
+        .max()
+}
+
+/// Reloads the files when they change (a ConfigMap update, a new file in the directory).
+pub async fn watch_files(
+    paths: Vec<PathBuf>,
+    index: SharedIndex,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut seen = newest_change(&paths);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let changed = newest_change(&paths);
+        if changed == seen {
+            continue;
+        }
+        seen = changed;
+        let paths = paths.clone();
+        match tokio::task::spawn_blocking(move || load(&paths)).await {
+            Ok(fresh) => {
+                if let Ok(mut current) = index.write() {
+                    *current = Arc::new(fresh);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "reloading metadata failed"),
+        }
+    }
+}
