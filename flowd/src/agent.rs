@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, ApiError, FlowApi, Listeners, TlsFiles},
+    attribution::{self, Attributor},
     capture::{
         self, Attachments, CaptureError, CaptureTask, LinkWatch, LoadOptions, MapSizes,
         SweepTimeouts, Sweeper,
@@ -197,10 +198,23 @@ pub async fn run(
             metadata_stop.clone(),
         ))
     });
+    // With policies, attribution sits between enrichment and aggregation (verdicts must be
+    // final before records are folded); without, enrichment feeds aggregation directly.
+    let (attributed_rx, attribution) = if config.policy_files.is_empty() {
+        (enriched_rx, None)
+    } else {
+        let attributor = Arc::new(Attributor::load(
+            &config.policy_files,
+            &config.metadata_files,
+        ));
+        let (attributed_tx, attributed_rx) = mpsc::channel(config.pipeline_buffer);
+        let stage = tokio::spawn(attribution::run(attributor, enriched_rx, attributed_tx));
+        (attributed_rx, Some(stage))
+    };
     let aggregate = tokio::spawn(aggregate::run(
         config.aggregation,
         config.aggregation_interval,
-        enriched_rx,
+        attributed_rx,
         aggregated_tx,
     ));
     let store_stage = tokio::spawn(store::run(
@@ -240,6 +254,9 @@ pub async fn run(
     metadata_stop.cancel();
     if let Some(watch) = metadata_watch {
         watch.await?;
+    }
+    if let Some(stage) = attribution {
+        stage.await?;
     }
     aggregate.await?;
     store_stage.await?;

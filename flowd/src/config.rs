@@ -85,6 +85,9 @@ pub struct Config {
     pub metadata_files: Vec<PathBuf>,
     /// How often metadata files are checked for changes.
     pub metadata_reload_interval: Duration,
+    /// Kubernetes and Calico policies (files or directories) to attribute every flow to the
+    /// policy and rule that decide it.
+    pub policy_files: Vec<PathBuf>,
     /// Serve Prometheus metrics on this address (`/metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
     /// Also write every record as a JSON line to this file, rotated by size.
@@ -121,6 +124,7 @@ impl Default for Config {
             aggregation_interval: Duration::from_secs(60),
             metadata_files: Vec::new(),
             metadata_reload_interval: Duration::from_secs(10),
+            policy_files: Vec::new(),
             metrics_listen: None,
             export_file: None,
             export_file_max_bytes: 100 << 20,
@@ -172,6 +176,7 @@ pub struct ConfigFile {
     pub metadata_files: Option<Vec<PathBuf>>,
     #[serde(default, with = "humantime_serde")]
     pub metadata_reload_interval: Option<Duration>,
+    pub policy_files: Option<Vec<PathBuf>>,
     pub metrics_listen: Option<SocketAddr>,
     pub export_file: Option<PathBuf>,
     pub export_file_max_bytes: Option<u64>,
@@ -237,7 +242,8 @@ impl ConfigFile {
             export_file_max_bytes,
             export_file_max_files,
             metadata_files,
-            metadata_reload_interval
+            metadata_reload_interval,
+            policy_files
         );
         if self.metrics_listen.is_some() {
             base.metrics_listen = self.metrics_listen;

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod export;
 pub mod flow;
 pub mod metrics;
 pub mod netns;
+pub mod policy;
 pub mod proto;
 pub mod query;
 pub mod store;

@@ -3,6 +3,7 @@
 mod demo;
 mod dump;
 mod format;
+mod policy;
 mod run;
 mod status;
 
@@ -35,6 +36,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show flowd working: two throwaway network namespaces, traffic between them, its flows.
     Demo(demo::DemoArgs),
+    /// Network policies: evaluate, check before applying, recommend, explain.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Where to find the agent (shared by the client subcommands).
@@ -87,6 +91,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Dump(args) => dump::execute(*args).await,
             Command::Status(args) => status::execute(args).await,
             Command::Demo(args) => demo::execute(args).await,
+            Command::Policy(command) => policy::execute(command).await,
         }
     })
 }

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// EndpointSlice and Node objects in YAML or JSON (repeatable).
     #[arg(long = "metadata-file", value_name = "PATH")]
     pub metadata_files: Vec<PathBuf>,
+    /// Kubernetes NetworkPolicy and Calico (Global)NetworkPolicy, Tier and staged objects
+    /// (file or directory, repeatable): every flow names the policy and rule that decide it.
+    #[arg(long = "policy-file", value_name = "PATH")]
+    pub policy_files: Vec<PathBuf>,
     /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:9810 [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -134,6 +138,7 @@ impl RunArgs {
             aggregation_interval: self.aggregation_interval,
             metadata_files: (!self.metadata_files.is_empty()).then(|| self.metadata_files.clone()),
             metadata_reload_interval: None,
+            policy_files: (!self.policy_files.is_empty()).then(|| self.policy_files.clone()),
             metrics_listen: self.metrics_listen,
             export_file: self.export_file.clone(),
             export_file_max_bytes: self.export_file_max_bytes,

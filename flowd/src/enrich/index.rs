@@ -102,6 +102,9 @@ pub struct PodInfo {
     pub since: Option<SystemTime>,
 }
 
+/// Pods that held one address, by start time (newest last).
+type Tenants = Vec<(Option<SystemTime>, Arc<EndpointMeta>)>;
+
 #[derive(Default)]
 pub struct MetadataIndex {
     pods: Vec<PodInfo>,
@@ -110,7 +113,7 @@ pub struct MetadataIndex {
     backends: HashMap<IpAddr, Vec<String>>,
     nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
     /// Built by `finish`: per address, pods by start time, newest last.
-    by_ip: HashMap<IpAddr, Vec<(Option<SystemTime>, Arc<EndpointMeta>)>>,
+    by_ip: HashMap<IpAddr, Tenants>,
     fixed: HashMap<IpAddr, Arc<EndpointMeta>>,
     finished: bool,
 }
@@ -157,8 +160,7 @@ impl MetadataIndex {
 
     /// Resolves cross-object links (namespace labels, services of each pod) into shared entries.
     pub fn finish(&mut self) {
-        let mut by_ip: HashMap<IpAddr, Vec<(Option<SystemTime>, Arc<EndpointMeta>)>> =
-            HashMap::with_capacity(self.pods.len());
+        let mut by_ip: HashMap<IpAddr, Tenants> = HashMap::with_capacity(self.pods.len());
         for pod in &self.pods {
             let namespace_labels = self
                 .namespaces

@@ -165,6 +165,7 @@ impl Assembler {
             }),
             source_meta: None,
             destination_meta: None,
+            policy: None,
             reason: raw.reason,
             connections: 1,
             initiator_certain: stats.initiator_certain != 0,

@@ -1,6 +1,6 @@
 use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
-use crate::enrich::EndpointMeta;
+use crate::{attribution::PolicyVerdict, enrich::EndpointMeta};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -109,6 +109,8 @@ pub struct FlowRecord {
     /// Who the endpoints are (pod, node, service, world), filled by enrichment.
     pub source_meta: Option<Arc<EndpointMeta>>,
     pub destination_meta: Option<Arc<EndpointMeta>>,
+    /// The policies' decision at each side, when policies are loaded.
+    pub policy: Option<PolicyVerdict>,
     pub outcome: Outcome,
     pub reason: ReportReason,
     /// Connections folded into this record (1 unless aggregated).
@@ -158,6 +160,7 @@ impl FlowRecord {
             process: None,
             source_meta: None,
             destination_meta: None,
+            policy: None,
             outcome: Outcome::Answered,
             reason: ReportReason::IdleTimeout,
             connections: 1,

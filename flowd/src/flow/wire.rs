@@ -8,6 +8,7 @@ use super::{
     Direction, Endpoint, FlowRecord, Outcome, ReportReason, SideCounters, TcpFlags, Verdict,
 };
 use crate::{
+    attribution::SideVerdict,
     enrich::{EndpointKind, EndpointMeta},
     proto::v1 as pb,
 };
@@ -87,6 +88,24 @@ fn endpoint(endpoint: &Endpoint, meta: Option<&EndpointMeta>) -> pb::Endpoint {
     out
 }
 
+fn policy_ref(policy: &crate::policy::PolicyRef, rule: Option<i32>) -> pb::PolicyRef {
+    pb::PolicyRef {
+        kind: policy.kind.as_str().to_owned(),
+        tier: policy.tier.clone(),
+        namespace: policy.namespace.clone().unwrap_or_default(),
+        name: policy.name.clone(),
+        rule_index: rule.unwrap_or(-1),
+    }
+}
+
+fn decision(side: &SideVerdict) -> pb::PolicyDecision {
+    pb::PolicyDecision {
+        allowed: side.allowed,
+        policy: side.policy.as_ref().map(|p| policy_ref(p, side.rule)),
+        action: side.action.clone(),
+    }
+}
+
 pub fn outcome(outcome: Outcome) -> pb::Outcome {
     match outcome {
         Outcome::Established => pb::Outcome::Established,
@@ -134,7 +153,14 @@ pub fn to_proto(r: &FlowRecord) -> pb::Flow {
         drop_reason: r.drop_reason.clone().unwrap_or_default(),
         drop_location: r.drop_location.clone().unwrap_or_default(),
         outcome: outcome(r.outcome) as i32,
-        policy: None,
+        policy: r.policy.as_ref().and_then(|p| {
+            p.deciding()
+                .policy
+                .as_ref()
+                .map(|policy| policy_ref(policy, p.deciding().rule))
+        }),
+        egress: r.policy.as_ref().map(|p| decision(&p.egress)),
+        ingress: r.policy.as_ref().map(|p| decision(&p.ingress)),
         process: r.process.as_ref().map(|p| pb::ProcessInfo {
             pid: p.pid,
             command: p.command.clone(),

@@ -1,0 +1,183 @@
+//! The policy stage: which named policy and rule decide each flow, on any CNI, and how that
+//! squares with what the kernel did (DENIED, DROPPED without a policy, NOT ENFORCED).
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    flow::{FlowRecord, Outcome, Verdict},
+    policy::{
+        self, Endpoint, EndpointResolver as _, Evaluation, PolicyEngine, Protocol, SideDecision,
+        StaticPods,
+    },
+};
+
+/// One side's decision as a record carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideVerdict {
+    pub allowed: bool,
+    pub policy: Option<policy::PolicyRef>,
+    pub rule: Option<i32>,
+    pub action: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyVerdict {
+    pub egress: SideVerdict,
+    pub ingress: SideVerdict,
+}
+
+impl PolicyVerdict {
+    pub fn allowed(&self) -> bool {
+        self.egress.allowed && self.ingress.allowed
+    }
+
+    /// The side that denied, else the ingress decision (the destination's policy).
+    pub fn deciding(&self) -> &SideVerdict {
+        if !self.egress.allowed {
+            &self.egress
+        } else {
+            &self.ingress
+        }
+    }
+}
+
+fn side(decision: &SideDecision) -> SideVerdict {
+    SideVerdict {
+        allowed: decision.allowed,
+        policy: decision.policy.clone(),
+        rule: decision.rule,
+        action: format!("{:?}", decision.action),
+    }
+}
+
+pub fn verdict_of(evaluation: &Evaluation) -> PolicyVerdict {
+    PolicyVerdict {
+        egress: side(&evaluation.egress),
+        ingress: side(&evaluation.ingress),
+    }
+}
+
+/// What the kernel saw, reconciled with what the policies say.
+pub fn reconcile(kernel: Verdict, outcome: Outcome, policy_allows: bool) -> Verdict {
+    match (policy_allows, kernel) {
+        (true, verdict) => verdict,
+        (false, Verdict::Dropped) => Verdict::Denied,
+        // Denied by policy, yet answered: whatever enforces policies let it through.
+        (false, _)
+            if matches!(
+                outcome,
+                Outcome::Answered | Outcome::Established | Outcome::Closed | Outcome::Reset
+            ) =>
+        {
+            Verdict::NotEnforced
+        }
+        // No answer and no drop seen here: consistent with enforcement elsewhere on the path.
+        (false, _) => Verdict::Denied,
+    }
+}
+
+pub struct Attributor {
+    engine: PolicyEngine,
+    pods: StaticPods,
+}
+
+impl Attributor {
+    /// Policies and pods from files; every problem is logged and the rest still loads.
+    pub fn load(policy_files: &[PathBuf], metadata_files: &[PathBuf]) -> Self {
+        let loaded = policy::load_paths(policy_files);
+        for error in &loaded.errors {
+            tracing::warn!(error = %error, "policy object skipped");
+        }
+        for warning in &loaded.warnings {
+            tracing::info!(warning = %warning, "policy loading");
+        }
+        let pods = StaticPods::load_paths(metadata_files);
+        for error in &pods.errors {
+            tracing::warn!(error = %error, "pod object skipped for policy evaluation");
+        }
+        tracing::info!(policies = loaded.policies.policies.len(), "policies loaded");
+        Self {
+            engine: PolicyEngine::new(&loaded.policies),
+            pods: pods.pods,
+        }
+    }
+
+    fn endpoint(&self, ip: IpAddr) -> Endpoint {
+        self.pods
+            .resolve(&ip.to_string())
+            .unwrap_or_else(|_| Endpoint::external(ip))
+    }
+
+    pub fn evaluate(
+        &self,
+        source: IpAddr,
+        destination: IpAddr,
+        protocol: u8,
+        port: u16,
+    ) -> Arc<Evaluation> {
+        self.engine.evaluate_endpoints(
+            &self.endpoint(source),
+            &self.endpoint(destination),
+            Protocol::from_number(protocol),
+            port,
+        )
+    }
+
+    pub fn attribute(&self, record: &mut FlowRecord) {
+        let evaluation = self.evaluate(
+            record.source.ip,
+            record.destination.ip,
+            record.protocol,
+            record.destination.port,
+        );
+        let verdict = verdict_of(&evaluation);
+        record.verdict = reconcile(record.verdict, record.outcome, verdict.allowed());
+        record.policy = Some(verdict);
+    }
+}
+
+/// Records in, the same records with their deciding policy and reconciled verdict out.
+pub async fn run(
+    attributor: Arc<Attributor>,
+    mut input: mpsc::Receiver<Vec<FlowRecord>>,
+    output: mpsc::Sender<Vec<FlowRecord>>,
+) {
+    while let Some(mut records) = input.recv().await {
+        for record in &mut records {
+            attributor.attribute(record);
+        }
+        if output.send(records).await.is_err() {
+            tracing::warn!("next stage stopped; policy stage exiting");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciliation_table() {
+        use Outcome::*;
+        use Verdict::*;
+        let cases = [
+            (Forwarded, Closed, true, Forwarded),
+            (Dropped, Unanswered, true, Dropped),
+            (Dropped, Unanswered, false, Denied),
+            (Forwarded, Established, false, NotEnforced),
+            (Forwarded, Answered, false, NotEnforced),
+            (Forwarded, Unanswered, false, Denied),
+            (Forwarded, RequestOnly, false, Denied),
+        ];
+        for (kernel, outcome, allows, expected) in cases {
+            assert_eq!(
+                reconcile(kernel, outcome, allows),
+                expected,
+                "{kernel:?} {outcome:?} {allows}"
+            );
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! What the evaluator is asked about: endpoints and flows.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// An IP protocol. Names follow Calico's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    IcmpV6,
+    Other(u8),
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+            Protocol::Icmp => 1,
+            Protocol::IcmpV6 => 58,
+            Protocol::Other(n) => n,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Protocol {
+        match n {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            132 => Protocol::Sctp,
+            1 => Protocol::Icmp,
+            58 => Protocol::IcmpV6,
+            n => Protocol::Other(n),
+        }
+    }
+
+    /// Accepts Calico names (any case), "UDPLite", and numbers 0-255.
+    pub fn parse(text: &str) -> Option<Protocol> {
+        let t = text.trim();
+        if let Ok(n) = t.parse::<u8>() {
+            return Some(Protocol::from_number(n));
+        }
+        match t.to_ascii_lowercase().as_str() {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "sctp" => Some(Protocol::Sctp),
+            "icmp" => Some(Protocol::Icmp),
+            "icmpv6" => Some(Protocol::IcmpV6),
+            "udplite" => Some(Protocol::Other(136)),
+            _ => None,
+        }
+    }
+
+    /// Protocols whose packets carry ports, so port matches make sense.
+    pub fn has_ports(self) -> bool {
+        matches!(
+            self,
+            Protocol::Tcp | Protocol::Udp | Protocol::Sctp | Protocol::Other(136)
+        )
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::Tcp => write!(f, "TCP"),
+            Protocol::Udp => write!(f, "UDP"),
+            Protocol::Sctp => write!(f, "SCTP"),
+            Protocol::Icmp => write!(f, "ICMP"),
+            Protocol::IcmpV6 => write!(f, "ICMPv6"),
+            Protocol::Other(136) => write!(f, "UDPLite"),
+            Protocol::Other(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A named container port of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NamedPort {
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// One side of a flow. `namespace: None` means not a pod (host, node or world
+/// address): only ipBlock / nets rules can match those.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    pub named_ports: Vec<NamedPort>,
+    /// Host-networked or a host/node address: never policed as a pod.
+    pub host: bool,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            namespace: None,
+            pod: None,
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
+            service_account: None,
+            named_ports: Vec::new(),
+            host: false,
+        }
+    }
+}
+
+impl Endpoint {
+    /// A pod endpoint with no labels yet.
+    pub fn pod(namespace: &str, name: &str, ip: IpAddr) -> Endpoint {
+        Endpoint {
+            ip,
+            namespace: Some(namespace.to_string()),
+            pod: Some(name.to_string()),
+            ..Endpoint::default()
+        }
+    }
+
+    /// An address outside the pod network (world, node, host).
+    pub fn external(ip: IpAddr) -> Endpoint {
+        Endpoint {
+            ip,
+            ..Endpoint::default()
+        }
+    }
+
+    pub fn with_label(mut self, key: &str, value: &str) -> Endpoint {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn with_namespace_label(mut self, key: &str, value: &str) -> Endpoint {
+        self.namespace_labels
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn with_service_account(mut self, sa: &str) -> Endpoint {
+        self.service_account = Some(sa.to_string());
+        self
+    }
+
+    pub fn with_named_port(mut self, name: &str, port: u16, protocol: Protocol) -> Endpoint {
+        self.named_ports.push(NamedPort {
+            name: name.to_string(),
+            port,
+            protocol,
+        });
+        self
+    }
+
+    /// Pods are the only endpoints policies select and selectors match.
+    pub fn is_pod(&self) -> bool {
+        self.namespace.is_some() && !self.host
+    }
+
+    /// The namespace, only when this is a policed pod.
+    pub fn pod_namespace(&self) -> Option<&str> {
+        if self.host {
+            None
+        } else {
+            self.namespace.as_deref()
+        }
+    }
+
+    /// "ns/pod", the pod name alone, or the IP.
+    pub fn display_name(&self) -> String {
+        match (&self.namespace, &self.pod) {
+            (Some(ns), Some(p)) => format!("{ns}/{p}"),
+            (None, Some(p)) => p.clone(),
+            _ => self.ip.to_string(),
+        }
+    }
+
+    /// Resolve a named port on this endpoint.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.named_ports
+            .iter()
+            .find(|np| np.name == name && np.protocol == protocol)
+            .map(|np| np.port)
+    }
+}
+
+/// A flow to judge: `port` is the destination port (0 for port-less protocols).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowQuery {
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// A borrowed flow, so callers holding endpoints elsewhere need not clone them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRef<'a> {
+    pub source: &'a Endpoint,
+    pub destination: &'a Endpoint,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl FlowQuery {
+    pub fn view(&self) -> FlowRef<'_> {
+        FlowRef {
+            source: &self.source,
+            destination: &self.destination,
+            protocol: self.protocol,
+            port: self.port,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Tests of the policy module. Truth tables name each case after the rule of
+//! the Kubernetes or Calico documentation it pins down.
+
+mod helpers;
+
+mod cache;
+mod jsonl;
+mod load;
+mod recommend;
+mod seed;
+mod selector;
+mod truth_calico;
+mod truth_k8s;
+mod truth_tiers;
