@@ -1,0 +1,297 @@
+//! The story this product exists for (../shared/seed): an application broke after a default-deny
+//! policy missed a port range, and it took weeks to find. Here it takes one command.
+//!
+//! Host A is the engine pod, host B the core pod (tests/data/seed/cluster.yaml). The agent
+//! watches the core's side. nftables in B stands in for the CNI enforcing the Calico policies.
+
+mod support;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use flowd::{proto::v1 as pb, testbed::TwoHosts};
+use support::{collect_until, privileged, AgentProcess};
+
+const PORTS: [u16; 3] = [7070, 42001, 42002];
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/seed")
+        .join(name)
+}
+
+fn flowd(args: &[&str]) -> (i32, String) {
+    let output = Command::new(support::flowd_binary())
+        .args(args)
+        .output()
+        .expect("run flowd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// The core listens on every port the engine uses; each accepted connection gets an answer.
+fn serve(hosts: &TwoHosts) -> Vec<std::thread::JoinHandle<()>> {
+    PORTS
+        .iter()
+        .map(|port| {
+            let listener = hosts
+                .b
+                .run(|| TcpListener::bind(("198.18.0.2", *port)))
+                .unwrap()
+                .unwrap();
+            listener.set_nonblocking(false).unwrap();
+            std::thread::spawn(move || {
+                while let Ok((mut stream, _)) = listener.accept() {
+                    let mut buf = [0u8; 16];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(b"core");
+                }
+            })
+        })
+        .collect()
+}
+
+/// The engine talks to the core on each port; returns which ports answered.
+fn engine_talks(hosts: &TwoHosts) -> Vec<u16> {
+    hosts
+        .a
+        .run(|| {
+            PORTS
+                .iter()
+                .filter(|port| {
+                    let addr = SocketAddr::from(([198, 18, 0, 2], **port));
+                    let Ok(mut stream) =
+                        TcpStream::connect_timeout(&addr, Duration::from_millis(800))
+                    else {
+                        return false;
+                    };
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut answer = [0u8; 4];
+                    stream.write_all(b"job").is_ok() && stream.read_exact(&mut answer).is_ok()
+                })
+                .copied()
+                .collect()
+        })
+        .expect("enter the engine's namespace")
+}
+
+async fn flows_by_port(agent: &AgentProcess) -> std::collections::HashMap<u16, Vec<pb::Flow>> {
+    let mut client = agent.client().await;
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            last: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        PORTS.iter().all(|port| {
+            t.iter().any(|(id, totals)| {
+                id.destination.port() == *port
+                    && totals
+                        .records
+                        .iter()
+                        .any(|f| f.outcome != pb::Outcome::RequestOnly as i32)
+            })
+        })
+    })
+    .await;
+    let mut by_port = std::collections::HashMap::new();
+    for (id, totals) in totals {
+        if id.source.ip().to_string() == "198.18.0.1" {
+            by_port
+                .entry(id.destination.port())
+                .or_insert_with(Vec::new)
+                .extend(totals.records);
+        }
+    }
+    by_port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_story_in_one_command() {
+    if !privileged("the_seed_story_in_one_command") {
+        return;
+    }
+    let hosts = TwoHosts::create("seed").expect("testbed");
+    let _servers = serve(&hosts);
+    let policies = data("policies.yaml");
+    let cluster = data("cluster.yaml");
+    let netns = hosts.b.path();
+    let base = [
+        "--netns",
+        netns.to_str().unwrap(),
+        "--active-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--unanswered-timeout",
+        "500ms",
+        "--metadata-file",
+        cluster.to_str().unwrap(),
+    ];
+
+    // Before the policies are applied: everything works, and `policy check` already knows
+    // which of today's flows the new policies would break.
+    let agent = AgentProcess::start(&base);
+    let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
+    assert_eq!(answered, PORTS, "no enforcement yet");
+    let before = flows_by_port(&agent).await;
+    assert!(
+        PORTS.iter().all(|p| before.contains_key(p)),
+        "{:?}",
+        before.keys()
+    );
+    let socket = agent.socket_path().to_str().unwrap().to_owned();
+    let (code, check) = flowd(&[
+        "policy",
+        "check",
+        "--policy-file",
+        policies.to_str().unwrap(),
+        "--metadata-file",
+        cluster.to_str().unwrap(),
+        "--socket",
+        &socket,
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(code, 1, "check reports findings with exit code 1: {check}");
+    assert!(
+        check.contains("TCP/42001") && check.contains("TCP/42002"),
+        "{check}"
+    );
+    assert!(!check.contains("TCP/7070"), "{check}");
+    assert!(
+        check.contains("fmeserver/default-deny-fmeserver"),
+        "{check}"
+    );
+    let (code, recommended) = flowd(&[
+        "policy",
+        "recommend",
+        "--metadata-file",
+        cluster.to_str().unwrap(),
+        "--socket",
+        &socket,
+        "--since",
+        "1h",
+        "--namespace",
+        "fmeserver",
+        "--format",
+        "calico",
+    ]);
+    assert_eq!(code, 0, "{recommended}");
+    assert!(
+        recommended.contains("42001:42002"),
+        "the missing range is proposed:\n{recommended}"
+    );
+    assert!(agent.terminate().success());
+
+    // The policies go live: the CNI (nftables here) enforces them, flowd is told about them.
+    let nft = "table inet cni {\n chain input {\n  type filter hook input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(nft.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut args = base.to_vec();
+    args.extend(["--policy-file", policies.to_str().unwrap()]);
+    let agent = AgentProcess::start(&args);
+    let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
+    assert_eq!(
+        answered,
+        [7070],
+        "the engine's jobs on 42001/42002 now fail"
+    );
+    let after = flows_by_port(&agent).await;
+
+    for port in [42001, 42002] {
+        let denied = after[&port]
+            .iter()
+            .find(|f| f.verdict == pb::Verdict::Denied as i32)
+            .unwrap_or_else(|| panic!("port {port} not denied: {:?}", after[&port]));
+        let policy = denied.policy.as_ref().expect("the deciding policy");
+        assert_eq!(
+            (
+                policy.namespace.as_str(),
+                policy.name.as_str(),
+                policy.rule_index,
+                policy.tier.as_str()
+            ),
+            ("fmeserver", "default-deny-fmeserver", -1, "default"),
+        );
+        assert_eq!(denied.drop_reason, "NETFILTER_DROP");
+        let source = denied.source.as_ref().unwrap();
+        assert_eq!(
+            source.workload.as_ref().map(|w| w.name.as_str()),
+            Some("engine-standard-group")
+        );
+        assert_eq!(denied.destination.as_ref().unwrap().name, "core-0");
+    }
+    let allowed = after[&7070]
+        .iter()
+        .find(|f| f.verdict == pb::Verdict::Forwarded as i32)
+        .expect("7070 forwarded");
+    let ingress = allowed
+        .ingress
+        .as_ref()
+        .and_then(|i| i.policy.as_ref())
+        .expect("ingress policy");
+    assert_eq!(
+        (ingress.name.as_str(), ingress.rule_index),
+        ("core-fmeserver", 0)
+    );
+
+    // The one command: what was denied, between which workloads, by which policy and rule.
+    let socket = agent.socket_path().to_str().unwrap().to_owned();
+    let (code, dump) = flowd(&[
+        "dump",
+        "--socket",
+        &socket,
+        "--verdict",
+        "denied",
+        "--since",
+        "1h",
+        "-o",
+        "wide",
+    ]);
+    assert_eq!(code, 0, "{dump}");
+    assert!(
+        dump.contains("fmeserver/default-deny-fmeserver#-1"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(":42001") && dump.contains(":42002") && !dump.contains(":7070"),
+        "{dump}"
+    );
+    let (_, by_policy) = flowd(&[
+        "dump",
+        "--socket",
+        &socket,
+        "--policy",
+        "fmeserver/default-deny-fmeserver",
+        "--since",
+        "1h",
+        "-o",
+        "json",
+    ]);
+    assert!(by_policy.lines().count() >= 2, "{by_policy}");
+    assert!(agent.terminate().success());
+}
