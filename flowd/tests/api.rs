@@ -222,14 +222,7 @@ async fn slow_consumer_gets_a_gap_marker_and_never_slows_capture() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), 16, None).await;
     let mut client = client::connect_unix(&server.socket).await.unwrap();
-    let mut slow = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut slow = support::follow(&mut client).await;
     // The consumer reads nothing while 20,000 records are published: if publishing waited for
     // it, this would never finish.
     for start in (0..20_000u32).step_by(500) {

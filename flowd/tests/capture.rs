@@ -82,14 +82,7 @@ async fn tcp_and_udp_connections_are_counted_for_ipv4_and_ipv6() {
         &["--active-timeout", "1s", "--sweep-interval", "200ms"],
     );
     let mut client = agent.client().await;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .expect("GetFlows")
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
 
     const REQUEST: usize = 12_345;
     const RESPONSE: usize = 54_321;
@@ -228,14 +221,7 @@ async fn sigterm_detaches_and_flushes_what_was_counted() {
     // Timeouts far away: only the shutdown flush can report this traffic.
     let agent = agent_on(&hosts, &["--active-timeout", "5m", "--idle-timeout", "5m"]);
     let mut client = agent.client().await;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .expect("GetFlows")
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
     let status = client
         .get_status(pb::GetStatusRequest {})
         .await
@@ -343,14 +329,7 @@ async fn restart_keeps_history_and_metrics_and_export_see_the_flows() {
         .to_owned();
 
     let mut client = agent.client().await;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
     let udp = tokio::task::block_in_place(|| {
         testbed::udp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 3, 64).expect("udp")
     });
@@ -465,14 +444,7 @@ async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
         ],
     );
     let mut client = agent.client().await;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
     let a = IpAddr::V4(testbed::HOST_A_V4);
     let udp_closed = tokio::task::block_in_place(|| {
         hosts
@@ -653,14 +625,7 @@ async fn interfaces_are_followed_as_they_come_and_go() {
         .contains(&"veth1".to_owned()));
     assert_eq!(tcx_links_held(pid), 4);
 
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
     let udp = tokio::task::block_in_place(|| {
         testbed::udp_exchange(&hosts, "198.19.0.2".parse().unwrap(), 3, 32).expect("udp over veth1")
     });
@@ -695,14 +660,7 @@ async fn local_processes_are_named_on_their_flows() {
         &["--active-timeout", "1s", "--sweep-interval", "200ms"],
     );
     let mut client = agent.client().await;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
     // A server in B, and a client process of its own in A (not this test's threads).
     let listener = hosts
         .b
@@ -793,14 +751,7 @@ async fn another_program_dropping_first_hides_nothing_and_keeps_its_verdict() {
         &["--active-timeout", "1s", "--sweep-interval", "200ms"],
     );
     let mut client = agent.client().await;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = support::follow(&mut client).await;
     let receiver = hosts
         .a
         .run(|| std::net::UdpSocket::bind("198.18.0.1:0"))

@@ -5,17 +5,8 @@ mod support;
 use std::process::Command;
 
 fn flowd(args: &[&str]) -> (bool, String) {
-    let output = Command::new(support::flowd_binary())
-        .args(args)
-        .output()
-        .expect("run flowd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!text.contains("panicked"), "flowd panicked: {text}");
-    (output.status.success(), text)
+    let (code, text) = support::run_flowd(args);
+    (code == 0, text)
 }
 
 #[test]

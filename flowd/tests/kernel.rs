@@ -14,8 +14,9 @@ use flowd_common::{
         ETH_P_IPV6, V4_A, V4_B,
     },
     parse::ipv4_mapped,
-    FlowKey, FlowStats, COUNTER_MALFORMED, COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS,
-    SIDE_A, SIDE_B, TCP_ACK, TCP_SYN,
+    FlowEvent, FlowKey, FlowStats, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_MAP_FULL, EVENT_NEW_FLOW, SIDE_A, SIDE_B, TCP_ACK,
+    TCP_SYN,
 };
 use support::privileged;
 
@@ -28,9 +29,13 @@ struct Kernel {
 
 impl Kernel {
     fn load() -> Self {
+        Self::with_capacity(1024)
+    }
+
+    fn with_capacity(flow_entries: u32) -> Self {
         let programs = load_programs(LoadOptions {
             sizes: MapSizes {
-                flow_entries: 1024,
+                flow_entries,
                 ring_buffer_bytes: 1 << 16,
             },
             netns_cookie: NETNS_COOKIE,
@@ -244,4 +249,33 @@ fn tcp_with_cut_header_still_counts_at_ip_level() {
         (flows[0].0.port_a, flows[0].0.port_b, flows[0].0.protocol),
         (0, 0, 6)
     );
+}
+
+#[test]
+fn a_full_map_sends_the_packet_through_the_ring_buffer_instead_of_losing_it() {
+    if !privileged("a_full_map_sends_the_packet_through_the_ring_buffer_instead_of_losing_it") {
+        return;
+    }
+    let mut k = Kernel::with_capacity(2);
+    for port in [1000, 1001, 1002] {
+        k.ingress(&tcp4(V4_B, port, V4_A, 80, TCP_SYN as u8, 10));
+    }
+    assert_eq!(k.flows().len(), 2, "the map holds two connections");
+    assert_eq!(k.counter(COUNTER_MAP_FULL), 1);
+    let mut kinds = Vec::new();
+    let mut overflowed = None;
+    while let Some(item) = k.programs.events.next() {
+        assert!(item.len() >= std::mem::size_of::<FlowEvent>());
+        // SAFETY: length checked; FlowEvent is plain data.
+        let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        kinds.push(event.kind);
+        if event.kind == EVENT_MAP_FULL {
+            overflowed = Some(event);
+        }
+    }
+    assert_eq!(kinds, [EVENT_NEW_FLOW, EVENT_NEW_FLOW, EVENT_MAP_FULL]);
+    let event = overflowed.expect("the overflowing packet");
+    assert_eq!(event.key.port_b, 1002, "its connection");
+    assert_eq!(event.stats.packets.iter().sum::<u64>(), 1, "and its counts");
+    assert_eq!(event.stats.bytes.iter().sum::<u64>(), 50);
 }

@@ -26,16 +26,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn flowd(args: &[&str]) -> (i32, String) {
-    let output = Command::new(support::flowd_binary())
-        .args(args)
-        .output()
-        .expect("run flowd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    support::run_flowd(args)
 }
 
 /// The core listens on every port the engine uses; each accepted connection gets an answer.

@@ -68,6 +68,16 @@ fn open(cgroup: &Path) -> Result<File, String> {
     File::open(cgroup).map_err(|err| format!("opening cgroup {}: {err}", cgroup.display()))
 }
 
+fn program<'a, P>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut P, String>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("{name} missing from the object"))?
+        .try_into()
+        .map_err(|err| format!("{name}: {err}"))
+}
+
 /// Loads and attaches every socket hook; on any failure detaches what was attached and says why.
 pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
@@ -79,34 +89,26 @@ pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
     };
     let result = (|| {
         for name in ADDR_HOOKS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("{name} missing from the object"))?
-                .try_into()
-                .map_err(|err| format!("{name}: {err}"))?;
+            let program: &mut CgroupSockAddr = program(ebpf, name)?;
             program
                 .load()
                 .map_err(|err| format!("loading {name}: {err}"))?;
             let id = program
                 .attach(open(&cgroup)?, CgroupAttachMode::Single)
-                .map_err(|err| format!("attaching {name} to {}: {err:?}", cgroup.display()))?;
+                .map_err(|err| format!("attaching {name} to {}: {err}", cgroup.display()))?;
             let link = program
                 .take_link(id)
                 .map_err(|err| format!("{name}: {err}"))?;
             hooks.links.push(HookLink::Addr(link));
         }
         for name in BIND_HOOKS {
-            let program: &mut CgroupSock = ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("{name} missing from the object"))?
-                .try_into()
-                .map_err(|err| format!("{name}: {err}"))?;
+            let program: &mut CgroupSock = program(ebpf, name)?;
             program
                 .load()
                 .map_err(|err| format!("loading {name}: {err}"))?;
             let id = program
                 .attach(open(&cgroup)?, CgroupAttachMode::Single)
-                .map_err(|err| format!("attaching {name} to {}: {err:?}", cgroup.display()))?;
+                .map_err(|err| format!("attaching {name} to {}: {err}", cgroup.display()))?;
             let link = program
                 .take_link(id)
                 .map_err(|err| format!("{name}: {err}"))?;

@@ -7,6 +7,6 @@ mod index;
 mod objects;
 mod stage;
 
-pub use index::{EndpointKind, EndpointMeta, MetadataIndex, Workload};
+pub use index::{EndpointKind, EndpointMeta, MetadataIndex, PodInfo, Workload};
 pub use objects::{load_paths, parse_objects, LoadReport, MetadataError};
 pub use stage::{load, run, watch_files, SharedIndex};

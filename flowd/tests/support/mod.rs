@@ -150,6 +150,35 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Opens a stream of new flows (follow, no backlog).
+pub async fn follow(
+    client: &mut FlowServiceClient<Channel>,
+) -> tonic::Streaming<pb::GetFlowsResponse> {
+    client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("GetFlows")
+        .into_inner()
+}
+
+/// Runs the flowd binary to completion: exit code and everything it printed. Never a panic.
+pub fn run_flowd(args: &[&str]) -> (i32, String) {
+    let output = Command::new(flowd_binary())
+        .args(args)
+        .output()
+        .expect("run flowd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains("panicked"), "flowd panicked: {text}");
+    (output.status.code().unwrap_or(-1), text)
+}
+
 /// Connection identity for summing records: protocol, source and destination.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FlowId {
