@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use crate::{
     flow::{FlowRecord, Outcome, Verdict},
     policy::{
-        self, Endpoint, EndpointResolver as _, Evaluation, PolicyEngine, Protocol, SideDecision,
-        StaticPods,
+        self, Endpoint, EndpointKey, EndpointResolver as _, Evaluation, PolicyEngine, Protocol,
+        SideDecision, StaticPods,
     },
 };
 
@@ -81,7 +81,13 @@ pub fn reconcile(kernel: Verdict, outcome: Outcome, policy_allows: bool) -> Verd
 pub struct Attributor {
     engine: PolicyEngine,
     pods: StaticPods,
+    /// Endpoints resolved once per address, with their evaluation keys: the per-flow path is
+    /// then a map lookup and a cached evaluation.
+    endpoints: std::sync::Mutex<std::collections::HashMap<IpAddr, Arc<(Endpoint, EndpointKey)>>>,
 }
+
+/// Addresses remembered before the endpoint cache starts over (bounded memory).
+const ENDPOINT_CACHE: usize = 1 << 16;
 
 impl Attributor {
     /// Policies and pods from files; every problem is logged and the rest still loads.
@@ -101,13 +107,27 @@ impl Attributor {
         Self {
             engine: PolicyEngine::new(&loaded.policies),
             pods: pods.pods,
+            endpoints: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
-    fn endpoint(&self, ip: IpAddr) -> Endpoint {
-        self.pods
+    fn endpoint(&self, ip: IpAddr) -> Arc<(Endpoint, EndpointKey)> {
+        if let Some(known) = self.endpoints.lock().ok().and_then(|c| c.get(&ip).cloned()) {
+            return known;
+        }
+        let endpoint = self
+            .pods
             .resolve(&ip.to_string())
-            .unwrap_or_else(|_| Endpoint::external(ip))
+            .unwrap_or_else(|_| Endpoint::external(ip));
+        let key = self.engine.endpoint_key(&endpoint);
+        let entry = Arc::new((endpoint, key));
+        if let Ok(mut cache) = self.endpoints.lock() {
+            if cache.len() >= ENDPOINT_CACHE {
+                cache.clear();
+            }
+            cache.insert(ip, entry.clone());
+        }
+        entry
     }
 
     pub fn evaluate(
@@ -117,9 +137,10 @@ impl Attributor {
         protocol: u8,
         port: u16,
     ) -> Arc<Evaluation> {
-        self.engine.evaluate_endpoints(
-            &self.endpoint(source),
-            &self.endpoint(destination),
+        let (source, destination) = (self.endpoint(source), self.endpoint(destination));
+        self.engine.evaluate_keyed(
+            (&source.0, source.1),
+            (&destination.0, destination.1),
             Protocol::from_number(protocol),
             port,
         )

@@ -102,8 +102,50 @@ pub struct PodInfo {
     pub since: Option<SystemTime>,
 }
 
-/// Pods that held one address, by start time (newest last).
-type Tenants = Vec<(Option<SystemTime>, Arc<EndpointMeta>)>;
+/// Pods that held one address, by start time (newest last). One tenant is the common case and
+/// stays inline: a lookup then touches no second allocation.
+#[derive(Clone, Debug)]
+enum Tenants {
+    One(Option<SystemTime>, Arc<EndpointMeta>),
+    Many(Vec<(Option<SystemTime>, Arc<EndpointMeta>)>),
+}
+
+impl Tenants {
+    fn push(&mut self, since: Option<SystemTime>, meta: Arc<EndpointMeta>) {
+        match self {
+            Self::One(first_since, first) => {
+                let mut all = vec![(*first_since, first.clone()), (since, meta)];
+                all.sort_by_key(|(since, _)| *since);
+                *self = Self::Many(all);
+            }
+            Self::Many(all) => {
+                all.push((since, meta));
+                all.sort_by_key(|(since, _)| *since);
+            }
+        }
+    }
+
+    /// The newest tenant that had started by `at`, else the oldest one.
+    fn at(&self, at: SystemTime) -> Option<&Arc<EndpointMeta>> {
+        match self {
+            Self::One(_, meta) => Some(meta),
+            Self::Many(all) => all
+                .iter()
+                .rev()
+                .find(|(since, _)| since.is_none_or(|since| since <= at))
+                .or_else(|| all.first())
+                .map(|(_, meta)| meta),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<EndpointMeta>> {
+        let (one, many) = match self {
+            Self::One(_, meta) => (Some(meta), None),
+            Self::Many(all) => (None, Some(all.iter().map(|(_, m)| m))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
 
 #[derive(Default)]
 pub struct MetadataIndex {
@@ -115,6 +157,8 @@ pub struct MetadataIndex {
     /// Built by `finish`: per address, pods by start time, newest last.
     by_ip: HashMap<IpAddr, Tenants>,
     fixed: HashMap<IpAddr, Arc<EndpointMeta>>,
+    /// Pods already folded into `by_ip` by `finish`.
+    pod_count: usize,
     finished: bool,
 }
 
@@ -155,13 +199,17 @@ impl MetadataIndex {
     }
 
     pub fn pods(&self) -> usize {
-        self.pods.len()
+        self.pods.len() + self.pod_count
     }
 
     /// Resolves cross-object links (namespace labels, services of each pod) into shared entries.
+    /// The raw pods are consumed: each pod lives once, in its shared entry.
     pub fn finish(&mut self) {
-        let mut by_ip: HashMap<IpAddr, Tenants> = HashMap::with_capacity(self.pods.len());
-        for pod in &self.pods {
+        let pods = std::mem::take(&mut self.pods);
+        self.pod_count = pods.len();
+        let mut by_ip: HashMap<IpAddr, Tenants> = HashMap::with_capacity(pods.len());
+        for pod in pods {
+            let (ips, since) = (pod.ips.clone(), pod.since);
             let namespace_labels = self
                 .namespaces
                 .get(&pod.namespace)
@@ -176,24 +224,23 @@ impl MetadataIndex {
             services.dedup();
             let meta = Arc::new(EndpointMeta {
                 kind: EndpointKind::Pod,
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                labels: pod.labels.clone(),
+                namespace: pod.namespace,
+                name: pod.name,
+                labels: pod.labels,
                 namespace_labels,
-                workload: pod.workload.clone(),
+                workload: pod.workload,
                 services,
-                node: pod.node.clone(),
-                service_account: pod.service_account.clone(),
+                node: pod.node,
+                service_account: pod.service_account,
             });
-            for ip in &pod.ips {
-                by_ip
-                    .entry(*ip)
-                    .or_default()
-                    .push((pod.since, meta.clone()));
+            for ip in &ips {
+                match by_ip.get_mut(ip) {
+                    Some(tenants) => tenants.push(since, meta.clone()),
+                    None => {
+                        by_ip.insert(*ip, Tenants::One(since, meta.clone()));
+                    }
+                }
             }
-        }
-        for entries in by_ip.values_mut() {
-            entries.sort_by_key(|(since, _)| *since);
         }
         let mut fixed = HashMap::new();
         for (ip, (node, labels)) in &self.nodes {
@@ -230,15 +277,8 @@ impl MetadataIndex {
     /// Who `ip` was at `at`: the newest pod that had started by then, else a node, a service, or
     /// the world (private or public).
     pub fn lookup(&self, ip: IpAddr, at: SystemTime) -> Arc<EndpointMeta> {
-        if let Some(pods) = self.by_ip.get(&ip) {
-            let chosen = pods
-                .iter()
-                .rev()
-                .find(|(since, _)| since.is_none_or(|since| since <= at))
-                .or_else(|| pods.first());
-            if let Some((_, meta)) = chosen {
-                return meta.clone();
-            }
+        if let Some(meta) = self.by_ip.get(&ip).and_then(|tenants| tenants.at(at)) {
+            return meta.clone();
         }
         if let Some(meta) = self.fixed.get(&ip) {
             return meta.clone();
@@ -248,10 +288,11 @@ impl MetadataIndex {
 
     /// Finds a pod by "namespace/name".
     pub fn pod(&self, namespace: &str, name: &str) -> Option<(Arc<EndpointMeta>, IpAddr)> {
-        self.by_ip.iter().find_map(|(ip, pods)| {
-            pods.iter()
-                .find(|(_, m)| m.namespace == namespace && m.name == name)
-                .map(|(_, m)| (m.clone(), *ip))
+        self.by_ip.iter().find_map(|(ip, tenants)| {
+            tenants
+                .iter()
+                .find(|m| m.namespace == namespace && m.name == name)
+                .map(|m| (m.clone(), *ip))
         })
     }
 
