@@ -121,6 +121,11 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
     let now = unsafe { bpf_ktime_get_boot_ns() };
 
     if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+        // Only a side's first packet at this hook may name a new owner: later packets of the
+        // same socket would find the same answer, and forwarded traffic none at all.
+        // SAFETY: map value pointer valid for this run.
+        let side_first_here =
+            unsafe { (*stats).hook[if side == SIDE_A { SIDE_A } else { SIDE_B }] } != direction;
         add(
             stats,
             side,
@@ -132,7 +137,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
             &key,
         );
         // SAFETY: map value pointer valid for this run.
-        if unsafe { (*stats).owner_pid } == 0 && direction == DIRECTION_EGRESS {
+        if side_first_here && direction == DIRECTION_EGRESS && unsafe { (*stats).owner_pid } == 0 {
             fill_owner(ctx, info, direction, stats);
         }
         return;
