@@ -20,6 +20,30 @@ pub struct SideVerdict {
     pub policy: Option<policy::PolicyRef>,
     pub rule: Option<i32>,
     pub action: String,
+    /// The policies that selected the endpoint, in evaluation order, and each tier's end:
+    /// `flowd policy explain` prints the full walk including policies that did not select it.
+    pub trace: Vec<String>,
+}
+
+fn trace_line(step: &policy::TraceStep) -> String {
+    match step {
+        policy::TraceStep::Policy {
+            policy,
+            selected,
+            rule,
+            action,
+            ..
+        } => match (selected, rule, action) {
+            (false, _, _) => format!("{policy}: not selected"),
+            (true, Some(rule), Some(action)) => {
+                format!("{policy}: rule {rule} matched, {action:?}")
+            }
+            (true, _, _) => format!("{policy}: no rule matched"),
+        },
+        policy::TraceStep::EndOfTier { tier, action } => {
+            format!("end of tier {tier}: {action:?}")
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +73,7 @@ fn side(decision: &SideDecision) -> SideVerdict {
         policy: decision.policy.clone(),
         rule: decision.rule,
         action: format!("{:?}", decision.action),
+        trace: decision.trace.iter().map(trace_line).collect(),
     }
 }
 

@@ -103,6 +103,7 @@ fn decision(side: &SideVerdict) -> pb::PolicyDecision {
         allowed: side.allowed,
         policy: side.policy.as_ref().map(|p| policy_ref(p, side.rule)),
         action: side.action.clone(),
+        trace: side.trace.clone(),
     }
 }
 
