@@ -550,7 +550,7 @@ fn policies() -> anyhow::Result<Vec<Row>> {
     ];
     // The agent's policy stage on the seed story's policies and pods, per record, against the
     // enrichment stage's lookups of the same two addresses.
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/seed");
     let attributor = flowd::attribution::Attributor::load(
         &[data.join("policies.yaml")],
         &[data.join("cluster.yaml")],

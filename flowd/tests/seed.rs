@@ -1,7 +1,7 @@
 //! The story this product exists for (../shared/seed): an application broke after a default-deny
 //! policy missed a port range, and it took weeks to find. Here it takes one command.
 //!
-//! Host A is the engine pod, host B the core pod (tests/data/seed/cluster.yaml). The agent
+//! Host A is the engine pod, host B the core pod (deploy/examples/seed/cluster.yaml). The agent
 //! watches the core's side. nftables in B stands in for the CNI enforcing the Calico policies.
 
 mod support;
@@ -21,7 +21,7 @@ const PORTS: [u16; 3] = [7070, 42001, 42002];
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/seed")
+        .join("../deploy/examples/seed")
         .join(name)
 }
 

@@ -127,6 +127,140 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if missing > 0 || !icmp_seen {
         anyhow::bail!("demo: {missing} generated connections never showed up as flows");
     }
-    println!("\ndemo: every generated connection was captured; namespaces removed.");
+    println!("\ndemo: every generated connection was captured.\n");
+    seed_story(&hosts, args.timeout).await?;
+    println!("\ndemo: done; namespaces removed.");
     Ok(ExitCode::SUCCESS)
+}
+
+const SEED_POLICIES: &str = include_str!("../../../deploy/examples/seed/policies.yaml");
+const SEED_CLUSTER: &str = include_str!("../../../deploy/examples/seed/cluster.yaml");
+
+/// The story flowd exists for: a default-deny policy missed the engine's port range. Host A is
+/// the engine pod, host B the core pod; nftables in B stands in for the CNI enforcing the
+/// policies; flowd on B names the policy and rule behind the drop.
+async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
+    println!("demo: the seed story: engine ({}) -> core ({}) on 7070 and 42001; the policies forgot 42000-43000",
+        testbed::HOST_A_V4, testbed::HOST_B_V4);
+    let workdir = std::env::temp_dir().join(format!("flowd-demo-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir)?;
+    let (policies, cluster) = (workdir.join("policies.yaml"), workdir.join("cluster.yaml"));
+    std::fs::write(&policies, SEED_POLICIES)?;
+    std::fs::write(&cluster, SEED_CLUSTER)?;
+    let nft = "table inet cni {\n chain input {\n  type filter hook input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running nft (nftables) in the core's namespace")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, nft.as_bytes())?;
+    }
+    anyhow::ensure!(child.wait()?.success(), "nft refused the enforcement rules");
+
+    let listeners = [7070u16, 42001]
+        .iter()
+        .map(|port| {
+            hosts
+                .b
+                .run(|| std::net::TcpListener::bind(("198.18.0.2", *port)))?
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for listener in listeners {
+        std::thread::spawn(move || {
+            while let Ok((mut stream, _)) = listener.accept() {
+                let _ = std::io::Write::write_all(&mut stream, b"core");
+            }
+        });
+    }
+    let socket = workdir.join("flowd.sock");
+    let config = Config {
+        interfaces: vec![testbed::VETH.to_owned()],
+        netns: Some(hosts.b.path()),
+        socket: socket.clone(),
+        store_path: workdir.join("flows.redb"),
+        active_timeout: Duration::from_secs(2),
+        unanswered_timeout: Duration::from_millis(500),
+        policy_files: vec![policies],
+        metadata_files: vec![cluster],
+        ..Config::default()
+    };
+    config.validate()?;
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let agent = tokio::spawn(crate::agent::run(config, shutdown.clone(), move |_| {
+        let _ = ready_tx.send(());
+    }));
+    if ready_rx.await.is_err() {
+        agent.await??;
+        anyhow::bail!("the agent stopped before it was ready");
+    }
+    let mut client = client::connect_unix(&socket).await?;
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let answered = tokio::task::block_in_place(|| {
+        hosts.a.run(|| {
+            [7070u16, 42001]
+                .iter()
+                .map(|port| {
+                    let addr = std::net::SocketAddr::from(([198, 18, 0, 2], *port));
+                    (
+                        *port,
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(800))
+                            .is_ok(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    })?;
+    for (port, ok) in &answered {
+        println!(
+            "demo: engine -> core:{port} {}",
+            if *ok {
+                "works"
+            } else {
+                "fails (the job hangs)"
+            }
+        );
+    }
+    println!(
+        "demo: `flowd dump --verdict denied -o wide` on the core's node says why:\n\n{}",
+        format::WIDE_HEADER
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut denied = None;
+    while denied.is_none() {
+        let Ok(Ok(Some(response))) = tokio::time::timeout_at(deadline, stream.message()).await
+        else {
+            break;
+        };
+        if let Some(pb::get_flows_response::Event::Flow(flow)) = response.event {
+            if flow.verdict == pb::Verdict::Denied as i32 {
+                println!("{}", format::wide_line(&flow));
+                denied = Some(flow);
+            }
+        }
+    }
+    shutdown.cancel();
+    agent.await??;
+    let _ = std::fs::remove_dir_all(&workdir);
+    let flow = denied.context("the denied connection never showed up")?;
+    if let Some(policy) = &flow.policy {
+        println!(
+            "\ndemo: denied by {} {}/{} (tier {}), rule {}: the kernel said {}",
+            policy.kind,
+            policy.namespace,
+            policy.name,
+            policy.tier,
+            policy.rule_index,
+            flow.drop_reason
+        );
+    }
+    Ok(())
 }

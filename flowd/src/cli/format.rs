@@ -75,9 +75,25 @@ pub fn flow_line(flow: &pb::Flow) -> String {
         .as_ref()
         .map(|i| i.name.as_str())
         .unwrap_or("");
+    // Who, when metadata names the endpoint (namespace/pod), else the address.
     let side = |e: Option<&pb::Endpoint>| {
-        e.map(|e| endpoint(&e.ip, e.port, has_ports))
-            .unwrap_or_default()
+        e.map(|e| {
+            if e.name.is_empty() {
+                endpoint(&e.ip, e.port, has_ports)
+            } else {
+                let who = if e.namespace.is_empty() {
+                    e.name.clone()
+                } else {
+                    format!("{}/{}", e.namespace, e.name)
+                };
+                if has_ports {
+                    format!("{who}:{}", e.port)
+                } else {
+                    who
+                }
+            }
+        })
+        .unwrap_or_default()
     };
     let counters = |c: Option<&pb::TrafficCounters>| {
         c.map(|c| (c.packets, c.bytes, flags_text(c.tcp_flags.as_ref())))
@@ -252,6 +268,25 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("fmeserver/default-deny#-1"), "{line}");
+    }
+
+    #[test]
+    fn named_endpoints_show_namespace_and_pod() {
+        let flow = pb::Flow {
+            protocol: pb::Protocol::Tcp as i32,
+            source: Some(pb::Endpoint {
+                ip: "198.18.0.1".into(),
+                port: 40000,
+                namespace: "fmeserver".into(),
+                name: "engine-x".into(),
+                ..Default::default()
+            }),
+            destination: endpoint("198.18.0.2", 42001),
+            ..Default::default()
+        };
+        let line = flow_line(&flow);
+        assert!(line.contains("fmeserver/engine-x:40000"), "{line}");
+        assert!(line.contains("-> 198.18.0.2:42001"), "{line}");
     }
 
     #[test]
