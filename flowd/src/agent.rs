@@ -35,6 +35,8 @@ pub enum AgentError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     #[error(transparent)]
+    Kubernetes(#[from] enrich::kubernetes::KubernetesError),
+    #[error(transparent)]
     Export(#[from] FileSinkError),
     #[error("pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -49,6 +51,12 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let netns = config.netns_path();
     capture::check_privileges()?;
+    // Configuration only, no request: an unreachable API server never delays capture.
+    let kube_client = if config.kubernetes {
+        Some(enrich::kubernetes::client().await?)
+    } else {
+        None
+    };
     let netns_cookie = crate::netns::run_in(netns.as_deref(), crate::netns::current_cookie)
         .and_then(|cookie| cookie)
         .map_err(CaptureError::from)?;
@@ -190,14 +198,24 @@ pub async fn run(
     ));
     let enrichment = tokio::spawn(enrich::run(metadata.clone(), record_rx, enriched_tx));
     let metadata_stop = CancellationToken::new();
-    let metadata_watch = (!config.metadata_files.is_empty()).then(|| {
-        tokio::spawn(enrich::watch_files(
+    // With the API source, its rebuilder also rereads the files; otherwise files are watched.
+    let metadata_tasks: Vec<tokio::task::JoinHandle<()>> = match kube_client {
+        Some(client) => enrich::kubernetes::start(
+            client,
+            config.metadata_files.clone(),
+            metadata,
+            telemetry.clone(),
+            config.metadata_reload_interval,
+            metadata_stop.clone(),
+        ),
+        None if !config.metadata_files.is_empty() => vec![tokio::spawn(enrich::watch_files(
             config.metadata_files.clone(),
             metadata,
             config.metadata_reload_interval,
             metadata_stop.clone(),
-        ))
-    });
+        ))],
+        None => Vec::new(),
+    };
     // With policies, attribution sits between enrichment and aggregation (verdicts must be
     // final before records are folded); without, enrichment feeds aggregation directly.
     let (attributed_rx, attribution) = if config.policy_files.is_empty() {
@@ -252,8 +270,8 @@ pub async fn run(
     flow.await?;
     enrichment.await?;
     metadata_stop.cancel();
-    if let Some(watch) = metadata_watch {
-        watch.await?;
+    for task in metadata_tasks {
+        task.await?;
     }
     if let Some(stage) = attribution {
         stage.await?;

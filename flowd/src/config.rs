@@ -83,8 +83,12 @@ pub struct Config {
     /// Kubernetes objects (Pod, Namespace, Service, EndpointSlice, Node) naming flow endpoints:
     /// files or directories, as `kubectl get -o yaml` prints them.
     pub metadata_files: Vec<PathBuf>,
-    /// How often metadata files are checked for changes.
+    /// How often metadata files are checked for changes (and, with `kubernetes`, how often the
+    /// index is rebuilt when watched objects changed).
     pub metadata_reload_interval: Duration,
+    /// Watch the Kubernetes API (in-cluster config in a pod, the kubeconfig elsewhere) for pods,
+    /// namespaces, services, EndpointSlices and nodes.
+    pub kubernetes: bool,
     /// Kubernetes and Calico policies (files or directories) to attribute every flow to the
     /// policy and rule that decide it.
     pub policy_files: Vec<PathBuf>,
@@ -124,6 +128,7 @@ impl Default for Config {
             aggregation_interval: Duration::from_secs(60),
             metadata_files: Vec::new(),
             metadata_reload_interval: Duration::from_secs(10),
+            kubernetes: false,
             policy_files: Vec::new(),
             metrics_listen: None,
             export_file: None,
@@ -176,6 +181,7 @@ pub struct ConfigFile {
     pub metadata_files: Option<Vec<PathBuf>>,
     #[serde(default, with = "humantime_serde")]
     pub metadata_reload_interval: Option<Duration>,
+    pub kubernetes: Option<bool>,
     pub policy_files: Option<Vec<PathBuf>>,
     pub metrics_listen: Option<SocketAddr>,
     pub export_file: Option<PathBuf>,
@@ -243,6 +249,7 @@ impl ConfigFile {
             export_file_max_files,
             metadata_files,
             metadata_reload_interval,
+            kubernetes,
             policy_files
         );
         if self.metrics_listen.is_some() {

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// EndpointSlice and Node objects in YAML or JSON (repeatable).
     #[arg(long = "metadata-file", value_name = "PATH")]
     pub metadata_files: Vec<PathBuf>,
+    /// Watch the Kubernetes API for pods, namespaces, services, EndpointSlices and nodes
+    /// (in-cluster config in a pod, KUBECONFIG or ~/.kube/config elsewhere).
+    #[arg(long)]
+    pub kubernetes: bool,
     /// Kubernetes NetworkPolicy and Calico (Global)NetworkPolicy, Tier and staged objects
     /// (file or directory, repeatable): every flow names the policy and rule that decide it.
     #[arg(long = "policy-file", value_name = "PATH")]
@@ -138,6 +142,7 @@ impl RunArgs {
             aggregation_interval: self.aggregation_interval,
             metadata_files: (!self.metadata_files.is_empty()).then(|| self.metadata_files.clone()),
             metadata_reload_interval: None,
+            kubernetes: self.kubernetes.then_some(true),
             policy_files: (!self.policy_files.is_empty()).then(|| self.policy_files.clone()),
             metrics_listen: self.metrics_listen,
             export_file: self.export_file.clone(),

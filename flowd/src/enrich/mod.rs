@@ -4,6 +4,7 @@
 //! record's endpoints in it, as of the time the flow was seen.
 
 mod index;
+pub mod kubernetes;
 mod objects;
 mod stage;
 

@@ -147,7 +147,10 @@ fn workload_of(meta: &Meta) -> Option<Workload> {
     Some(workload)
 }
 
-fn add_object(index: &mut MetadataIndex, value: &serde_json::Value) -> Result<bool, String> {
+pub(crate) fn add_object(
+    index: &mut MetadataIndex,
+    value: &serde_json::Value,
+) -> Result<bool, String> {
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     // An absent section reads as empty, as the API server would default it.
     let field = |name: &str| match value.get(name) {

@@ -1,0 +1,315 @@
+//! The Kubernetes API source: list/watch pods, namespaces, services, EndpointSlices and nodes
+//! (kube-rs watchers: reconnects with backoff, relists after 410 Gone, bookmarks), keeping only
+//! the fields enrichment reads, and rebuilding the index when something changed.
+//!
+//! Objects go through the same parser as metadata files, so both sources fill one index the same
+//! way; capture never waits for any of this.
+
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt as _;
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Node, Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+    serde::{de::DeserializeOwned, Serialize},
+};
+use kube::{
+    runtime::{watcher, WatchStreamExt as _},
+    Api, Client, Resource, ResourceExt as _,
+};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::{load_paths, objects::add_object, SharedIndex};
+use crate::telemetry::Telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    #[error(
+        "cannot configure a Kubernetes client: {0}. In a pod the service account is used; \
+         elsewhere set KUBECONFIG or ~/.kube/config"
+    )]
+    Config(#[source] kube::Error),
+}
+
+/// The trimmed objects of every watched kind, by kind then namespace/name.
+#[derive(Default)]
+struct Objects {
+    by_kind: HashMap<&'static str, HashMap<String, Value>>,
+    dirty: bool,
+}
+
+fn pick(object: &Value, path: &[&str]) -> Value {
+    path.iter()
+        .try_fold(object, |value, key| value.get(key))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Only what enrichment reads: keeps memory proportional to what is used on big clusters.
+fn trim(kind: &str, object: &Value) -> Value {
+    let metadata = json!({
+        "name": pick(object, &["metadata", "name"]),
+        "namespace": pick(object, &["metadata", "namespace"]),
+        "uid": pick(object, &["metadata", "uid"]),
+        "labels": pick(object, &["metadata", "labels"]),
+        "ownerReferences": pick(object, &["metadata", "ownerReferences"]),
+        "creationTimestamp": pick(object, &["metadata", "creationTimestamp"]),
+    });
+    let mut trimmed = json!({ "kind": kind, "metadata": metadata });
+    match kind {
+        "Pod" => {
+            trimmed["spec"] = json!({
+                "nodeName": pick(object, &["spec", "nodeName"]),
+                "hostNetwork": pick(object, &["spec", "hostNetwork"]),
+                "serviceAccountName": pick(object, &["spec", "serviceAccountName"]),
+            });
+            trimmed["status"] = json!({
+                "podIP": pick(object, &["status", "podIP"]),
+                "podIPs": pick(object, &["status", "podIPs"]),
+                "hostIP": pick(object, &["status", "hostIP"]),
+                "startTime": pick(object, &["status", "startTime"]),
+            });
+        }
+        "Service" => {
+            trimmed["spec"] = json!({
+                "clusterIP": pick(object, &["spec", "clusterIP"]),
+                "clusterIPs": pick(object, &["spec", "clusterIPs"]),
+            });
+        }
+        "EndpointSlice" => trimmed["endpoints"] = pick(object, &["endpoints"]),
+        "Node" => {
+            trimmed["status"] = json!({ "addresses": pick(object, &["status", "addresses"]) })
+        }
+        _ => {}
+    }
+    strip_nulls(&mut trimmed);
+    trimmed
+}
+
+fn strip_nulls(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+    }
+}
+
+/// Follows one kind until `shutdown`, keeping `objects` current.
+async fn follow<K>(
+    api: Api<K>,
+    kind: &'static str,
+    objects: Arc<Mutex<Objects>>,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Serialize + Send + 'static,
+{
+    let key = |object: &K| {
+        format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    };
+    let value = |object: &K| serde_json::to_value(object).map(|v| trim(kind, &v)).ok();
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut relisted: Option<HashMap<String, Value>> = None;
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = stream.next() => event,
+        };
+        let Some(event) = event else { return };
+        let Ok(mut objects) = objects.lock() else {
+            return;
+        };
+        match event {
+            Ok(watcher::Event::Init) => relisted = Some(HashMap::new()),
+            Ok(watcher::Event::InitApply(object)) => {
+                if let (Some(buffer), Some(v)) = (relisted.as_mut(), value(&object)) {
+                    buffer.insert(key(&object), v);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                // A full relist replaces the kind: objects deleted while away disappear.
+                objects
+                    .by_kind
+                    .insert(kind, relisted.take().unwrap_or_default());
+                objects.dirty = true;
+                telemetry.set_counter(&format!("kubernetes_{}_synced", kind.to_lowercase()), 1);
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                if let Some(v) = value(&object) {
+                    objects
+                        .by_kind
+                        .entry(kind)
+                        .or_default()
+                        .insert(key(&object), v);
+                    objects.dirty = true;
+                }
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                objects
+                    .by_kind
+                    .entry(kind)
+                    .or_default()
+                    .remove(&key(&object));
+                objects.dirty = true;
+            }
+            Err(err) => {
+                telemetry.add_counter("kubernetes_watch_errors", 1);
+                telemetry.set_counter(&format!("kubernetes_{}_synced", kind.to_lowercase()), 0);
+                tracing::warn!(kind, error = %err, "Kubernetes watch failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+/// Rebuilds the index from files and watched objects whenever something changed.
+async fn rebuild(
+    files: Vec<PathBuf>,
+    objects: Arc<Mutex<Objects>>,
+    index: SharedIndex,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let snapshot: Option<Vec<Value>> = objects.lock().ok().and_then(|mut objects| {
+            if !objects.dirty {
+                return None;
+            }
+            objects.dirty = false;
+            Some(
+                objects
+                    .by_kind
+                    .values()
+                    .flat_map(|o| o.values().cloned())
+                    .collect(),
+            )
+        });
+        let Some(snapshot) = snapshot else { continue };
+        let files = files.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let (mut fresh, _) = load_paths(&files);
+            for object in &snapshot {
+                if let Err(err) = add_object(&mut fresh, object) {
+                    tracing::debug!(error = %err, "Kubernetes object skipped");
+                }
+            }
+            fresh.finish();
+            fresh
+        })
+        .await;
+        match built {
+            Ok(fresh) => {
+                if let Ok(mut current) = index.write() {
+                    *current = Arc::new(fresh);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "rebuilding metadata failed"),
+        }
+    }
+}
+
+/// Starts the watchers and the rebuilder; they run until `shutdown`.
+pub fn start(
+    client: Client,
+    files: Vec<PathBuf>,
+    index: SharedIndex,
+    telemetry: Arc<Telemetry>,
+    rebuild_interval: Duration,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let objects = Arc::new(Mutex::new(Objects::default()));
+    let ctx = || (objects.clone(), telemetry.clone(), shutdown.clone());
+    let mut tasks = Vec::new();
+    let (o, t, s) = ctx();
+    tasks.push(tokio::spawn(follow(
+        Api::<Pod>::all(client.clone()),
+        "Pod",
+        o,
+        t,
+        s,
+    )));
+    let (o, t, s) = ctx();
+    tasks.push(tokio::spawn(follow(
+        Api::<Namespace>::all(client.clone()),
+        "Namespace",
+        o,
+        t,
+        s,
+    )));
+    let (o, t, s) = ctx();
+    tasks.push(tokio::spawn(follow(
+        Api::<Service>::all(client.clone()),
+        "Service",
+        o,
+        t,
+        s,
+    )));
+    let (o, t, s) = ctx();
+    tasks.push(tokio::spawn(follow(
+        Api::<EndpointSlice>::all(client.clone()),
+        "EndpointSlice",
+        o,
+        t,
+        s,
+    )));
+    let (o, t, s) = ctx();
+    tasks.push(tokio::spawn(follow(
+        Api::<Node>::all(client),
+        "Node",
+        o,
+        t,
+        s,
+    )));
+    tasks.push(tokio::spawn(rebuild(
+        files,
+        objects,
+        index,
+        rebuild_interval,
+        shutdown,
+    )));
+    tasks
+}
+
+/// In-cluster configuration in a pod, the kubeconfig elsewhere. No request is made here.
+pub async fn client() -> Result<Client, KubernetesError> {
+    Client::try_default().await.map_err(KubernetesError::Config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_keeps_what_enrichment_reads_only() {
+        let pod = json!({
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "n", "labels": {"a": "b"},
+                          "managedFields": [{"big": "thing"}], "annotations": {"x": "y"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"podIP": "198.18.0.9", "conditions": [{"type": "Ready"}]}
+        });
+        let trimmed = trim("Pod", &pod);
+        assert_eq!(trimmed["metadata"]["labels"]["a"], "b");
+        assert_eq!(trimmed["status"]["podIP"], "198.18.0.9");
+        assert!(trimmed["metadata"].get("managedFields").is_none());
+        assert!(trimmed["spec"].get("containers").is_none());
+        assert!(trimmed["status"].get("conditions").is_none());
+    }
+}

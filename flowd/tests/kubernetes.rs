@@ -1,0 +1,186 @@
+//! The Kubernetes API source against a fake API server speaking the real list/watch protocol:
+//! JSON lists with resourceVersion, watch event streams, bookmarks, a disconnect, 410 Gone.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use axum::{body::Body, extract::State, http::Uri, response::Response, routing::get, Router};
+use flowd::{
+    enrich::{kubernetes, EndpointKind, MetadataIndex, SharedIndex},
+    telemetry::Telemetry,
+};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+fn pod(name: &str, ip: &str, rv: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"),
+                     "resourceVersion": rv, "labels": {"app": name},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
+                                          "uid": "x", "controller": true}]},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"podIP": ip}
+    })
+}
+
+fn list(kind: &str, rv: &str, items: Vec<Value>) -> Response {
+    let body = json!({"apiVersion": "v1", "kind": format!("{kind}List"),
+                      "metadata": {"resourceVersion": rv}, "items": items});
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// A watch stream: these events, then either the end (a disconnect) or, with `hold`, silence.
+fn watch(events: Vec<Value>, hold: bool) -> Response {
+    let lines = events
+        .into_iter()
+        .map(|e| Ok::<_, std::io::Error>(format!("{e}\n")));
+    let stream = futures::stream::iter(lines);
+    let body = if hold {
+        Body::from_stream(stream.chain(futures::stream::pending()))
+    } else {
+        Body::from_stream(stream)
+    };
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap()
+}
+
+use futures::StreamExt as _;
+
+#[derive(Default)]
+struct Fake {
+    pod_lists: AtomicUsize,
+    pod_watches: AtomicUsize,
+}
+
+async fn pods(State(fake): State<Arc<Fake>>, uri: Uri) -> Response {
+    let watching = is_watch(&uri);
+    if !watching {
+        return match fake.pod_lists.fetch_add(1, Ordering::SeqCst) {
+            0 => list("Pod", "10", vec![pod("a", "198.18.5.1", "5")]),
+            // After the 410: a was deleted while the watch was away, c was created.
+            _ => list(
+                "Pod",
+                "20",
+                vec![pod("b", "198.18.5.2", "11"), pod("c", "198.18.5.3", "19")],
+            ),
+        };
+    }
+    match fake.pod_watches.fetch_add(1, Ordering::SeqCst) {
+        // Events, a bookmark, then the server drops the connection.
+        0 => watch(
+            vec![
+                json!({"type": "ADDED", "object": pod("b", "198.18.5.2", "11")}),
+                json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                        "metadata": {"resourceVersion": "12"}}}),
+            ],
+            false,
+        ),
+        // The resumed watch is too old: 410 Gone, so the client must list again.
+        1 => watch(
+            vec![
+                json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                    "status": "Failure", "message": "too old resource version: 12 (15)",
+                    "reason": "Expired", "code": 410}}),
+            ],
+            false,
+        ),
+        _ => watch(Vec::new(), true),
+    }
+}
+
+fn is_watch(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+}
+
+async fn empty(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        watch(Vec::new(), true)
+    } else {
+        list("", "1", Vec::new())
+    }
+}
+
+fn names(index: &MetadataIndex) -> Vec<String> {
+    ["198.18.5.1", "198.18.5.2", "198.18.5.3"]
+        .iter()
+        .map(|ip| index.lookup(ip.parse::<IpAddr>().unwrap(), SystemTime::now()))
+        .filter(|m| m.kind == EndpointKind::Pod)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_relist_after_410_and_survive_disconnects() {
+    let fake = Arc::new(Fake::default());
+    let app = Router::new()
+        .route("/api/v1/pods", get(pods))
+        .route("/api/v1/namespaces", get(empty))
+        .route("/api/v1/services", get(empty))
+        .route("/api/v1/nodes", get(empty))
+        .route("/apis/discovery.k8s.io/v1/endpointslices", get(empty))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let index: SharedIndex = Arc::new(std::sync::RwLock::new(Arc::new(MetadataIndex::default())));
+    let telemetry = Arc::new(Telemetry::new("n", 1));
+    let stop = CancellationToken::new();
+    let tasks = kubernetes::start(
+        client,
+        Vec::new(),
+        index.clone(),
+        telemetry.clone(),
+        Duration::from_millis(50),
+        stop.clone(),
+    );
+
+    // The index converges on the relisted state: a gone, b and c present.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let current = index.read().unwrap().clone();
+        let now = names(&current);
+        if now == ["b", "c"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never converged; last saw {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        fake.pod_lists.load(Ordering::SeqCst) >= 2,
+        "410 Gone made the watcher list again"
+    );
+    assert!(
+        fake.pod_watches.load(Ordering::SeqCst) >= 3,
+        "it watched again after the disconnect"
+    );
+    let current = index.read().unwrap().clone();
+    let c = current.lookup("198.18.5.3".parse().unwrap(), SystemTime::now());
+    assert_eq!(
+        c.workload.as_ref().map(|w| w.kind.as_str()),
+        Some("StatefulSet")
+    );
+    assert_eq!(telemetry.counters().get("kubernetes_pod_synced"), Some(&1));
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
