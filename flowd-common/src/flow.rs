@@ -69,7 +69,9 @@ pub struct FlowStats {
     pub initiator_certain: u8,
     /// Last ICMP/ICMPv6 destination-unreachable answer to this connection, `type << 8 | code`.
     pub icmp_error: u16,
-    pub _pad: [u8; 6],
+    /// Which side's socket the owner below belongs to, plus one (0: no owner known).
+    pub owner_side: u8,
+    pub _pad: [u8; 5],
     /// Packets and IP bytes of each side freed by the kernel as drops (kfree_skb). A packet
     /// dropped after the tc hook saw it counts in `packets` too.
     pub dropped_packets: [u64; 2],

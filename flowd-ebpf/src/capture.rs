@@ -138,12 +138,12 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
         );
         // SAFETY: map value pointer valid for this run.
         if side_first_here && direction == DIRECTION_EGRESS && unsafe { (*stats).owner_pid } == 0 {
-            fill_owner(ctx, info, direction, stats);
+            fill_owner(ctx, info, direction, side, stats);
         }
         return;
     }
     let mut stats = new_flow_stats(side, packets, bytes, now, info.tcp_flags, direction);
-    fill_owner(ctx, info, direction, &raw mut stats);
+    fill_owner(ctx, info, direction, side, &raw mut stats);
     match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
         Ok(()) => {
             emit(&key, &stats, EVENT_NEW_FLOW);

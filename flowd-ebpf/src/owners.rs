@@ -86,7 +86,13 @@ pub fn flowd_post_bind6(ctx: SockContext) -> i32 {
 /// Fills the owner of a connection seen at tc: the sending socket's owner on egress, the owner
 /// of the bound destination port on ingress.
 #[inline(never)]
-pub fn fill_owner(ctx: &TcContext, info: &PacketInfo, direction: u8, stats: *mut FlowStats) {
+pub fn fill_owner(
+    ctx: &TcContext,
+    info: &PacketInfo,
+    direction: u8,
+    side: usize,
+    stats: *mut FlowStats,
+) {
     let owner = if direction == DIRECTION_EGRESS {
         // SAFETY: valid skb context; 0 when the packet has no local socket.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
@@ -104,6 +110,13 @@ pub fn fill_owner(ctx: &TcContext, info: &PacketInfo, direction: u8, stats: *mut
             (*stats).owner_pid = owner.pid;
             (*stats).owner_cgroup = owner.cgroup_id;
             (*stats).owner_comm = owner.comm;
+            // Egress: the local socket sent this packet; ingress: it is the one receiving it.
+            let local = if direction == DIRECTION_EGRESS {
+                side
+            } else {
+                side ^ 1
+            };
+            (*stats).owner_side = local as u8 + 1;
         }
     }
 }

@@ -196,7 +196,13 @@ pub async fn run(
         raw_rx,
         record_tx,
     ));
-    let enrichment = tokio::spawn(enrich::run(metadata.clone(), record_rx, enriched_tx));
+    let cgroup_pods = enrich::cgroups::CgroupPods::from_mount_table().map(Arc::new);
+    let enrichment = tokio::spawn(enrich::run(
+        metadata.clone(),
+        cgroup_pods,
+        record_rx,
+        enriched_tx,
+    ));
     let metadata_stop = CancellationToken::new();
     // With the API source, its rebuilder also rereads the files; otherwise files are watched.
     let metadata_tasks: Vec<tokio::task::JoinHandle<()>> = match kube_client {

@@ -892,3 +892,106 @@ async fn flows_name_their_pods_workloads_and_services_from_a_metadata_file() {
     assert_eq!(destination.services, vec!["fmeserver/core".to_owned()]);
     assert!(agent.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_network_pod_is_named_from_its_cgroup() {
+    if !privileged("a_host_network_pod_is_named_from_its_cgroup") {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = flowd::capture::sockets::cgroup2_root(&mountinfo).expect("cgroup v2 mounted");
+    let uid = "6f0e3c1a-2b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    // A cgroup shaped like kubelet's (cgroupfs driver), under a test-owned parent.
+    let parent = root.join(format!("flowd-test-{}", std::process::id()));
+    let pod_cgroup = parent.join("kubepods/burstable").join(format!("pod{uid}"));
+    std::fs::create_dir_all(&pod_cgroup).expect("create test cgroups");
+    struct Cleanup(Vec<std::path::PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for dir in self.0.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![
+        parent.clone(),
+        parent.join("kubepods"),
+        parent.join("kubepods/burstable"),
+        pod_cgroup.clone(),
+    ]);
+
+    let hosts = TwoHosts::create("cgpod").expect("testbed");
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = dir.path().join("pods.yaml");
+    std::fs::write(
+        &metadata,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: node-exporter-x1, namespace: monitoring, uid: {uid}}}\n\
+             spec: {{hostNetwork: true, nodeName: node-1}}\nstatus: {{podIP: 10.0.0.9}}\n"
+        ),
+    )
+    .unwrap();
+    let agent = agent_on(
+        &hosts,
+        &[
+            "--active-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let listener = hosts
+        .b
+        .run(|| std::net::TcpListener::bind("198.18.0.2:0"))
+        .unwrap()
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut buf).unwrap();
+    });
+    let script = format!(
+        "import socket; s = socket.create_connection(('198.18.0.2', {port})); \
+         s.sendall(b'x'); print(s.getsockname()[1]); s.close()"
+    );
+    let shell = format!(
+        "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c \"{script}\"",
+        pod_cgroup.display(),
+        hosts.a.name
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &shell])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.join().unwrap();
+    let client_port: u16 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let totals = collect_until(&mut stream, Duration::from_secs(10), |t| {
+        t.keys().any(|id| id.source.port() == client_port)
+    })
+    .await;
+    let (_, conn) = totals
+        .iter()
+        .find(|(id, _)| id.source.port() == client_port)
+        .expect("the client's connection");
+    let source = conn.last().source.clone().unwrap();
+    assert_eq!(
+        (source.namespace.as_str(), source.name.as_str()),
+        ("monitoring", "node-exporter-x1"),
+        "the pod is found from the socket's cgroup, not its address"
+    );
+    assert_eq!(source.ip, "198.18.0.1");
+    assert!(agent.terminate().success());
+}

@@ -159,6 +159,8 @@ pub struct MetadataIndex {
     fixed: HashMap<IpAddr, Arc<EndpointMeta>>,
     /// Pods already folded into `by_ip` by `finish`.
     pod_count: usize,
+    /// Every pod by UID, host-network ones included, for the local (cgroup) source.
+    by_uid: HashMap<String, Arc<EndpointMeta>>,
     finished: bool,
 }
 
@@ -208,8 +210,9 @@ impl MetadataIndex {
         let pods = std::mem::take(&mut self.pods);
         self.pod_count = pods.len();
         let mut by_ip: HashMap<IpAddr, Tenants> = HashMap::with_capacity(pods.len());
+        let mut by_uid = HashMap::new();
         for pod in pods {
-            let (ips, since) = (pod.ips.clone(), pod.since);
+            let (ips, since, uid) = (pod.ips.clone(), pod.since, pod.uid.clone());
             let namespace_labels = self
                 .namespaces
                 .get(&pod.namespace)
@@ -233,6 +236,9 @@ impl MetadataIndex {
                 node: pod.node,
                 service_account: pod.service_account,
             });
+            if !uid.is_empty() {
+                by_uid.insert(uid, meta.clone());
+            }
             for ip in &ips {
                 match by_ip.get_mut(ip) {
                     Some(tenants) => tenants.push(since, meta.clone()),
@@ -270,6 +276,7 @@ impl MetadataIndex {
             );
         }
         self.by_ip = by_ip;
+        self.by_uid = by_uid;
         self.fixed = fixed;
         self.finished = true;
     }
@@ -284,6 +291,11 @@ impl MetadataIndex {
             return meta.clone();
         }
         Arc::new(EndpointMeta::world(ip))
+    }
+
+    /// The pod with this UID (the local source finds it from a socket's cgroup).
+    pub fn pod_by_uid(&self, uid: &str) -> Option<Arc<EndpointMeta>> {
+        self.by_uid.get(uid).cloned()
     }
 
     /// Finds a pod by "namespace/name".

@@ -3,6 +3,7 @@
 //! Sources (metadata files today) fill one [`MetadataIndex`]; the enrichment stage looks up each
 //! record's endpoints in it, as of the time the flow was seen.
 
+pub mod cgroups;
 mod index;
 pub mod kubernetes;
 mod objects;

@@ -9,15 +9,17 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{load_paths, MetadataIndex};
+use super::{cgroups::CgroupPods, load_paths, EndpointKind, MetadataIndex};
 use crate::flow::FlowRecord;
 
 /// Swapped whole on reload: lookups never see a half-built index.
 pub type SharedIndex = Arc<RwLock<Arc<MetadataIndex>>>;
 
-/// Records in, the same records with their endpoints named out.
+/// Records in, the same records with their endpoints named out. A local process's cgroup names
+/// its pod when the address does not (host-network pods).
 pub async fn run(
     index: SharedIndex,
+    cgroups: Option<Arc<CgroupPods>>,
     mut input: mpsc::Receiver<Vec<FlowRecord>>,
     output: mpsc::Sender<Vec<FlowRecord>>,
 ) {
@@ -27,6 +29,22 @@ pub async fn run(
             for record in &mut records {
                 record.source_meta = Some(current.lookup(record.source.ip, record.start));
                 record.destination_meta = Some(current.lookup(record.destination.ip, record.start));
+                if let (Some(process), Some(cgroups)) = (&record.process, &cgroups) {
+                    let local = if process.of_source {
+                        &mut record.source_meta
+                    } else {
+                        &mut record.destination_meta
+                    };
+                    let named = local.as_ref().is_some_and(|m| m.kind == EndpointKind::Pod);
+                    if !named {
+                        if let Some(pod) = cgroups
+                            .pod_uid(process.cgroup_id)
+                            .and_then(|uid| current.pod_by_uid(&uid))
+                        {
+                            *local = Some(pod);
+                        }
+                    }
+                }
             }
         }
         if output.send(records).await.is_err() {

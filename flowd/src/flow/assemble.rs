@@ -162,6 +162,7 @@ impl Assembler {
                     String::from_utf8_lossy(&stats.owner_comm[..end]).into_owned()
                 },
                 cgroup_id: stats.owner_cgroup,
+                of_source: usize::from(stats.owner_side) == initiator + 1,
             }),
             source_meta: None,
             destination_meta: None,

@@ -81,6 +81,8 @@ pub struct Process {
     pub pid: u32,
     pub command: String,
     pub cgroup_id: u64,
+    /// Whose socket: the source's (a client) or the destination's (a server).
+    pub of_source: bool,
 }
 
 /// One connection on one interface, both directions, counted over `[start, end]`.
