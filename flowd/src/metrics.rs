@@ -112,8 +112,9 @@ impl Collector for AgentCollector {
         let counters = t.counters();
         labelled_counters(
             &mut encoder,
-            "flowd_kernel_events",
-            "Kernel-side counters summed over CPUs",
+            "flowd_events",
+            "Kernel counters summed over CPUs and agent counters, by name; \
+             kubernetes_<kind>_synced is 0 while that watch is failing (metadata stale)",
             "counter",
             counters.iter().map(|(k, v)| (k.as_str(), *v)),
         )?;
