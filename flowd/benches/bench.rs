@@ -549,7 +549,10 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
         ));
         rows.push(row(
             &format!("metadata index memory, {pods} pods (MiB of heap)"),
-            format!("{:.1}", after.saturating_sub(before) as f64 / (1024.0 * 1024.0)),
+            format!(
+                "{:.1}",
+                after.saturating_sub(before) as f64 / (1024.0 * 1024.0)
+            ),
             "-".into(),
             1.0,
             "< 100 at 100k",
