@@ -495,6 +495,7 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
         let address = |i: u32| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
         for i in 0..pods {
             index.add_pod(flowd::enrich::PodInfo {
+                named_ports: Vec::new(),
                 uid: format!("uid-{i}"),
                 namespace: format!("ns-{}", i % 100),
                 name: format!("pod-{i}"),

@@ -203,6 +203,14 @@ pub async fn run(
         record_rx,
         enriched_tx,
     ));
+    // With policies (files, or the API's NetworkPolicies), attribution sits between enrichment
+    // and aggregation: verdicts must be final before records are folded.
+    let attributor = (!config.policy_files.is_empty() || config.kubernetes).then(|| {
+        Arc::new(Attributor::load(
+            &config.policy_files,
+            &config.metadata_files,
+        ))
+    });
     let metadata_stop = CancellationToken::new();
     // With the API source, its rebuilder also rereads the files; otherwise files are watched.
     let metadata_tasks: Vec<tokio::task::JoinHandle<()>> = match kube_client {
@@ -210,6 +218,7 @@ pub async fn run(
             client,
             config.metadata_files.clone(),
             metadata,
+            attributor.clone(),
             telemetry.clone(),
             config.metadata_reload_interval,
             metadata_stop.clone(),
@@ -222,18 +231,13 @@ pub async fn run(
         ))],
         None => Vec::new(),
     };
-    // With policies, attribution sits between enrichment and aggregation (verdicts must be
-    // final before records are folded); without, enrichment feeds aggregation directly.
-    let (attributed_rx, attribution) = if config.policy_files.is_empty() {
-        (enriched_rx, None)
-    } else {
-        let attributor = Arc::new(Attributor::load(
-            &config.policy_files,
-            &config.metadata_files,
-        ));
-        let (attributed_tx, attributed_rx) = mpsc::channel(config.pipeline_buffer);
-        let stage = tokio::spawn(attribution::run(attributor, enriched_rx, attributed_tx));
-        (attributed_rx, Some(stage))
+    let (attributed_rx, attribution) = match attributor {
+        None => (enriched_rx, None),
+        Some(attributor) => {
+            let (attributed_tx, attributed_rx) = mpsc::channel(config.pipeline_buffer);
+            let stage = tokio::spawn(attribution::run(attributor, enriched_rx, attributed_tx));
+            (attributed_rx, Some(stage))
+        }
     };
     let aggregate = tokio::spawn(aggregate::run(
         config.aggregation,

@@ -6,6 +6,7 @@ use std::{net::IpAddr, path::PathBuf, sync::Arc};
 use tokio::sync::mpsc;
 
 use crate::{
+    enrich::{EndpointKind, EndpointMeta},
     flow::{FlowRecord, Outcome, Verdict},
     policy::{
         self, Endpoint, EndpointKey, EndpointResolver as _, Evaluation, PolicyEngine, Protocol,
@@ -104,11 +105,43 @@ pub fn reconcile(kernel: Verdict, outcome: Outcome, policy_allows: bool) -> Verd
 }
 
 pub struct Attributor {
-    engine: PolicyEngine,
+    /// Swapped whole when the policies change (files at start, the Kubernetes API later).
+    engine: std::sync::RwLock<Arc<PolicyEngine>>,
+    /// Policies from files, kept to be combined with those the API reports.
+    file_policies: policy::PolicySet,
     pods: StaticPods,
-    /// Endpoints resolved once per address, with their evaluation keys: the per-flow path is
-    /// then a map lookup and a cached evaluation.
-    endpoints: std::sync::Mutex<std::collections::HashMap<IpAddr, Arc<(Endpoint, EndpointKey)>>>,
+    /// Endpoints resolved once per (address, metadata entry), with their evaluation keys: the
+    /// per-flow path is then a map lookup and a cached evaluation. A new metadata entry (a pod
+    /// relabelled, an address reused) is a new key; the entry is held so its address is not
+    /// reused while cached.
+    endpoints: std::sync::Mutex<std::collections::HashMap<(IpAddr, usize), Arc<Resolved>>>,
+}
+
+struct Resolved {
+    endpoint: Endpoint,
+    key: EndpointKey,
+    _meta: Option<Arc<EndpointMeta>>,
+}
+
+/// The evaluator's view of an endpoint that metadata names as a pod.
+fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
+    let mut endpoint = Endpoint::pod(&meta.namespace, &meta.name, ip);
+    endpoint.labels = meta.labels.clone();
+    endpoint.namespace_labels = meta.namespace_labels.clone();
+    endpoint.service_account =
+        (!meta.service_account.is_empty()).then(|| meta.service_account.clone());
+    endpoint.named_ports = meta
+        .named_ports
+        .iter()
+        .filter_map(|(name, port, protocol)| {
+            Some(policy::NamedPort {
+                name: name.clone(),
+                port: *port,
+                protocol: Protocol::parse(protocol)?,
+            })
+        })
+        .collect();
+    endpoint
 }
 
 /// Addresses remembered before the endpoint cache starts over (bounded memory).
@@ -130,31 +163,85 @@ impl Attributor {
         }
         tracing::info!(policies = loaded.policies.policies.len(), "policies loaded");
         Self {
-            engine: PolicyEngine::new(&loaded.policies),
+            engine: std::sync::RwLock::new(Arc::new(PolicyEngine::new(&loaded.policies))),
+            file_policies: loaded.policies,
             pods: pods.pods,
             endpoints: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
-    fn endpoint(&self, ip: IpAddr) -> Arc<(Endpoint, EndpointKey)> {
-        if let Some(known) = self.endpoints.lock().ok().and_then(|c| c.get(&ip).cloned()) {
+    fn engine(&self) -> Arc<PolicyEngine> {
+        // A poisoned lock still holds a complete engine: swaps replace it whole.
+        self.engine
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Evaluates with the file policies plus `extra` (policies the Kubernetes API reports) from
+    /// now on. Endpoint keys of the old engine are dropped with the cache.
+    pub fn replace_api_policies(&self, extra: &policy::PolicySet) {
+        let mut combined = self.file_policies.clone();
+        combined.extend(extra.clone());
+        let engine = Arc::new(PolicyEngine::new(&combined));
+        *self
+            .engine
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = engine;
+        if let Ok(mut cache) = self.endpoints.lock() {
+            cache.clear();
+        }
+    }
+
+    fn endpoint(&self, ip: IpAddr, meta: Option<&Arc<EndpointMeta>>) -> Arc<Resolved> {
+        let meta = meta.filter(|m| m.kind == EndpointKind::Pod);
+        let cache_key = (ip, meta.map_or(0, |m| Arc::as_ptr(m) as usize));
+        if let Some(known) = self
+            .endpoints
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&cache_key).cloned())
+        {
             return known;
         }
-        let endpoint = self
-            .pods
-            .resolve(&ip.to_string())
-            .unwrap_or_else(|_| Endpoint::external(ip));
-        let key = self.engine.endpoint_key(&endpoint);
-        let entry = Arc::new((endpoint, key));
+        let endpoint = match meta {
+            Some(meta) => endpoint_of(ip, meta),
+            None => self
+                .pods
+                .resolve(&ip.to_string())
+                .unwrap_or_else(|_| Endpoint::external(ip)),
+        };
+        let key = self.engine().endpoint_key(&endpoint);
+        let entry = Arc::new(Resolved {
+            endpoint,
+            key,
+            _meta: meta.cloned(),
+        });
         if let Ok(mut cache) = self.endpoints.lock() {
             if cache.len() >= ENDPOINT_CACHE {
                 cache.clear();
             }
-            cache.insert(ip, entry.clone());
+            cache.insert(cache_key, entry.clone());
         }
         entry
     }
 
+    fn evaluate_resolved(
+        &self,
+        source: &Resolved,
+        destination: &Resolved,
+        protocol: u8,
+        port: u16,
+    ) -> Arc<Evaluation> {
+        self.engine().evaluate_keyed(
+            (&source.endpoint, source.key),
+            (&destination.endpoint, destination.key),
+            Protocol::from_number(protocol),
+            port,
+        )
+    }
+
+    /// Evaluates a flow between two addresses (pods from metadata files, else outside).
     pub fn evaluate(
         &self,
         source: IpAddr,
@@ -162,19 +249,20 @@ impl Attributor {
         protocol: u8,
         port: u16,
     ) -> Arc<Evaluation> {
-        let (source, destination) = (self.endpoint(source), self.endpoint(destination));
-        self.engine.evaluate_keyed(
-            (&source.0, source.1),
-            (&destination.0, destination.1),
-            Protocol::from_number(protocol),
-            port,
-        )
+        let (source, destination) = (
+            self.endpoint(source, None),
+            self.endpoint(destination, None),
+        );
+        self.evaluate_resolved(&source, &destination, protocol, port)
     }
 
+    /// Decides a record with the metadata enrichment attached (any source: API, files, cgroup).
     pub fn attribute(&self, record: &mut FlowRecord) {
-        let evaluation = self.evaluate(
-            record.source.ip,
-            record.destination.ip,
+        let source = self.endpoint(record.source.ip, record.source_meta.as_ref());
+        let destination = self.endpoint(record.destination.ip, record.destination_meta.as_ref());
+        let evaluation = self.evaluate_resolved(
+            &source,
+            &destination,
             record.protocol,
             record.destination.port,
         );

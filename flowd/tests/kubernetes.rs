@@ -12,7 +12,9 @@ use std::{
 
 use axum::{body::Body, extract::State, http::Uri, response::Response, routing::get, Router};
 use flowd::{
+    attribution::Attributor,
     enrich::{kubernetes, EndpointKind, MetadataIndex, SharedIndex},
+    flow::FlowRecord,
     telemetry::Telemetry,
 };
 use serde_json::{json, Value};
@@ -113,6 +115,24 @@ async fn empty(uri: Uri) -> Response {
     }
 }
 
+/// One NetworkPolicy isolating pod c's ingress in namespace shop.
+async fn network_policies(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    let policy = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "isolate-c", "namespace": "shop", "resourceVersion": "3"},
+        "spec": {"podSelector": {"matchLabels": {"app": "c"}}, "policyTypes": ["Ingress"]}
+    });
+    let body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
+                      "metadata": {"resourceVersion": "3"}, "items": [policy]});
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
 fn names(index: &MetadataIndex) -> Vec<String> {
     ["198.18.5.1", "198.18.5.2", "198.18.5.3"]
         .iter()
@@ -131,6 +151,10 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         .route("/api/v1/services", get(empty))
         .route("/api/v1/nodes", get(empty))
         .route("/apis/discovery.k8s.io/v1/endpointslices", get(empty))
+        .route(
+            "/apis/networking.k8s.io/v1/networkpolicies",
+            get(network_policies),
+        )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -141,10 +165,12 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     let index: SharedIndex = Arc::new(std::sync::RwLock::new(Arc::new(MetadataIndex::default())));
     let telemetry = Arc::new(Telemetry::new("n", 1));
     let stop = CancellationToken::new();
+    let attributor = Arc::new(Attributor::load(&[], &[]));
     let tasks = kubernetes::start(
         client,
         Vec::new(),
         index.clone(),
+        Some(attributor.clone()),
         telemetry.clone(),
         Duration::from_millis(50),
         stop.clone(),
@@ -179,6 +205,36 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         Some("StatefulSet")
     );
     assert_eq!(telemetry.counters().get("kubernetes_pod_synced"), Some(&1));
+
+    // The API's NetworkPolicy reaches the policy stage: b -> c is denied by shop/isolate-c.
+    let decide = || {
+        let mut record = FlowRecord::sample(40000);
+        record.protocol = 6;
+        record.source.ip = "198.18.5.2".parse().unwrap();
+        record.destination.ip = "198.18.5.3".parse().unwrap();
+        record.destination.port = 8080;
+        record.source_meta = Some(current.lookup(record.source.ip, SystemTime::now()));
+        record.destination_meta = Some(current.lookup(record.destination.ip, SystemTime::now()));
+        attributor.attribute(&mut record);
+        record.policy.expect("a policy decision")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let decision = loop {
+        let decision = decide();
+        if !decision.allowed() {
+            break decision;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API's policy never reached the policy stage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let policy = decision.ingress.policy.expect("deciding policy");
+    assert_eq!(
+        (policy.namespace.as_deref(), policy.name.as_str()),
+        (Some("shop"), "isolate-c")
+    );
     stop.cancel();
     for task in tasks {
         task.await.unwrap();

@@ -46,6 +46,8 @@ pub struct EndpointMeta {
     pub services: Vec<String>,
     pub node: String,
     pub service_account: String,
+    /// Container ports by name (name, port, protocol), for named-port policy rules.
+    pub named_ports: Vec<(String, u16, String)>,
 }
 
 impl EndpointMeta {
@@ -64,6 +66,7 @@ impl EndpointMeta {
             services: Vec::new(),
             node: String::new(),
             service_account: String::new(),
+            named_ports: Vec::new(),
         }
     }
 }
@@ -89,6 +92,7 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 #[derive(Clone, Debug)]
 pub struct PodInfo {
+    pub named_ports: Vec<(String, u16, String)>,
     pub uid: String,
     pub namespace: String,
     pub name: String,
@@ -235,6 +239,7 @@ impl MetadataIndex {
                 services,
                 node: pod.node,
                 service_account: pod.service_account,
+                named_ports: pod.named_ports,
             });
             if !uid.is_empty() {
                 by_uid.insert(uid, meta.clone());

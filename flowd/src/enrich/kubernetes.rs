@@ -18,6 +18,7 @@ use k8s_openapi::{
     api::{
         core::v1::{Namespace, Node, Pod, Service},
         discovery::v1::EndpointSlice,
+        networking::v1::NetworkPolicy,
     },
     serde::{de::DeserializeOwned, Serialize},
 };
@@ -29,7 +30,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::{load_paths, objects::add_object, SharedIndex};
-use crate::telemetry::Telemetry;
+use crate::{attribution::Attributor, telemetry::Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
@@ -67,7 +68,17 @@ fn trim(kind: &str, object: &Value) -> Value {
     let mut trimmed = json!({ "kind": kind, "metadata": metadata });
     match kind {
         "Pod" => {
+            let containers: Vec<Value> = object
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map(|all| {
+                    all.iter()
+                        .map(|c| json!({ "ports": pick(c, &["ports"]) }))
+                        .collect()
+                })
+                .unwrap_or_default();
             trimmed["spec"] = json!({
+                "containers": containers,
                 "nodeName": pick(object, &["spec", "nodeName"]),
                 "hostNetwork": pick(object, &["spec", "hostNetwork"]),
                 "serviceAccountName": pick(object, &["spec", "serviceAccountName"]),
@@ -96,9 +107,13 @@ fn trim(kind: &str, object: &Value) -> Value {
 }
 
 fn strip_nulls(value: &mut Value) {
-    if let Value::Object(map) = value {
-        map.retain(|_, v| !v.is_null());
-        map.values_mut().for_each(strip_nulls);
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 
@@ -106,6 +121,7 @@ fn strip_nulls(value: &mut Value) {
 async fn follow<K>(
     api: Api<K>,
     kind: &'static str,
+    keep: fn(&str, &Value) -> Value,
     objects: Arc<Mutex<Objects>>,
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
@@ -119,7 +135,7 @@ async fn follow<K>(
             object.name_any()
         )
     };
-    let value = |object: &K| serde_json::to_value(object).map(|v| trim(kind, &v)).ok();
+    let value = |object: &K| serde_json::to_value(object).map(|v| keep(kind, &v)).ok();
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     let mut relisted: Option<HashMap<String, Value>> = None;
@@ -226,10 +242,12 @@ async fn rebuild(
 }
 
 /// Starts the watchers and the rebuilder; they run until `shutdown`.
+/// With an `attributor`, Kubernetes NetworkPolicies are watched too and fed to the policy stage.
 pub fn start(
     client: Client,
     files: Vec<PathBuf>,
     index: SharedIndex,
+    attributor: Option<Arc<Attributor>>,
     telemetry: Arc<Telemetry>,
     rebuild_interval: Duration,
     shutdown: CancellationToken,
@@ -241,6 +259,7 @@ pub fn start(
     tasks.push(tokio::spawn(follow(
         Api::<Pod>::all(client.clone()),
         "Pod",
+        trim,
         o,
         t,
         s,
@@ -249,6 +268,7 @@ pub fn start(
     tasks.push(tokio::spawn(follow(
         Api::<Namespace>::all(client.clone()),
         "Namespace",
+        trim,
         o,
         t,
         s,
@@ -257,6 +277,7 @@ pub fn start(
     tasks.push(tokio::spawn(follow(
         Api::<Service>::all(client.clone()),
         "Service",
+        trim,
         o,
         t,
         s,
@@ -265,14 +286,16 @@ pub fn start(
     tasks.push(tokio::spawn(follow(
         Api::<EndpointSlice>::all(client.clone()),
         "EndpointSlice",
+        trim,
         o,
         t,
         s,
     )));
     let (o, t, s) = ctx();
     tasks.push(tokio::spawn(follow(
-        Api::<Node>::all(client),
+        Api::<Node>::all(client.clone()),
         "Node",
+        trim,
         o,
         t,
         s,
@@ -282,9 +305,76 @@ pub fn start(
         objects,
         index,
         rebuild_interval,
-        shutdown,
+        shutdown.clone(),
     )));
+    if let Some(attributor) = attributor {
+        let policies = Arc::new(Mutex::new(Objects::default()));
+        tasks.push(tokio::spawn(follow(
+            Api::<NetworkPolicy>::all(client),
+            "NetworkPolicy",
+            whole,
+            policies.clone(),
+            telemetry.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(reload_policies(
+            policies,
+            attributor,
+            rebuild_interval,
+            shutdown,
+        )));
+    }
     tasks
+}
+
+/// Policies are read whole (their specs are what matters), minus server bookkeeping.
+fn whole(kind: &str, object: &Value) -> Value {
+    let mut object = object.clone();
+    object["kind"] = Value::String(kind.to_owned());
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    object
+}
+
+/// Gives the policy stage the API's NetworkPolicies (with the files') whenever they changed.
+async fn reload_policies(
+    objects: Arc<Mutex<Objects>>,
+    attributor: Arc<Attributor>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let documents: Option<Vec<String>> = objects.lock().ok().and_then(|mut objects| {
+            if !objects.dirty {
+                return None;
+            }
+            objects.dirty = false;
+            Some(
+                objects
+                    .by_kind
+                    .values()
+                    .flat_map(|o| o.values().map(Value::to_string))
+                    .collect(),
+            )
+        });
+        let Some(documents) = documents else { continue };
+        // JSON documents are YAML documents: one stream for the loader.
+        let loaded = crate::policy::load_str(&documents.join("\n---\n"), "kubernetes-api");
+        for error in &loaded.errors {
+            tracing::warn!(error = %error, "policy from the API skipped");
+        }
+        tracing::info!(
+            policies = loaded.policies.policies.len(),
+            "policies from the Kubernetes API"
+        );
+        attributor.replace_api_policies(&loaded.policies);
+    }
 }
 
 /// In-cluster configuration in a pod, the kubeconfig elsewhere. No request is made here.
@@ -309,7 +399,15 @@ mod tests {
         assert_eq!(trimmed["metadata"]["labels"]["a"], "b");
         assert_eq!(trimmed["status"]["podIP"], "198.18.0.9");
         assert!(trimmed["metadata"].get("managedFields").is_none());
-        assert!(trimmed["spec"].get("containers").is_none());
+        assert!(
+            trimmed["spec"]["containers"][0].get("image").is_none(),
+            "containers keep their ports only"
+        );
         assert!(trimmed["status"].get("conditions").is_none());
+        assert_eq!(
+            trimmed["spec"]["containers"][0],
+            json!({}),
+            "no nulls left to trip the parser"
+        );
     }
 }

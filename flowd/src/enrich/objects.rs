@@ -52,11 +52,29 @@ struct OwnerRef {
 #[serde(rename_all = "camelCase")]
 struct PodSpec {
     #[serde(default)]
+    containers: Vec<Container>,
+    #[serde(default)]
     node_name: String,
     #[serde(default)]
     host_network: bool,
     #[serde(default)]
     service_account_name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Container {
+    #[serde(default)]
+    ports: Vec<ContainerPort>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerPort {
+    #[serde(default)]
+    name: Option<String>,
+    container_port: u16,
+    #[serde(default)]
+    protocol: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,7 +200,18 @@ pub(crate) fn add_object(
             }
             let since = parse_time(&status.start_time).or_else(|| parse_time(&meta.created));
             let workload = workload_of(&meta);
+            let named_ports = spec
+                .containers
+                .iter()
+                .flat_map(|c| &c.ports)
+                .filter_map(|p| {
+                    let name = p.name.clone()?;
+                    let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+                    Some((name, p.container_port, protocol))
+                })
+                .collect();
             index.add_pod(super::index::PodInfo {
+                named_ports,
                 uid: meta.uid,
                 namespace: meta.namespace,
                 name: meta.name,
