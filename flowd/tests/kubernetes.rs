@@ -133,6 +133,46 @@ async fn network_policies(uri: Uri) -> Response {
         .unwrap()
 }
 
+fn json_response(body: Value) -> Response {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Discovery: this cluster serves Calico's policies as custom resources.
+async fn api_groups() -> Response {
+    let version = json!({"groupVersion": "crd.projectcalico.org/v1", "version": "v1"});
+    json_response(
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": "crd.projectcalico.org", "versions": [version], "preferredVersion": version}
+        ]}),
+    )
+}
+
+async fn calico_resources() -> Response {
+    json_response(json!({"kind": "APIResourceList", "apiVersion": "v1",
+    "groupVersion": "crd.projectcalico.org/v1", "resources": [
+        {"name": "globalnetworkpolicies", "singularName": "globalnetworkpolicy",
+         "namespaced": false, "kind": "GlobalNetworkPolicy", "verbs": ["get", "list", "watch"]}
+    ]}))
+}
+
+/// A Calico GlobalNetworkPolicy denying b's egress to port 9090; list items carry no type, as
+/// the API server sends them.
+async fn global_network_policies(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    json_response(json!({"apiVersion": "crd.projectcalico.org/v1",
+        "kind": "GlobalNetworkPolicyList", "metadata": {"resourceVersion": "4"},
+        "items": [{"metadata": {"name": "no-9090-from-b", "resourceVersion": "4"},
+                   "spec": {"order": 10, "selector": "app == 'b'", "types": ["Egress"],
+                            "egress": [{"action": "Deny", "protocol": "TCP",
+                                        "destination": {"ports": [9090]}},
+                                       {"action": "Allow"}]}}]}))
+}
+
 fn names(index: &MetadataIndex) -> Vec<String> {
     ["198.18.5.1", "198.18.5.2", "198.18.5.3"]
         .iter()
@@ -144,6 +184,7 @@ fn names(index: &MetadataIndex) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_relist_after_410_and_survive_disconnects() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let fake = Arc::new(Fake::default());
     let app = Router::new()
         .route("/api/v1/pods", get(pods))
@@ -154,6 +195,12 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         .route(
             "/apis/networking.k8s.io/v1/networkpolicies",
             get(network_policies),
+        )
+        .route("/apis", get(api_groups))
+        .route("/apis/crd.projectcalico.org/v1", get(calico_resources))
+        .route(
+            "/apis/crd.projectcalico.org/v1/globalnetworkpolicies",
+            get(global_network_policies),
         )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -206,13 +253,14 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     );
     assert_eq!(telemetry.counters().get("kubernetes_pod_synced"), Some(&1));
 
-    // The API's NetworkPolicy reaches the policy stage: b -> c is denied by shop/isolate-c.
-    let decide = || {
+    // The API's policies reach the policy stage: b -> c:8080 is denied by the Kubernetes
+    // NetworkPolicy shop/isolate-c, b -> c:9090 already at egress by Calico's no-9090-from-b.
+    let decide = |port: u16| {
         let mut record = FlowRecord::sample(40000);
         record.protocol = 6;
         record.source.ip = "198.18.5.2".parse().unwrap();
         record.destination.ip = "198.18.5.3".parse().unwrap();
-        record.destination.port = 8080;
+        record.destination.port = port;
         record.source_meta = Some(current.lookup(record.source.ip, SystemTime::now()));
         record.destination_meta = Some(current.lookup(record.destination.ip, SystemTime::now()));
         attributor.attribute(&mut record);
@@ -220,13 +268,19 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let decision = loop {
-        let decision = decide();
-        if !decision.allowed() {
+        let decision = decide(8080);
+        let calico = decide(9090);
+        if !decision.allowed() && !calico.egress.allowed {
+            let policy = calico.egress.policy.expect("Calico's deciding policy");
+            assert_eq!(
+                (policy.name.as_str(), calico.egress.rule),
+                ("no-9090-from-b", Some(0))
+            );
             break decision;
         }
         assert!(
             Instant::now() < deadline,
-            "the API's policy never reached the policy stage"
+            "the API's policies never reached the policy stage: 8080 {decision:?}, 9090 {calico:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

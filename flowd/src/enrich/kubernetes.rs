@@ -118,15 +118,16 @@ fn strip_nulls(value: &mut Value) {
 }
 
 /// Follows one kind until `shutdown`, keeping `objects` current.
-async fn follow<K>(
+async fn follow<K, F>(
     api: Api<K>,
     kind: &'static str,
-    keep: fn(&str, &Value) -> Value,
+    keep: F,
     objects: Arc<Mutex<Objects>>,
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Serialize + Send + 'static,
+    F: Fn(&str, &Value) -> Value + Send + 'static,
 {
     let key = |object: &K| {
         format!(
@@ -310,9 +311,15 @@ pub fn start(
     if let Some(attributor) = attributor {
         let policies = Arc::new(Mutex::new(Objects::default()));
         tasks.push(tokio::spawn(follow(
-            Api::<NetworkPolicy>::all(client),
+            Api::<NetworkPolicy>::all(client.clone()),
             "NetworkPolicy",
             whole,
+            policies.clone(),
+            telemetry.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(follow_calico(
+            client,
             policies.clone(),
             telemetry.clone(),
             shutdown.clone(),
@@ -328,13 +335,81 @@ pub fn start(
 }
 
 /// Policies are read whole (their specs are what matters), minus server bookkeeping.
-fn whole(kind: &str, object: &Value) -> Value {
+fn whole(_kind: &str, object: &Value) -> Value {
     let mut object = object.clone();
-    object["kind"] = Value::String(kind.to_owned());
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }
     object
+}
+
+/// Calico's policy kinds, under the keys they are stored by (apart from Kubernetes' own).
+const CALICO_KINDS: [(&str, &str); 6] = [
+    ("NetworkPolicy", "calico/NetworkPolicy"),
+    ("GlobalNetworkPolicy", "calico/GlobalNetworkPolicy"),
+    ("Tier", "calico/Tier"),
+    ("StagedNetworkPolicy", "calico/StagedNetworkPolicy"),
+    (
+        "StagedGlobalNetworkPolicy",
+        "calico/StagedGlobalNetworkPolicy",
+    ),
+    (
+        "StagedKubernetesNetworkPolicy",
+        "calico/StagedKubernetesNetworkPolicy",
+    ),
+];
+
+/// Watches whichever Calico policy kinds the cluster serves: projectcalico.org/v3 through
+/// Calico's API server, else the crd.projectcalico.org/v1 custom resources. A cluster without
+/// Calico serves none, and nothing is watched.
+async fn follow_calico(
+    client: Client,
+    objects: Arc<Mutex<Objects>>,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+) {
+    let discovery = match kube::discovery::Discovery::new(client.clone())
+        .filter(&["projectcalico.org", "crd.projectcalico.org"])
+        .run()
+        .await
+    {
+        Ok(discovery) => discovery,
+        Err(err) => {
+            tracing::warn!(error = %err, "Calico policy kinds not discovered; Calico policies come from files only");
+            return;
+        }
+    };
+    let mut chosen: HashMap<&'static str, kube::discovery::ApiResource> = HashMap::new();
+    for group in ["projectcalico.org", "crd.projectcalico.org"] {
+        let Some(group) = discovery.get(group) else {
+            continue;
+        };
+        for (resource, _) in group.recommended_resources() {
+            if let Some((_, key)) = CALICO_KINDS.iter().find(|(kind, _)| *kind == resource.kind) {
+                chosen.entry(key).or_insert(resource);
+            }
+        }
+    }
+    let watches = chosen.into_iter().map(|(key, resource)| {
+        let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+        let (api_version, kind) = (resource.api_version.clone(), resource.kind.clone());
+        // List items may omit their type; the loader needs it to tell Calico from Kubernetes.
+        let keep = move |_: &str, object: &Value| {
+            let mut object = whole("", object);
+            object["apiVersion"] = Value::String(api_version.clone());
+            object["kind"] = Value::String(kind.clone());
+            object
+        };
+        follow(
+            api,
+            key,
+            keep,
+            objects.clone(),
+            telemetry.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures::future::join_all(watches).await;
 }
 
 /// Gives the policy stage the API's NetworkPolicies (with the files') whenever they changed.
@@ -350,7 +425,7 @@ async fn reload_policies(
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let documents: Option<Vec<String>> = objects.lock().ok().and_then(|mut objects| {
+        let items: Option<Vec<Value>> = objects.lock().ok().and_then(|mut objects| {
             if !objects.dirty {
                 return None;
             }
@@ -359,13 +434,14 @@ async fn reload_policies(
                 objects
                     .by_kind
                     .values()
-                    .flat_map(|o| o.values().map(Value::to_string))
+                    .flat_map(|o| o.values().cloned())
                     .collect(),
             )
         });
-        let Some(documents) = documents else { continue };
-        // JSON documents are YAML documents: one stream for the loader.
-        let loaded = crate::policy::load_str(&documents.join("\n---\n"), "kubernetes-api");
+        let Some(items) = items else { continue };
+        // One `List`, the form the loader reads for any mix of kinds.
+        let list = json!({ "apiVersion": "v1", "kind": "List", "items": items });
+        let loaded = crate::policy::load_str(&list.to_string(), "kubernetes-api");
         for error in &loaded.errors {
             tracing::warn!(error = %error, "policy from the API skipped");
         }
