@@ -995,3 +995,117 @@ async fn a_host_network_pod_is_named_from_its_cgroup() {
     assert_eq!(source.ip, "198.18.0.1");
     assert!(agent.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_drops_refusals_and_blackholed_answers() {
+    if !privileged("ipv6_drops_refusals_and_blackholed_answers") {
+        return;
+    }
+    let hosts = TwoHosts::create("drops6").expect("testbed");
+    // A drops TCP to 42001; B's answers from port 42003 vanish on their way out (a blackhole).
+    nft(
+        &hosts.a.name,
+        "table inet t {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n",
+    );
+    nft(
+        &hosts.b.name,
+        "table inet t {\n chain output {\n  type filter hook output priority 0;\n  ip6 daddr fd00:f10d::1 tcp sport 42003 drop\n }\n}\n",
+    );
+    let blackholed = hosts
+        .b
+        .run(|| std::net::TcpListener::bind("[fd00:f10d::2]:42003"))
+        .unwrap()
+        .unwrap();
+    let agent = agent_on(
+        &hosts,
+        &[
+            "--active-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+            "--unanswered-timeout",
+            "500ms",
+        ],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let (a, b) = (
+        IpAddr::V6(testbed::HOST_A_V6),
+        IpAddr::V6(testbed::HOST_B_V6),
+    );
+    tokio::task::block_in_place(|| {
+        hosts
+            .b
+            .run(|| {
+                let timeout = Duration::from_millis(800);
+                assert!(
+                    std::net::TcpStream::connect_timeout(&SocketAddr::new(a, 42001), timeout)
+                        .is_err()
+                );
+                assert!(std::net::TcpStream::connect(SocketAddr::new(a, 42002)).is_err());
+                let udp = std::net::UdpSocket::bind("[fd00:f10d::2]:0").unwrap();
+                udp.send_to(b"hello", SocketAddr::new(a, 5353)).unwrap();
+            })
+            .unwrap();
+        hosts
+            .a
+            .run(|| {
+                let answered = std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(b, 42003),
+                    Duration::from_millis(800),
+                );
+                assert!(answered.is_err(), "the answers are blackholed");
+            })
+            .unwrap();
+    });
+    drop(blackholed);
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        let has = |port: u16, want: &dyn Fn(&pb::Flow) -> bool| {
+            t.iter()
+                .any(|(id, c)| id.destination.port() == port && c.records.iter().any(want))
+        };
+        has(42001, &|f| f.drop_reason == "NETFILTER_DROP")
+            && has(42002, &|f| f.outcome == pb::Outcome::Refused as i32)
+            && has(5353, &|f| f.outcome == pb::Outcome::Refused as i32)
+            && has(42003, &|f| f.outcome == pb::Outcome::Unanswered as i32)
+    })
+    .await;
+    let find = |port: u16| {
+        totals
+            .iter()
+            .find(|(id, _)| id.destination.port() == port)
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .unwrap_or_else(|| panic!("no IPv6 flow to port {port}: {:?}", totals.keys()))
+    };
+    let (id, dropped) = find(42001);
+    assert!(id.source.is_ipv6());
+    assert!(dropped
+        .records
+        .iter()
+        .any(|f| f.verdict == pb::Verdict::Dropped as i32
+            && f.drop_reason == "NETFILTER_DROP"
+            && f.ip_version == 6));
+    let (_, refused) = find(42002);
+    assert!(refused
+        .records
+        .iter()
+        .any(|f| f.outcome == pb::Outcome::Refused as i32));
+    let (_, udp) = find(5353);
+    assert!(
+        udp.records
+            .iter()
+            .any(|f| f.outcome == pb::Outcome::Refused as i32),
+        "the ICMPv6 port unreachable is tied to the datagram"
+    );
+    let (id, blackholed) = find(42003);
+    assert_eq!(id.source.ip(), a, "A started it");
+    assert!(blackholed
+        .records
+        .iter()
+        .all(|f| f.reply.as_ref().is_none_or(|r| r.packets == 0)));
+    assert!(blackholed
+        .records
+        .iter()
+        .any(|f| f.outcome == pb::Outcome::Unanswered as i32));
+    assert!(agent.terminate().success());
+}

@@ -191,6 +191,22 @@ async fn follow<K, F>(
     }
 }
 
+/// Every watched object, if anything changed since the last call.
+fn changed_objects(objects: &Mutex<Objects>) -> Option<Vec<Value>> {
+    let mut objects = objects.lock().ok()?;
+    if !objects.dirty {
+        return None;
+    }
+    objects.dirty = false;
+    Some(
+        objects
+            .by_kind
+            .values()
+            .flat_map(|o| o.values().cloned())
+            .collect(),
+    )
+}
+
 /// Rebuilds the index from files and watched objects whenever something changed.
 async fn rebuild(
     files: Vec<PathBuf>,
@@ -205,19 +221,7 @@ async fn rebuild(
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let snapshot: Option<Vec<Value>> = objects.lock().ok().and_then(|mut objects| {
-            if !objects.dirty {
-                return None;
-            }
-            objects.dirty = false;
-            Some(
-                objects
-                    .by_kind
-                    .values()
-                    .flat_map(|o| o.values().cloned())
-                    .collect(),
-            )
-        });
+        let snapshot = changed_objects(&objects);
         let Some(snapshot) = snapshot else { continue };
         let files = files.clone();
         let built = tokio::task::spawn_blocking(move || {
@@ -425,19 +429,7 @@ async fn reload_policies(
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let items: Option<Vec<Value>> = objects.lock().ok().and_then(|mut objects| {
-            if !objects.dirty {
-                return None;
-            }
-            objects.dirty = false;
-            Some(
-                objects
-                    .by_kind
-                    .values()
-                    .flat_map(|o| o.values().cloned())
-                    .collect(),
-            )
-        });
+        let items = changed_objects(&objects);
         let Some(items) = items else { continue };
         // One `List`, the form the loader reads for any mix of kinds.
         let list = json!({ "apiVersion": "v1", "kind": "List", "items": items });
