@@ -37,6 +37,50 @@ fn agent_on(hosts: &TwoHosts, extra: &[&str]) -> AgentProcess {
     AgentProcess::start(&args)
 }
 
+/// A TCP server in B that reads one connection to its end; returns its port and thread.
+fn sink_in_b(hosts: &TwoHosts) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = hosts
+        .b
+        .run(|| std::net::TcpListener::bind("198.18.0.2:0"))
+        .expect("enter B")
+        .expect("bind in B");
+    let port = listener.local_addr().expect("bound").port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the client connects");
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut buf).expect("read to the end");
+    });
+    (port, server)
+}
+
+/// The connection opened by a client that printed its own source port, once its server is done.
+async fn connection_of_client(
+    stream: &mut tonic::Streaming<pb::GetFlowsResponse>,
+    client: &std::process::Output,
+    server: std::thread::JoinHandle<()>,
+) -> Totals {
+    assert!(
+        client.status.success(),
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    server.join().expect("the server thread");
+    let client_port: u16 = String::from_utf8_lossy(&client.stdout)
+        .trim()
+        .parse()
+        .expect("the client prints its source port");
+    let mut totals = collect_until(stream, Duration::from_secs(10), |t| {
+        t.keys().any(|id| id.source.port() == client_port)
+    })
+    .await;
+    let id = totals
+        .keys()
+        .find(|id| id.source.port() == client_port)
+        .cloned()
+        .expect("the client's connection");
+    totals.remove(&id).expect("found above")
+}
+
 fn ip_header_len(server: IpAddr) -> u64 {
     if server.is_ipv4() {
         20
@@ -662,17 +706,7 @@ async fn local_processes_are_named_on_their_flows() {
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;
     // A server in B, and a client process of its own in A (not this test's threads).
-    let listener = hosts
-        .b
-        .run(|| std::net::TcpListener::bind("198.18.0.2:0"))
-        .unwrap()
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut stream, &mut buf).unwrap();
-    });
+    let (port, server) = sink_in_b(&hosts);
     let script = format!(
         "import socket; s = socket.create_connection(('198.18.0.2', {port})); \
          s.sendall(b'x' * 1000); print(s.getsockname()[1]); s.close()"
@@ -681,24 +715,7 @@ async fn local_processes_are_named_on_their_flows() {
         .args(["netns", "exec", &hosts.a.name, "python3", "-c", &script])
         .output()
         .expect("python3 client");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    server.join().unwrap();
-    let client_port: u16 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    let totals = collect_until(&mut stream, Duration::from_secs(10), |t| {
-        t.keys().any(|id| id.source.port() == client_port)
-    })
-    .await;
-    let (_, conn) = totals
-        .iter()
-        .find(|(id, _)| id.source.port() == client_port)
-        .expect("the client's connection");
+    let conn = connection_of_client(&mut stream, &output, server).await;
     let process = conn
         .last()
         .process
@@ -944,17 +961,7 @@ async fn a_host_network_pod_is_named_from_its_cgroup() {
     );
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;
-    let listener = hosts
-        .b
-        .run(|| std::net::TcpListener::bind("198.18.0.2:0"))
-        .unwrap()
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut stream, &mut buf).unwrap();
-    });
+    let (port, server) = sink_in_b(&hosts);
     let script = format!(
         "import socket; s = socket.create_connection(('198.18.0.2', {port})); \
          s.sendall(b'x'); print(s.getsockname()[1]); s.close()"
@@ -968,24 +975,7 @@ async fn a_host_network_pod_is_named_from_its_cgroup() {
         .args(["-c", &shell])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    server.join().unwrap();
-    let client_port: u16 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    let totals = collect_until(&mut stream, Duration::from_secs(10), |t| {
-        t.keys().any(|id| id.source.port() == client_port)
-    })
-    .await;
-    let (_, conn) = totals
-        .iter()
-        .find(|(id, _)| id.source.port() == client_port)
-        .expect("the client's connection");
+    let conn = connection_of_client(&mut stream, &output, server).await;
     let source = conn.last().source.clone().unwrap();
     assert_eq!(
         (source.namespace.as_str(), source.name.as_str()),

@@ -258,53 +258,26 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let objects = Arc::new(Mutex::new(Objects::default()));
-    let ctx = || (objects.clone(), telemetry.clone(), shutdown.clone());
-    let mut tasks = Vec::new();
-    let (o, t, s) = ctx();
-    tasks.push(tokio::spawn(follow(
-        Api::<Pod>::all(client.clone()),
-        "Pod",
-        trim,
-        o,
-        t,
-        s,
-    )));
-    let (o, t, s) = ctx();
-    tasks.push(tokio::spawn(follow(
-        Api::<Namespace>::all(client.clone()),
-        "Namespace",
-        trim,
-        o,
-        t,
-        s,
-    )));
-    let (o, t, s) = ctx();
-    tasks.push(tokio::spawn(follow(
-        Api::<Service>::all(client.clone()),
-        "Service",
-        trim,
-        o,
-        t,
-        s,
-    )));
-    let (o, t, s) = ctx();
-    tasks.push(tokio::spawn(follow(
-        Api::<EndpointSlice>::all(client.clone()),
-        "EndpointSlice",
-        trim,
-        o,
-        t,
-        s,
-    )));
-    let (o, t, s) = ctx();
-    tasks.push(tokio::spawn(follow(
-        Api::<Node>::all(client.clone()),
-        "Node",
-        trim,
-        o,
-        t,
-        s,
-    )));
+    // One watcher per kind; a macro because each kind is a different type parameter.
+    macro_rules! follow_kind {
+        ($kind:ty) => {
+            tokio::spawn(follow(
+                Api::<$kind>::all(client.clone()),
+                stringify!($kind),
+                trim,
+                objects.clone(),
+                telemetry.clone(),
+                shutdown.clone(),
+            ))
+        };
+    }
+    let mut tasks = vec![
+        follow_kind!(Pod),
+        follow_kind!(Namespace),
+        follow_kind!(Service),
+        follow_kind!(EndpointSlice),
+        follow_kind!(Node),
+    ];
     tasks.push(tokio::spawn(rebuild(
         files,
         objects,
