@@ -75,8 +75,12 @@ pub async fn run(
             None
         }
     };
-    let attachments =
-        Attachments::attach(&mut programs.ebpf, netns.as_deref(), &config.interfaces)?;
+    let attachments = Attachments::attach(
+        &mut programs.ebpf,
+        netns.as_deref(),
+        &config.interfaces,
+        config.tc_attach,
+    )?;
     let telemetry = Arc::new(Telemetry::new(
         &config.node,
         u64::from(config.flow_map_entries),

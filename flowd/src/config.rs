@@ -47,6 +47,8 @@ pub struct Config {
     /// Network namespace to attach in (a path such as /run/netns/NAME, or a name under
     /// /run/netns); `None` means the agent's own.
     pub netns: Option<PathBuf>,
+    /// tcx or clsact; `auto` picks tcx where the kernel has it.
+    pub tc_attach: crate::capture::TcAttach,
     pub socket: PathBuf,
     pub listen: Option<SocketAddr>,
     /// Node name put on every record.
@@ -106,6 +108,7 @@ impl Default for Config {
         Self {
             interfaces: Vec::new(),
             netns: None,
+            tc_attach: crate::capture::TcAttach::Auto,
             socket: PathBuf::from(DEFAULT_SOCKET),
             listen: None,
             node: default_node_name(),
@@ -152,6 +155,7 @@ fn default_node_name() -> String {
 pub struct ConfigFile {
     pub interfaces: Option<Vec<String>>,
     pub netns: Option<PathBuf>,
+    pub tc_attach: Option<crate::capture::TcAttach>,
     pub socket: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub node: Option<String>,
@@ -229,6 +233,7 @@ impl ConfigFile {
         }
         take!(
             interfaces,
+            tc_attach,
             socket,
             node,
             active_timeout,

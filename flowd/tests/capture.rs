@@ -1099,3 +1099,70 @@ async fn ipv6_drops_refusals_and_blackholed_answers() {
         .any(|f| f.outcome == pb::Outcome::Unanswered as i32));
     assert!(agent.terminate().success());
 }
+
+fn tc_filters(hosts: &TwoHosts, direction: &str) -> String {
+    let output = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.a.name,
+            "tc",
+            "filter",
+            "show",
+            "dev",
+        ])
+        .args([testbed::VETH, direction])
+        .output()
+        .expect("tc");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clsact_fallback_counts_and_detaches() {
+    if !privileged("the_clsact_fallback_counts_and_detaches") {
+        return;
+    }
+    let hosts = TwoHosts::create("clsact").expect("testbed");
+    let agent = agent_on(&hosts, &["--tc-attach", "clsact", "--idle-timeout", "5m"]);
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("GetStatus")
+        .into_inner();
+    assert_eq!(status.interfaces.len(), 1);
+    assert_eq!(status.interfaces[0].attach_mode, "netlink");
+    let pid = agent.pid();
+    assert_eq!(tcx_links_held(pid), 0, "clsact was asked for, not tcx");
+    for direction in ["ingress", "egress"] {
+        assert!(
+            tc_filters(&hosts, direction).contains("bpf"),
+            "a {direction} filter"
+        );
+    }
+
+    let tcp = tokio::task::block_in_place(|| {
+        testbed::tcp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 3000, 500).expect("tcp")
+    });
+    let exit = tokio::task::block_in_place(|| agent.terminate());
+    assert!(exit.success(), "clean exit: {exit:?}");
+    let totals = collect_until(&mut stream, Duration::from_secs(10), |_| false).await;
+    let conn = totals
+        .get(&id(TCP, tcp.client, tcp.server))
+        .expect("the TCP connection seen through the clsact filters");
+    assert_tcp_side(
+        conn.request_packets,
+        conn.request_bytes,
+        3000,
+        20,
+        "request",
+    );
+    for direction in ["ingress", "egress"] {
+        assert!(
+            !tc_filters(&hosts, direction).contains("bpf"),
+            "the {direction} filter is removed on exit"
+        );
+    }
+}

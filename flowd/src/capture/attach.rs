@@ -35,6 +35,18 @@ impl AttachMode {
     }
 }
 
+/// How to attach, as configured: `auto` takes tcx where the kernel has it (>= 6.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcAttach {
+    #[default]
+    Auto,
+    /// tcx links, first in the chain; fails on kernels without tcx.
+    Tcx,
+    /// A clsact qdisc with netlink filters, for kernels before 6.6 or tools that expect them.
+    Clsact,
+}
+
 pub struct Attachment {
     pub interface: Arc<InterfaceRef>,
     pub mode: AttachMode,
@@ -45,6 +57,7 @@ pub struct Attachment {
 /// process and must be removed from inside their namespace.
 pub struct Attachments {
     netns: Option<PathBuf>,
+    how: TcAttach,
     pub attached: Vec<Attachment>,
 }
 
@@ -83,6 +96,7 @@ impl Attachments {
         ebpf: &mut Ebpf,
         netns: Option<&Path>,
         names: &[String],
+        how: TcAttach,
     ) -> Result<Self, CaptureError> {
         let netns_label = netns
             .map(|p| format!(" in network namespace {}", p.display()))
@@ -94,7 +108,7 @@ impl Attachments {
             let targets = resolve_interfaces(names, &netns_label)?;
             let mut attached = Vec::with_capacity(targets.len());
             for (name, index) in targets {
-                match attach_interface(ingress, egress, &name, index, cookie, &netns_text) {
+                match attach_interface(ingress, egress, &name, index, cookie, &netns_text, how) {
                     Ok(attachment) => attached.push(attachment),
                     Err(err) => {
                         // Leave nothing half-attached behind.
@@ -107,6 +121,7 @@ impl Attachments {
         })??;
         Ok(Self {
             netns: netns.map(Path::to_owned),
+            how,
             attached,
         })
     }
@@ -130,7 +145,7 @@ impl Attachments {
             .unwrap_or_default();
         let attachment = netns::run_in(self.netns.as_deref(), || {
             let cookie = netns::current_cookie()?;
-            attach_interface(ingress, egress, name, index, cookie, &netns_text)
+            attach_interface(ingress, egress, name, index, cookie, &netns_text, self.how)
         })??;
         let interface = attachment.interface.clone();
         self.attached.push(attachment);
@@ -157,7 +172,9 @@ impl Attachments {
 
     /// Removes every attachment; programs stop counting once this returns.
     pub fn detach(self) {
-        let Self { netns, attached } = self;
+        let Self {
+            netns, attached, ..
+        } = self;
         if let Err(err) = netns::run_in(netns.as_deref(), || detach_all(attached)) {
             tracing::warn!(error = %err, "detaching in the interfaces' namespace failed");
         }
@@ -172,8 +189,9 @@ fn attach_interface(
     index: u32,
     cookie: u64,
     netns_text: &str,
+    how: TcAttach,
 ) -> Result<Attachment, CaptureError> {
-    let (mode, links) = attach_one(ingress, egress, name)?;
+    let (mode, links) = attach_one(ingress, egress, name, how)?;
     tracing::info!(interface = %name, ifindex = index, mode = mode.as_str(), netns = %netns_text, "attached");
     Ok(Attachment {
         interface: Arc::new(InterfaceRef {
@@ -247,10 +265,15 @@ fn attach_one(
     ingress: &mut SchedClassifier,
     egress: &mut SchedClassifier,
     name: &str,
+    how: TcAttach,
 ) -> Result<(AttachMode, Vec<SchedClassifierLink>), CaptureError> {
-    let tcx = aya::util::KernelVersion::current()
-        .map(|v| v.code() >= aya::util::KernelVersion::new(6, 6, 0).code())
-        .unwrap_or(false);
+    let tcx = match how {
+        TcAttach::Auto => aya::util::KernelVersion::current()
+            .map(|v| v.code() >= aya::util::KernelVersion::new(6, 6, 0).code())
+            .unwrap_or(false),
+        TcAttach::Tcx => true,
+        TcAttach::Clsact => false,
+    };
     let mode = if tcx {
         AttachMode::Tcx
     } else {

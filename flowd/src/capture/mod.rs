@@ -12,7 +12,7 @@ pub mod sockets;
 mod sweep;
 mod task;
 
-pub use attach::{AttachMode, Attachment, Attachments};
+pub use attach::{AttachMode, Attachment, Attachments, TcAttach};
 pub use drops::{DropNames, DropProbe, DROP_PROGRAM};
 pub use error::CaptureError;
 pub use links::{LinkEvent, LinkWatch};

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Records a follower may fall behind before it is told it lost some [default: 16384].
     #[arg(long, value_name = "N")]
     pub subscriber_buffer: Option<usize>,
+    /// How the tc programs attach: auto (tcx on kernels >= 6.6, else clsact), tcx or clsact
+    /// [default: auto].
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub tc_attach: Option<crate::capture::TcAttach>,
     /// Aggregation before storing: connection, source-port or workload [default: connection].
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub aggregation: Option<crate::flow::aggregate::Level>,
@@ -120,6 +124,7 @@ impl RunArgs {
         let flags = ConfigFile {
             interfaces: (!self.interfaces.is_empty()).then(|| self.interfaces.clone()),
             netns: self.netns.clone(),
+            tc_attach: self.tc_attach,
             socket: self.socket.clone(),
             listen: self.listen,
             node: self.node.clone(),

@@ -111,3 +111,17 @@ fn bare_netns_name_resolves_under_run_netns() {
     };
     assert_eq!(config.netns_path(), Some(PathBuf::from("/proc/1/ns/net")));
 }
+
+#[test]
+fn tc_attach_is_chosen_by_name() {
+    let config = parse("tcAttach: clsact\n")
+        .unwrap()
+        .apply(Config::default());
+    assert_eq!(config.tc_attach, crate::capture::TcAttach::Clsact);
+    let err = parse("tcAttach: ebpf\n").unwrap_err().to_string();
+    assert!(err.contains("tcAttach"), "{err}");
+    assert!(
+        err.contains("auto") && err.contains("tcx") && err.contains("clsact"),
+        "names the choices: {err}"
+    );
+}
