@@ -270,13 +270,14 @@ fn add(
             // Plain read-modify-write: the programs build for BPF cpu v1 (no fetching atomics).
             // Two CPUs racing on one flow's flags can at worst lose a bit or announce an end
             // twice; counters are unaffected.
+            // Read both sides before this packet's flags land, or its own FIN/RST would count
+            // as an earlier end and the end would never be announced.
+            let ended_before =
+                ((*stats).tcp_flags[SIDE_A] | (*stats).tcp_flags[SIDE_B]) & TCP_END_FLAGS != 0;
             let before = (*stats).tcp_flags[side];
             if before | flags != before {
                 (*stats).tcp_flags[side] = before | flags;
             }
-            let ended_before = ((*stats).tcp_flags[SIDE_A] | (*stats).tcp_flags[SIDE_B] | before)
-                & TCP_END_FLAGS
-                != 0;
             if !ended_before && flags & TCP_END_FLAGS != 0 {
                 emit(key, &*stats, EVENT_FLOW_END);
             }

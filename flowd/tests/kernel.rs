@@ -15,8 +15,8 @@ use flowd_common::{
     },
     parse::ipv4_mapped,
     FlowEvent, FlowKey, FlowStats, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
-    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_MAP_FULL, EVENT_NEW_FLOW, SIDE_A, SIDE_B, TCP_ACK,
-    TCP_SYN,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW, SIDE_A,
+    SIDE_B, TCP_ACK, TCP_FIN, TCP_SYN,
 };
 use support::privileged;
 
@@ -84,6 +84,16 @@ impl Kernel {
             .iter()
             .map(|entry| entry.expect("map entry"))
             .collect()
+    }
+
+    fn events(&mut self) -> Vec<FlowEvent> {
+        let mut events = Vec::new();
+        while let Some(item) = self.programs.events.next() {
+            assert!(item.len() >= std::mem::size_of::<FlowEvent>());
+            // SAFETY: length checked; FlowEvent is plain data.
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+        }
+        events
     }
 
     fn counter(&self, index: u32) -> u64 {
@@ -262,20 +272,37 @@ fn a_full_map_sends_the_packet_through_the_ring_buffer_instead_of_losing_it() {
     }
     assert_eq!(k.flows().len(), 2, "the map holds two connections");
     assert_eq!(k.counter(COUNTER_MAP_FULL), 1);
-    let mut kinds = Vec::new();
-    let mut overflowed = None;
-    while let Some(item) = k.programs.events.next() {
-        assert!(item.len() >= std::mem::size_of::<FlowEvent>());
-        // SAFETY: length checked; FlowEvent is plain data.
-        let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        kinds.push(event.kind);
-        if event.kind == EVENT_MAP_FULL {
-            overflowed = Some(event);
-        }
-    }
+    let events = k.events();
+    let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EVENT_NEW_FLOW, EVENT_NEW_FLOW, EVENT_MAP_FULL]);
-    let event = overflowed.expect("the overflowing packet");
+    let event = events
+        .iter()
+        .find(|e| e.kind == EVENT_MAP_FULL)
+        .expect("the overflowing packet");
     assert_eq!(event.key.port_b, 1002, "its connection");
     assert_eq!(event.stats.packets.iter().sum::<u64>(), 1, "and its counts");
     assert_eq!(event.stats.bytes.iter().sum::<u64>(), 50);
+}
+
+#[test]
+fn the_first_fin_announces_the_end_once() {
+    if !privileged("the_first_fin_announces_the_end_once") {
+        return;
+    }
+    let mut k = Kernel::load();
+    k.ingress(&tcp4(V4_B, 40000, V4_A, 7070, TCP_SYN as u8, 0));
+    k.ingress(&tcp4(V4_B, 40000, V4_A, 7070, TCP_ACK as u8, 100));
+    k.ingress(&tcp4(V4_B, 40000, V4_A, 7070, (TCP_FIN | TCP_ACK) as u8, 0));
+    k.run(
+        "flowd_egress",
+        &tcp4(V4_A, 7070, V4_B, 40000, (TCP_FIN | TCP_ACK) as u8, 0),
+    );
+    let events = k.events();
+    let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EVENT_NEW_FLOW, EVENT_FLOW_END],
+        "one end, on the first FIN"
+    );
+    assert_eq!(events[1].key.port_b, 40000, "the end names its connection");
 }
