@@ -241,21 +241,6 @@ impl Attributor {
         )
     }
 
-    /// Evaluates a flow between two addresses (pods from metadata files, else outside).
-    pub fn evaluate(
-        &self,
-        source: IpAddr,
-        destination: IpAddr,
-        protocol: u8,
-        port: u16,
-    ) -> Arc<Evaluation> {
-        let (source, destination) = (
-            self.endpoint(source, None),
-            self.endpoint(destination, None),
-        );
-        self.evaluate_resolved(&source, &destination, protocol, port)
-    }
-
     /// Decides a record with the metadata enrichment attached (any source: API, files, cgroup).
     pub fn attribute(&self, record: &mut FlowRecord) {
         let source = self.endpoint(record.source.ip, record.source_meta.as_ref());

@@ -257,27 +257,19 @@ impl ConfigFile {
             kubernetes,
             policy_files
         );
-        if self.metrics_listen.is_some() {
-            base.metrics_listen = self.metrics_listen;
+        // Optional settings: a key in the file sets them, its absence keeps the base.
+        macro_rules! take_some {
+            ($($field:ident),*) => { $( if self.$field.is_some() { base.$field = self.$field; } )* };
         }
-        if self.export_file.is_some() {
-            base.export_file = self.export_file;
-        }
-        if self.netns.is_some() {
-            base.netns = self.netns;
-        }
-        if self.listen.is_some() {
-            base.listen = self.listen;
-        }
-        if self.tls_cert.is_some() {
-            base.tls_cert = self.tls_cert;
-        }
-        if self.tls_key.is_some() {
-            base.tls_key = self.tls_key;
-        }
-        if self.tls_client_ca.is_some() {
-            base.tls_client_ca = self.tls_client_ca;
-        }
+        take_some!(
+            metrics_listen,
+            export_file,
+            netns,
+            listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca
+        );
         base
     }
 }

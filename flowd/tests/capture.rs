@@ -266,11 +266,7 @@ async fn sigterm_detaches_and_flushes_what_was_counted() {
     let agent = agent_on(&hosts, &["--active-timeout", "5m", "--idle-timeout", "5m"]);
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;
-    let status = client
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("GetStatus")
-        .into_inner();
+    let status = status_of(&mut client).await;
     assert_eq!(status.interfaces.len(), 1);
     let mode = status.interfaces[0].attach_mode.clone();
 
@@ -604,15 +600,19 @@ fn tcx_links_held(pid: u32) -> usize {
         .count()
 }
 
-async fn interfaces_of(
-    client: &mut pb::flow_service_client::FlowServiceClient<tonic::transport::Channel>,
-) -> Vec<String> {
-    let status = client
+type FlowClient = pb::flow_service_client::FlowServiceClient<tonic::transport::Channel>;
+
+async fn status_of(client: &mut FlowClient) -> pb::GetStatusResponse {
+    client
         .get_status(pb::GetStatusRequest {})
         .await
-        .unwrap()
-        .into_inner();
-    status
+        .expect("GetStatus")
+        .into_inner()
+}
+
+async fn interfaces_of(client: &mut FlowClient) -> Vec<String> {
+    status_of(client)
+        .await
         .interfaces
         .into_iter()
         .filter_map(|i| i.interface.map(|i| i.name))
@@ -1127,11 +1127,7 @@ async fn the_clsact_fallback_counts_and_detaches() {
     let agent = agent_on(&hosts, &["--tc-attach", "clsact", "--idle-timeout", "5m"]);
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;
-    let status = client
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .expect("GetStatus")
-        .into_inner();
+    let status = status_of(&mut client).await;
     assert_eq!(status.interfaces.len(), 1);
     assert_eq!(status.interfaces[0].attach_mode, "netlink");
     let pid = agent.pid();

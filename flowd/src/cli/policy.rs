@@ -160,14 +160,13 @@ fn load_pods(paths: &[PathBuf]) -> StaticPods {
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let (engine, pods) = load(&args.sources)?;
     let stdout = std::io::stdout().lock();
-    let stats = if args.flows.as_os_str() == "-" {
-        jsonl::run(&engine, &pods, std::io::stdin().lock(), stdout)?
+    if args.flows.as_os_str() == "-" {
+        jsonl::run(&engine, &pods, std::io::stdin().lock(), stdout)?;
     } else {
         let file = std::fs::File::open(&args.flows)
             .with_context(|| format!("cannot read --flows {}", args.flows.display()))?;
-        jsonl::run(&engine, &pods, std::io::BufReader::new(file), stdout)?
-    };
-    let _ = stats;
+        jsonl::run(&engine, &pods, std::io::BufReader::new(file), stdout)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -141,14 +141,6 @@ impl Tenants {
                 .map(|(_, meta)| meta),
         }
     }
-
-    fn iter(&self) -> impl Iterator<Item = &Arc<EndpointMeta>> {
-        let (one, many) = match self {
-            Self::One(_, meta) => (Some(meta), None),
-            Self::Many(all) => (None, Some(all.iter().map(|(_, m)| m))),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
-    }
 }
 
 #[derive(Default)]
@@ -165,25 +157,21 @@ pub struct MetadataIndex {
     pod_count: usize,
     /// Every pod by UID, host-network ones included, for the local (cgroup) source.
     by_uid: HashMap<String, Arc<EndpointMeta>>,
-    finished: bool,
 }
 
 impl MetadataIndex {
     pub fn add_pod(&mut self, pod: PodInfo) {
         self.pods.push(pod);
-        self.finished = false;
     }
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
         self.namespaces.insert(name.to_owned(), labels);
-        self.finished = false;
     }
 
     pub fn add_service(&mut self, namespace: &str, name: &str, ips: &[IpAddr]) {
         for ip in ips {
             self.services.insert(*ip, format!("{namespace}/{name}"));
         }
-        self.finished = false;
     }
 
     pub fn add_backends(&mut self, namespace: &str, service: &str, ips: &[IpAddr]) {
@@ -194,14 +182,12 @@ impl MetadataIndex {
                 entry.push(name.clone());
             }
         }
-        self.finished = false;
     }
 
     pub fn add_node(&mut self, name: &str, labels: BTreeMap<String, String>, ips: &[IpAddr]) {
         for ip in ips {
             self.nodes.insert(*ip, (name.to_owned(), labels.clone()));
         }
-        self.finished = false;
     }
 
     pub fn pods(&self) -> usize {
@@ -283,7 +269,6 @@ impl MetadataIndex {
         self.by_ip = by_ip;
         self.by_uid = by_uid;
         self.fixed = fixed;
-        self.finished = true;
     }
 
     /// Who `ip` was at `at`: the newest pod that had started by then, else a node, a service, or
@@ -301,20 +286,6 @@ impl MetadataIndex {
     /// The pod with this UID (the local source finds it from a socket's cgroup).
     pub fn pod_by_uid(&self, uid: &str) -> Option<Arc<EndpointMeta>> {
         self.by_uid.get(uid).cloned()
-    }
-
-    /// Finds a pod by "namespace/name".
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<(Arc<EndpointMeta>, IpAddr)> {
-        self.by_ip.iter().find_map(|(ip, tenants)| {
-            tenants
-                .iter()
-                .find(|m| m.namespace == namespace && m.name == name)
-                .map(|m| (m.clone(), *ip))
-        })
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.finished
     }
 }
 

@@ -175,8 +175,7 @@ pub(crate) fn add_object(
         Some(serde_json::Value::Null) | None => serde_json::Value::Object(Default::default()),
         Some(section) => section.clone(),
     };
-    let decode = |name: &str| -> Result<serde_json::Value, String> { Ok(field(name)) };
-    let meta: Meta = serde_json::from_value(decode("metadata")?)
+    let meta: Meta = serde_json::from_value(field("metadata"))
         .map_err(|err| format!("field metadata: {err}"))?;
     match kind {
         "Pod" => {

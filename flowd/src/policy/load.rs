@@ -40,17 +40,25 @@ pub fn load_str(text: &str, source: &str) -> LoadResult {
 pub fn load_paths(paths: &[PathBuf]) -> LoadResult {
     let mut out = LoadResult::default();
     for file in expand_paths(paths, &mut out.errors) {
-        let name = file.display().to_string();
-        match std::fs::read_to_string(&file) {
-            Ok(text) => load_text_into(&text, &name, &mut out),
-            Err(e) => out.errors.push(LoadError::Io {
-                file: name,
-                message: e.to_string(),
-            }),
+        match read_file(&file) {
+            Ok((name, text)) => load_text_into(&text, &name, &mut out),
+            Err(err) => out.errors.push(err),
         }
     }
     finish(&mut out);
     out
+}
+
+/// One file's name (as errors show it) and text.
+pub(crate) fn read_file(file: &std::path::Path) -> Result<(String, String), LoadError> {
+    let name = file.display().to_string();
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok((name, text)),
+        Err(e) => Err(LoadError::Io {
+            file: name,
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// Files named by `paths`, directories expanded; unreadable paths become errors.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::policy::endpoint::{Endpoint, NamedPort, Protocol};
 use crate::policy::error::{FieldError, LoadError};
-use crate::policy::load::{expand_paths, object_label, objects, parse_documents};
+use crate::policy::load::{expand_paths, object_label, objects, parse_documents, read_file};
 use crate::policy::value::{with_field, with_list, Node, Path};
 
 /// Turns the text of a flow's side into an endpoint.
@@ -52,15 +52,12 @@ impl StaticPods {
     pub fn load_paths(paths: &[PathBuf]) -> PodsLoad {
         let mut out = PodsLoad::default();
         for file in expand_paths(paths, &mut out.errors) {
-            let name = file.display().to_string();
-            match std::fs::read_to_string(&file) {
-                Ok(text) => out
-                    .pods
-                    .add_text(&text, &name, &mut out.errors, &mut out.warnings),
-                Err(e) => out.errors.push(LoadError::Io {
-                    file: name,
-                    message: e.to_string(),
-                }),
+            match read_file(&file) {
+                Ok((name, text)) => {
+                    out.pods
+                        .add_text(&text, &name, &mut out.errors, &mut out.warnings)
+                }
+                Err(err) => out.errors.push(err),
             }
         }
         out
