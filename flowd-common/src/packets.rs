@@ -5,10 +5,7 @@ extern crate std;
 
 use std::{vec, vec::Vec};
 
-pub const ETH_P_IPV4: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88A8;
+pub use crate::parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6};
 
 pub const V4_A: [u8; 4] = [198, 18, 0, 1];
 pub const V4_B: [u8; 4] = [198, 18, 0, 2];

@@ -7,8 +7,8 @@
 const ETH_HLEN: usize = 14;
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
 const MAX_VLAN_TAGS: usize = 2;
 const MAX_IPV6_EXT_HEADERS: usize = 6;
 

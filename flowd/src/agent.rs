@@ -149,21 +149,13 @@ pub async fn run(
     let hub = Hub::new(store.clone(), config.subscriber_buffer);
     let drop_names = programs.drop_names.clone();
     if let Ok(mut loaded) = telemetry.programs.lock() {
+        loaded.extend([capture::INGRESS_PROGRAM, capture::EGRESS_PROGRAM].map(str::to_owned));
         if programs.drops.is_some() {
             loaded.push(capture::DROP_PROGRAM.to_owned());
         }
         if programs.sockets.is_some() {
             loaded.extend(capture::sockets::SocketHooks::names().map(str::to_owned));
         }
-    }
-    if let Ok(mut loaded) = telemetry.programs.lock() {
-        loaded.splice(
-            0..0,
-            [
-                capture::INGRESS_PROGRAM.to_owned(),
-                capture::EGRESS_PROGRAM.to_owned(),
-            ],
-        );
     }
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
     let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);

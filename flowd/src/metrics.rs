@@ -229,7 +229,7 @@ mod tests {
         let telemetry = Arc::new(Telemetry::new("n", 4096));
         telemetry.add_lost("slow_subscriber", 3);
         telemetry.set_counter("ring_buffer_full", 2);
-        telemetry.count_verdict("dropped", "NETFILTER_DROP");
+        telemetry.count_verdicts([("dropped".to_owned(), 1)], [("NETFILTER_DROP", 1)]);
         let text = render(&registry(telemetry, Arc::new(store))).unwrap();
         for needle in [
             "flowd_lost_records_total{cause=\"slow_subscriber\"} 3",

@@ -58,14 +58,25 @@ impl Telemetry {
         }
     }
 
-    /// Counts one record by verdict (and kernel drop reason when dropped).
-    pub fn count_verdict(&self, verdict: &str, drop_reason: &str) {
+    /// Adds a batch's record counts by verdict and by kernel drop reason.
+    pub fn count_verdicts<'a>(
+        &self,
+        verdicts: impl IntoIterator<Item = (String, u64)>,
+        drop_reasons: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
         if let Ok(mut guard) = self.verdicts.lock() {
-            *guard.entry(verdict.to_owned()).or_default() += 1;
+            for (verdict, count) in verdicts {
+                *guard.entry(verdict).or_default() += count;
+            }
         }
-        if !drop_reason.is_empty() {
-            if let Ok(mut guard) = self.drop_reasons.lock() {
-                *guard.entry(drop_reason.to_owned()).or_default() += 1;
+        if let Ok(mut guard) = self.drop_reasons.lock() {
+            for (reason, count) in drop_reasons {
+                match guard.get_mut(reason) {
+                    Some(total) => *total += count,
+                    None => {
+                        guard.insert(reason.to_owned(), count);
+                    }
+                }
             }
         }
     }

@@ -37,11 +37,7 @@ fn machine() -> String {
 
 pub fn run() -> anyhow::Result<()> {
     let root = crate::workspace_root()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args(["bench", "--package", "flowd", "--bench", "bench"])
-        .current_dir(&root)
-        .env("PATH", crate::setup::path_with_llvm())
+    let output = crate::cargo_command(&["bench", "--package", "flowd", "--bench", "bench"])?
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running cargo bench")?;

@@ -74,10 +74,16 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    run(cargo_command(args)?.envs(env.iter().copied()))
+}
+
+/// The cargo that runs xtask, in the workspace, with LLVM on PATH for bpf-linker.
+pub fn cargo_command(args: &[&str]) -> anyhow::Result<Command> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run(Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args(args)
         .current_dir(workspace_root()?)
-        .env("PATH", setup::path_with_llvm())
-        .envs(env.iter().copied()))
+        .env("PATH", setup::path_with_llvm());
+    Ok(command)
 }

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use flowd_common::{FlowKey, FlowStats, HOOK_NONE, SIDE_A, SIDE_B, TCP_END_FLAGS};
 
 use crate::flow::{
-    assemble::{initiator_side, RawFlow},
+    assemble::{answered, RawFlow},
     ReportReason,
 };
 
@@ -134,8 +134,7 @@ impl Sweeper {
             let delta_dropped = delta(stats.dropped_packets, previous.dropped_packets);
             let active = delta_packets != [0, 0] || delta_dropped != [0, 0];
             if let Some(reason) = reason.filter(|_| active) {
-                let responder = initiator_side(&key, &stats) ^ 1;
-                let answered = stats.packets[responder] > 0;
+                let answered = answered(&key, &stats);
                 outcome.records.push(RawFlow {
                     key,
                     stats: FlowStats {
@@ -178,12 +177,11 @@ impl Sweeper {
         self.reported = still_tracked;
 
         for (key, stats) in self.overflow.drain() {
-            let responder = initiator_side(&key, &stats) ^ 1;
             outcome.records.push(RawFlow {
                 key,
                 stats,
                 reason: ReportReason::MapFull,
-                answered: stats.packets[responder] > 0,
+                answered: answered(&key, &stats),
                 overdue: false,
             });
         }

@@ -193,6 +193,11 @@ pub fn initiator_side(key: &FlowKey, stats: &FlowStats) -> usize {
     }
 }
 
+/// Whether the side that did not start the connection sent anything back.
+pub fn answered(key: &FlowKey, stats: &FlowStats) -> bool {
+    stats.packets[initiator_side(key, stats) ^ 1] > 0
+}
+
 /// The flow stage: raw kernel flows in, records out, until the capture side closes.
 pub async fn run(
     assembler: Assembler,

@@ -62,13 +62,15 @@ impl Fingerprint {
     }
 
     fn finish(self) -> u128 {
-        fn mix(mut z: u64) -> u64 {
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
         (u128::from(mix(self.a)) << 64) | u128::from(mix(self.b))
     }
+}
+
+/// The splitmix64 finaliser: spreads every input bit over the whole word.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Distinct CIDRs used by any policy. When there are at most 64, an address is
@@ -170,10 +172,7 @@ impl Hasher for KeyHasher {
         self.add(u64::from(n));
     }
     fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 }
 

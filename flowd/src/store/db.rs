@@ -236,12 +236,7 @@ impl FlowStore {
                 let Some((cursor, encoded_len, end)) = ({
                     match records.first()? {
                         Some((k, v)) => {
-                            let flow = pb::Flow::decode(v.value()).map_err(|source| {
-                                StoreError::Decode {
-                                    cursor: k.value(),
-                                    source,
-                                }
-                            })?;
+                            let flow = decode_flow(k.value(), v.value())?;
                             Some((k.value(), v.value().len() as u64, end_ns(&flow)))
                         }
                         None => None,
@@ -280,9 +275,7 @@ impl FlowStore {
         let records = txn.open_table(RECORDS)?;
         let decode = |cursor: u64| -> Result<Option<pb::Flow>, StoreError> {
             match records.get(cursor)? {
-                Some(v) => pb::Flow::decode(v.value())
-                    .map(Some)
-                    .map_err(|source| StoreError::Decode { cursor, source }),
+                Some(v) => decode_flow(cursor, v.value()).map(Some),
                 None => Ok(None), // removed by retention meanwhile
             }
         };
@@ -293,8 +286,7 @@ impl FlowStore {
                 for entry in records.range(start..)? {
                     let (k, v) = entry?;
                     let cursor = k.value();
-                    let flow = pb::Flow::decode(v.value())
-                        .map_err(|source| StoreError::Decode { cursor, source })?;
+                    let flow = decode_flow(cursor, v.value())?;
                     seen += 1;
                     if visit(flow).is_break() || seen == PAGE {
                         return Ok(Some((0, cursor)));
@@ -345,10 +337,7 @@ impl FlowStore {
         let records = txn.open_table(RECORDS)?;
         for entry in records.range(..=upto)?.rev() {
             let (k, v) = entry?;
-            let flow = pb::Flow::decode(v.value()).map_err(|source| StoreError::Decode {
-                cursor: k.value(),
-                source,
-            })?;
+            let flow = decode_flow(k.value(), v.value())?;
             if keep(&flow) {
                 found.push(Arc::new(flow));
                 if found.len() == limit {
@@ -392,6 +381,11 @@ impl FlowStore {
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
+}
+
+/// A stored record, or an error naming its cursor.
+fn decode_flow(cursor: u64, bytes: &[u8]) -> Result<pb::Flow, StoreError> {
+    pb::Flow::decode(bytes).map_err(|source| StoreError::Decode { cursor, source })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! capture or the other followers.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     ops::ControlFlow,
     sync::{atomic::Ordering, Arc},
     time::{Duration, SystemTime},
@@ -114,16 +114,7 @@ impl Hub {
     pub async fn publish(&self, records: Vec<FlowRecord>, telemetry: &Telemetry) {
         let count = records.len();
         let flows: Vec<pb::Flow> = records.iter().map(wire::to_proto).collect();
-        for flow in &flows {
-            let verdict = pb::Verdict::try_from(flow.verdict)
-                .map(|v| {
-                    v.as_str_name()
-                        .trim_start_matches("VERDICT_")
-                        .to_ascii_lowercase()
-                })
-                .unwrap_or_default();
-            telemetry.count_verdict(&verdict, &flow.drop_reason);
-        }
+        count_verdicts(&flows, telemetry);
         let store = self.store.clone();
         let stored = match tokio::task::spawn_blocking(move || store.append(flows)).await {
             Ok(Ok(stored)) => stored,
@@ -296,6 +287,29 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
     }
     hub.close();
     tracing::debug!("store stage drained");
+}
+
+/// Tallies a batch locally, so telemetry's locks and name strings cost once per batch.
+fn count_verdicts(flows: &[pb::Flow], telemetry: &Telemetry) {
+    let mut verdicts: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut drop_reasons: BTreeMap<&str, u64> = BTreeMap::new();
+    for flow in flows {
+        *verdicts.entry(flow.verdict).or_default() += 1;
+        if !flow.drop_reason.is_empty() {
+            *drop_reasons.entry(flow.drop_reason.as_str()).or_default() += 1;
+        }
+    }
+    let verdicts = verdicts.into_iter().map(|(verdict, count)| {
+        let name = pb::Verdict::try_from(verdict)
+            .map(|v| {
+                v.as_str_name()
+                    .trim_start_matches("VERDICT_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        (name, count)
+    });
+    telemetry.count_verdicts(verdicts, drop_reasons);
 }
 
 #[cfg(test)]
