@@ -109,7 +109,6 @@ pub fn listener_key(port: u16, protocol: u8, ip_version: u8) -> u32 {
 pub struct KernelOffsets {
     pub skb_head: u32,
     pub skb_network_header: u32,
-    pub skb_len: u32,
     pub skb_protocol: u32,
     pub skb_dev: u32,
     pub dev_ifindex: u32,

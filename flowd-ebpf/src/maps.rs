@@ -32,7 +32,6 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_CO
 pub static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     skb_head: 0,
     skb_network_header: 0,
-    skb_len: 0,
     skb_protocol: 0,
     skb_dev: 0,
     dev_ifindex: 0,

@@ -381,8 +381,6 @@ mod running_kernel {
         for (structure, member) in [
             ("sk_buff", "head"),
             ("sk_buff", "network_header"),
-            ("sk_buff", "transport_header"),
-            ("sk_buff", "len"),
             ("sk_buff", "protocol"),
             ("sk_buff", "dev"),
             ("net_device", "ifindex"),

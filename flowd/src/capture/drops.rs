@@ -27,7 +27,6 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, BtfError> {
     Ok(KernelOffsets {
         skb_head: btf.member_offset("sk_buff", "head")?,
         skb_network_header: btf.member_offset("sk_buff", "network_header")?,
-        skb_len: btf.member_offset("sk_buff", "len")?,
         skb_protocol: btf.member_offset("sk_buff", "protocol")?,
         skb_dev: btf.member_offset("sk_buff", "dev")?,
         dev_ifindex: btf.member_offset("net_device", "ifindex")?,
