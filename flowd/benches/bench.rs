@@ -520,12 +520,25 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
         let after = live_bytes();
         let now = SystemTime::now();
         let lookups = 5_000_000u32;
+        let query = |n: u32| (address(n.wrapping_mul(2_654_435_761) % pods), now);
         let started = Instant::now();
         let mut named = 0usize;
         for n in 0..lookups {
-            // What the enrichment stage does per endpoint: find the entry, share it.
-            let meta = index.lookup(address(n.wrapping_mul(2_654_435_761) % pods), now);
+            // One at a time, as a caller without a batch would.
+            let meta = index.lookup(query(n).0, now);
             named += usize::from(!std::hint::black_box(&meta).name.is_empty());
+        }
+        let single_rate = f64::from(lookups) / started.elapsed().as_secs_f64();
+        // What the enrichment stage does: a batch's endpoints at once (two per record).
+        let batch = 512u32;
+        let started = Instant::now();
+        for first in (0..lookups).step_by(batch as usize) {
+            let queries: Vec<_> = (first..first + batch).map(query).collect();
+            let metas = index.lookup_many(&queries);
+            named += std::hint::black_box(&metas)
+                .iter()
+                .filter(|meta| !meta.name.is_empty())
+                .count();
         }
         let rate = f64::from(lookups) / started.elapsed().as_secs_f64();
         let plain: std::collections::HashMap<IpAddr, u32> =
@@ -542,11 +555,18 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
         let plain_rate = f64::from(lookups) / started.elapsed().as_secs_f64();
         anyhow::ensure!(named > 0 && found > 0);
         rows.push(row(
-            &format!("endpoint lookups, {pods} pods indexed (lookups/s)"),
+            &format!("endpoint lookups, {pods} pods indexed, batches of {batch} as the enrichment stage does (lookups/s)"),
             format!("{rate:.0}"),
             format!("{plain_rate:.0} (bare address map)"),
             rate / plain_rate,
             ">= 5000000",
+        ));
+        rows.push(row(
+            &format!("endpoint lookups, {pods} pods indexed, one at a time (lookups/s)"),
+            format!("{single_rate:.0}"),
+            format!("{plain_rate:.0} (bare address map)"),
+            single_rate / plain_rate,
+            "-",
         ));
         rows.push(row(
             &format!("metadata index memory, {pods} pods (MiB of heap)"),
@@ -617,19 +637,37 @@ fn policies() -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// `FLOWD_BENCH_ONLY=enrichment,policies` runs only the named sections (for iterating on one).
+fn wanted(section: &str) -> bool {
+    std::env::var("FLOWD_BENCH_ONLY")
+        .map(|only| only.split(',').any(|s| s.trim() == section))
+        .unwrap_or(true)
+}
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing else is expected.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut rows = vec![store_ingest()?, dropped_last_hour()?, streaming(&runtime)?];
-    rows.extend(enrichment()?);
-    rows.extend(policies()?);
-    if is_root() {
-        rows.extend(kernel_cost()?);
-        rows.extend(agent(&runtime)?);
-    } else {
+    let mut rows = Vec::new();
+    if wanted("store") {
+        rows.extend([store_ingest()?, dropped_last_hour()?, streaming(&runtime)?]);
+    }
+    if wanted("enrichment") {
+        rows.extend(enrichment()?);
+    }
+    if wanted("policies") {
+        rows.extend(policies()?);
+    }
+    if !is_root() {
         eprintln!("bench: not root, kernel and agent sections skipped");
+    } else {
+        if wanted("kernel") {
+            rows.extend(kernel_cost()?);
+        }
+        if wanted("agent") {
+            rows.extend(agent(&runtime)?);
+        }
     }
     println!("| measurement | flowd | baseline (same run) | ratio | target |");
     println!("|---|---|---|---|---|");

@@ -4,9 +4,13 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::SystemTime,
 };
+
+/// Addresses are looked up twice per flow: a fast hasher (randomly seeded, so crafted addresses
+/// cannot collide on purpose) instead of SipHash.
+type AddressMap<V> = foldhash::HashMap<IpAddr, V>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndpointKind {
@@ -143,6 +147,20 @@ impl Tenants {
     }
 }
 
+/// Everything unknown shares one of two entries: a lookup of a world address allocates nothing.
+static WORLD_PRIVATE: LazyLock<Arc<EndpointMeta>> =
+    LazyLock::new(|| Arc::new(EndpointMeta::world(IpAddr::from([10, 0, 0, 0]))));
+static WORLD_PUBLIC: LazyLock<Arc<EndpointMeta>> =
+    LazyLock::new(|| Arc::new(EndpointMeta::world(IpAddr::from([192, 0, 2, 0]))));
+
+fn world(ip: IpAddr) -> Arc<EndpointMeta> {
+    if is_private(ip) {
+        WORLD_PRIVATE.clone()
+    } else {
+        WORLD_PUBLIC.clone()
+    }
+}
+
 #[derive(Default)]
 pub struct MetadataIndex {
     pods: Vec<PodInfo>,
@@ -151,8 +169,8 @@ pub struct MetadataIndex {
     backends: HashMap<IpAddr, Vec<String>>,
     nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
     /// Built by `finish`: per address, pods by start time, newest last.
-    by_ip: HashMap<IpAddr, Tenants>,
-    fixed: HashMap<IpAddr, Arc<EndpointMeta>>,
+    by_ip: AddressMap<Tenants>,
+    fixed: AddressMap<Arc<EndpointMeta>>,
     /// Pods already folded into `by_ip` by `finish`.
     pod_count: usize,
     /// Every pod by UID, host-network ones included, for the local (cgroup) source.
@@ -199,7 +217,8 @@ impl MetadataIndex {
     pub fn finish(&mut self) {
         let pods = std::mem::take(&mut self.pods);
         self.pod_count = pods.len();
-        let mut by_ip: HashMap<IpAddr, Tenants> = HashMap::with_capacity(pods.len());
+        let mut by_ip: AddressMap<Tenants> =
+            AddressMap::with_capacity_and_hasher(pods.len(), Default::default());
         let mut by_uid = HashMap::new();
         for pod in pods {
             let (ips, since, uid) = (pod.ips.clone(), pod.since, pod.uid.clone());
@@ -239,7 +258,7 @@ impl MetadataIndex {
                 }
             }
         }
-        let mut fixed = HashMap::new();
+        let mut fixed = AddressMap::default();
         for (ip, (node, labels)) in &self.nodes {
             fixed.insert(
                 *ip,
@@ -274,13 +293,35 @@ impl MetadataIndex {
     /// Who `ip` was at `at`: the newest pod that had started by then, else a node, a service, or
     /// the world (private or public).
     pub fn lookup(&self, ip: IpAddr, at: SystemTime) -> Arc<EndpointMeta> {
-        if let Some(meta) = self.by_ip.get(&ip).and_then(|tenants| tenants.at(at)) {
-            return meta.clone();
-        }
-        if let Some(meta) = self.fixed.get(&ip) {
-            return meta.clone();
-        }
-        Arc::new(EndpointMeta::world(ip))
+        self.find(ip, at).cloned().unwrap_or_else(|| world(ip))
+    }
+
+    /// `lookup` for a batch, answers in query order. Every entry is found and its reference count
+    /// read before any is taken: taking one is a locked instruction, which on a big index would
+    /// otherwise wait out each cache miss in turn instead of letting them overlap.
+    pub fn lookup_many(&self, queries: &[(IpAddr, SystemTime)]) -> Vec<Arc<EndpointMeta>> {
+        let found: Vec<Option<&Arc<EndpointMeta>>> = queries
+            .iter()
+            .map(|&(ip, at)| {
+                let meta = self.find(ip, at);
+                if let Some(meta) = meta {
+                    std::hint::black_box(Arc::strong_count(meta));
+                }
+                meta
+            })
+            .collect();
+        found
+            .into_iter()
+            .zip(queries)
+            .map(|(meta, &(ip, _))| meta.cloned().unwrap_or_else(|| world(ip)))
+            .collect()
+    }
+
+    fn find(&self, ip: IpAddr, at: SystemTime) -> Option<&Arc<EndpointMeta>> {
+        self.by_ip
+            .get(&ip)
+            .and_then(|tenants| tenants.at(at))
+            .or_else(|| self.fixed.get(&ip))
     }
 
     /// The pod with this UID (the local source finds it from a socket's cgroup).

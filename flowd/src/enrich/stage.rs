@@ -26,9 +26,14 @@ pub async fn run(
     while let Some(mut records) = input.recv().await {
         let current = index.read().map(|i| i.clone()).ok();
         if let Some(current) = current {
+            let queries: Vec<_> = records
+                .iter()
+                .flat_map(|r| [(r.source.ip, r.start), (r.destination.ip, r.start)])
+                .collect();
+            let mut found = current.lookup_many(&queries).into_iter();
             for record in &mut records {
-                record.source_meta = Some(current.lookup(record.source.ip, record.start));
-                record.destination_meta = Some(current.lookup(record.destination.ip, record.start));
+                record.source_meta = found.next();
+                record.destination_meta = found.next();
                 if let (Some(process), Some(cgroups)) = (&record.process, &cgroups) {
                     let local = if process.of_source {
                         &mut record.source_meta

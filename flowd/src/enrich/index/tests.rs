@@ -146,3 +146,36 @@ fn malformed_objects_are_named_and_the_rest_still_loads() {
         "{err}"
     );
 }
+
+#[test]
+fn a_batch_answers_as_single_lookups_do_in_query_order() {
+    let index = index();
+    let queries: Vec<(IpAddr, SystemTime)> = [
+        ("198.18.0.2", "2026-05-31T23:59:00Z"),
+        ("8.8.8.8", "2026-05-31T23:59:00Z"),
+        ("198.18.0.2", "2026-06-01T00:00:01Z"),
+        ("198.19.255.10", "2026-06-01T00:00:01Z"),
+        ("fd00:f10d::1", "2026-03-01T00:00:00Z"),
+        ("10.1.2.3", "2026-03-01T00:00:00Z"),
+    ]
+    .iter()
+    .map(|(ip, time)| (ip.parse().unwrap(), at(time)))
+    .collect();
+    let batch = index.lookup_many(&queries);
+    assert_eq!(batch.len(), queries.len());
+    for ((ip, time), meta) in queries.iter().zip(&batch) {
+        assert_eq!(**meta, *index.lookup(*ip, *time), "{ip} at {time:?}");
+    }
+    let names: Vec<&str> = batch.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "core-0",
+            "",
+            "backup-28950000-abcde",
+            "core",
+            "engine-7d9f8c6b5-x2x4z",
+            ""
+        ]
+    );
+}
