@@ -505,7 +505,7 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
                 ]
                 .into_iter()
                 .collect(),
-                workload: Some(flowd::enrich::Workload::new(
+                owner: Some(flowd::enrich::Workload::new(
                     "Deployment",
                     &format!("app-{}", i % 500),
                 )),

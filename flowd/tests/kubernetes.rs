@@ -32,6 +32,46 @@ fn pod(name: &str, ip: &str, rv: &str) -> Value {
     })
 }
 
+/// A pod made by ReplicaSet `web-canary`, whose name says nothing of its Deployment.
+fn canary_pod() -> Value {
+    let mut canary = pod("web-canary-abcde", "198.18.5.4", "6");
+    canary["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": "web-canary", "uid": "y", "controller": true}]);
+    canary
+}
+
+/// The ReplicaSet and Job lists, as metadata-only (PartialObjectMetadataList) answers.
+async fn owners(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    let (kind, owner) = if uri.path().ends_with("replicasets") {
+        (
+            "ReplicaSet",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "storefront",
+                              "uid": "z", "controller": true}),
+        )
+    } else {
+        (
+            "Job",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": "report",
+                       "uid": "w", "controller": true}),
+        )
+    };
+    let name = if kind == "ReplicaSet" {
+        "web-canary"
+    } else {
+        "report-manual"
+    };
+    let item = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": "4",
+                     "ownerReferences": [owner]}});
+    json_response(
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                         "metadata": {"resourceVersion": "4"}, "items": [item]}),
+    )
+}
+
 fn list(kind: &str, rv: &str, items: Vec<Value>) -> Response {
     let body = json!({"apiVersion": "v1", "kind": format!("{kind}List"),
                       "metadata": {"resourceVersion": rv}, "items": items});
@@ -70,12 +110,16 @@ async fn pods(State(fake): State<Arc<Fake>>, uri: Uri) -> Response {
     let watching = is_watch(&uri);
     if !watching {
         return match fake.pod_lists.fetch_add(1, Ordering::SeqCst) {
-            0 => list("Pod", "10", vec![pod("a", "198.18.5.1", "5")]),
+            0 => list("Pod", "10", vec![pod("a", "198.18.5.1", "5"), canary_pod()]),
             // After the 410: a was deleted while the watch was away, c was created.
             _ => list(
                 "Pod",
                 "20",
-                vec![pod("b", "198.18.5.2", "11"), pod("c", "198.18.5.3", "19")],
+                vec![
+                    pod("b", "198.18.5.2", "11"),
+                    pod("c", "198.18.5.3", "19"),
+                    canary_pod(),
+                ],
             ),
         };
     }
@@ -196,6 +240,8 @@ async fn watches_relist_after_410_and_survive_disconnects() {
             "/apis/networking.k8s.io/v1/networkpolicies",
             get(network_policies),
         )
+        .route("/apis/apps/v1/replicasets", get(owners))
+        .route("/apis/batch/v1/jobs", get(owners))
         .route("/apis", get(api_groups))
         .route("/apis/crd.projectcalico.org/v1", get(calico_resources))
         .route(
@@ -252,6 +298,35 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         Some("StatefulSet")
     );
     assert_eq!(telemetry.counters().get("kubernetes_pod_synced"), Some(&1));
+    // The watched ReplicaSet names the Deployment; its name alone could not have.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = index.read().unwrap().clone();
+        let canary = current.lookup("198.18.5.4".parse().unwrap(), SystemTime::now());
+        if canary
+            .workload
+            .as_ref()
+            .map(|w| (w.kind.as_str(), w.name.as_str()))
+            == Some(("Deployment", "storefront"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ReplicaSet's owner never reached the pod: {:?}",
+            canary.workload
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for kind in ["replicaset", "job"] {
+        assert_eq!(
+            telemetry
+                .counters()
+                .get(&format!("kubernetes_{kind}_synced")),
+            Some(&1),
+            "{kind}"
+        );
+    }
 
     // The API's policies reach the policy stage: b -> c:8080 is denied by the Kubernetes
     // NetworkPolicy shop/isolate-c, b -> c:9090 already at egress by Calico's no-9090-from-b.

@@ -1,6 +1,7 @@
 //! The metadata index: addresses to pods, nodes and services, answering "who was this address at
 //! that time" (a pod IP reused by a new pod must not relabel older flows).
 
+use super::workload::Owners;
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
@@ -101,7 +102,9 @@ pub struct PodInfo {
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    pub workload: Option<Workload>,
+    /// The pod's controller as its owner references name it (a ReplicaSet, a StatefulSet...);
+    /// `finish` follows it to the workload.
+    pub owner: Option<Workload>,
     pub node: String,
     pub service_account: String,
     pub host_ip: Option<IpAddr>,
@@ -164,6 +167,7 @@ fn world(ip: IpAddr) -> Arc<EndpointMeta> {
 #[derive(Default)]
 pub struct MetadataIndex {
     pods: Vec<PodInfo>,
+    owners: Owners,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     services: HashMap<IpAddr, String>,
     backends: HashMap<IpAddr, Vec<String>>,
@@ -180,6 +184,11 @@ pub struct MetadataIndex {
 impl MetadataIndex {
     pub fn add_pod(&mut self, pod: PodInfo) {
         self.pods.push(pod);
+    }
+
+    /// A ReplicaSet or Job and its controller, so pods they made name the real workload.
+    pub fn add_owner(&mut self, kind: &str, namespace: &str, name: &str, owner: Option<Workload>) {
+        self.owners.add(kind, namespace, name, owner);
     }
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
@@ -234,13 +243,16 @@ impl MetadataIndex {
                 .collect();
             services.sort();
             services.dedup();
+            let workload = self
+                .owners
+                .resolve(&pod.namespace, pod.owner.as_ref(), &pod.labels);
             let meta = Arc::new(EndpointMeta {
                 kind: EndpointKind::Pod,
                 namespace: pod.namespace,
                 name: pod.name,
                 labels: pod.labels,
                 namespace_labels,
-                workload: pod.workload,
+                workload,
                 services,
                 node: pod.node,
                 service_account: pod.service_account,

@@ -1,4 +1,5 @@
-//! The Kubernetes API source: list/watch pods, namespaces, services, EndpointSlices and nodes
+//! The Kubernetes API source: list/watch pods, namespaces, services, EndpointSlices and nodes,
+//! plus the metadata only of ReplicaSets and Jobs to follow owner chains to the workload
 //! (kube-rs watchers: reconnects with backoff, relists after 410 Gone, bookmarks), keeping only
 //! the fields enrichment reads, and rebuilding the index when something changed.
 //!
@@ -13,16 +14,19 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use k8s_openapi::{
     api::{
+        apps::v1::ReplicaSet,
+        batch::v1::Job,
         core::v1::{Namespace, Node, Pod, Service},
         discovery::v1::EndpointSlice,
         networking::v1::NetworkPolicy,
     },
-    serde::{de::DeserializeOwned, Serialize},
+    serde::Serialize,
 };
 use kube::{
+    core::PartialObjectMeta,
     runtime::{watcher, WatchStreamExt as _},
     Api, Client, Resource, ResourceExt as _,
 };
@@ -40,6 +44,31 @@ pub enum KubernetesError {
     )]
     Config(#[source] kube::Error),
 }
+
+/// Every (API group, resource) the agent lists and watches: its ClusterRole must grant `list`
+/// and `watch` on each (the deploy tests hold the shipped manifests to this).
+pub const WATCHED_RESOURCES: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "namespaces"),
+    ("", "services"),
+    ("", "nodes"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("projectcalico.org", "networkpolicies"),
+    ("projectcalico.org", "globalnetworkpolicies"),
+    ("projectcalico.org", "tiers"),
+    ("projectcalico.org", "stagednetworkpolicies"),
+    ("projectcalico.org", "stagedglobalnetworkpolicies"),
+    ("projectcalico.org", "stagedkubernetesnetworkpolicies"),
+    ("crd.projectcalico.org", "networkpolicies"),
+    ("crd.projectcalico.org", "globalnetworkpolicies"),
+    ("crd.projectcalico.org", "tiers"),
+    ("crd.projectcalico.org", "stagednetworkpolicies"),
+    ("crd.projectcalico.org", "stagedglobalnetworkpolicies"),
+    ("crd.projectcalico.org", "stagedkubernetesnetworkpolicies"),
+];
 
 /// The trimmed objects of every watched kind, by kind then namespace/name.
 #[derive(Default)]
@@ -117,16 +146,17 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
-/// Follows one kind until `shutdown`, keeping `objects` current.
-async fn follow<K, F>(
-    api: Api<K>,
+/// Follows one kind's watch `stream` until `shutdown`, keeping `objects` current.
+async fn follow<K, S, F>(
+    stream: S,
     kind: &'static str,
     keep: F,
     objects: Arc<Mutex<Objects>>,
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
 ) where
-    K: Resource + Clone + DeserializeOwned + Debug + Serialize + Send + 'static,
+    K: Resource + Serialize,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     F: Fn(&str, &Value) -> Value + Send + 'static,
 {
     let key = |object: &K| {
@@ -137,7 +167,6 @@ async fn follow<K, F>(
         )
     };
     let value = |object: &K| serde_json::to_value(object).map(|v| keep(kind, &v)).ok();
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     let mut relisted: Option<HashMap<String, Value>> = None;
     loop {
@@ -258,12 +287,17 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let objects = Arc::new(Mutex::new(Objects::default()));
-    // One watcher per kind; a macro because each kind is a different type parameter.
+    // One watcher per kind; a macro because each kind is a different type parameter. Owner-only
+    // kinds are watched as metadata: their pod templates are large and never read.
     macro_rules! follow_kind {
-        ($kind:ty) => {
+        ($object:ty, $kind:literal) => {
             tokio::spawn(follow(
-                Api::<$kind>::all(client.clone()),
-                stringify!($kind),
+                watcher(
+                    Api::<$object>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+                $kind,
                 trim,
                 objects.clone(),
                 telemetry.clone(),
@@ -272,11 +306,13 @@ pub fn start(
         };
     }
     let mut tasks = vec![
-        follow_kind!(Pod),
-        follow_kind!(Namespace),
-        follow_kind!(Service),
-        follow_kind!(EndpointSlice),
-        follow_kind!(Node),
+        follow_kind!(Pod, "Pod"),
+        follow_kind!(Namespace, "Namespace"),
+        follow_kind!(Service, "Service"),
+        follow_kind!(EndpointSlice, "EndpointSlice"),
+        follow_kind!(Node, "Node"),
+        follow_kind!(PartialObjectMeta<ReplicaSet>, "ReplicaSet"),
+        follow_kind!(PartialObjectMeta<Job>, "Job"),
     ];
     tasks.push(tokio::spawn(rebuild(
         files,
@@ -288,7 +324,11 @@ pub fn start(
     if let Some(attributor) = attributor {
         let policies = Arc::new(Mutex::new(Objects::default()));
         tasks.push(tokio::spawn(follow(
-            Api::<NetworkPolicy>::all(client.clone()),
+            watcher(
+                Api::<NetworkPolicy>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
             "NetworkPolicy",
             whole,
             policies.clone(),
@@ -378,7 +418,7 @@ async fn follow_calico(
             object
         };
         follow(
-            api,
+            watcher(api, watcher::Config::default()).default_backoff(),
             key,
             keep,
             objects.clone(),

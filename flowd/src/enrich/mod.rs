@@ -1,6 +1,6 @@
 //! Who is talking: Kubernetes pods, workloads, services and nodes behind flow addresses.
 //!
-//! Sources (metadata files today) fill one [`MetadataIndex`]; the enrichment stage looks up each
+//! Sources (metadata files, the Kubernetes API, cgroups) fill one [`MetadataIndex`]; the enrichment stage looks up each
 //! record's endpoints in it, as of the time the flow was seen.
 
 pub mod cgroups;
@@ -8,6 +8,7 @@ mod index;
 pub mod kubernetes;
 mod objects;
 mod stage;
+mod workload;
 
 pub use index::{EndpointKind, EndpointMeta, MetadataIndex, PodInfo, Workload};
 pub use objects::{load_paths, parse_objects, LoadReport, MetadataError};

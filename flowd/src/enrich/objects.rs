@@ -46,6 +46,19 @@ struct Meta {
 struct OwnerRef {
     kind: String,
     name: String,
+    #[serde(default)]
+    controller: bool,
+}
+
+impl Meta {
+    /// The owner that manages this object: the one marked controller, else the first.
+    fn controller(&self) -> Option<Workload> {
+        self.owners
+            .iter()
+            .find(|o| o.controller)
+            .or_else(|| self.owners.first())
+            .map(|o| Workload::new(&o.kind, &o.name))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,32 +152,6 @@ fn parse_time(text: &Option<String>) -> Option<std::time::SystemTime> {
         .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
 }
 
-/// The workload behind a pod from its owner references: ReplicaSets belong to the Deployment
-/// whose name they extend with the pod-template-hash; Jobs made by a CronJob carry its name plus
-/// a scheduled-time suffix.
-fn workload_of(meta: &Meta) -> Option<Workload> {
-    let owner = meta.owners.first()?;
-    let workload = match owner.kind.as_str() {
-        "ReplicaSet" => match meta.labels.get("pod-template-hash") {
-            Some(hash) => match owner.name.strip_suffix(&format!("-{hash}")) {
-                Some(deployment) => Workload::new("Deployment", deployment),
-                None => Workload::new("ReplicaSet", &owner.name),
-            },
-            None => Workload::new("ReplicaSet", &owner.name),
-        },
-        "Job" => match owner.name.rsplit_once('-') {
-            Some((cronjob, suffix))
-                if suffix.len() >= 8 && suffix.chars().all(|c| c.is_ascii_digit()) =>
-            {
-                Workload::new("CronJob", cronjob)
-            }
-            _ => Workload::new("Job", &owner.name),
-        },
-        kind => Workload::new(kind, &owner.name),
-    };
-    Some(workload)
-}
-
 pub(crate) fn add_object(
     index: &mut MetadataIndex,
     value: &serde_json::Value,
@@ -198,7 +185,6 @@ pub(crate) fn add_object(
                 ips.clear();
             }
             let since = parse_time(&status.start_time).or_else(|| parse_time(&meta.created));
-            let workload = workload_of(&meta);
             let named_ports = spec
                 .containers
                 .iter()
@@ -209,19 +195,24 @@ pub(crate) fn add_object(
                     Some((name, p.container_port, protocol))
                 })
                 .collect();
+            let owner = meta.controller();
             index.add_pod(super::index::PodInfo {
                 named_ports,
                 uid: meta.uid,
                 namespace: meta.namespace,
                 name: meta.name,
+                owner,
                 labels: meta.labels,
-                workload,
                 node: spec.node_name,
                 service_account: spec.service_account_name,
                 host_ip: status.host_ip.as_deref().and_then(parse_ip),
                 ips,
                 since,
             });
+            Ok(true)
+        }
+        "ReplicaSet" | "Job" => {
+            index.add_owner(kind, &meta.namespace, &meta.name, meta.controller());
             Ok(true)
         }
         "Namespace" => {

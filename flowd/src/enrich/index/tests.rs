@@ -179,3 +179,57 @@ fn a_batch_answers_as_single_lookups_do_in_query_order() {
         ]
     );
 }
+
+#[test]
+fn replica_sets_and_jobs_in_files_lead_pods_to_their_real_workload() {
+    // Names the controllers' conventions could not decode: only the owner objects tell.
+    let text = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: ReplicaSet
+  metadata:
+    name: web-canary
+    namespace: shop
+    ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: storefront, controller: true}]
+  spec: {replicas: 1}
+- apiVersion: batch/v1
+  kind: Job
+  metadata:
+    name: report-manual-run
+    namespace: shop
+    ownerReferences:
+    - {apiVersion: v1, kind: ConfigMap, name: not-the-controller}
+    - {apiVersion: batch/v1, kind: CronJob, name: report, controller: true}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: web-canary-abcde
+    namespace: shop
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-canary, controller: true}]
+  status: {podIP: 198.18.7.1}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: report-manual-run-xyz
+    namespace: shop
+    ownerReferences: [{apiVersion: batch/v1, kind: Job, name: report-manual-run, controller: true}]
+  status: {podIP: 198.18.7.2}
+"#;
+    let mut index = MetadataIndex::default();
+    let mut report = LoadReport::default();
+    parse_objects(Path::new("owners.yaml"), text, &mut index, &mut report);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    index.finish();
+    let now = SystemTime::now();
+    let workload = |ip: &str| index.lookup(ip.parse().unwrap(), now).workload.clone();
+    assert_eq!(
+        workload("198.18.7.1"),
+        Some(Workload::new("Deployment", "storefront"))
+    );
+    assert_eq!(
+        workload("198.18.7.2"),
+        Some(Workload::new("CronJob", "report"))
+    );
+}
