@@ -493,21 +493,37 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
         let before = live_bytes();
         let mut index = MetadataIndex::default();
         let address = |i: u32| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        for ns in 0..100 {
+            let name = format!("ns-{ns}");
+            index.add_namespace(
+                &name,
+                [
+                    ("kubernetes.io/metadata.name".to_owned(), name.clone()),
+                    ("team".to_owned(), format!("team-{}", ns % 10)),
+                ]
+                .into_iter()
+                .collect(),
+            );
+        }
         for i in 0..pods {
+            // Deployments of 20 replicas (10,000 pods: 500 of them): replicas share labels.
+            let app = i % (pods / 20);
             index.add_pod(flowd::enrich::PodInfo {
-                named_ports: Vec::new(),
-                uid: format!("uid-{i}"),
-                namespace: format!("ns-{}", i % 100),
-                name: format!("pod-{i}"),
+                named_ports: vec![("http".to_owned(), 8080, "TCP".to_owned())],
+                uid: format!("3f0c2a1e-8d5b-4c6f-9a7e-{i:012}"),
+                namespace: format!("ns-{}", app % 100),
+                name: format!("app-{app}-7d9f8c6b5-{i:05}"),
                 labels: [
-                    ("app".to_owned(), format!("app-{}", i % 500)),
+                    ("app".to_owned(), format!("app-{app}")),
                     ("tier".to_owned(), "web".to_owned()),
+                    ("version".to_owned(), format!("v{}", app % 3)),
+                    ("pod-template-hash".to_owned(), "7d9f8c6b5".to_owned()),
                 ]
                 .into_iter()
                 .collect(),
                 owner: Some(flowd::enrich::Workload::new(
-                    "Deployment",
-                    &format!("app-{}", i % 500),
+                    "ReplicaSet",
+                    &format!("app-{app}-7d9f8c6b5"),
                 )),
                 node: format!("node-{}", i % 50),
                 service_account: "default".into(),

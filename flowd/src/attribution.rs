@@ -126,8 +126,8 @@ struct Resolved {
 /// The evaluator's view of an endpoint that metadata names as a pod.
 fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
     let mut endpoint = Endpoint::pod(&meta.namespace, &meta.name, ip);
-    endpoint.labels = meta.labels.clone();
-    endpoint.namespace_labels = meta.namespace_labels.clone();
+    endpoint.labels = (*meta.labels).clone();
+    endpoint.namespace_labels = (*meta.namespace_labels).clone();
     endpoint.service_account =
         (!meta.service_account.is_empty()).then(|| meta.service_account.clone());
     endpoint.named_ports = meta

@@ -38,14 +38,18 @@ impl Workload {
     }
 }
 
+/// Label sets are shared: a workload's replicas, and every pod of a namespace for its labels,
+/// point at one copy (on big clusters this is most of the index's memory).
+pub type Labels = Arc<BTreeMap<String, String>>;
+
 /// Everything known about one endpoint. Shared: every flow of a pod points at the same one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointMeta {
     pub kind: EndpointKind,
     pub namespace: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub namespace_labels: BTreeMap<String, String>,
+    pub labels: Labels,
+    pub namespace_labels: Labels,
     pub workload: Option<Workload>,
     /// "namespace/name" of the services this endpoint backs (or is).
     pub services: Vec<String>,
@@ -65,8 +69,8 @@ impl EndpointMeta {
             },
             namespace: String::new(),
             name: String::new(),
-            labels: BTreeMap::new(),
-            namespace_labels: BTreeMap::new(),
+            labels: Labels::default(),
+            namespace_labels: Labels::default(),
             workload: None,
             services: Vec::new(),
             node: String::new(),
@@ -168,7 +172,7 @@ fn world(ip: IpAddr) -> Arc<EndpointMeta> {
 pub struct MetadataIndex {
     pods: Vec<PodInfo>,
     owners: Owners,
-    namespaces: HashMap<String, BTreeMap<String, String>>,
+    namespaces: HashMap<String, Labels>,
     services: HashMap<IpAddr, String>,
     backends: HashMap<IpAddr, Vec<String>>,
     nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
@@ -192,7 +196,7 @@ impl MetadataIndex {
     }
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
-        self.namespaces.insert(name.to_owned(), labels);
+        self.namespaces.insert(name.to_owned(), Arc::new(labels));
     }
 
     pub fn add_service(&mut self, namespace: &str, name: &str, ips: &[IpAddr]) {
@@ -229,6 +233,7 @@ impl MetadataIndex {
         let mut by_ip: AddressMap<Tenants> =
             AddressMap::with_capacity_and_hasher(pods.len(), Default::default());
         let mut by_uid = HashMap::new();
+        let mut label_sets: std::collections::HashSet<Labels> = std::collections::HashSet::new();
         for pod in pods {
             let (ips, since, uid) = (pod.ips.clone(), pod.since, pod.uid.clone());
             let namespace_labels = self
@@ -250,7 +255,14 @@ impl MetadataIndex {
                 kind: EndpointKind::Pod,
                 namespace: pod.namespace,
                 name: pod.name,
-                labels: pod.labels,
+                labels: match label_sets.get(&pod.labels) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        let labels = Arc::new(pod.labels);
+                        label_sets.insert(labels.clone());
+                        labels
+                    }
+                },
                 namespace_labels,
                 workload,
                 services,
@@ -277,7 +289,7 @@ impl MetadataIndex {
                 Arc::new(EndpointMeta {
                     kind: EndpointKind::Node,
                     name: node.clone(),
-                    labels: labels.clone(),
+                    labels: Arc::new(labels.clone()),
                     node: node.clone(),
                     ..EndpointMeta::world(*ip)
                 }),
