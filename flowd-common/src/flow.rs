@@ -120,6 +120,22 @@ pub struct KernelOffsets {
     pub valid: u32,
 }
 
+/// Where the fields of the classic `skb:kfree_skb` tracepoint's record sit, from its tracefs
+/// format file (they moved between kernels: 6.11 added `rx_sk` before `protocol`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TracepointFields {
+    pub skbaddr: u32,
+    pub location: u32,
+    pub reason: u32,
+    /// Non-zero once the agent has filled these in.
+    pub valid: u32,
+}
+
+/// Slots of the host-wide drop counter by reason (`DROP_REASONS`); reasons beyond the last
+/// slot (subsystem reasons carry high bits) share it.
+pub const DROP_REASON_SLOTS: u32 = 256;
+
 /// A flow appeared in the flow map.
 pub const EVENT_NEW_FLOW: u32 = 1;
 /// A TCP FIN or RST was seen for the first time on this flow.
@@ -162,6 +178,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::FlowEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::TracepointFields {}
     unsafe impl aya::Pod for super::SocketOwner {}
 }
 

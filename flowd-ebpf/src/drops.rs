@@ -1,23 +1,27 @@
-//! Kernel drops: `tp_btf/kfree_skb` gives every freed skb with its drop reason. Packets of the
-//! monitored namespace are parsed from the skb's network header (field offsets come from the
-//! running kernel's BTF, patched in at load time) and merged into their connection's entry.
+//! Kernel drops: `tp_btf/kfree_skb` (or, where that cannot load, the classic `skb:kfree_skb`
+//! tracepoint) gives every freed skb with its drop reason. Every drop is counted by reason;
+//! packets of the monitored namespace are parsed from the skb's network header (field offsets
+//! come from the running kernel's BTF, patched in at load time) and merged into their
+//! connection's entry.
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use flowd_common::{
     connection_key, parse_network_into, FlowKey, FlowStats, KernelOffsets, PacketInfo,
-    PacketSource, COUNTER_DROPS, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B,
+    PacketSource, COUNTER_DROPS, DROP_REASON_SLOTS, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B,
 };
 
 use crate::{
     capture::new_flow_stats,
-    maps::{count, emit, EEXIST, FLOWS, KERNEL_OFFSETS, NETNS_COOKIE},
+    maps::{
+        count, emit, DROP_REASONS, EEXIST, FLOWS, KERNEL_OFFSETS, NETNS_COOKIE, TRACEPOINT_FIELDS,
+    },
 };
 
 /// `SKB_NOT_DROPPED_YET`: not a drop.
@@ -25,9 +29,30 @@ const REASON_NOT_DROPPED: u32 = 0;
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn flowd_kfree_skb(ctx: BtfTracePointContext) -> i32 {
-    let offsets = KERNEL_OFFSETS.load();
-    if offsets.valid != 0 {
-        on_drop(&ctx, &offsets);
+    let skb: u64 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let reason: u32 = ctx.arg(2);
+    on_drop(skb, location, reason);
+    0
+}
+
+/// The fallback for kernels where tp_btf cannot load: the same event through tracefs.
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn flowd_kfree_skb_tracepoint(ctx: TracePointContext) -> u32 {
+    let fields = TRACEPOINT_FIELDS.load();
+    if fields.valid == 0 {
+        return 0;
+    }
+    // SAFETY: the offsets come from this kernel's format file for this tracepoint's record.
+    let read = unsafe {
+        (
+            ctx.read_at::<u64>(fields.skbaddr as usize),
+            ctx.read_at::<u64>(fields.location as usize),
+            ctx.read_at::<u32>(fields.reason as usize),
+        )
+    };
+    if let (Ok(skb), Ok(location), Ok(reason)) = read {
+        on_drop(skb, location, reason);
     }
     0
 }
@@ -50,11 +75,17 @@ fn read<T>(base: u64, offset: u32) -> Option<T> {
 }
 
 #[inline(never)]
-fn on_drop(ctx: &BtfTracePointContext, offsets: &KernelOffsets) -> Option<()> {
-    let skb: u64 = ctx.arg(0);
-    let location: u64 = ctx.arg(1);
-    let reason: u32 = ctx.arg(2);
+fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
+    let offsets = KERNEL_OFFSETS.load();
     if reason == REASON_NOT_DROPPED || reason == offsets.reason_consumed || skb == 0 {
+        return None;
+    }
+    let slot = reason.min(DROP_REASON_SLOTS - 1);
+    if let Some(counter) = DROP_REASONS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *counter += 1 };
+    }
+    if offsets.valid == 0 {
         return None;
     }
     let dev: u64 = read(skb, offsets.skb_dev)?;

@@ -6,7 +6,8 @@ use aya_ebpf::{
     Global,
 };
 use flowd_common::{
-    FlowEvent, FlowKey, FlowStats, KernelOffsets, COUNTER_COUNT, COUNTER_RINGBUF_FULL,
+    FlowEvent, FlowKey, FlowStats, KernelOffsets, TracepointFields, COUNTER_COUNT,
+    COUNTER_RINGBUF_FULL, DROP_REASON_SLOTS,
 };
 
 pub const EEXIST: i32 = 17;
@@ -40,6 +41,21 @@ pub static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     reason_consumed: 0,
     valid: 0,
 });
+
+/// Field offsets of the classic kfree_skb tracepoint's record, filled from tracefs at load time
+/// when that tracepoint is the drop probe.
+#[unsafe(no_mangle)]
+pub static TRACEPOINT_FIELDS: Global<TracepointFields> = Global::new(TracepointFields {
+    skbaddr: 0,
+    location: 0,
+    reason: 0,
+    valid: 0,
+});
+
+/// Every kernel drop on the host by reason, any namespace: without BTF this is all the drop
+/// probe can tell (the packet's addresses need sk_buff offsets).
+#[map]
+pub static DROP_REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASON_SLOTS, 0);
 
 /// Bumps a per-CPU counter and returns its new value on this CPU.
 #[inline(always)]

@@ -287,6 +287,7 @@ fn kernel_cost() -> anyhow::Result<Vec<Row>> {
             ring_buffer_bytes: 1 << 22,
         },
         netns_cookie: 1,
+        drop_probe: flowd::capture::DropProbeMode::Off,
     })?;
     let program: &mut SchedClassifier = programs
         .ebpf

@@ -66,6 +66,7 @@ pub async fn run(
             ring_buffer_bytes: config.ring_buffer_bytes,
         },
         netns_cookie,
+        drop_probe: config.drop_probe,
     })?;
     // Subscribe before the first attach: an interface created in between is not missed.
     let links = match LinkWatch::start(netns.as_deref()) {
@@ -150,8 +151,8 @@ pub async fn run(
     let drop_names = programs.drop_names.clone();
     if let Ok(mut loaded) = telemetry.programs.lock() {
         loaded.extend([capture::INGRESS_PROGRAM, capture::EGRESS_PROGRAM].map(str::to_owned));
-        if programs.drops.is_some() {
-            loaded.push(capture::DROP_PROGRAM.to_owned());
+        if let Some(drops) = &programs.drops {
+            loaded.push(drops.program.to_owned());
         }
         if programs.sockets.is_some() {
             loaded.extend(capture::sockets::SocketHooks::names().map(str::to_owned));

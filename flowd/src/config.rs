@@ -49,6 +49,8 @@ pub struct Config {
     pub netns: Option<PathBuf>,
     /// tcx or clsact; `auto` picks tcx where the kernel has it.
     pub tc_attach: crate::capture::TcAttach,
+    /// tp_btf or the classic tracepoint for kernel drops; `auto` picks tp_btf where BTF exists.
+    pub drop_probe: crate::capture::DropProbeMode,
     pub socket: PathBuf,
     pub listen: Option<SocketAddr>,
     /// Node name put on every record.
@@ -109,6 +111,7 @@ impl Default for Config {
             interfaces: Vec::new(),
             netns: None,
             tc_attach: crate::capture::TcAttach::Auto,
+            drop_probe: crate::capture::DropProbeMode::Auto,
             socket: PathBuf::from(DEFAULT_SOCKET),
             listen: None,
             node: default_node_name(),
@@ -156,6 +159,7 @@ pub struct ConfigFile {
     pub interfaces: Option<Vec<String>>,
     pub netns: Option<PathBuf>,
     pub tc_attach: Option<crate::capture::TcAttach>,
+    pub drop_probe: Option<crate::capture::DropProbeMode>,
     pub socket: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub node: Option<String>,
@@ -234,6 +238,7 @@ impl ConfigFile {
         take!(
             interfaces,
             tc_attach,
+            drop_probe,
             socket,
             node,
             active_timeout,

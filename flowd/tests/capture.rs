@@ -576,6 +576,91 @@ async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
     assert!(agent.terminate().success());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_classic_tracepoint_fallback_ties_drops_to_flows_too() {
+    if !privileged("the_classic_tracepoint_fallback_ties_drops_to_flows_too") {
+        return;
+    }
+    let hosts = TwoHosts::create("droptp").expect("testbed");
+    nft(
+        &hosts.a.name,
+        "table inet flowd_test {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n",
+    );
+    let agent = agent_on(
+        &hosts,
+        &[
+            "--drop-probe",
+            "tracepoint",
+            "--active-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+        ],
+    );
+    let mut client = agent.client().await;
+    let status = status_of(&mut client).await;
+    assert!(
+        status
+            .programs
+            .iter()
+            .any(|p| p == flowd::capture::TRACEPOINT_PROGRAM)
+            && !status
+                .programs
+                .iter()
+                .any(|p| p == flowd::capture::DROP_PROGRAM),
+        "the classic tracepoint is the drop probe: {:?}",
+        status.programs
+    );
+    let mut stream = support::follow(&mut client).await;
+    let a = IpAddr::V4(testbed::HOST_A_V4);
+    tokio::task::block_in_place(|| {
+        hosts
+            .b
+            .run(|| {
+                let dropped = std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(a, 42001),
+                    Duration::from_millis(700),
+                );
+                assert!(dropped.is_err(), "the nftables rule drops the SYN");
+            })
+            .expect("enter namespace B")
+    });
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        t.iter().any(|(id, totals)| {
+            id.destination.port() == 42001
+                && totals
+                    .records
+                    .iter()
+                    .any(|f| f.drop_reason == "NETFILTER_DROP")
+        })
+    })
+    .await;
+    let (_, dropped) = totals
+        .iter()
+        .find(|(id, _)| id.destination.port() == 42001)
+        .expect("the dropped connection");
+    let record = dropped
+        .records
+        .iter()
+        .find(|f| f.drop_reason == "NETFILTER_DROP")
+        .expect("a record with the drop reason");
+    assert_eq!(record.verdict, pb::Verdict::Dropped as i32);
+    assert!(record
+        .request
+        .as_ref()
+        .is_some_and(|r| r.dropped_packets >= 1));
+    let counters = status_of(&mut client).await.counters;
+    assert!(
+        counters
+            .get("host_drops_netfilter_drop")
+            .copied()
+            .unwrap_or(0)
+            >= 1,
+        "host-wide drops by reason: {counters:?}"
+    );
+    assert!(agent.terminate().success());
+}
+
 fn ip(args: &[&str]) {
     let status = std::process::Command::new("ip")
         .args(args)

@@ -39,6 +39,7 @@ impl Kernel {
                 ring_buffer_bytes: 1 << 16,
             },
             netns_cookie: NETNS_COOKIE,
+            drop_probe: flowd::capture::DropProbeMode::Auto,
         })
         .expect("load the tc programs");
         Self { programs }

@@ -26,6 +26,80 @@ pub struct LoadOptions {
     /// Cookie of the network namespace the programs will be attached in (see
     /// [`crate::netns::current_cookie`]); stamped on every flow key.
     pub netns_cookie: u64,
+    /// Which kfree_skb hook reports kernel drops.
+    pub drop_probe: super::DropProbeMode,
+}
+
+/// What the drop probe will be, decided before loading: its globals are patched in at load.
+struct DropSetup {
+    mode: super::DropProbeMode,
+    offsets: flowd_common::KernelOffsets,
+    fields: flowd_common::TracepointFields,
+    names: super::DropNames,
+}
+
+/// Reads kernel BTF and, for the classic tracepoint, its format file. Any failure leaves the
+/// probe off (`Off`) with a warning: capture goes on without drop reasons.
+fn drop_setup(requested: super::DropProbeMode) -> DropSetup {
+    use super::DropProbeMode as Mode;
+    let off = |names| DropSetup {
+        mode: Mode::Off,
+        offsets: flowd_common::KernelOffsets::default(),
+        fields: flowd_common::TracepointFields::default(),
+        names,
+    };
+    if requested == Mode::Off {
+        return off(super::DropNames::default());
+    }
+    let btf = super::btf::KernelBtf::from_sys_fs()
+        .map_err(|err| err.to_string())
+        .and_then(|btf| {
+            let offsets = super::drops::kernel_offsets(&btf).map_err(|err| err.to_string())?;
+            Ok((offsets, super::DropNames::from_btf(&btf)))
+        });
+    let mode = match (requested, &btf) {
+        (Mode::Auto, Ok(_)) => Mode::Btf,
+        (Mode::Auto, Err(_)) => Mode::Tracepoint,
+        (chosen, _) => chosen,
+    };
+    if mode == Mode::Btf {
+        return match btf {
+            Ok((offsets, names)) => DropSetup {
+                mode,
+                offsets,
+                fields: flowd_common::TracepointFields::default(),
+                names,
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "kernel drop reasons unavailable (dropProbe: btf needs kernel BTF; try tracepoint)");
+                off(super::DropNames::default())
+            }
+        };
+    }
+    let format = match super::drops::read_format() {
+        Ok(format) => format,
+        Err(err) => {
+            tracing::warn!(error = %err, "kernel drop reasons unavailable");
+            return off(super::DropNames::default());
+        }
+    };
+    let (offsets, names) = match btf {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(error = %err, "no kernel BTF: drops are counted by reason, not tied to flows");
+            let offsets = flowd_common::KernelOffsets {
+                reason_consumed: format.reason_consumed(),
+                ..Default::default()
+            };
+            (offsets, super::DropNames::from_reasons(format.reasons))
+        }
+    };
+    DropSetup {
+        mode,
+        offsets,
+        fields: format.fields,
+        names,
+    }
 }
 
 /// Programs loaded into the kernel and the maps the agent reads, taken out of the object.
@@ -39,35 +113,19 @@ pub struct LoadedPrograms {
     pub flows: HashMap<MapData, FlowKey, FlowStats>,
     pub events: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    /// Every kernel drop on the host by reason (`DROP_REASON_SLOTS` slots).
+    pub drop_reasons: PerCpuArray<MapData, u64>,
     /// Keeps the kernel-side log ring drained into tracing; absent if the object has no logs.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureError> {
     raise_memlock_limit();
-    // Without BTF the drop program stays inert (offsets marked invalid) and is not attached.
-    let (offsets, drop_names) = match super::btf::KernelBtf::from_sys_fs() {
-        Ok(btf) => {
-            let names = super::DropNames::from_btf(&btf);
-            match super::drops::kernel_offsets(&btf) {
-                Ok(offsets) => (offsets, names),
-                Err(err) => {
-                    tracing::warn!(error = %err, "kernel drop reasons unavailable");
-                    (flowd_common::KernelOffsets::default(), names)
-                }
-            }
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "kernel drop reasons unavailable");
-            (
-                flowd_common::KernelOffsets::default(),
-                super::DropNames::default(),
-            )
-        }
-    };
+    let drops = drop_setup(options.drop_probe);
     let mut ebpf = EbpfLoader::new()
         .override_global("NETNS_COOKIE", &options.netns_cookie, true)
-        .override_global("KERNEL_OFFSETS", &offsets, true)
+        .override_global("KERNEL_OFFSETS", &drops.offsets, true)
+        .override_global("TRACEPOINT_FIELDS", &drops.fields, true)
         .map_max_entries("FLOWS", options.sizes.flow_entries)
         .map_max_entries("EVENTS", options.sizes.ring_buffer_bytes)
         .load(PROGRAMS)
@@ -93,16 +151,16 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
             source,
         })?;
     }
-    let drops = if offsets.valid == 1 {
-        match super::drops::attach(&mut ebpf) {
+    let drop_names = drops.names;
+    let drops = match drops.mode {
+        super::DropProbeMode::Off => None,
+        mode => match super::drops::attach(&mut ebpf, mode) {
             Ok(probe) => Some(probe),
             Err(err) => {
                 tracing::warn!(error = %err, "kernel drop reasons unavailable");
                 None
             }
-        }
-    } else {
-        None
+        },
     };
     let sockets = match super::sockets::attach(&mut ebpf) {
         Ok(hooks) => {
@@ -117,6 +175,7 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
     let flows = take_map(&mut ebpf, "FLOWS")?;
     let events = take_map(&mut ebpf, "EVENTS")?;
     let counters = take_map(&mut ebpf, "COUNTERS")?;
+    let drop_reasons = take_map(&mut ebpf, "DROP_REASONS")?;
     Ok(LoadedPrograms {
         ebpf,
         drops,
@@ -125,6 +184,7 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
         flows,
         events,
         counters,
+        drop_reasons,
         logger,
     })
 }

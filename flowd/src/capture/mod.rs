@@ -13,7 +13,7 @@ mod sweep;
 mod task;
 
 pub use attach::{AttachMode, Attachment, Attachments, TcAttach};
-pub use drops::{DropNames, DropProbe, DROP_PROGRAM};
+pub use drops::{DropNames, DropProbe, DropProbeMode, DROP_PROGRAM, TRACEPOINT_PROGRAM};
 pub use error::CaptureError;
 pub use links::{LinkEvent, LinkWatch};
 pub use load::{

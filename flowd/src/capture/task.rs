@@ -91,12 +91,18 @@ pub async fn run(
         mut ebpf,
         drops,
         sockets,
-        drop_names: _,
+        drop_names,
         mut flows,
         events,
         counters,
+        drop_reasons,
         logger,
     } = programs;
+    let counters = KernelCounters {
+        counters,
+        drop_reasons,
+        drop_names,
+    };
     // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops.
     let mut events =
         unsafe { AsyncFd::register(events) }.map_err(|err| CaptureError::RingBuffer(err.into()))?;
@@ -226,7 +232,7 @@ fn read_event(bytes: &[u8]) -> Option<FlowEvent> {
 fn sweep(
     flows: &mut HashMap<MapData, FlowKey, FlowStats>,
     sweeper: &mut Sweeper,
-    counters: &PerCpuArray<MapData, u64>,
+    counters: &KernelCounters,
     telemetry: &Telemetry,
     flush: bool,
 ) -> Vec<RawFlow> {
@@ -241,12 +247,36 @@ fn sweep(
             tracing::debug!(error = %err, "evicting a flow that is already gone");
         }
     }
-    for index in 0..COUNTER_COUNT {
-        if let Ok(values) = counters.get(&index, 0) {
-            telemetry.set_counter(COUNTER_NAMES[index as usize], values.iter().sum());
+    counters.publish(telemetry);
+    outcome.records
+}
+
+/// The kernel's per-CPU counters, summed into telemetry at every sweep.
+struct KernelCounters {
+    counters: PerCpuArray<MapData, u64>,
+    drop_reasons: PerCpuArray<MapData, u64>,
+    drop_names: std::sync::Arc<super::DropNames>,
+}
+
+impl KernelCounters {
+    fn publish(&self, telemetry: &Telemetry) {
+        for index in 0..COUNTER_COUNT {
+            if let Ok(values) = self.counters.get(&index, 0) {
+                telemetry.set_counter(COUNTER_NAMES[index as usize], values.iter().sum());
+            }
+        }
+        // Host-wide, any namespace: `kernel_drops` counts only the monitored one's.
+        for reason in 0..flowd_common::DROP_REASON_SLOTS {
+            let Ok(values) = self.drop_reasons.get(&reason, 0) else {
+                continue;
+            };
+            let total: u64 = values.iter().sum();
+            if total > 0 {
+                let name = self.drop_names.reason(reason).to_lowercase();
+                telemetry.set_counter(&format!("host_drops_{name}"), total);
+            }
         }
     }
-    outcome.records
 }
 
 fn boot_ns() -> u64 {

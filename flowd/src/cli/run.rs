@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// [default: auto].
     #[arg(long, value_enum, value_name = "HOW")]
     pub tc_attach: Option<crate::capture::TcAttach>,
+    /// The kernel-drop probe: auto (tp_btf with kernel BTF, else the classic tracepoint), btf,
+    /// tracepoint or off [default: auto].
+    #[arg(long, value_enum, value_name = "PROBE")]
+    pub drop_probe: Option<crate::capture::DropProbeMode>,
     /// Aggregation before storing: connection, source-port or workload [default: connection].
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub aggregation: Option<crate::flow::aggregate::Level>,
@@ -125,6 +129,7 @@ impl RunArgs {
             interfaces: (!self.interfaces.is_empty()).then(|| self.interfaces.clone()),
             netns: self.netns.clone(),
             tc_attach: self.tc_attach,
+            drop_probe: self.drop_probe,
             socket: self.socket.clone(),
             listen: self.listen,
             node: self.node.clone(),

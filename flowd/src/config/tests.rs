@@ -125,3 +125,20 @@ fn tc_attach_is_chosen_by_name() {
         "names the choices: {err}"
     );
 }
+
+#[test]
+fn drop_probe_is_chosen_by_name() {
+    let config = parse("dropProbe: tracepoint\n")
+        .unwrap()
+        .apply(Config::default());
+    assert_eq!(config.drop_probe, crate::capture::DropProbeMode::Tracepoint);
+    assert_eq!(
+        Config::default().drop_probe,
+        crate::capture::DropProbeMode::Auto
+    );
+    let err = parse("dropProbe: kprobe\n").unwrap_err().to_string();
+    assert!(
+        err.contains("dropProbe") && err.contains("btf") && err.contains("off"),
+        "names the key and the choices: {err}"
+    );
+}
