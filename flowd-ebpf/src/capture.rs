@@ -122,7 +122,8 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
 
     if let Some(stats) = FLOWS.get_ptr_mut(&key) {
         // Only a side's first packet at this hook may name a new owner: later packets of the
-        // same socket would find the same answer, and forwarded traffic none at all.
+        // same socket would find the same answer, and forwarded traffic none at all. A guessed
+        // owner is looked up again: the connection's own socket may have been seen since.
         // SAFETY: map value pointer valid for this run.
         let side_first_here =
             unsafe { (*stats).hook[if side == SIDE_A { SIDE_A } else { SIDE_B }] } != direction;
@@ -137,7 +138,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
             &key,
         );
         // SAFETY: map value pointer valid for this run.
-        if side_first_here && direction == DIRECTION_EGRESS && unsafe { (*stats).owner_pid } == 0 {
+        if side_first_here && unsafe { (*stats).owner_exact } == 0 {
             fill_owner(ctx, info, direction, side, stats);
         }
         return;

@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use flowd_common::{
-    connection_key, parse_network_into, FlowKey, FlowStats, KernelOffsets, PacketInfo,
-    PacketSource, COUNTER_DROPS, DROP_REASON_SLOTS, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B,
+    connection_key, parse_network_into, FlowKey, FlowStats, PacketInfo, PacketSource,
+    COUNTER_DROPS, DROP_REASON_SLOTS, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B,
 };
 
 use crate::{

@@ -995,6 +995,123 @@ async fn flows_name_their_pods_workloads_and_services_from_a_metadata_file() {
     assert!(agent.terminate().success());
 }
 
+/// Starts `script` with python3 in network namespace `netns` and cgroup `cgroup`; returns the
+/// child and the first line it prints (its readiness signal).
+fn python_in(netns: &str, cgroup: &std::path::Path, script: &str) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs && exec ip netns exec {netns} python3 -c \"$0\"",
+                cgroup.display()
+            ),
+            script,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read its first line");
+    (child, line.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
+    if !privileged("connections_older_than_the_agent_carry_their_sockets_cgroup") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = flowd::capture::sockets::cgroup2_root(&mountinfo).expect("cgroup v2 mounted");
+    let parent = root.join(format!("flowd-test-owner-{}", std::process::id()));
+    let (real, decoy) = (parent.join("real"), parent.join("decoy"));
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(&decoy).unwrap();
+    struct Cleanup(Vec<std::path::PathBuf>, Vec<std::process::Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for child in &mut self.1 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            for dir in self.0.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+    let mut cleanup = Cleanup(
+        vec![parent.clone(), real.clone(), decoy.clone()],
+        Vec::new(),
+    );
+    let real_id = std::fs::metadata(&real).unwrap().ino();
+
+    // Server and connection exist before the agent: no socket hook saw the bind or the
+    // connect, so only the packets themselves can tell whose socket this is.
+    let hosts = TwoHosts::create("owner").expect("testbed");
+    let (server, port) = python_in(
+        &hosts.a.name,
+        &real,
+        "import socket\ns = socket.socket()\ns.bind(('198.18.0.1', 0))\ns.listen()\n\
+         print(s.getsockname()[1], flush=True)\nc, _ = s.accept()\nwhile c.recv(65536): pass\n",
+    );
+    cleanup.1.push(server);
+    let port: u16 = port.parse().expect("the server prints its port");
+    let mut connection = hosts
+        .b
+        .run(|| std::net::TcpStream::connect((testbed::HOST_A_V4, port)))
+        .expect("enter B")
+        .expect("connect before the agent starts");
+    let client_port = connection.local_addr().unwrap().port();
+
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "1s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    // A decoy in B binds the same port while the agent watches: by bound port alone, without
+    // its namespace, it would look like the owner of connections to that port.
+    let (decoy_process, ready) = python_in(
+        &hosts.b.name,
+        &decoy,
+        &format!(
+            "import socket, sys\ns = socket.socket()\ns.bind(('198.18.0.2', {port}))\ns.listen()\n\
+             print('bound', flush=True)\nsys.stdin.read()\n"
+        ),
+    );
+    cleanup.1.push(decoy_process);
+    assert_eq!(ready, "bound");
+    std::io::Write::write_all(&mut connection, &[7u8; 1000]).unwrap();
+    drop(connection);
+
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        t.iter().any(|(id, c)| {
+            id.source.port() == client_port && c.records.iter().any(|f| f.process.is_some())
+        })
+    })
+    .await;
+    let (_, conn) = totals
+        .iter()
+        .find(|(id, _)| id.source.port() == client_port)
+        .expect("the connection");
+    let process = conn
+        .records
+        .iter()
+        .rev()
+        .find_map(|f| f.process.clone())
+        .expect("a process");
+    assert_eq!(
+        process.cgroup_id, real_id,
+        "the receiving socket's own cgroup, not the decoy's: {process:?}"
+    );
+    assert!(agent.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_network_pod_is_named_from_its_cgroup() {
     if !privileged("a_host_network_pod_is_named_from_its_cgroup") {

@@ -1,12 +1,20 @@
-//! Socket hooks on the cgroup v2 root (connect, sendmsg, post-bind): they name the process behind
-//! each local socket so flows carry a pid and command.
+//! Programs on the cgroup v2 root: cgroup_skb ingress and egress give every local socket's
+//! connection its cgroup; socket hooks (connect, sendmsg, post-bind) name the process behind it,
+//! so flows carry a cgroup, pid and command.
 
 use std::{
     fs::File,
     path::{Path, PathBuf},
 };
 
-use aya::programs::{links::CgroupAttachMode, CgroupSock, CgroupSockAddr, Link as _};
+use aya::programs::{
+    links::CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Link as _,
+};
+
+const SKB_HOOKS: [(&str, CgroupSkbAttachType); 2] = [
+    ("flowd_cgroup_ingress", CgroupSkbAttachType::Ingress),
+    ("flowd_cgroup_egress", CgroupSkbAttachType::Egress),
+];
 
 const ADDR_HOOKS: [&str; 4] = [
     "flowd_connect4",
@@ -36,6 +44,7 @@ pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
 enum HookLink {
     Addr(aya::programs::cgroup_sock_addr::CgroupSockAddrLink),
     Sock(aya::programs::cgroup_sock::CgroupSockLink),
+    Skb(aya::programs::cgroup_skb::CgroupSkbLink),
 }
 
 /// The attached socket hooks; detach explicitly or by dropping.
@@ -46,7 +55,11 @@ pub struct SocketHooks {
 
 impl SocketHooks {
     pub fn names() -> impl Iterator<Item = &'static str> {
-        ADDR_HOOKS.into_iter().chain(BIND_HOOKS)
+        SKB_HOOKS
+            .into_iter()
+            .map(|(name, _)| name)
+            .chain(ADDR_HOOKS)
+            .chain(BIND_HOOKS)
     }
 
     pub fn detach(self) {
@@ -54,6 +67,7 @@ impl SocketHooks {
             let result = match link {
                 HookLink::Addr(link) => link.detach(),
                 HookLink::Sock(link) => link.detach(),
+                HookLink::Skb(link) => link.detach(),
             };
             if let Err(err) = result {
                 tracing::debug!(error = %err, "detaching a socket hook");
@@ -78,7 +92,7 @@ where
         .map_err(|err| format!("{name}: {err}"))
 }
 
-/// Loads and attaches every socket hook; on any failure detaches what was attached and says why.
+/// Loads and attaches every cgroup program; on any failure detaches what was attached and says why.
 pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|err| format!("reading /proc/self/mountinfo: {err}"))?;
@@ -88,6 +102,19 @@ pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
         cgroup: cgroup.clone(),
     };
     let result = (|| {
+        for (name, attach_type) in SKB_HOOKS {
+            let program: &mut CgroupSkb = program(ebpf, name)?;
+            program
+                .load()
+                .map_err(|err| format!("loading {name}: {err}"))?;
+            let id = program
+                .attach(open(&cgroup)?, attach_type, CgroupAttachMode::Single)
+                .map_err(|err| format!("attaching {name} to {}: {err}", cgroup.display()))?;
+            let link = program
+                .take_link(id)
+                .map_err(|err| format!("{name}: {err}"))?;
+            hooks.links.push(HookLink::Skb(link));
+        }
         for name in ADDR_HOOKS {
             let program: &mut CgroupSockAddr = program(ebpf, name)?;
             program

@@ -155,7 +155,7 @@ impl Assembler {
                 raw.overdue,
                 stats.icmp_error,
             ),
-            process: (stats.owner_pid != 0).then(|| Process {
+            process: (stats.owner_side != 0).then(|| Process {
                 pid: stats.owner_pid,
                 command: {
                     let end = stats.owner_comm.iter().position(|b| *b == 0).unwrap_or(16);
