@@ -22,7 +22,7 @@ pub const TCP_END_FLAGS: u16 = TCP_FIN | TCP_RST;
 /// the same entry; which side started the connection is recorded in [`FlowStats::initiator`].
 /// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so both families share one layout.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub addr_a: [u8; 16],
     pub addr_b: [u8; 16],
@@ -39,8 +39,11 @@ pub struct FlowKey {
     /// ping share one entry.
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 12],
+    /// Words, not bytes: zeroing a byte array compiles to a byte loop on the BPF target.
+    pub _pad: [u32; 3],
 }
+
+crate::zeroed::zeroable!(FlowKey, FlowStats);
 
 /// Index into the per-side arrays of [`FlowStats`]: traffic sent by endpoint A, or by B.
 pub const SIDE_A: usize = 0;
@@ -51,7 +54,7 @@ pub const HOOK_NONE: u8 = 0xff;
 
 /// Counters of one connection, per side, updated in place by every packet.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowStats {
     pub packets: [u64; 2],
     /// IP bytes (IP header and payload), counted per wire segment even for GSO packets.

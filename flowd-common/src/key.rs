@@ -3,6 +3,7 @@
 use crate::{
     flow::{FlowKey, SIDE_A, SIDE_B},
     parse::{PacketInfo, IPPROTO_ICMP, IPPROTO_ICMPV6},
+    zeroed::Zeroable as _,
 };
 
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -10,45 +11,68 @@ const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
-/// `true` when (a, a_port) sorts after (b, b_port): the packet travels from B to A.
+/// `true` when (a, a_port) sorts after (b, b_port): the packet travels from B to A. Compared
+/// as two big-endian words each (the same order as byte by byte, in a fraction of the
+/// instructions).
 #[inline(always)]
 fn sorts_after(a: &[u8; 16], a_port: u16, b: &[u8; 16], b_port: u16) -> bool {
-    for i in 0..16 {
-        if a[i] != b[i] {
-            return a[i] > b[i];
-        }
-    }
-    a_port > b_port
+    let words = |x: &[u8; 16]| {
+        let (high, low) = x.split_at(8);
+        (
+            u64::from_be_bytes(high.try_into().unwrap_or([0; 8])),
+            u64::from_be_bytes(low.try_into().unwrap_or([0; 8])),
+        )
+    };
+    let (a_high, a_low) = words(a);
+    let (b_high, b_low) = words(b);
+    (a_high, a_low, a_port) > (b_high, b_low, b_port)
 }
 
 /// The connection key for `info` and which side (`SIDE_A`/`SIDE_B`) sent it.
 #[inline(always)]
 pub fn connection_key(info: &PacketInfo, netns_cookie: u64, ifindex: u32) -> (FlowKey, usize) {
+    let mut key = FlowKey::zeroed();
+    let side = connection_key_into(info, netns_cookie, ifindex, &mut key);
+    (key, side)
+}
+
+/// `connection_key` into a key the caller has zeroed (padding is never written here: a padding
+/// byte left as garbage would hash one connection into many). Returns the sending side.
+#[inline(always)]
+pub fn connection_key_into(
+    info: &PacketInfo,
+    netns_cookie: u64,
+    ifindex: u32,
+    key: &mut FlowKey,
+) -> usize {
     let from_b = sorts_after(&info.src_addr, info.src_port, &info.dst_addr, info.dst_port);
     let icmp_type = match (info.protocol, info.icmp_type) {
         (IPPROTO_ICMP, ICMP_ECHO_REPLY) => ICMP_ECHO_REQUEST,
         (IPPROTO_ICMPV6, ICMPV6_ECHO_REPLY) => ICMPV6_ECHO_REQUEST,
         (_, other) => other,
     };
-    let (addr_a, port_a, addr_b, port_b) = if from_b {
-        (info.dst_addr, info.dst_port, info.src_addr, info.src_port)
+    if from_b {
+        key.addr_a = info.dst_addr;
+        key.port_a = info.dst_port;
+        key.addr_b = info.src_addr;
+        key.port_b = info.src_port;
     } else {
-        (info.src_addr, info.src_port, info.dst_addr, info.dst_port)
-    };
-    let key = FlowKey {
-        addr_a,
-        addr_b,
-        netns_cookie,
-        ifindex,
-        port_a,
-        port_b,
-        protocol: info.protocol,
-        ip_version: info.ip_version,
-        icmp_type,
-        icmp_code: info.icmp_code,
-        _pad: [0; 12],
-    };
-    (key, if from_b { SIDE_B } else { SIDE_A })
+        key.addr_a = info.src_addr;
+        key.port_a = info.src_port;
+        key.addr_b = info.dst_addr;
+        key.port_b = info.dst_port;
+    }
+    key.netns_cookie = netns_cookie;
+    key.ifindex = ifindex;
+    key.protocol = info.protocol;
+    key.ip_version = info.ip_version;
+    key.icmp_type = icmp_type;
+    key.icmp_code = info.icmp_code;
+    if from_b {
+        SIDE_B
+    } else {
+        SIDE_A
+    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@ pub mod key;
 #[cfg(any(test, feature = "packets"))]
 pub mod packets;
 pub mod parse;
+pub mod zeroed;
 
 pub use flow::*;
-pub use key::connection_key;
+pub use key::{connection_key, connection_key_into};
 pub use parse::{
     parse_network_into, parse_packet, parse_packet_into, parse_quoted_into, unreachable_error,
     PacketInfo, PacketSource, ParseError,
 };
+pub use zeroed::Zeroable;

@@ -5,21 +5,22 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
-    helpers::bpf_ktime_get_boot_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::classifier,
     programs::TcContext,
 };
 use aya_log_ebpf::warn;
 use flowd_common::{
-    connection_key, parse_packet_into, parse_quoted_into, unreachable_error, FlowKey, FlowStats,
-    PacketInfo, PacketSource, ParseError, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
-    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE,
-    SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
+    connection_key_into, parse_packet_into, parse_quoted_into, unreachable_error, FlowKey,
+    FlowStats, PacketInfo, PacketSource, ParseError, COUNTER_MALFORMED, COUNTER_MAP_FULL,
+    COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL,
+    EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
 use crate::{
     maps::{count, emit, EEXIST, FLOWS, NETNS_COOKIE},
     owners::fill_owner,
+    zeroed::zeroed_local,
 };
 
 #[classifier]
@@ -60,12 +61,13 @@ impl PacketSource for Skb<'_> {
 /// connection (a UDP datagram to a closed port is refused this way).
 #[inline(never)]
 fn note_unreachable(ctx: &TcContext, outer: &PacketInfo, ifindex: u32) {
-    let mut quoted = PacketInfo::default();
-    if parse_quoted(ctx, outer, &mut quoted).is_err() {
+    zeroed_local!(quoted: PacketInfo);
+    if parse_quoted(ctx, outer, quoted).is_err() {
         return;
     }
-    let (key, _) = connection_key(&quoted, NETNS_COOKIE.load(), ifindex);
-    if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+    zeroed_local!(key: FlowKey);
+    connection_key_into(quoted, NETNS_COOKIE.load(), ifindex, key);
+    if let Some(stats) = FLOWS.get_ptr_mut(key) {
         // SAFETY: map value pointer valid for this run.
         unsafe { (*stats).icmp_error = unreachable_error(outer) };
     }
@@ -89,8 +91,8 @@ fn parse(ctx: &TcContext, info: &mut PacketInfo) -> Result<(), ParseError> {
 
 #[inline(always)]
 fn observe(ctx: &TcContext, direction: u8) {
-    let mut info = PacketInfo::default();
-    match parse(ctx, &mut info) {
+    zeroed_local!(info: PacketInfo);
+    match parse(ctx, info) {
         Ok(()) => {}
         Err(ParseError::NotIp) => {
             count(COUNTER_NOT_IP);
@@ -103,10 +105,10 @@ fn observe(ctx: &TcContext, direction: u8) {
     }
     // SAFETY: the context pointer is valid for the whole program run.
     let skb = unsafe { &*ctx.skb.skb };
-    if unreachable_error(&info) != 0 {
-        note_unreachable(ctx, &info, skb.ifindex);
+    if unreachable_error(info) != 0 {
+        note_unreachable(ctx, info, skb.ifindex);
     }
-    account(ctx, &info, direction);
+    account(ctx, info, direction);
 }
 
 /// Counts one parsed packet into its connection's entry. Out of line so that `observe` keeps a
@@ -115,12 +117,17 @@ fn observe(ctx: &TcContext, direction: u8) {
 fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
     // SAFETY: the context pointer is valid for the whole program run.
     let skb = unsafe { &*ctx.skb.skb };
-    let (key, side) = connection_key(info, NETNS_COOKIE.load(), skb.ifindex);
+    zeroed_local!(key: FlowKey);
+    let side = connection_key_into(info, NETNS_COOKIE.load(), skb.ifindex, key);
+    let key: &FlowKey = key;
     let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, info);
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
 
-    if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+    if let Some(stats) = FLOWS.get_ptr_mut(key) {
+        // The tick-resolution clock: the precise one costs about 35 ns per packet in a VM, and
+        // a connection's last packet needs no finer time than the scheduler tick (1-4 ms).
+        // Both are CLOCK_MONOTONIC; the agent never lets an end precede its start.
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
         // Only a side's first packet at this hook may name a new owner: later packets of the
         // same socket would find the same answer, and forwarded traffic none at all. A guessed
         // owner is looked up again: the connection's own socket may have been seen since.
@@ -135,7 +142,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
             now,
             info.tcp_flags,
             direction,
-            &key,
+            key,
         );
         // SAFETY: map value pointer valid for this run.
         if side_first_here && unsafe { (*stats).owner_exact } == 0 {
@@ -143,18 +150,24 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
         }
         return;
     }
-    let mut stats = new_flow_stats(side, packets, bytes, now, info.tcp_flags, direction);
-    fill_owner(ctx, info, direction, side, &raw mut stats);
-    match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
+    // A connection's start is worth the precise clock: it orders connections and measures how
+    // long an answer took.
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    zeroed_local!(stats: FlowStats);
+    init_flow_stats(stats, side, packets, bytes, now, info.tcp_flags, direction);
+    fill_owner(ctx, info, direction, side, stats);
+    let stats: &FlowStats = stats;
+    match FLOWS.insert(key, stats, BPF_NOEXIST as u64) {
         Ok(()) => {
-            emit(&key, &stats, EVENT_NEW_FLOW);
+            emit(key, stats, EVENT_NEW_FLOW);
             if info.tcp_flags & TCP_END_FLAGS != 0 {
-                emit(&key, &stats, EVENT_FLOW_END);
+                emit(key, stats, EVENT_FLOW_END);
             }
         }
         // Another CPU created the entry between our lookup and insert.
         Err(err) if err == -EEXIST => {
-            if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+            if let Some(stats) = FLOWS.get_ptr_mut(key) {
                 add(
                     stats,
                     side,
@@ -163,33 +176,32 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
                     now,
                     info.tcp_flags,
                     direction,
-                    &key,
+                    key,
                 );
             }
         }
         // Map full: the packet's counts travel in the event instead of vanishing.
-        Err(_) => map_full(ctx, &key, &stats),
+        Err(_) => map_full(ctx, key, stats),
     }
 }
 
-/// The first packet of a connection decides who started it: a SYN's sender, a SYN-ACK's peer
-/// (certain), otherwise whoever was seen first (a guess the agent may refine).
+/// Fills a zeroed entry for a connection's first packet. The first packet decides who started
+/// it: a SYN's sender, a SYN-ACK's peer (certain), otherwise whoever was seen first (a guess the
+/// agent may refine).
 #[inline(always)]
-pub fn new_flow_stats(
+pub fn init_flow_stats(
+    stats: &mut FlowStats,
     side: usize,
     packets: u64,
     bytes: u64,
     now: u64,
     flags: u16,
     hook: u8,
-) -> FlowStats {
-    let mut stats = FlowStats {
-        first_seen_ns: now,
-        last_seen_ns: now,
-        hook: [HOOK_NONE; 2],
-        initiator: side as u8,
-        ..FlowStats::default()
-    };
+) {
+    stats.first_seen_ns = now;
+    stats.last_seen_ns = now;
+    stats.hook = [HOOK_NONE; 2];
+    stats.initiator = side as u8;
     let syn = flags & TCP_SYN != 0;
     let ack = flags & TCP_ACK != 0;
     if syn {
@@ -209,7 +221,6 @@ pub fn new_flow_stats(
         stats.tcp_flags[SIDE_B] = flags;
         stats.hook[SIDE_B] = hook;
     }
-    stats
 }
 
 #[inline(never)]

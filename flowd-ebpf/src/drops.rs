@@ -8,20 +8,21 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use flowd_common::{
-    connection_key, parse_network_into, FlowKey, FlowStats, PacketInfo, PacketSource,
+    connection_key_into, parse_network_into, FlowKey, FlowStats, PacketInfo, PacketSource,
     COUNTER_DROPS, DROP_REASON_SLOTS, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B,
 };
 
 use crate::{
-    capture::new_flow_stats,
+    capture::init_flow_stats,
     maps::{
         count, emit, DROP_REASONS, EEXIST, FLOWS, KERNEL_OFFSETS, NETNS_COOKIE, TRACEPOINT_FIELDS,
     },
+    zeroed::zeroed_local,
 };
 
 /// `SKB_NOT_DROPPED_YET`: not a drop.
@@ -103,17 +104,19 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     let head: u64 = read(skb, offsets.skb_head)?;
     let network_header: u16 = read(skb, offsets.skb_network_header)?;
     let protocol: u16 = read(skb, offsets.skb_protocol)?;
-    let mut info = PacketInfo::default();
+    zeroed_local!(info: PacketInfo);
     parse_dropped(
         head + u64::from(network_header),
         u16::from_be(protocol),
-        &mut info,
+        info,
     )?;
     count(COUNTER_DROPS);
-    let (key, side) = connection_key(&info, netns_cookie, ifindex as u32);
+    zeroed_local!(key: FlowKey);
+    let side = connection_key_into(info, netns_cookie, ifindex as u32, key);
+    let key: &FlowKey = key;
     let bytes = u64::from(info.ip_len);
     // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let now = unsafe { bpf_ktime_get_ns() };
     let drop = Dropped {
         side,
         bytes,
@@ -122,9 +125,9 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
         now,
         flags: info.tcp_flags,
     };
-    match FLOWS.get_ptr_mut(&key) {
+    match FLOWS.get_ptr_mut(key) {
         Some(stats) => record(stats, &drop),
-        None => insert_dropped(&key, &drop),
+        None => insert_dropped(key, &drop),
     }
     Some(())
 }
@@ -148,7 +151,8 @@ fn parse_dropped(network_header: u64, ethertype: u16, info: &mut PacketInfo) -> 
 /// First sight of a connection is its drop: an entry with no forwarded packets.
 #[inline(never)]
 fn insert_dropped(key: &FlowKey, drop: &Dropped) {
-    let mut stats: FlowStats = new_flow_stats(drop.side, 0, 0, drop.now, drop.flags, HOOK_NONE);
+    zeroed_local!(stats: FlowStats);
+    init_flow_stats(stats, drop.side, 0, 0, drop.now, drop.flags, HOOK_NONE);
     if drop.side == SIDE_A {
         stats.dropped_packets[SIDE_A] = 1;
         stats.dropped_bytes[SIDE_A] = drop.bytes;
@@ -158,8 +162,9 @@ fn insert_dropped(key: &FlowKey, drop: &Dropped) {
     }
     stats.drop_reason = drop.reason;
     stats.drop_location = drop.location;
-    match FLOWS.insert(key, &stats, BPF_NOEXIST as u64) {
-        Ok(()) => emit(key, &stats, EVENT_NEW_FLOW),
+    let stats: &FlowStats = stats;
+    match FLOWS.insert(key, stats, BPF_NOEXIST as u64) {
+        Ok(()) => emit(key, stats, EVENT_NEW_FLOW),
         Err(err) if err == -EEXIST => {
             if let Some(existing) = FLOWS.get_ptr_mut(key) {
                 record(existing, drop);

@@ -12,6 +12,8 @@ mod drops;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod owners;
+#[cfg(target_arch = "bpf")]
+mod zeroed;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

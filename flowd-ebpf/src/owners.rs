@@ -7,7 +7,7 @@
 //! for servers, whose accepted sockets are created in softirq context). The tc programs join
 //! them when a connection's side is first seen at a hook.
 
-use crate::maps::NETNS_COOKIE;
+use crate::{maps::NETNS_COOKIE, zeroed::zeroed_local};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -70,12 +70,12 @@ fn parse_cgroup_skb(ctx: &SkBuffContext, info: &mut PacketInfo) -> bool {
 /// Records the socket behind this packet under its tuple, unless already known.
 #[inline(never)]
 fn remember_tuple(ctx: &SkBuffContext, egress: bool) {
-    let mut info = PacketInfo::default();
-    if !parse_cgroup_skb(ctx, &mut info) {
+    zeroed_local!(info: PacketInfo);
+    if !parse_cgroup_skb(ctx, info) {
         return;
     }
     // The local socket sent an egress packet and receives an ingress one.
-    let tuple = socket_tuple(&info, egress);
+    let tuple = socket_tuple(info, egress);
     // SAFETY: read-only lookup of a plain value.
     if unsafe { SOCKET_CGROUPS.get(&tuple) }.is_some() {
         return;

@@ -236,7 +236,7 @@ fn sweep(
     telemetry: &Telemetry,
     flush: bool,
 ) -> Vec<RawFlow> {
-    let now_ns = boot_ns();
+    let now_ns = crate::flow::assemble::kernel_clock_ns();
     let entries: Vec<(FlowKey, FlowStats)> = flows.iter().filter_map(Result::ok).collect();
     telemetry
         .active_flows
@@ -277,10 +277,4 @@ impl KernelCounters {
             }
         }
     }
-}
-
-fn boot_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|ts| Duration::from(ts).as_nanos() as u64)
-        .unwrap_or_default()
 }

@@ -38,25 +38,31 @@ pub type InterfaceIndex = HashMap<(u64, u32), Arc<InterfaceRef>>;
 /// The index as capture keeps it up to date while interfaces come and go.
 pub type SharedInterfaces = Arc<std::sync::RwLock<InterfaceIndex>>;
 
-/// Converts boot-clock nanoseconds (what `bpf_ktime_get_boot_ns` returns) to wall-clock time.
+/// Converts the kernel programs' CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns` and its
+/// coarse twin) to wall-clock time, as of now: a flow seen before a suspend is placed as if the
+/// suspend had not happened.
 #[derive(Clone, Copy, Debug)]
-pub struct BootClock {
-    wall_at_boot: SystemTime,
+pub struct KernelClock {
+    wall_at_zero: SystemTime,
 }
 
-impl BootClock {
+impl KernelClock {
     pub fn now() -> Self {
-        let since_boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-            .map(Duration::from)
-            .unwrap_or_default();
         Self {
-            wall_at_boot: SystemTime::now() - since_boot,
+            wall_at_zero: SystemTime::now() - Duration::from_nanos(kernel_clock_ns()),
         }
     }
 
-    pub fn to_wall(self, boot_ns: u64) -> SystemTime {
-        self.wall_at_boot + Duration::from_nanos(boot_ns)
+    pub fn to_wall(self, kernel_ns: u64) -> SystemTime {
+        self.wall_at_zero + Duration::from_nanos(kernel_ns)
     }
+}
+
+/// Now on the kernel programs' clock (CLOCK_MONOTONIC).
+pub fn kernel_clock_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|ts| Duration::from(ts).as_nanos() as u64)
+        .unwrap_or_default()
 }
 
 pub fn ip_from_key(addr: [u8; 16], ip_version: u8) -> IpAddr {
@@ -82,7 +88,7 @@ impl Assembler {
         }
     }
 
-    pub fn assemble(&self, raw: &RawFlow, clock: BootClock) -> FlowRecord {
+    pub fn assemble(&self, raw: &RawFlow, clock: KernelClock) -> FlowRecord {
         let key = &raw.key;
         let stats = &raw.stats;
         let known = self
@@ -127,7 +133,9 @@ impl Assembler {
         let dropped = stats.dropped_packets != [0, 0];
         FlowRecord {
             start: clock.to_wall(stats.first_seen_ns),
-            end: clock.to_wall(stats.last_seen_ns),
+            // The last packet's time is tick-resolution, the first's precise: a connection of
+            // one tick can look as if it ended before it began.
+            end: clock.to_wall(stats.last_seen_ns.max(stats.first_seen_ns)),
             node: self.node.clone(),
             ip_version: key.ip_version,
             protocol: key.protocol,
@@ -205,7 +213,7 @@ pub async fn run(
     output: mpsc::Sender<Vec<FlowRecord>>,
 ) {
     while let Some(batch) = input.recv().await {
-        let clock = BootClock::now();
+        let clock = KernelClock::now();
         let records = batch
             .iter()
             .map(|raw| assembler.assemble(raw, clock))
@@ -276,7 +284,7 @@ mod tests {
             answered: true,
             overdue: false,
         };
-        let record = assembler.assemble(&raw, BootClock::now());
+        let record = assembler.assemble(&raw, KernelClock::now());
         assert_eq!(record.source.ip, "198.18.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(record.source.port, 40000);
         assert_eq!((record.destination.port, record.request.packets), (7070, 5));
