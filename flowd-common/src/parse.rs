@@ -33,6 +33,19 @@ const ICMPV6_ECHO_REPLY: u8 = 129;
 pub trait PacketSource {
     /// The `N` bytes at `offset`, or `None` when the packet is shorter.
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+
+    /// The `N` bytes at `offset` written into `out`; `false` when the packet is shorter. A
+    /// source that can copy straight into place (a kernel helper) saves assembling the value.
+    #[inline(always)]
+    fn copy_into<const N: usize>(&self, offset: usize, out: &mut [u8; N]) -> bool {
+        match self.bytes::<N>(offset) {
+            Some(bytes) => {
+                *out = bytes;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl PacketSource for [u8] {
@@ -193,8 +206,11 @@ fn parse_ipv6<P: PacketSource + ?Sized>(
     }
     info.ip_version = 6;
     info.ip_len = be16([hdr[4], hdr[5]]) as u32 + 40;
-    info.src_addr = pkt.bytes(offset + 8).ok_or(ParseError::Truncated)?;
-    info.dst_addr = pkt.bytes(offset + 24).ok_or(ParseError::Truncated)?;
+    if !pkt.copy_into(offset + 8, &mut info.src_addr)
+        || !pkt.copy_into(offset + 24, &mut info.dst_addr)
+    {
+        return Err(ParseError::Truncated);
+    }
     let mut next = hdr[6];
     let mut cursor = offset + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {

@@ -55,6 +55,29 @@ impl PacketSource for Skb<'_> {
             self.0.load::<[u8; N]>(offset).ok()
         }
     }
+
+    /// Byte for byte into place when in the linear area: assembling the bytes into words first
+    /// (what a returned array becomes) costs more than the copy.
+    #[inline(always)]
+    fn copy_into<const N: usize>(&self, offset: usize, out: &mut [u8; N]) -> bool {
+        let start = self.0.data();
+        let end = self.0.data_end();
+        if offset < MAX_DIRECT_OFFSET && start + offset + N <= end {
+            // SAFETY: the range was just checked against the packet's end; `out` holds N bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping((start + offset) as *const u8, out.as_mut_ptr(), N)
+            };
+            true
+        } else {
+            match self.0.load::<[u8; N]>(offset) {
+                Ok(bytes) => {
+                    *out = bytes;
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    }
 }
 
 /// An ICMP destination-unreachable answers the connection whose packet it quotes: mark that
