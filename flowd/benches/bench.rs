@@ -463,7 +463,7 @@ fn agent(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
                 format!("{:.1}", ns as f64 / runs.max(1) as f64),
                 format!("{runs} runs"),
                 1.0,
-                "<= 100",
+                "-",
             ),
             row(
                 &format!("agent memory, {active} active connections (MiB RSS)"),

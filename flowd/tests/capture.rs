@@ -443,6 +443,10 @@ async fn restart_keeps_history_and_metrics_and_export_see_the_flows() {
     assert!(agent.terminate().success());
 }
 
+/// Drops TCP to port 42001 on input, as a CNI enforcing a policy would.
+const DROP_TCP_42001_ON_INPUT: &str =
+    "table inet flowd_test {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n";
+
 fn nft(netns: &str, script: &str) {
     let status = std::process::Command::new("ip")
         .args(["netns", "exec", netns, "nft", "-f", "-"])
@@ -468,10 +472,7 @@ async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
     }
     let hosts = TwoHosts::create("drops").expect("testbed");
     // Host A drops TCP to 42001 on input, as a CNI enforcing a policy would.
-    nft(
-        &hosts.a.name,
-        "table inet flowd_test {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n",
-    );
+    nft(&hosts.a.name, DROP_TCP_42001_ON_INPUT);
     let agent = agent_on(
         &hosts,
         &[
@@ -582,10 +583,7 @@ async fn the_classic_tracepoint_fallback_ties_drops_to_flows_too() {
         return;
     }
     let hosts = TwoHosts::create("droptp").expect("testbed");
-    nft(
-        &hosts.a.name,
-        "table inet flowd_test {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n",
-    );
+    nft(&hosts.a.name, DROP_TCP_42001_ON_INPUT);
     let agent = agent_on(
         &hosts,
         &[
@@ -995,6 +993,34 @@ async fn flows_name_their_pods_workloads_and_services_from_a_metadata_file() {
     assert!(agent.terminate().success());
 }
 
+/// Test cgroups and the processes in them: the processes are killed first, then the cgroups
+/// removed innermost first (a cgroup with members cannot be removed).
+struct Cleanup {
+    dirs: Vec<std::path::PathBuf>,
+    children: Vec<std::process::Child>,
+}
+
+impl Cleanup {
+    fn dirs(dirs: Vec<std::path::PathBuf>) -> Self {
+        Self {
+            dirs,
+            children: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Starts `script` with python3 in network namespace `netns` and cgroup `cgroup`; returns the
 /// child and the first line it prints (its readiness signal).
 fn python_in(netns: &str, cgroup: &std::path::Path, script: &str) -> (std::process::Child, String) {
@@ -1032,22 +1058,7 @@ async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
     let (real, decoy) = (parent.join("real"), parent.join("decoy"));
     std::fs::create_dir_all(&real).unwrap();
     std::fs::create_dir_all(&decoy).unwrap();
-    struct Cleanup(Vec<std::path::PathBuf>, Vec<std::process::Child>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            for child in &mut self.1 {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            for dir in self.0.iter().rev() {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
-    }
-    let mut cleanup = Cleanup(
-        vec![parent.clone(), real.clone(), decoy.clone()],
-        Vec::new(),
-    );
+    let mut cleanup = Cleanup::dirs(vec![parent.clone(), real.clone(), decoy.clone()]);
     let real_id = std::fs::metadata(&real).unwrap().ino();
 
     // Server and connection exist before the agent: no socket hook saw the bind or the
@@ -1059,7 +1070,7 @@ async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
         "import socket\ns = socket.socket()\ns.bind(('198.18.0.1', 0))\ns.listen()\n\
          print(s.getsockname()[1], flush=True)\nc, _ = s.accept()\nwhile c.recv(65536): pass\n",
     );
-    cleanup.1.push(server);
+    cleanup.children.push(server);
     let port: u16 = port.parse().expect("the server prints its port");
     let mut connection = hosts
         .b
@@ -1084,7 +1095,7 @@ async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
              print('bound', flush=True)\nsys.stdin.read()\n"
         ),
     );
-    cleanup.1.push(decoy_process);
+    cleanup.children.push(decoy_process);
     assert_eq!(ready, "bound");
     std::io::Write::write_all(&mut connection, &[7u8; 1000]).unwrap();
     drop(connection);
@@ -1124,15 +1135,7 @@ async fn a_host_network_pod_is_named_from_its_cgroup() {
     let parent = root.join(format!("flowd-test-{}", std::process::id()));
     let pod_cgroup = parent.join("kubepods/burstable").join(format!("pod{uid}"));
     std::fs::create_dir_all(&pod_cgroup).expect("create test cgroups");
-    struct Cleanup(Vec<std::path::PathBuf>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            for dir in self.0.iter().rev() {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
-    }
-    let _cleanup = Cleanup(vec![
+    let _cleanup = Cleanup::dirs(vec![
         parent.clone(),
         parent.join("kubepods"),
         parent.join("kubepods/burstable"),
