@@ -115,7 +115,13 @@ pub struct Attributor {
     /// relabelled, an address reused) is a new key; the entry is held so its address is not
     /// reused while cached.
     endpoints: std::sync::Mutex<std::collections::HashMap<(IpAddr, usize), Arc<Resolved>>>,
+    /// Verdicts by the cached evaluation they were made from: formatting a verdict (its action
+    /// and trace) allocates, and most records repeat an evaluation. The evaluation is held so its
+    /// address is not reused while cached.
+    verdicts: std::sync::Mutex<VerdictCache>,
 }
+
+type VerdictCache = std::collections::HashMap<usize, (Arc<Evaluation>, Arc<PolicyVerdict>)>;
 
 struct Resolved {
     endpoint: Endpoint,
@@ -167,6 +173,7 @@ impl Attributor {
             file_policies: loaded.policies,
             pods: pods.pods,
             endpoints: std::sync::Mutex::new(std::collections::HashMap::new()),
+            verdicts: std::sync::Mutex::new(VerdictCache::new()),
         }
     }
 
@@ -191,6 +198,26 @@ impl Attributor {
         if let Ok(mut cache) = self.endpoints.lock() {
             cache.clear();
         }
+        if let Ok(mut cache) = self.verdicts.lock() {
+            cache.clear();
+        }
+    }
+
+    /// The verdict of `evaluation`, made once per cached evaluation.
+    fn verdict(&self, evaluation: Arc<Evaluation>) -> Arc<PolicyVerdict> {
+        let key = Arc::as_ptr(&evaluation) as usize;
+        let Ok(mut cache) = self.verdicts.lock() else {
+            return Arc::new(verdict_of(&evaluation));
+        };
+        if let Some((_, verdict)) = cache.get(&key) {
+            return verdict.clone();
+        }
+        if cache.len() >= ENDPOINT_CACHE {
+            cache.clear();
+        }
+        let verdict = Arc::new(verdict_of(&evaluation));
+        cache.insert(key, (evaluation, verdict.clone()));
+        verdict
     }
 
     fn endpoint(&self, ip: IpAddr, meta: Option<&Arc<EndpointMeta>>) -> Arc<Resolved> {
@@ -251,7 +278,7 @@ impl Attributor {
             record.protocol,
             record.destination.port,
         );
-        let verdict = verdict_of(&evaluation);
+        let verdict = self.verdict(evaluation);
         record.verdict = reconcile(record.verdict, record.outcome, verdict.allowed());
         record.policy = Some(verdict);
     }
@@ -298,5 +325,30 @@ mod tests {
                 "{kernel:?} {outcome:?} {allows}"
             );
         }
+    }
+
+    #[test]
+    fn records_of_one_evaluation_share_a_verdict_until_the_policies_change() {
+        let attributor = Attributor::load(&[], &[]);
+        let decide = || {
+            let mut record = FlowRecord::sample(40000);
+            attributor.attribute(&mut record);
+            record.policy.expect("a verdict")
+        };
+        let (first, second) = (decide(), decide());
+        assert!(Arc::ptr_eq(&first, &second), "made once, shared");
+        assert!(first.allowed(), "no policy selects anything");
+        let deny_all = crate::policy::load_str(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: deny-all, namespace: default}\n\
+             spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n",
+            "test",
+        );
+        attributor.replace_api_policies(&deny_all.policies);
+        let after = decide();
+        assert!(
+            !Arc::ptr_eq(&first, &after),
+            "a new engine makes new verdicts"
+        );
     }
 }

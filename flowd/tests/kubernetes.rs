@@ -346,7 +346,11 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         let decision = decide(8080);
         let calico = decide(9090);
         if !decision.allowed() && !calico.egress.allowed {
-            let policy = calico.egress.policy.expect("Calico's deciding policy");
+            let policy = calico
+                .egress
+                .policy
+                .clone()
+                .expect("Calico's deciding policy");
             assert_eq!(
                 (policy.name.as_str(), calico.egress.rule),
                 ("no-9090-from-b", Some(0))
@@ -359,7 +363,7 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let policy = decision.ingress.policy.expect("deciding policy");
+    let policy = decision.ingress.policy.clone().expect("deciding policy");
     assert_eq!(
         (policy.namespace.as_deref(), policy.name.as_str()),
         (Some("shop"), "isolate-c")

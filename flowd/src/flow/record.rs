@@ -112,7 +112,8 @@ pub struct FlowRecord {
     pub source_meta: Option<Arc<EndpointMeta>>,
     pub destination_meta: Option<Arc<EndpointMeta>>,
     /// The policies' decision at each side, when policies are loaded.
-    pub policy: Option<PolicyVerdict>,
+    /// Shared: records decided by the same cached evaluation share one verdict.
+    pub policy: Option<Arc<PolicyVerdict>>,
     pub outcome: Outcome,
     pub reason: ReportReason,
     /// Connections folded into this record (1 unless aggregated).
