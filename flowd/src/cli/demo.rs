@@ -14,6 +14,37 @@ use crate::{
     testbed::{self, TwoHosts},
 };
 
+/// The agent running in this process, ready to serve, until `stop`.
+struct RunningAgent {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), crate::agent::AgentError>>,
+}
+
+impl RunningAgent {
+    /// Validates `config`, starts the agent and waits until it is ready.
+    async fn start(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let shutdown = CancellationToken::new();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(crate::agent::run(config, shutdown.clone(), move |_| {
+            let _ = ready_tx.send(());
+        }));
+        if ready_rx.await.is_err() {
+            // The agent ended before it was ready: its error says why.
+            task.await??;
+            anyhow::bail!("the agent stopped before it was ready");
+        }
+        Ok(Self { shutdown, task })
+    }
+
+    /// Stops the agent and waits for it to flush and exit.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Give up waiting for the generated flows after this long.
@@ -49,17 +80,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         active_timeout: Duration::from_secs(2),
         ..Config::default()
     };
-    config.validate()?;
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let agent = tokio::spawn(crate::agent::run(config, shutdown.clone(), move |_| {
-        let _ = ready_tx.send(());
-    }));
-    if ready_rx.await.is_err() {
-        // The agent ended before it was ready: its error says why.
-        agent.await??;
-        anyhow::bail!("the agent stopped before it was ready");
-    }
+    let agent = RunningAgent::start(config).await?;
     println!(
         "demo: agent attached to {} in {}",
         testbed::VETH,
@@ -120,8 +141,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
             icmp_seen |= flow.protocol == pb::Protocol::Icmp as i32;
         }
     }
-    shutdown.cancel();
-    agent.await??;
+    agent.stop().await?;
     let _ = std::fs::remove_dir_all(&workdir);
     let missing = expected.iter().filter(|k| !seen.contains(k)).count();
     if missing > 0 || !icmp_seen {
@@ -186,16 +206,7 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
         metadata_files: vec![cluster],
         ..Config::default()
     };
-    config.validate()?;
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let agent = tokio::spawn(crate::agent::run(config, shutdown.clone(), move |_| {
-        let _ = ready_tx.send(());
-    }));
-    if ready_rx.await.is_err() {
-        agent.await??;
-        anyhow::bail!("the agent stopped before it was ready");
-    }
+    let agent = RunningAgent::start(config).await?;
     let mut client = client::connect_unix(&socket).await?;
     let mut stream = client
         .get_flows(pb::GetFlowsRequest {
@@ -247,8 +258,7 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
             }
         }
     }
-    shutdown.cancel();
-    agent.await??;
+    agent.stop().await?;
     let _ = std::fs::remove_dir_all(&workdir);
     let flow = denied.context("the denied connection never showed up")?;
     if let Some(policy) = &flow.policy {
