@@ -42,14 +42,14 @@ struct DropSetup {
 /// probe off (`Off`) with a warning: capture goes on without drop reasons.
 fn drop_setup(requested: super::DropProbeMode) -> DropSetup {
     use super::DropProbeMode as Mode;
-    let off = |names| DropSetup {
+    let off = || DropSetup {
         mode: Mode::Off,
         offsets: flowd_common::KernelOffsets::default(),
         fields: flowd_common::TracepointFields::default(),
-        names,
+        names: super::DropNames::default(),
     };
     if requested == Mode::Off {
-        return off(super::DropNames::default());
+        return off();
     }
     let btf = super::btf::KernelBtf::from_sys_fs()
         .map_err(|err| err.to_string())
@@ -72,7 +72,7 @@ fn drop_setup(requested: super::DropProbeMode) -> DropSetup {
             },
             Err(err) => {
                 tracing::warn!(error = %err, "kernel drop reasons unavailable (dropProbe: btf needs kernel BTF; try tracepoint)");
-                off(super::DropNames::default())
+                off()
             }
         };
     }
@@ -80,7 +80,7 @@ fn drop_setup(requested: super::DropProbeMode) -> DropSetup {
         Ok(format) => format,
         Err(err) => {
             tracing::warn!(error = %err, "kernel drop reasons unavailable");
-            return off(super::DropNames::default());
+            return off();
         }
     };
     let (offsets, names) = match btf {

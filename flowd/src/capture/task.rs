@@ -100,8 +100,13 @@ pub async fn run(
     } = programs;
     let counters = KernelCounters {
         counters,
-        drop_reasons,
-        drop_names,
+        // Without a drop probe nothing writes these slots: no need to read them every sweep.
+        drop_reasons: drops.is_some().then(|| DropReasonCounters {
+            names: (0..flowd_common::DROP_REASON_SLOTS)
+                .map(|reason| format!("host_drops_{}", drop_names.reason(reason).to_lowercase()))
+                .collect(),
+            map: drop_reasons,
+        }),
     };
     // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops.
     let mut events =
@@ -254,8 +259,13 @@ fn sweep(
 /// The kernel's per-CPU counters, summed into telemetry at every sweep.
 struct KernelCounters {
     counters: PerCpuArray<MapData, u64>,
-    drop_reasons: PerCpuArray<MapData, u64>,
-    drop_names: std::sync::Arc<super::DropNames>,
+    drop_reasons: Option<DropReasonCounters>,
+}
+
+/// Host-wide drops by reason, with each slot's counter name made once.
+struct DropReasonCounters {
+    map: PerCpuArray<MapData, u64>,
+    names: Vec<String>,
 }
 
 impl KernelCounters {
@@ -266,14 +276,16 @@ impl KernelCounters {
             }
         }
         // Host-wide, any namespace: `kernel_drops` counts only the monitored one's.
-        for reason in 0..flowd_common::DROP_REASON_SLOTS {
-            let Ok(values) = self.drop_reasons.get(&reason, 0) else {
+        let Some(drops) = &self.drop_reasons else {
+            return;
+        };
+        for (reason, name) in (0..flowd_common::DROP_REASON_SLOTS).zip(&drops.names) {
+            let Ok(values) = drops.map.get(&reason, 0) else {
                 continue;
             };
             let total: u64 = values.iter().sum();
             if total > 0 {
-                let name = self.drop_names.reason(reason).to_lowercase();
-                telemetry.set_counter(&format!("host_drops_{name}"), total);
+                telemetry.set_counter(name, total);
             }
         }
     }
