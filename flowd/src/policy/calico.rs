@@ -99,11 +99,7 @@ impl CalicoSpec {
             }
         }
         if let Some(nss) = &self.namespace_selector {
-            let view = NamespaceLabels {
-                name: ep_ns,
-                labels: &ep.namespace_labels,
-            };
-            if !nss.matches(&view) {
+            if !nss.matches(&NamespaceLabels::of(ep_ns, ep)) {
                 return Err(d.why(|| {
                     format!("namespaceSelector \"{nss}\" does not match namespace {ep_ns}")
                 }));
@@ -257,11 +253,7 @@ impl EndpointScope {
                 }
             }
             NamespaceScope::Selected(sel) => {
-                let view = NamespaceLabels {
-                    name: ep_ns,
-                    labels: &ep.namespace_labels,
-                };
-                if !sel.matches(&view) {
+                if !sel.matches(&NamespaceLabels::of(ep_ns, ep)) {
                     return Err(d.why(|| format!("namespace {ep_ns} does not match \"{sel}\"")));
                 }
             }

@@ -129,10 +129,7 @@ impl K8sPeer {
                 };
                 let ns_ok = match namespaces {
                     None => peer_ns == policy_ns,
-                    Some(sel) => sel.matches(&NamespaceLabels {
-                        name: peer_ns,
-                        labels: &peer.namespace_labels,
-                    }),
+                    Some(sel) => sel.matches(&NamespaceLabels::of(peer_ns, peer)),
                 };
                 ns_ok && pods.as_ref().is_none_or(|s| s.matches(&peer.labels))
             }

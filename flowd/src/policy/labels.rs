@@ -14,6 +14,16 @@ pub struct NamespaceLabels<'a> {
     pub labels: &'a BTreeMap<String, String>,
 }
 
+impl<'a> NamespaceLabels<'a> {
+    /// Namespace `name`'s labels as `ep` carries them, for a namespace selector.
+    pub fn of(name: &'a str, ep: &'a Endpoint) -> Self {
+        Self {
+            name,
+            labels: &ep.namespace_labels,
+        }
+    }
+}
+
 impl LabelView for NamespaceLabels<'_> {
     fn label(&self, key: &str) -> Option<&str> {
         if let Some(v) = self.labels.get(key) {
@@ -59,12 +69,4 @@ impl LabelView for ServiceAccountLabels<'_> {
             _ => None,
         }
     }
-}
-
-/// Namespace labels of an endpoint, for a namespace selector.
-pub fn namespace_view(ep: &Endpoint) -> Option<NamespaceLabels<'_>> {
-    ep.pod_namespace().map(|ns| NamespaceLabels {
-        name: ns,
-        labels: &ep.namespace_labels,
-    })
 }
