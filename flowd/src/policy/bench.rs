@@ -1,4 +1,5 @@
-//! A synthetic-cluster benchmark (not a test): `cargo run --release --example bench_eval`.
+//! A synthetic-cluster benchmark (not a test), run by `cargo xtask bench` through
+//! `flowd/benches/bench.rs`.
 //!
 //! Builds policies as YAML (so the loader is exercised too), a pod population,
 //! a pool of distinct flows, then measures uncached and cached evaluations/s.

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use crate::policy::endpoint::{Endpoint, FlowRef, Protocol};
 use crate::policy::labels::{CalicoPodLabels, NamespaceLabels, ServiceAccountLabels};
-use crate::policy::model::{Detail, Direction, RuleAction};
+use crate::policy::model::{join, Detail, Direction, RuleAction};
 use crate::policy::selector::Selector;
 
 #[derive(Debug, Clone)]
@@ -282,14 +282,6 @@ impl EndpointScope {
         }
         Ok(())
     }
-}
-
-fn join<T: fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl fmt::Display for PortMatch {

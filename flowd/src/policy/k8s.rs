@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::policy::endpoint::{Endpoint, FlowRef, Protocol};
 use crate::policy::labels::NamespaceLabels;
-use crate::policy::model::{Detail, Direction};
+use crate::policy::model::{join, Detail, Direction};
 use crate::policy::selector::Selector;
 
 #[derive(Debug, Clone)]
@@ -159,14 +159,6 @@ impl K8sPort {
             }
         }
     }
-}
-
-fn join<T: fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl fmt::Display for K8sPeer {

@@ -243,3 +243,12 @@ impl PolicySet {
             .find(|p| p.namespace.as_deref() == namespace && p.name == name)
     }
 }
+
+/// Items as a comma-separated list, for the Display of rules and peers.
+pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
