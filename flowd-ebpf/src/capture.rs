@@ -155,8 +155,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
         // same socket would find the same answer, and forwarded traffic none at all. A guessed
         // owner is looked up again: the connection's own socket may have been seen since.
         // SAFETY: map value pointer valid for this run.
-        let side_first_here =
-            unsafe { (*stats).hook[if side == SIDE_A { SIDE_A } else { SIDE_B }] } != direction;
+        let side_first_here = unsafe { (*stats).hook[side] } != direction;
         add(
             stats,
             side,

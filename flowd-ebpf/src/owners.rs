@@ -189,7 +189,7 @@ fn fill_from_socket(info: &PacketInfo, direction: u8, side: usize, stats: *mut F
         (_, Some(r)) if in_here(r) => (r, side ^ 1, 1),
         (Some(s), _) if direction != DIRECTION_EGRESS => (s, side, 0),
         (_, Some(r)) => (r, side ^ 1, 0),
-        (Some(s), None) => (s, side, 0),
+        (Some(s), _) => (s, side, 0),
         (None, None) => return false,
     };
     // SAFETY: as above.
@@ -211,22 +211,8 @@ fn fill_from_socket(info: &PacketInfo, direction: u8, side: usize, stats: *mut F
         unsafe { LISTENERS.get(&listener_key(netns, port, info.protocol, info.ip_version)) }
             .filter(|listener| listener.cgroup_id == cgroup_id)
     });
-    // SAFETY: `stats` is a valid map value or stack slot for this run.
-    unsafe {
-        match owner {
-            Some(owner) => {
-                (*stats).owner_pid = owner.pid;
-                (*stats).owner_comm = owner.comm;
-            }
-            None => {
-                (*stats).owner_pid = 0;
-                (*stats).owner_comm = [0; 16];
-            }
-        }
-        (*stats).owner_cgroup = cgroup_id;
-        (*stats).owner_side = local as u8 + 1;
-        (*stats).owner_exact = exact;
-    }
+    let (pid, comm) = owner.map_or((0, [0; 16]), |o| (o.pid, o.comm));
+    set_owner(stats, pid, comm, cgroup_id, local, exact);
     true
 }
 
@@ -239,53 +225,49 @@ fn fill_from_hooks(
     side: usize,
     stats: *mut FlowStats,
 ) {
-    let (owner, exact) = if direction == DIRECTION_EGRESS {
+    let egress = direction == DIRECTION_EGRESS;
+    let sender = if egress {
         // SAFETY: valid skb context; 0 when the packet has no local socket.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
         // SAFETY: read-only lookup of a plain value.
-        match unsafe { SOCKET_OWNERS.get(&cookie) } {
-            Some(owner) => (Some(owner), 1),
-            // SAFETY: as above.
-            None => (
-                unsafe {
-                    LISTENERS.get(&listener_key(
-                        NETNS_COOKIE.load(),
-                        info.src_port,
-                        info.protocol,
-                        info.ip_version,
-                    ))
-                },
-                0,
-            ),
-        }
+        unsafe { SOCKET_OWNERS.get(&cookie) }
     } else {
-        // SAFETY: as above.
-        (
-            unsafe {
-                LISTENERS.get(&listener_key(
-                    NETNS_COOKIE.load(),
-                    info.dst_port,
-                    info.protocol,
-                    info.ip_version,
-                ))
-            },
-            0,
-        )
+        None
+    };
+    // Egress: the local socket sent this packet (its port is the source); ingress: it is the
+    // one receiving it.
+    let (owner, exact) = match sender {
+        Some(owner) => (Some(owner), 1),
+        None => {
+            let port = if egress { info.src_port } else { info.dst_port };
+            let key = listener_key(NETNS_COOKIE.load(), port, info.protocol, info.ip_version);
+            // SAFETY: read-only lookup of a plain value.
+            (unsafe { LISTENERS.get(&key) }, 0)
+        }
     };
     if let Some(owner) = owner {
-        // SAFETY: `stats` is a valid map value or stack slot for this run.
-        unsafe {
-            (*stats).owner_pid = owner.pid;
-            (*stats).owner_cgroup = owner.cgroup_id;
-            (*stats).owner_comm = owner.comm;
-            // Egress: the local socket sent this packet; ingress: it is the one receiving it.
-            let local = if direction == DIRECTION_EGRESS {
-                side
-            } else {
-                side ^ 1
-            };
-            (*stats).owner_side = local as u8 + 1;
-            (*stats).owner_exact = exact;
-        }
+        let local = if egress { side } else { side ^ 1 };
+        set_owner(stats, owner.pid, owner.comm, owner.cgroup_id, local, exact);
+    }
+}
+
+/// Writes a connection's owner into its entry. Inline: both callers sit at the end of the
+/// deepest call chain, where another frame would not fit.
+#[inline(always)]
+fn set_owner(
+    stats: *mut FlowStats,
+    pid: u32,
+    comm: [u8; 16],
+    cgroup_id: u64,
+    local: usize,
+    exact: u8,
+) {
+    // SAFETY: `stats` is a valid map value or stack slot for this run.
+    unsafe {
+        (*stats).owner_pid = pid;
+        (*stats).owner_comm = comm;
+        (*stats).owner_cgroup = cgroup_id;
+        (*stats).owner_side = local as u8 + 1;
+        (*stats).owner_exact = exact;
     }
 }
