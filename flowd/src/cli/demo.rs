@@ -16,6 +16,7 @@ use crate::{
 
 /// The agent running in this process, ready to serve, until `stop`.
 struct RunningAgent {
+    socket: std::path::PathBuf,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), crate::agent::AgentError>>,
 }
@@ -24,6 +25,7 @@ impl RunningAgent {
     /// Validates `config`, starts the agent and waits until it is ready.
     async fn start(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        let socket = config.socket.clone();
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(crate::agent::run(config, shutdown.clone(), move |_| {
@@ -34,7 +36,23 @@ impl RunningAgent {
             task.await??;
             anyhow::bail!("the agent stopped before it was ready");
         }
-        Ok(Self { shutdown, task })
+        Ok(Self {
+            socket,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Every flow from now on, as the API streams them.
+    async fn follow(&self) -> anyhow::Result<tonic::Streaming<pb::GetFlowsResponse>> {
+        let mut client = client::connect_unix(&self.socket).await?;
+        Ok(client
+            .get_flows(pb::GetFlowsRequest {
+                follow: true,
+                ..Default::default()
+            })
+            .await?
+            .into_inner())
     }
 
     /// Stops the agent and waits for it to flush and exit.
@@ -71,11 +89,10 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         testbed::VETH
     );
     let workdir = std::env::temp_dir().join(format!("flowd-demo-{}", std::process::id()));
-    let socket = workdir.join("flowd.sock");
     let config = Config {
         interfaces: vec![testbed::VETH.to_owned()],
         netns: Some(hosts.a.path()),
-        socket: socket.clone(),
+        socket: workdir.join("flowd.sock"),
         store_path: workdir.join("flows.redb"),
         active_timeout: Duration::from_secs(2),
         ..Config::default()
@@ -87,14 +104,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         hosts.a.name
     );
 
-    let mut client = client::connect_unix(&socket).await?;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut stream = agent.follow().await?;
 
     let traffic_hosts = &hosts;
     let expected = tokio::task::block_in_place(|| -> anyhow::Result<HashSet<(i32, u32)>> {
@@ -167,7 +177,10 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
     let (policies, cluster) = (workdir.join("policies.yaml"), workdir.join("cluster.yaml"));
     std::fs::write(&policies, SEED_POLICIES)?;
     std::fs::write(&cluster, SEED_CLUSTER)?;
-    let nft = "table inet cni {\n chain input {\n  type filter hook input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
+    let nft = format!(
+        "table inet cni {{\n chain input {{\n  type filter hook input priority 0;\n  ip saddr {} tcp dport 42000-43000 drop\n }}\n}}\n",
+        testbed::HOST_A_V4
+    );
     let mut child = std::process::Command::new("ip")
         .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -183,7 +196,7 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
         .map(|port| {
             hosts
                 .b
-                .run(|| std::net::TcpListener::bind(("198.18.0.2", *port)))?
+                .run(|| std::net::TcpListener::bind((testbed::HOST_B_V4, *port)))?
                 .map_err(anyhow::Error::from)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -194,11 +207,10 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
             }
         });
     }
-    let socket = workdir.join("flowd.sock");
     let config = Config {
         interfaces: vec![testbed::VETH.to_owned()],
         netns: Some(hosts.b.path()),
-        socket: socket.clone(),
+        socket: workdir.join("flowd.sock"),
         store_path: workdir.join("flows.redb"),
         active_timeout: Duration::from_secs(2),
         unanswered_timeout: Duration::from_millis(500),
@@ -207,20 +219,13 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
         ..Config::default()
     };
     let agent = RunningAgent::start(config).await?;
-    let mut client = client::connect_unix(&socket).await?;
-    let mut stream = client
-        .get_flows(pb::GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut stream = agent.follow().await?;
     let answered = tokio::task::block_in_place(|| {
         hosts.a.run(|| {
             [7070u16, 42001]
                 .iter()
                 .map(|port| {
-                    let addr = std::net::SocketAddr::from(([198, 18, 0, 2], *port));
+                    let addr = std::net::SocketAddr::from((testbed::HOST_B_V4, *port));
                     (
                         *port,
                         std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(800))
