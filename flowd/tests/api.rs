@@ -109,12 +109,12 @@ fn grpcurl() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
-/// `grpcurl OPTIONS... SOCKET VERB...` over the agent's unix socket.
+/// `grpcurl -plaintext -unix OPTIONS... SOCKET VERB...`, as a user types it: grpcurl 1.8 sends
+/// the socket path as the HTTP/2 authority, which the agent must accept.
 fn run_grpcurl(socket: &Path, options: &[&str], verb: &[&str]) -> String {
     let args = [options, verb].concat();
     let output = Command::new(grpcurl())
-        // hyper refuses a socket path as HTTP/2 authority; name one.
-        .args(["-plaintext", "-authority", "localhost", "-unix"])
+        .args(["-plaintext", "-unix"])
         .args(options)
         .arg(socket)
         .args(verb)
@@ -134,23 +134,29 @@ async fn grpcurl_sees_reflection_health_and_flows() {
     let server = Server::start(dir.path(), 64, None).await;
     server.publish(1000..=1002).await;
     let socket = server.socket.clone();
-    let (services, health, flows, described) = tokio::task::spawn_blocking(move || {
-        (
-            run_grpcurl(&socket, &[], &["list"]),
-            run_grpcurl(&socket, &[], &["grpc.health.v1.Health/Check"]),
-            run_grpcurl(
-                &socket,
-                &["-d", r#"{"last": 2}"#],
-                &["flowd.v1.FlowService/GetFlows"],
-            ),
-            run_grpcurl(&socket, &[], &["describe", "flowd.v1.Flow"]),
-        )
-    })
-    .await
-    .unwrap();
+    let (services, named_authority, health, flows, described) =
+        tokio::task::spawn_blocking(move || {
+            (
+                run_grpcurl(&socket, &[], &["list"]),
+                run_grpcurl(&socket, &["-authority", "flowd.local:1"], &["list"]),
+                run_grpcurl(&socket, &[], &["grpc.health.v1.Health/Check"]),
+                run_grpcurl(
+                    &socket,
+                    &["-d", r#"{"last": 2}"#],
+                    &["flowd.v1.FlowService/GetFlows"],
+                ),
+                run_grpcurl(&socket, &[], &["describe", "flowd.v1.Flow"]),
+            )
+        })
+        .await
+        .unwrap();
     for service in ["flowd.v1.FlowService", "grpc.health.v1.Health"] {
         assert!(services.contains(service), "{services}");
     }
+    assert_eq!(
+        named_authority, services,
+        "a valid authority is served alike"
+    );
     // grpcurl 1.8 asks through v1alpha; newer clients use v1, also served.
     assert!(
         services.contains("grpc.reflection.v1alpha.ServerReflection"),

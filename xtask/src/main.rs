@@ -20,8 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need and is missing (Debian packages, nightly rust-src,
-    /// bpf-linker with LLVM 22). Skips what is present.
-    Setup,
+    /// bpf-linker with LLVM 22, grpcurl). Skips what is present; checks what it installed.
+    Setup(setup::SetupArgs),
     /// Setup, then formatting, clippy and every test. As root the privileged tests must run:
     /// any skip fails the run.
     Test(test::TestArgs),
@@ -33,17 +33,17 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
-        Task::Setup => setup::run(),
+        Task::Setup(args) => setup::run(args),
         Task::Test(args) => {
-            setup::run()?;
+            setup::run(setup::SetupArgs::default())?;
             test::run(args)
         }
         Task::Bench => {
-            setup::run()?;
+            setup::run(setup::SetupArgs::default())?;
             bench::run()
         }
         Task::Demo => {
-            setup::run()?;
+            setup::run(setup::SetupArgs::default())?;
             cargo(&["build", "--package", "flowd"])?;
             let flowd = workspace_root()?.join("target/debug/flowd");
             run(Command::new(flowd).arg("demo"))
@@ -77,13 +77,13 @@ pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()>
     run(cargo_command(args)?.envs(env.iter().copied()))
 }
 
-/// The cargo that runs xtask, in the workspace, with LLVM on PATH for bpf-linker.
+/// The cargo that runs xtask, in the workspace, with LLVM 22 and bpf-linker first on PATH.
 pub fn cargo_command(args: &[&str]) -> anyhow::Result<Command> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command
-        .args(args)
-        .current_dir(workspace_root()?)
-        .env("PATH", setup::path_with_llvm());
+    command.args(args).current_dir(workspace_root()?).env(
+        "PATH",
+        setup::tool_path(&std::env::var("PATH").unwrap_or_default()),
+    );
     Ok(command)
 }

@@ -2,13 +2,15 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Skip `cargo fmt --check` and clippy (quicker local runs).
+    /// Skip `cargo fmt --check`, clippy and the fresh bpf-linker install (quicker local runs;
+    /// CI never passes it).
     #[arg(long)]
     quick: bool,
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     if !args.quick {
+        crate::setup::prove_bpf_linker_install()?;
         crate::cargo(&["fmt", "--all", "--", "--check"])?;
         crate::cargo(&[
             "clippy",

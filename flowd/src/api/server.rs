@@ -305,7 +305,10 @@ pub async fn serve(
 
     let unix_server = router(&mut tonic::transport::Server::builder())
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(unix),
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnixListenerStream::new(unix),
+                |stream| stream.map(super::unix_conn::UnixConnection::new),
+            ),
             shutdown.clone().cancelled_owned(),
         );
     let result = match tcp {

@@ -1,0 +1,58 @@
+//! Debian packages, in two sets: what the build needs and what the tests add.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use super::Step;
+
+/// LLVM 22 matches the nightly rustc's LLVM; bpf-linker links libLLVM dynamically, so the
+/// package must stay installed after bpf-linker is built.
+const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
+/// iproute2 for namespaces and veths, nftables for drop tests, ping for the demo, openssl for
+/// the TLS test certificates.
+const TEST_PACKAGES: &[&str] = &["iproute2", "nftables", "iputils-ping", "openssl"];
+
+pub const BUILD: Step = Step {
+    name: "Debian packages for the build (llvm-22-dev libpolly-22-dev)",
+    present: || Ok(missing(BUILD_PACKAGES).is_empty()),
+    install: || install(BUILD_PACKAGES),
+    fix: "run `apt-get install -y llvm-22-dev libpolly-22-dev` as root and read its errors",
+};
+
+pub const TEST: Step = Step {
+    name: "Debian packages for the tests (iproute2 nftables iputils-ping openssl)",
+    present: || Ok(missing(TEST_PACKAGES).is_empty()),
+    install: || install(TEST_PACKAGES),
+    fix: "run `apt-get install -y iproute2 nftables iputils-ping openssl` as root and read its errors",
+};
+
+fn missing(packages: &[&'static str]) -> Vec<&'static str> {
+    packages
+        .iter()
+        .copied()
+        .filter(|pkg| {
+            let output = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", pkg])
+                .output();
+            !matches!(output, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn install(packages: &[&'static str]) -> anyhow::Result<()> {
+    let missing = missing(packages);
+    if !super::is_root() {
+        bail!(
+            "setup: missing Debian packages {list}; install them as root: apt-get install -y {list}",
+            list = missing.join(" ")
+        );
+    }
+    crate::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
