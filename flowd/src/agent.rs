@@ -17,9 +17,10 @@ use crate::{
     export::{self, FileSink, FileSinkError},
     flow::{
         aggregate,
-        assemble::{self, Assembler, SharedInterfaces},
+        assemble::{self, Assembler},
     },
     metrics::{self, MetricsError},
+    model::SharedInterfaces,
     store::{self, FlowStore, Hub, Retention, StoreError, StoreStage},
     telemetry::Telemetry,
 };
@@ -88,20 +89,15 @@ pub async fn run(
     ));
     let interfaces: SharedInterfaces = Arc::default();
 
-    let store = match FlowStore::open(
+    // From here on an early return drops `attachments`, which detaches them.
+    let store = Arc::new(FlowStore::open(
         &config.store_path,
         Retention {
             max_age: config.retention_max_age,
             max_bytes: config.retention_max_bytes,
         },
         config.store_cache_bytes,
-    ) {
-        Ok(store) => Arc::new(store),
-        Err(err) => {
-            attachments.detach();
-            return Err(err.into());
-        }
-    };
+    )?);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
@@ -110,41 +106,24 @@ pub async fn run(
         }),
         _ => None,
     };
-    let listeners = match Listeners::bind(&config.socket, config.listen, tls.as_ref()).await {
-        Ok(listeners) => listeners,
-        Err(err) => {
-            attachments.detach();
-            return Err(err.into());
-        }
-    };
+    let listeners = Listeners::bind(&config.socket, config.listen, tls.as_ref()).await?;
 
     let metrics_listener = match config.metrics_listen {
-        Some(addr) => match metrics::bind(addr).await {
-            Ok(listener) => {
-                if let Ok(bound) = listener.local_addr() {
-                    tracing::info!(addr = %bound, "metrics listening");
-                }
-                Some(listener)
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            if let Ok(bound) = listener.local_addr() {
+                tracing::info!(addr = %bound, "metrics listening");
             }
-            Err(err) => {
-                attachments.detach();
-                return Err(err.into());
-            }
-        },
+            Some(listener)
+        }
         None => None,
     };
     let file_sink = match &config.export_file {
-        Some(path) => match FileSink::open(
+        Some(path) => Some(FileSink::open(
             path,
             config.export_file_max_bytes,
             config.export_file_max_files,
-        ) {
-            Ok(sink) => Some(sink),
-            Err(err) => {
-                attachments.detach();
-                return Err(err.into());
-            }
-        },
+        )?),
         None => None,
     };
     let hub = Hub::new(store.clone(), config.subscriber_buffer);
@@ -208,6 +187,14 @@ pub async fn run(
             &config.metadata_files,
         ))
     });
+    // The Kubernetes source publishes the API's policies; the policy stage subscribes.
+    let (api_policies, api_policies_rx) = match (&attributor, &kube_client) {
+        (Some(_), Some(_)) => {
+            let (tx, rx) = tokio::sync::watch::channel(Arc::default());
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let metadata_stop = CancellationToken::new();
     // With the API source, its rebuilder also rereads the files; otherwise files are watched.
     let metadata_tasks: Vec<tokio::task::JoinHandle<()>> = match kube_client {
@@ -215,7 +202,7 @@ pub async fn run(
             client,
             config.metadata_files.clone(),
             metadata,
-            attributor.clone(),
+            api_policies,
             telemetry.clone(),
             config.metadata_reload_interval,
             metadata_stop.clone(),
@@ -232,7 +219,12 @@ pub async fn run(
         None => (enriched_rx, None),
         Some(attributor) => {
             let (attributed_tx, attributed_rx) = mpsc::channel(config.pipeline_buffer);
-            let stage = tokio::spawn(attribution::run(attributor, enriched_rx, attributed_tx));
+            let stage = tokio::spawn(attribution::run(
+                attributor,
+                api_policies_rx,
+                enriched_rx,
+                attributed_tx,
+            ));
             (attributed_rx, Some(stage))
         }
     };

@@ -3,28 +3,17 @@
 
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     enrich::{EndpointKind, EndpointMeta},
     flow::{FlowRecord, Outcome, Verdict},
+    model::{PolicyVerdict, SideVerdict},
     policy::{
         self, Endpoint, EndpointKey, EndpointResolver as _, Evaluation, PolicyEngine, Protocol,
         SideDecision, StaticPods,
     },
 };
-
-/// One side's decision as a record carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SideVerdict {
-    pub allowed: bool,
-    pub policy: Option<policy::PolicyRef>,
-    pub rule: Option<i32>,
-    pub action: String,
-    /// The policies that selected the endpoint, in evaluation order, and each tier's end:
-    /// `flowd policy explain` prints the full walk including policies that did not select it.
-    pub trace: Vec<String>,
-}
 
 fn trace_line(step: &policy::TraceStep) -> String {
     match step {
@@ -43,27 +32,6 @@ fn trace_line(step: &policy::TraceStep) -> String {
         },
         policy::TraceStep::EndOfTier { tier, action } => {
             format!("end of tier {tier}: {action:?}")
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyVerdict {
-    pub egress: SideVerdict,
-    pub ingress: SideVerdict,
-}
-
-impl PolicyVerdict {
-    pub fn allowed(&self) -> bool {
-        self.egress.allowed && self.ingress.allowed
-    }
-
-    /// The side that denied, else the ingress decision (the destination's policy).
-    pub fn deciding(&self) -> &SideVerdict {
-        if !self.egress.allowed {
-            &self.egress
-        } else {
-            &self.ingress
         }
     }
 }
@@ -284,13 +252,30 @@ impl Attributor {
     }
 }
 
-/// Records in, the same records with their deciding policy and reconciled verdict out.
+/// Records in, the same records with their deciding policy and reconciled verdict out. With
+/// `api_policies` (the Kubernetes source publishes there), evaluation uses the files' policies
+/// plus the latest published set from the moment it arrives.
 pub async fn run(
     attributor: Arc<Attributor>,
+    mut api_policies: Option<watch::Receiver<Arc<policy::PolicySet>>>,
     mut input: mpsc::Receiver<Vec<FlowRecord>>,
     output: mpsc::Sender<Vec<FlowRecord>>,
 ) {
-    while let Some(mut records) = input.recv().await {
+    loop {
+        let batch = tokio::select! {
+            // Records first: a stream of policy updates must not starve the pipeline.
+            biased;
+            batch = input.recv() => batch,
+            changed = changed(&mut api_policies) => {
+                match changed {
+                    Some(policies) => attributor.replace_api_policies(&policies),
+                    // The source is gone; the current engine stays.
+                    None => api_policies = None,
+                }
+                continue;
+            }
+        };
+        let Some(mut records) = batch else { return };
         for record in &mut records {
             attributor.attribute(record);
         }
@@ -298,6 +283,19 @@ pub async fn run(
             tracing::warn!("next stage stopped; policy stage exiting");
             return;
         }
+    }
+}
+
+/// The next published policy set; `None` once the publisher is gone. Pending without one.
+async fn changed(
+    policies: &mut Option<watch::Receiver<Arc<policy::PolicySet>>>,
+) -> Option<Arc<policy::PolicySet>> {
+    match policies {
+        Some(receiver) => {
+            receiver.changed().await.ok()?;
+            Some(receiver.borrow_and_update().clone())
+        }
+        None => std::future::pending().await,
     }
 }
 

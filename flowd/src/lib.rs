@@ -11,8 +11,10 @@ pub mod enrich;
 pub mod export;
 pub mod flow;
 pub mod metrics;
+pub mod model;
 pub mod netns;
-pub mod policy;
+/// The policy engine, its own crate (`flowd-policy`).
+pub use flowd_policy as policy;
 pub mod proto;
 pub mod query;
 pub mod store;

@@ -1367,3 +1367,44 @@ async fn the_clsact_fallback_counts_and_detaches() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_after_attaching_leaves_no_filter_behind() {
+    if !privileged("a_start_that_fails_after_attaching_leaves_no_filter_behind") {
+        return;
+    }
+    let hosts = TwoHosts::create("failstart").expect("testbed");
+    let dir = tempfile::tempdir().unwrap();
+    // The history cannot be opened (its folder is a file): the agent has attached by then.
+    let not_a_folder = dir.path().join("file");
+    std::fs::write(&not_a_folder, b"").unwrap();
+    let store = not_a_folder.join("flows.redb");
+    let socket = dir.path().join("flowd.sock");
+    let netns = hosts.a.path();
+    let (code, output) = tokio::task::block_in_place(|| {
+        support::run_flowd(&[
+            "run",
+            "--netns",
+            netns.to_str().expect("utf-8 path"),
+            "--interface",
+            testbed::VETH,
+            "--tc-attach",
+            "clsact",
+            "--store-path",
+            store.to_str().expect("utf-8 path"),
+            "--socket",
+            socket.to_str().expect("utf-8 path"),
+        ])
+    });
+    assert_ne!(code, 0, "the start fails: {output}");
+    assert!(
+        output.contains("attached"),
+        "it got as far as attaching: {output}"
+    );
+    for direction in ["ingress", "egress"] {
+        assert!(
+            !tc_filters(&hosts, direction).contains("bpf"),
+            "the {direction} filter is removed when the start fails: {output}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::{
 
 use axum::{body::Body, extract::State, http::Uri, response::Response, routing::get, Router};
 use flowd::{
-    attribution::Attributor,
+    attribution::{self, Attributor},
     enrich::{kubernetes, EndpointKind, MetadataIndex, SharedIndex},
     flow::FlowRecord,
     telemetry::Telemetry,
@@ -258,12 +258,21 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     let index: SharedIndex = Arc::new(std::sync::RwLock::new(Arc::new(MetadataIndex::default())));
     let telemetry = Arc::new(Telemetry::new("n", 1));
     let stop = CancellationToken::new();
-    let attributor = Arc::new(Attributor::load(&[], &[]));
+    // The policy stage subscribes to what the Kubernetes source publishes.
+    let (policies_tx, policies_rx) = tokio::sync::watch::channel(Arc::default());
+    let (records_tx, records_rx) = tokio::sync::mpsc::channel(4);
+    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel(4);
+    let policy_stage = tokio::spawn(attribution::run(
+        Arc::new(Attributor::load(&[], &[])),
+        Some(policies_rx),
+        records_rx,
+        decided_tx,
+    ));
     let tasks = kubernetes::start(
         client,
         Vec::new(),
         index.clone(),
-        Some(attributor.clone()),
+        Some(policies_tx),
         telemetry.clone(),
         Duration::from_millis(50),
         stop.clone(),
@@ -330,7 +339,7 @@ async fn watches_relist_after_410_and_survive_disconnects() {
 
     // The API's policies reach the policy stage: b -> c:8080 is denied by the Kubernetes
     // NetworkPolicy shop/isolate-c, b -> c:9090 already at egress by Calico's no-9090-from-b.
-    let decide = |port: u16| {
+    let record_to = |port: u16| {
         let mut record = FlowRecord::sample(40000);
         record.protocol = 6;
         record.source.ip = "198.18.5.2".parse().unwrap();
@@ -338,13 +347,17 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         record.destination.port = port;
         record.source_meta = Some(current.lookup(record.source.ip, SystemTime::now()));
         record.destination_meta = Some(current.lookup(record.destination.ip, SystemTime::now()));
-        attributor.attribute(&mut record);
-        record.policy.expect("a policy decision")
+        record
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let decision = loop {
-        let decision = decide(8080);
-        let calico = decide(9090);
+        records_tx
+            .send(vec![record_to(8080), record_to(9090)])
+            .await
+            .unwrap();
+        let decided = decided_rx.recv().await.expect("the policy stage answers");
+        let [decision, calico] =
+            [0, 1].map(|i| decided[i].policy.clone().expect("a policy decision"));
         if !decision.allowed() && !calico.egress.allowed {
             let policy = calico
                 .egress
@@ -372,4 +385,6 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     for task in tasks {
         task.await.unwrap();
     }
+    drop(records_tx);
+    policy_stage.await.unwrap();
 }

@@ -53,8 +53,9 @@ pub struct Attachment {
     links: Vec<SchedClassifierLink>,
 }
 
-/// Everything attached in one network namespace. Detach explicitly: netlink filters outlive the
-/// process and must be removed from inside their namespace.
+/// Everything attached in one network namespace. Netlink filters outlive the process and must be
+/// removed from inside their namespace, so dropping this detaches them: no exit path, early
+/// return or panic included, can leave programs attached. `detach` does it at a chosen moment.
 pub struct Attachments {
     netns: Option<PathBuf>,
     how: TcAttach,
@@ -171,13 +172,24 @@ impl Attachments {
     }
 
     /// Removes every attachment; programs stop counting once this returns.
-    pub fn detach(self) {
-        let Self {
-            netns, attached, ..
-        } = self;
-        if let Err(err) = netns::run_in(netns.as_deref(), || detach_all(attached)) {
+    pub fn detach(mut self) {
+        self.detach_remaining();
+    }
+
+    fn detach_remaining(&mut self) {
+        let attached = std::mem::take(&mut self.attached);
+        if attached.is_empty() {
+            return;
+        }
+        if let Err(err) = netns::run_in(self.netns.as_deref(), || detach_all(attached)) {
             tracing::warn!(error = %err, "detaching in the interfaces' namespace failed");
         }
+    }
+}
+
+impl Drop for Attachments {
+    fn drop(&mut self) {
+        self.detach_remaining();
     }
 }
 

@@ -6,10 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use flowd_common::{FlowKey, FlowStats, HOOK_NONE, SIDE_A, SIDE_B, TCP_END_FLAGS};
 
-use crate::flow::{
-    assemble::{answered, RawFlow},
-    ReportReason,
-};
+use crate::model::{answered, RawFlow, ReportReason};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SweepTimeouts {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Attachments, CaptureError, LinkEvent, LinkWatch, LoadedPrograms, Sweeper};
 use crate::{
-    flow::assemble::{RawFlow, SharedInterfaces},
+    model::{RawFlow, SharedInterfaces},
     telemetry::{AttachedInterface, Telemetry},
 };
 

@@ -31,10 +31,11 @@ use kube::{
     Api, Client, Resource, ResourceExt as _,
 };
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{load_paths, objects::add_object, SharedIndex};
-use crate::{attribution::Attributor, telemetry::Telemetry};
+use crate::{policy::PolicySet, telemetry::Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
@@ -276,12 +277,13 @@ async fn rebuild(
 }
 
 /// Starts the watchers and the rebuilder; they run until `shutdown`.
-/// With an `attributor`, Kubernetes NetworkPolicies are watched too and fed to the policy stage.
+/// With `policies`, NetworkPolicies and the Calico kinds are watched too and published there
+/// whenever they change; the policy stage subscribes to it.
 pub fn start(
     client: Client,
     files: Vec<PathBuf>,
     index: SharedIndex,
-    attributor: Option<Arc<Attributor>>,
+    policies: Option<watch::Sender<Arc<PolicySet>>>,
     telemetry: Arc<Telemetry>,
     rebuild_interval: Duration,
     shutdown: CancellationToken,
@@ -321,7 +323,7 @@ pub fn start(
         rebuild_interval,
         shutdown.clone(),
     )));
-    if let Some(attributor) = attributor {
+    if let Some(published) = policies {
         let policies = Arc::new(Mutex::new(Objects::default()));
         tasks.push(tokio::spawn(follow(
             watcher(
@@ -343,7 +345,7 @@ pub fn start(
         )));
         tasks.push(tokio::spawn(reload_policies(
             policies,
-            attributor,
+            published,
             rebuild_interval,
             shutdown,
         )));
@@ -429,10 +431,10 @@ async fn follow_calico(
     futures::future::join_all(watches).await;
 }
 
-/// Gives the policy stage the API's NetworkPolicies (with the files') whenever they changed.
+/// Publishes the API's policies whenever they changed.
 async fn reload_policies(
     objects: Arc<Mutex<Objects>>,
-    attributor: Arc<Attributor>,
+    published: watch::Sender<Arc<PolicySet>>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -444,9 +446,7 @@ async fn reload_policies(
         }
         let items = changed_objects(&objects);
         let Some(items) = items else { continue };
-        // One `List`, the form the loader reads for any mix of kinds.
-        let list = json!({ "apiVersion": "v1", "kind": "List", "items": items });
-        let loaded = crate::policy::load_str(&list.to_string(), "kubernetes-api");
+        let loaded = crate::policy::load_values(&items, "kubernetes-api");
         for error in &loaded.errors {
             tracing::warn!(error = %error, "policy from the API skipped");
         }
@@ -454,7 +454,8 @@ async fn reload_policies(
             policies = loaded.policies.policies.len(),
             "policies from the Kubernetes API"
         );
-        attributor.replace_api_policies(&loaded.policies);
+        // No receiver means the policy stage is gone (shutting down): nothing to tell.
+        let _ = published.send(Arc::new(loaded.policies));
     }
 }
 

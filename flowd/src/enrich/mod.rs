@@ -10,6 +10,7 @@ mod objects;
 mod stage;
 mod workload;
 
-pub use index::{EndpointKind, EndpointMeta, MetadataIndex, PodInfo, Workload};
+pub use crate::model::{EndpointKind, EndpointMeta, Workload};
+pub use index::{MetadataIndex, PodInfo};
 pub use objects::{load_paths, parse_objects, LoadReport, MetadataError};
 pub use stage::{load, run, watch_files, SharedIndex};

@@ -9,7 +9,8 @@ use std::{
 
 use serde::Deserialize;
 
-use super::index::{MetadataIndex, Workload};
+use super::index::MetadataIndex;
+use crate::model::Workload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {

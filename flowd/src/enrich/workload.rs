@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::index::Workload;
+use crate::model::Workload;
 
 /// The kinds whose owner is looked up; everything else is a workload in its own right.
 pub const INTERMEDIATE_KINDS: [&str; 2] = ["ReplicaSet", "Job"];

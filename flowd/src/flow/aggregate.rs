@@ -6,8 +6,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::{FlowRecord, Outcome, Verdict};
-use crate::enrich::EndpointMeta;
+use crate::model::{EndpointMeta, FlowRecord, Outcome, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

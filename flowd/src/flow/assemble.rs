@@ -1,42 +1,21 @@
 //! Turns the kernel's view of a flow (key, counters, boot-clock times) into a [`FlowRecord`].
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use flowd_common::{FlowKey, FlowStats, DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A, SIDE_B};
+use flowd_common::{DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A};
 use tokio::sync::mpsc;
 
 use crate::capture::DropNames;
 
-use super::{
-    outcome, Direction, Endpoint, FlowRecord, InterfaceRef, Process, ReportReason, SideCounters,
-    TcpFlags, Verdict,
+use super::outcome;
+use crate::model::{
+    initiator_side, Direction, Endpoint, FlowRecord, InterfaceRef, Process, RawFlow,
+    SharedInterfaces, SideCounters, TcpFlags, Verdict,
 };
-
-/// A connection's counters over one reporting window, as the capture stage hands them on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawFlow {
-    pub key: FlowKey,
-    /// Packets and bytes of this window only (`first_seen_ns`/`last_seen_ns` bound it); flags,
-    /// hooks and initiator as of now.
-    pub stats: FlowStats,
-    pub reason: ReportReason,
-    /// The responder has sent something over the connection's life (not just this window).
-    pub answered: bool,
-    /// Unanswered for longer than the unanswered timeout.
-    pub overdue: bool,
-}
-
-/// Interfaces by (network namespace cookie, ifindex): ifindex alone is ambiguous across
-/// namespaces.
-pub type InterfaceIndex = HashMap<(u64, u32), Arc<InterfaceRef>>;
-
-/// The index as capture keeps it up to date while interfaces come and go.
-pub type SharedInterfaces = Arc<std::sync::RwLock<InterfaceIndex>>;
 
 /// Converts the kernel programs' CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns` and its
 /// coarse twin) to wall-clock time, as of now: a flow seen before a suspend is placed as if the
@@ -182,30 +161,6 @@ impl Assembler {
     }
 }
 
-/// The side that started the connection. The kernel knows for sure when it saw a SYN; otherwise
-/// a well-known port (< 1024) facing a non-well-known one marks the server, and failing that the
-/// side seen first is taken as the client.
-pub fn initiator_side(key: &FlowKey, stats: &FlowStats) -> usize {
-    let first_seen = if stats.initiator as usize == SIDE_B {
-        SIDE_B
-    } else {
-        SIDE_A
-    };
-    if stats.initiator_certain != 0 || key.port_a == key.port_b {
-        return first_seen;
-    }
-    match (key.port_a < 1024, key.port_b < 1024) {
-        (true, false) => SIDE_B,
-        (false, true) => SIDE_A,
-        _ => first_seen,
-    }
-}
-
-/// Whether the side that did not start the connection sent anything back.
-pub fn answered(key: &FlowKey, stats: &FlowStats) -> bool {
-    stats.packets[initiator_side(key, stats) ^ 1] > 0
-}
-
 /// The flow stage: raw kernel flows in, records out, until the capture side closes.
 pub async fn run(
     assembler: Assembler,
@@ -227,10 +182,12 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use flowd_common::{parse::ipv4_mapped, HOOK_NONE, TCP_ACK, TCP_FIN, TCP_SYN};
+    use flowd_common::{
+        parse::ipv4_mapped, FlowKey, FlowStats, HOOK_NONE, SIDE_B, TCP_ACK, TCP_FIN, TCP_SYN,
+    };
 
     use super::*;
-    use crate::flow::Outcome;
+    use crate::model::{InterfaceIndex, Outcome, ReportReason};
 
     fn interfaces() -> (InterfaceIndex, Arc<InterfaceRef>) {
         let mut interfaces = InterfaceIndex::new();

@@ -3,11 +3,10 @@
 pub mod aggregate;
 pub mod assemble;
 mod outcome;
-mod record;
 pub mod wire;
 
-pub use outcome::outcome;
-pub use record::{
+pub use crate::model::{
     Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters,
     TcpFlags, Verdict,
 };
+pub use outcome::outcome;

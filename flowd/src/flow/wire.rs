@@ -4,12 +4,11 @@ use std::time::SystemTime;
 
 use flowd_common::{TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
-use super::{
-    Direction, Endpoint, FlowRecord, Outcome, ReportReason, SideCounters, TcpFlags, Verdict,
-};
 use crate::{
-    attribution::SideVerdict,
-    enrich::{EndpointKind, EndpointMeta},
+    model::{
+        Direction, Endpoint, EndpointKind, EndpointMeta, FlowRecord, Outcome, ReportReason,
+        SideCounters, SideVerdict, TcpFlags, Verdict,
+    },
     proto::v1 as pb,
 };
 

@@ -1,0 +1,295 @@
+//! Calico policy semantics (projectcalico.org/v3 NetworkPolicy,
+//! GlobalNetworkPolicy and their staged forms).
+//!
+//! Entity-rule scoping follows libcalico-go's `getEndpointSelector`: in a
+//! namespaced policy any selector field (selector, notSelector,
+//! namespaceSelector, serviceAccounts) limits the match to endpoints of the
+//! policy's namespace unless a namespaceSelector widens it.
+
+use std::fmt;
+
+use ipnet::IpNet;
+
+use crate::endpoint::{Endpoint, FlowRef, Protocol};
+use crate::labels::{CalicoPodLabels, NamespaceLabels, ServiceAccountLabels};
+use crate::model::{join, Detail, Direction, RuleAction};
+use crate::selector::Selector;
+
+#[derive(Debug, Clone)]
+pub struct CalicoSpec {
+    pub selector: Selector,
+    /// GlobalNetworkPolicy only: limits the selected endpoints to these namespaces.
+    pub namespace_selector: Option<Selector>,
+    pub service_account_selector: Option<Selector>,
+    pub ingress: Vec<CalicoRule>,
+    pub egress: Vec<CalicoRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CalicoRule {
+    pub action: RuleAction,
+    pub protocol: Option<Protocol>,
+    pub not_protocol: Option<Protocol>,
+    pub ip_version: Option<u8>,
+    /// ICMP type/code criteria: flows carry no ICMP type, so such rules never match.
+    pub icmp: bool,
+    /// Application-layer (HTTP) criteria: not visible in flows, treated as met.
+    pub http: bool,
+    pub source: EntityRule,
+    pub destination: EntityRule,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EntityRule {
+    pub nets: Vec<IpNet>,
+    pub not_nets: Vec<IpNet>,
+    /// `None`: no endpoint constraint (any address, pod or not).
+    pub scope: Option<EndpointScope>,
+    pub not_selector: Option<Selector>,
+    pub ports: Vec<PortMatch>,
+    pub not_ports: Vec<PortMatch>,
+    /// A Kubernetes Service match ("ns/name"): not evaluated, never matches.
+    pub service: Option<String>,
+}
+
+/// The positive endpoint match of an entity rule: the endpoint must be a pod in
+/// the given namespaces, run as a matching service account and match the selector.
+#[derive(Debug, Clone)]
+pub struct EndpointScope {
+    pub namespaces: NamespaceScope,
+    pub service_accounts: Option<ServiceAccountMatch>,
+    pub selector: Option<Selector>,
+}
+
+#[derive(Debug, Clone)]
+pub enum NamespaceScope {
+    Same(String),
+    Selected(Selector),
+    Any,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAccountMatch {
+    pub names: Vec<String>,
+    pub selector: Option<Selector>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortMatch {
+    Range(u16, u16),
+    Named(String),
+}
+
+impl CalicoSpec {
+    pub fn rules(&self, dir: Direction) -> &[CalicoRule] {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+
+    /// Whether the policy (namespaced when `namespace` is set) selects `ep`.
+    pub fn selects(&self, namespace: Option<&str>, ep: &Endpoint, d: Detail) -> Result<(), String> {
+        let Some(ep_ns) = ep.pod_namespace() else {
+            return Err(d.why(|| "endpoint is not a pod".into()));
+        };
+        if let Some(ns) = namespace {
+            if ns != ep_ns {
+                return Err(d.why(|| format!("endpoint is in namespace {ep_ns}")));
+            }
+        }
+        if let Some(nss) = &self.namespace_selector {
+            if !nss.matches(&NamespaceLabels::of(ep_ns, ep)) {
+                return Err(d.why(|| {
+                    format!("namespaceSelector \"{nss}\" does not match namespace {ep_ns}")
+                }));
+            }
+        }
+        if !self.selector.matches(&CalicoPodLabels { endpoint: ep }) {
+            return Err(d.why(|| {
+                format!(
+                    "selector \"{}\" does not match the pod's labels",
+                    self.selector
+                )
+            }));
+        }
+        if let Some(sas) = &self.service_account_selector {
+            let view = ServiceAccountLabels {
+                name: ep.service_account.as_deref(),
+            };
+            if ep.service_account.is_none() || !sas.matches(&view) {
+                return Err(d.why(|| {
+                    format!(
+                        "serviceAccountSelector \"{sas}\" does not match service account {}",
+                        ep.service_account.as_deref().unwrap_or("(none)")
+                    )
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CalicoRule {
+    pub fn matches(&self, flow: &FlowRef<'_>, d: Detail) -> Result<(), String> {
+        if let Some(p) = self.protocol {
+            if p != flow.protocol {
+                return Err(d.why(|| format!("protocol {} is not {p}", flow.protocol)));
+            }
+        }
+        if let Some(p) = self.not_protocol {
+            if p == flow.protocol {
+                return Err(d.why(|| format!("protocol is {p} (notProtocol)")));
+            }
+        }
+        if let Some(v) = self.ip_version {
+            let actual = if flow.source.ip.is_ipv4() { 4 } else { 6 };
+            if v != actual {
+                return Err(d.why(|| format!("IP version {actual} is not {v}")));
+            }
+        }
+        if self.icmp {
+            return Err(d.why(|| "ICMP type/code criteria cannot be checked on a flow".into()));
+        }
+        self.source.matches(flow.source, Side::Source, flow, d)?;
+        self.destination
+            .matches(flow.destination, Side::Destination, flow, d)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Destination,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+impl EntityRule {
+    fn matches(
+        &self,
+        ep: &Endpoint,
+        side: Side,
+        flow: &FlowRef<'_>,
+        d: Detail,
+    ) -> Result<(), String> {
+        if !self.nets.is_empty() && !self.nets.iter().any(|n| n.contains(&ep.ip)) {
+            return Err(d.why(|| format!("{side} IP is not in nets [{}]", join(&self.nets))));
+        }
+        if let Some(n) = self.not_nets.iter().find(|n| n.contains(&ep.ip)) {
+            return Err(d.why(|| format!("{side} IP is in notNets {n}")));
+        }
+        if let Some(scope) = &self.scope {
+            scope
+                .matches(ep, d)
+                .map_err(|why| d.why(|| format!("{side} {why}")))?;
+        }
+        if let Some(ns) = &self.not_selector {
+            if ep.is_pod() && ns.matches(&CalicoPodLabels { endpoint: ep }) {
+                return Err(d.why(|| format!("{side} matches notSelector \"{ns}\"")));
+            }
+        }
+        if self.service.is_some() {
+            return Err(d.why(|| {
+                format!(
+                    "{side} Service match ({}) is not evaluated",
+                    self.service.as_deref().unwrap_or("")
+                )
+            }));
+        }
+        if self.ports.is_empty() && self.not_ports.is_empty() {
+            return Ok(());
+        }
+        if !flow.protocol.has_ports() {
+            return Err(d.why(|| format!("{side} ports cannot match protocol {}", flow.protocol)));
+        }
+        if side == Side::Source {
+            // Flows carry only the destination port; an unknown source port can
+            // satisfy no positive match, and is assumed outside notPorts.
+            if !self.ports.is_empty() {
+                return Err(d.why(|| "source ports cannot be checked (source port unknown)".into()));
+            }
+            return Ok(());
+        }
+        let port = flow.port;
+        let hit = |pm: &PortMatch| match pm {
+            PortMatch::Range(a, b) => (*a..=*b).contains(&port),
+            PortMatch::Named(name) => {
+                ep.is_pod() && ep.named_port(name, flow.protocol) == Some(port)
+            }
+        };
+        if !self.ports.is_empty() && !self.ports.iter().any(hit) {
+            return Err(d.why(|| {
+                format!(
+                    "destination port {port} is not in ports [{}]",
+                    join(&self.ports)
+                )
+            }));
+        }
+        if let Some(pm) = self.not_ports.iter().find(|pm| hit(pm)) {
+            return Err(d.why(|| format!("destination port {port} is in notPorts {pm}")));
+        }
+        Ok(())
+    }
+}
+
+impl EndpointScope {
+    fn matches(&self, ep: &Endpoint, d: Detail) -> Result<(), String> {
+        let Some(ep_ns) = ep.pod_namespace() else {
+            return Err(d.why(|| "is not a pod (selectors match pods only)".into()));
+        };
+        match &self.namespaces {
+            NamespaceScope::Any => {}
+            NamespaceScope::Same(ns) => {
+                if ns != ep_ns {
+                    return Err(d.why(|| format!("is not in namespace {ns}")));
+                }
+            }
+            NamespaceScope::Selected(sel) => {
+                if !sel.matches(&NamespaceLabels::of(ep_ns, ep)) {
+                    return Err(d.why(|| format!("namespace {ep_ns} does not match \"{sel}\"")));
+                }
+            }
+        }
+        if let Some(sa) = &self.service_accounts {
+            let name = ep.service_account.as_deref();
+            if !sa.names.is_empty() && !name.is_some_and(|n| sa.names.iter().any(|x| x == n)) {
+                return Err(d.why(|| {
+                    format!(
+                        "service account {} is not in [{}]",
+                        name.unwrap_or("(none)"),
+                        sa.names.join(", ")
+                    )
+                }));
+            }
+            if let Some(sel) = &sa.selector {
+                if !sel.matches(&ServiceAccountLabels { name }) {
+                    return Err(d.why(|| format!("service account does not match \"{sel}\"")));
+                }
+            }
+        }
+        if let Some(sel) = &self.selector {
+            if !sel.matches(&CalicoPodLabels { endpoint: ep }) {
+                return Err(d.why(|| format!("does not match selector \"{sel}\"")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for PortMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortMatch::Range(a, b) if a == b => write!(f, "{a}"),
+            PortMatch::Range(a, b) => write!(f, "{a}:{b}"),
+            PortMatch::Named(n) => write!(f, "{n}"),
+        }
+    }
+}

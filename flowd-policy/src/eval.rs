@@ -1,0 +1,289 @@
+//! Deciding flows: which named policy and rule allowed or denied them.
+//!
+//! Egress is judged at the source pod and ingress at the destination pod, each
+//! through Calico's tier walk: tiers in order; inside a tier, policies that
+//! select the endpoint in that direction, in order; the first matching
+//! Allow/Deny rule decides, Pass jumps to the next tier, Log goes on. A tier
+//! whose policies select the endpoint but decide nothing applies its default
+//! action (Deny, reported as rule -1). With no selecting policy in any tier,
+//! traffic is allowed (not isolated); passing beyond the last tier reaches the
+//! pod's profile, which allows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{lock, CacheKey, CacheStats, EvalCache, IpClasses};
+use crate::endpoint::{Endpoint, FlowQuery, FlowRef, Protocol};
+use crate::index::Compiled;
+use crate::model::{Detail, Policy, PolicyRef, PolicySet, RuleAction, TierDefaultAction};
+use crate::walk::{apply_staged, decide_both};
+
+/// How one side was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// A rule with action Allow matched.
+    Allow,
+    /// A rule with action Deny matched.
+    Deny,
+    /// Policies of a tier selected the endpoint but none decided: the tier's
+    /// default deny (rule -1).
+    EndOfTierDeny,
+    /// No policy selects the endpoint in this direction: not isolated.
+    NoPolicy,
+    /// Passed beyond the last tier to the pod's profile, which allows.
+    ProfileAllow,
+    /// The endpoint is not a pod, so this side is not policed.
+    NotApplicable,
+}
+
+/// One step of the walk. `evaluate` records the policies that selected the
+/// endpoint (and ends of tiers); `explain` records every policy considered,
+/// with notes on why it did not select or why its rules did not match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TraceStep {
+    Policy {
+        policy: PolicyRef,
+        /// Selects the endpoint and applies in this direction.
+        selected: bool,
+        /// The rule that matched (Log rules do not stop the walk and are only noted).
+        rule: Option<i32>,
+        action: Option<RuleAction>,
+        /// Why it did not select, or why each rule did not match.
+        notes: Vec<String>,
+    },
+    EndOfTier {
+        tier: String,
+        action: TierDefaultAction,
+    },
+}
+
+/// The decision for one direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideDecision {
+    pub allowed: bool,
+    /// The deciding policy; for an end-of-tier deny, the last policy of that
+    /// tier that selected the endpoint. `None` when no policy decided.
+    pub policy: Option<PolicyRef>,
+    /// Index into the policy's rules for this direction; -1 for end of tier.
+    pub rule: Option<i32>,
+    pub action: Verdict,
+    pub trace: Vec<TraceStep>,
+}
+
+impl SideDecision {
+    pub(crate) fn open(action: Verdict, trace: Vec<TraceStep>) -> SideDecision {
+        SideDecision {
+            allowed: true,
+            policy: None,
+            rule: None,
+            action,
+            trace,
+        }
+    }
+}
+
+/// What staged policies would do if they were enforced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingDecision {
+    pub allowed: bool,
+    pub egress: SideDecision,
+    pub ingress: SideDecision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub allowed: bool,
+    pub egress: SideDecision,
+    pub ingress: SideDecision,
+    /// Present when staged policies exist; never changes `allowed`.
+    pub pending: Option<PendingDecision>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Cached evaluations kept before the cache is emptied; 0 disables caching.
+    pub cache_capacity: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            cache_capacity: 1 << 20,
+        }
+    }
+}
+
+/// Precomputed cache key of an endpoint; see `PolicyEngine::endpoint_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    fingerprint: u128,
+    engine: u64,
+}
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Evaluates flows against a fixed policy set. Build a new engine when the
+/// policies change. Safe to share between threads.
+pub struct PolicyEngine {
+    id: u64,
+    enforced: Compiled,
+    pending: Option<Compiled>,
+    classes: IpClasses,
+    cache: Mutex<EvalCache<Evaluation>>,
+}
+
+impl PolicyEngine {
+    pub fn new(set: &PolicySet) -> PolicyEngine {
+        PolicyEngine::with_options(set, EngineOptions::default())
+    }
+
+    pub fn with_options(set: &PolicySet, options: EngineOptions) -> PolicyEngine {
+        let enforced_list: Vec<Policy> = set
+            .policies
+            .iter()
+            .filter(|p| !p.kind.is_staged())
+            .cloned()
+            .collect();
+        let has_staged = set.policies.iter().any(|p| p.kind.is_staged());
+        let pending = has_staged.then(|| Compiled::new(apply_staged(set), &set.tiers));
+        let enforced = Compiled::new(enforced_list, &set.tiers);
+        let mut cidrs = enforced.cidrs();
+        if let Some(p) = &pending {
+            cidrs.extend(p.cidrs());
+        }
+        PolicyEngine {
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
+            enforced,
+            pending,
+            classes: IpClasses::new(cidrs),
+            cache: Mutex::new(EvalCache::new(options.cache_capacity)),
+        }
+    }
+
+    /// Evaluate with the cache. Results are shared; clone if you need to own one.
+    pub fn evaluate(&self, q: &FlowQuery) -> Arc<Evaluation> {
+        self.evaluate_ref(q.view())
+    }
+
+    /// Like `evaluate`, for callers that keep their endpoints elsewhere.
+    pub fn evaluate_endpoints(
+        &self,
+        source: &Endpoint,
+        destination: &Endpoint,
+        protocol: Protocol,
+        port: u16,
+    ) -> Arc<Evaluation> {
+        self.evaluate_ref(FlowRef {
+            source,
+            destination,
+            protocol,
+            port,
+        })
+    }
+
+    /// The cache key of an endpoint for this engine. Flow pipelines that keep
+    /// endpoints around can compute it once per endpoint change and use
+    /// `evaluate_keyed`, which then never reads the endpoint on a cache hit.
+    pub fn endpoint_key(&self, ep: &Endpoint) -> EndpointKey {
+        EndpointKey {
+            fingerprint: self.classes.fingerprint(ep),
+            engine: self.id,
+        }
+    }
+
+    /// `evaluate` with precomputed keys. A key made by another engine (the
+    /// policies changed since) is recomputed, so stale keys cost time, not
+    /// correctness; a key for an endpoint that changed afterwards is the
+    /// caller's mistake and gives the old endpoint's answer.
+    pub fn evaluate_keyed(
+        &self,
+        source: (&Endpoint, EndpointKey),
+        destination: (&Endpoint, EndpointKey),
+        protocol: Protocol,
+        port: u16,
+    ) -> Arc<Evaluation> {
+        let fp = |(ep, key): (&Endpoint, EndpointKey)| {
+            if key.engine == self.id {
+                key.fingerprint
+            } else {
+                self.classes.fingerprint(ep)
+            }
+        };
+        let q = FlowRef {
+            source: source.0,
+            destination: destination.0,
+            protocol,
+            port,
+        };
+        self.cached((fp(source), fp(destination), port, protocol.number()), q)
+    }
+
+    fn evaluate_ref(&self, q: FlowRef<'_>) -> Arc<Evaluation> {
+        let key = (
+            self.classes.fingerprint(q.source),
+            self.classes.fingerprint(q.destination),
+            q.port,
+            q.protocol.number(),
+        );
+        self.cached(key, q)
+    }
+
+    fn cached(&self, key: CacheKey, q: FlowRef<'_>) -> Arc<Evaluation> {
+        if let Some(hit) = lock(&self.cache).get(&key) {
+            return hit;
+        }
+        let result = Arc::new(self.decide(&q, Detail(false)));
+        lock(&self.cache).insert(key, Arc::clone(&result));
+        result
+    }
+
+    /// Evaluate without the cache (and without filling it).
+    pub fn evaluate_uncached(&self, q: &FlowQuery) -> Evaluation {
+        self.decide(&q.view(), Detail(false))
+    }
+
+    /// Evaluate with a full trace for `policy explain`: every policy considered,
+    /// including those that did not select the endpoint, and why each rule did
+    /// not match. Slower; never cached.
+    pub fn explain(&self, q: &FlowQuery) -> Evaluation {
+        self.decide(&q.view(), Detail(true))
+    }
+
+    fn decide(&self, q: &FlowRef<'_>, d: Detail) -> Evaluation {
+        let (egress, ingress) = decide_both(&self.enforced, q, d);
+        let pending = self.pending.as_ref().map(|c| {
+            let (egress, ingress) = decide_both(c, q, d);
+            PendingDecision {
+                allowed: egress.allowed && ingress.allowed,
+                egress,
+                ingress,
+            }
+        });
+        Evaluation {
+            allowed: egress.allowed && ingress.allowed,
+            egress,
+            ingress,
+            pending,
+        }
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        lock(&self.cache).stats()
+    }
+
+    pub fn clear_cache(&self) {
+        lock(&self.cache).clear();
+    }
+
+    /// Enforced policies in evaluation order.
+    pub fn policies(&self) -> &[Policy] {
+        &self.enforced.policies
+    }
+
+    /// Tier names in evaluation order.
+    pub fn tier_order(&self) -> Vec<String> {
+        self.enforced.tiers.iter().map(|t| t.name.clone()).collect()
+    }
+}

@@ -1,0 +1,15 @@
+//! The types that cross stage boundaries, in one leaf module every stage may import (the way
+//! netobserv's agent keeps `pkg/model`): it imports no stage.
+
+mod endpoint;
+mod raw;
+mod record;
+mod verdict;
+
+pub use endpoint::{is_private, EndpointKind, EndpointMeta, Labels, Workload};
+pub use raw::{answered, initiator_side, InterfaceIndex, RawFlow, SharedInterfaces};
+pub use record::{
+    Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters,
+    TcpFlags, Verdict,
+};
+pub use verdict::{PolicyVerdict, SideVerdict};

@@ -1,0 +1,36 @@
+//! What the policy stage attaches to a record: each side's deciding policy and rule.
+
+use flowd_policy::PolicyRef;
+
+/// One side's decision as a record carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideVerdict {
+    pub allowed: bool,
+    pub policy: Option<PolicyRef>,
+    pub rule: Option<i32>,
+    pub action: String,
+    /// The policies that selected the endpoint, in evaluation order, and each tier's end:
+    /// `flowd policy explain` prints the full walk including policies that did not select it.
+    pub trace: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyVerdict {
+    pub egress: SideVerdict,
+    pub ingress: SideVerdict,
+}
+
+impl PolicyVerdict {
+    pub fn allowed(&self) -> bool {
+        self.egress.allowed && self.ingress.allowed
+    }
+
+    /// The side that denied, else the ingress decision (the destination's policy).
+    pub fn deciding(&self) -> &SideVerdict {
+        if !self.egress.allowed {
+            &self.egress
+        } else {
+            &self.ingress
+        }
+    }
+}
