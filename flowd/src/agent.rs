@@ -7,20 +7,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, ApiError, FlowApi, Listeners, TlsFiles},
-    attribution::{self, Attributor},
+    attribution::{Attribution, Attributor},
     capture::{
         self, Attachments, CaptureError, CaptureTask, LinkWatch, LoadOptions, MapSizes,
         SweepTimeouts, Sweeper,
     },
     config::Config,
-    enrich::{self, SharedIndex},
+    enrich::{self, Enrichment, SharedIndex},
     export::{self, FileSink, FileSinkError},
-    flow::{
-        aggregate,
-        assemble::{self, Assembler},
-    },
+    flow::{aggregate::Aggregation, assemble::Assembler},
     metrics::{self, MetricsError},
     model::SharedInterfaces,
+    pipeline::Pipeline,
     store::{self, FlowStore, Hub, Retention, StoreError, StoreStage},
     telemetry::Telemetry,
 };
@@ -138,9 +136,6 @@ pub async fn run(
         }
     }
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
-    let (record_tx, record_rx) = mpsc::channel(config.pipeline_buffer);
-    let (aggregated_tx, aggregated_rx) = mpsc::channel(config.pipeline_buffer);
-    let (enriched_tx, enriched_rx) = mpsc::channel(config.pipeline_buffer);
     let metadata: SharedIndex = Arc::new(std::sync::RwLock::new(Arc::new(enrich::load(
         &config.metadata_files,
     ))));
@@ -167,18 +162,16 @@ pub async fn run(
         raw_tx,
         capture_stop,
     ));
-    let flow = tokio::spawn(assemble::run(
-        Assembler::new(&config.node, interfaces, drop_names),
-        raw_rx,
-        record_tx,
-    ));
+    let mut pipeline = Pipeline::new(config.pipeline_buffer);
+    let records = pipeline.then(Assembler::new(&config.node, interfaces, drop_names), raw_rx);
     let cgroup_pods = enrich::cgroups::CgroupPods::from_mount_table().map(Arc::new);
-    let enrichment = tokio::spawn(enrich::run(
-        metadata.clone(),
-        cgroup_pods,
-        record_rx,
-        enriched_tx,
-    ));
+    let enriched = pipeline.then(
+        Enrichment {
+            index: metadata.clone(),
+            cgroups: cgroup_pods,
+        },
+        records,
+    );
     // With policies (files, or the API's NetworkPolicies), attribution sits between enrichment
     // and aggregation: verdicts must be final before records are folded.
     let attributor = (!config.policy_files.is_empty() || config.kubernetes).then(|| {
@@ -215,31 +208,20 @@ pub async fn run(
         ))],
         None => Vec::new(),
     };
-    let (attributed_rx, attribution) = match attributor {
-        None => (enriched_rx, None),
-        Some(attributor) => {
-            let (attributed_tx, attributed_rx) = mpsc::channel(config.pipeline_buffer);
-            let stage = tokio::spawn(attribution::run(
-                attributor,
-                api_policies_rx,
-                enriched_rx,
-                attributed_tx,
-            ));
-            (attributed_rx, Some(stage))
-        }
+    let attributed = match attributor {
+        Some(attributor) => pipeline.then(Attribution::new(attributor, api_policies_rx), enriched),
+        None => enriched,
     };
-    let aggregate = tokio::spawn(aggregate::run(
-        config.aggregation,
-        config.aggregation_interval,
-        attributed_rx,
-        aggregated_tx,
-    ));
+    let aggregated = pipeline.then(
+        Aggregation::new(config.aggregation, config.aggregation_interval),
+        attributed,
+    );
     let store_stage = tokio::spawn(store::run(
         StoreStage {
             hub: hub.clone(),
             telemetry: telemetry.clone(),
         },
-        aggregated_rx,
+        aggregated,
     ));
     let export = file_sink
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
@@ -266,16 +248,12 @@ pub async fn run(
     ready(&telemetry);
 
     let capture_result = capture.await?;
-    flow.await?;
-    enrichment.await?;
+    pipeline.join().await?;
+    // Sources stop once enrichment has named every record it will get.
     metadata_stop.cancel();
     for task in metadata_tasks {
         task.await?;
     }
-    if let Some(stage) = attribution {
-        stage.await?;
-    }
-    aggregate.await?;
     store_stage.await?;
     if let Some(export) = export {
         export.await?;

@@ -3,12 +3,13 @@
 
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     enrich::{EndpointKind, EndpointMeta},
     flow::{FlowRecord, Outcome, Verdict},
     model::{PolicyVerdict, SideVerdict},
+    pipeline::Stage,
     policy::{
         self, Endpoint, EndpointKey, EndpointResolver as _, Evaluation, PolicyEngine, Protocol,
         SideDecision, StaticPods,
@@ -252,50 +253,52 @@ impl Attributor {
     }
 }
 
-/// Records in, the same records with their deciding policy and reconciled verdict out. With
-/// `api_policies` (the Kubernetes source publishes there), evaluation uses the files' policies
-/// plus the latest published set from the moment it arrives.
-pub async fn run(
+/// The policy stage: records in, the same records with their deciding policy and reconciled
+/// verdict out. With `api_policies` (the Kubernetes source publishes there), evaluation uses the
+/// files' policies plus the latest published set, from the first batch after it arrives.
+pub struct Attribution {
     attributor: Arc<Attributor>,
-    mut api_policies: Option<watch::Receiver<Arc<policy::PolicySet>>>,
-    mut input: mpsc::Receiver<Vec<FlowRecord>>,
-    output: mpsc::Sender<Vec<FlowRecord>>,
-) {
-    loop {
-        let batch = tokio::select! {
-            // Records first: a stream of policy updates must not starve the pipeline.
-            biased;
-            batch = input.recv() => batch,
-            changed = changed(&mut api_policies) => {
-                match changed {
-                    Some(policies) => attributor.replace_api_policies(&policies),
-                    // The source is gone; the current engine stays.
-                    None => api_policies = None,
-                }
-                continue;
-            }
-        };
-        let Some(mut records) = batch else { return };
-        for record in &mut records {
-            attributor.attribute(record);
+    api_policies: Option<watch::Receiver<Arc<policy::PolicySet>>>,
+}
+
+impl Attribution {
+    pub fn new(
+        attributor: Arc<Attributor>,
+        api_policies: Option<watch::Receiver<Arc<policy::PolicySet>>>,
+    ) -> Self {
+        Self {
+            attributor,
+            api_policies,
         }
-        if output.send(records).await.is_err() {
-            tracing::warn!("next stage stopped; policy stage exiting");
+    }
+
+    fn take_published_policies(&mut self) {
+        let Some(receiver) = self.api_policies.as_mut() else {
             return;
+        };
+        match receiver.has_changed() {
+            Ok(true) => {
+                let policies = receiver.borrow_and_update().clone();
+                self.attributor.replace_api_policies(&policies);
+            }
+            Ok(false) => {}
+            // The source is gone (shutting down); the current engine stays.
+            Err(_) => self.api_policies = None,
         }
     }
 }
 
-/// The next published policy set; `None` once the publisher is gone. Pending without one.
-async fn changed(
-    policies: &mut Option<watch::Receiver<Arc<policy::PolicySet>>>,
-) -> Option<Arc<policy::PolicySet>> {
-    match policies {
-        Some(receiver) => {
-            receiver.changed().await.ok()?;
-            Some(receiver.borrow_and_update().clone())
+impl Stage for Attribution {
+    type Input = FlowRecord;
+    type Output = FlowRecord;
+    const NAME: &'static str = "policy";
+
+    fn process(&mut self, mut records: Vec<FlowRecord>) -> Vec<FlowRecord> {
+        self.take_published_policies();
+        for record in &mut records {
+            self.attributor.attribute(record);
         }
-        None => std::future::pending().await,
+        records
     }
 }
 

@@ -13,6 +13,7 @@ pub mod flow;
 pub mod metrics;
 pub mod model;
 pub mod netns;
+pub mod pipeline;
 /// The policy engine, its own crate (`flowd-policy`).
 pub use flowd_policy as policy;
 pub mod proto;

@@ -12,9 +12,10 @@ use std::{
 
 use axum::{body::Body, extract::State, http::Uri, response::Response, routing::get, Router};
 use flowd::{
-    attribution::{self, Attributor},
+    attribution::{Attribution, Attributor},
     enrich::{kubernetes, EndpointKind, MetadataIndex, SharedIndex},
     flow::FlowRecord,
+    pipeline,
     telemetry::Telemetry,
 };
 use serde_json::{json, Value};
@@ -262,9 +263,8 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     let (policies_tx, policies_rx) = tokio::sync::watch::channel(Arc::default());
     let (records_tx, records_rx) = tokio::sync::mpsc::channel(4);
     let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel(4);
-    let policy_stage = tokio::spawn(attribution::run(
-        Arc::new(Attributor::load(&[], &[])),
-        Some(policies_rx),
+    let policy_stage = tokio::spawn(pipeline::run(
+        Attribution::new(Arc::new(Attributor::load(&[], &[])), Some(policies_rx)),
         records_rx,
         decided_tx,
     ));

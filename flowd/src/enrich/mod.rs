@@ -13,4 +13,4 @@ mod workload;
 pub use crate::model::{EndpointKind, EndpointMeta, Workload};
 pub use index::{MetadataIndex, PodInfo};
 pub use objects::{load_paths, parse_objects, LoadReport, MetadataError};
-pub use stage::{load, run, watch_files, SharedIndex};
+pub use stage::{load, watch_files, Enrichment, SharedIndex};

@@ -4,9 +4,10 @@
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
-use tokio::sync::mpsc;
-
-use crate::model::{EndpointMeta, FlowRecord, Outcome, Verdict};
+use crate::{
+    model::{EndpointMeta, FlowRecord, Outcome, Verdict},
+    pipeline::Stage,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -112,31 +113,43 @@ impl Aggregator {
 
 /// The aggregation stage: at connection level records pass straight through; otherwise they are
 /// folded and flushed every `interval`, and once more when the input closes.
-pub async fn run(
-    level: Level,
+/// The aggregation stage: records fold per interval (or pass through at connection level).
+pub struct Aggregation {
+    aggregator: Aggregator,
     interval: Duration,
-    mut input: mpsc::Receiver<Vec<FlowRecord>>,
-    output: mpsc::Sender<Vec<FlowRecord>>,
-) {
-    let mut aggregator = Aggregator::new(level);
-    let mut flush = tokio::time::interval(interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let batch = tokio::select! {
-            batch = input.recv() => match batch {
-                Some(records) => records.into_iter().filter_map(|r| aggregator.add(r)).collect::<Vec<_>>(),
-                None => break,
-            },
-            _ = flush.tick() => aggregator.drain(),
-        };
-        if !batch.is_empty() && output.send(batch).await.is_err() {
-            tracing::warn!("store stage stopped; aggregation exiting");
-            return;
+}
+
+impl Aggregation {
+    pub fn new(level: Level, interval: Duration) -> Self {
+        Self {
+            aggregator: Aggregator::new(level),
+            interval,
         }
     }
-    let rest = aggregator.drain();
-    if !rest.is_empty() {
-        let _ = output.send(rest).await;
+}
+
+impl Stage for Aggregation {
+    type Input = FlowRecord;
+    type Output = FlowRecord;
+    const NAME: &'static str = "aggregation";
+
+    fn process(&mut self, batch: Vec<FlowRecord>) -> Vec<FlowRecord> {
+        batch
+            .into_iter()
+            .filter_map(|r| self.aggregator.add(r))
+            .collect()
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
+
+    fn tick(&mut self) -> Vec<FlowRecord> {
+        self.aggregator.drain()
+    }
+
+    fn finish(&mut self) -> Vec<FlowRecord> {
+        self.aggregator.drain()
     }
 }
 

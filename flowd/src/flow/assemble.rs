@@ -6,10 +6,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use crate::{capture::DropNames, pipeline::Stage};
 use flowd_common::{DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A};
-use tokio::sync::mpsc;
-
-use crate::capture::DropNames;
 
 use super::outcome;
 use crate::model::{
@@ -161,22 +159,15 @@ impl Assembler {
     }
 }
 
-/// The flow stage: raw kernel flows in, records out, until the capture side closes.
-pub async fn run(
-    assembler: Assembler,
-    mut input: mpsc::Receiver<Vec<RawFlow>>,
-    output: mpsc::Sender<Vec<FlowRecord>>,
-) {
-    while let Some(batch) = input.recv().await {
+/// The flow stage: raw kernel flows in, records out.
+impl Stage for Assembler {
+    type Input = RawFlow;
+    type Output = FlowRecord;
+    const NAME: &'static str = "flow";
+
+    fn process(&mut self, batch: Vec<RawFlow>) -> Vec<FlowRecord> {
         let clock = KernelClock::now();
-        let records = batch
-            .iter()
-            .map(|raw| assembler.assemble(raw, clock))
-            .collect();
-        if output.send(records).await.is_err() {
-            tracing::warn!("store stage stopped; flow stage exiting");
-            return;
-        }
+        batch.iter().map(|raw| self.assemble(raw, clock)).collect()
     }
 }
 
