@@ -38,6 +38,20 @@ pub enum Verdict {
     NotApplicable,
 }
 
+impl Verdict {
+    /// The name the API and logs show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "Allow",
+            Verdict::Deny => "Deny",
+            Verdict::EndOfTierDeny => "EndOfTierDeny",
+            Verdict::NoPolicy => "NoPolicy",
+            Verdict::ProfileAllow => "ProfileAllow",
+            Verdict::NotApplicable => "NotApplicable",
+        }
+    }
+}
+
 /// One step of the walk. `evaluate` records the policies that selected the
 /// endpoint (and ends of tiers); `explain` records every policy considered,
 /// with notes on why it did not select or why its rules did not match.

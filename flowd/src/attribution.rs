@@ -42,7 +42,7 @@ fn side(decision: &SideDecision) -> SideVerdict {
         allowed: decision.allowed,
         policy: decision.policy.clone(),
         rule: decision.rule,
-        action: format!("{:?}", decision.action),
+        action: decision.action,
         trace: decision.trace.iter().map(trace_line).collect(),
     }
 }

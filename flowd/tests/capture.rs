@@ -1408,3 +1408,41 @@ async fn a_start_that_fails_after_attaching_leaves_no_filter_behind() {
         );
     }
 }
+
+/// The agent as a library value: the caller binds its listeners and owns the shutdown signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_agent_serves_on_listeners_its_caller_bound() {
+    if !privileged("an_in_process_agent_serves_on_listeners_its_caller_bound") {
+        return;
+    }
+    let hosts = TwoHosts::create("inproc").expect("testbed");
+    let dir = tempfile::tempdir().unwrap();
+    let config = flowd::config::Config {
+        interfaces: vec![testbed::VETH.to_owned()],
+        netns: Some(hosts.a.path()),
+        socket: dir.path().join("flowd.sock"),
+        store_path: dir.path().join("flows.redb"),
+        idle_timeout: Duration::from_secs(300),
+        ..flowd::config::Config::default()
+    };
+    let listeners = flowd::agent::AgentListeners::bind(&config)
+        .await
+        .expect("bind");
+    assert!(config.socket.exists(), "bound before the agent starts");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let agent = flowd::agent::RunningAgent::start_on(config, listeners, shutdown.clone())
+        .await
+        .expect("the agent starts");
+    let mut stream = agent.follow().await.expect("follow");
+    let udp = tokio::task::block_in_place(|| {
+        testbed::udp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 3, 64).expect("udp")
+    });
+    // The caller's signal stops it: detached, then flushed to the follower.
+    shutdown.cancel();
+    agent.stopped().await.expect("a clean stop");
+    let totals = collect_until(&mut stream, Duration::from_secs(10), |_| false).await;
+    let conn = totals
+        .get(&id(UDP, udp.client, udp.server))
+        .expect("the exchange, flushed at shutdown");
+    assert_eq!((conn.request_packets, conn.reply_packets), (3, 3));
+}

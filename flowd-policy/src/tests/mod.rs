@@ -6,6 +6,7 @@ mod helpers;
 mod cache;
 mod jsonl;
 mod load;
+mod names;
 mod recommend;
 mod seed;
 mod selector;

@@ -16,6 +16,8 @@ pub enum ClientError {
     NoAgent { path: String, reason: String },
     #[error("cannot reach flowd at {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    #[error("the agent refused the request: {}", .0.message())]
+    Refused(Box<tonic::Status>),
 }
 
 /// Connects over the agent's unix socket.

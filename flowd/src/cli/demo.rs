@@ -4,64 +4,14 @@ use std::{collections::HashSet, net::IpAddr, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 use super::{format, run};
 use crate::{
-    api::client,
+    agent::RunningAgent,
     config::Config,
     proto::v1 as pb,
     testbed::{self, TwoHosts},
 };
-
-/// The agent running in this process, ready to serve, until `stop`.
-struct RunningAgent {
-    socket: std::path::PathBuf,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), crate::agent::AgentError>>,
-}
-
-impl RunningAgent {
-    /// Validates `config`, starts the agent and waits until it is ready.
-    async fn start(config: Config) -> anyhow::Result<Self> {
-        config.validate()?;
-        let socket = config.socket.clone();
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(crate::agent::run(config, shutdown.clone(), move |_| {
-            let _ = ready_tx.send(());
-        }));
-        if ready_rx.await.is_err() {
-            // The agent ended before it was ready: its error says why.
-            task.await??;
-            anyhow::bail!("the agent stopped before it was ready");
-        }
-        Ok(Self {
-            socket,
-            shutdown,
-            task,
-        })
-    }
-
-    /// Every flow from now on, as the API streams them.
-    async fn follow(&self) -> anyhow::Result<tonic::Streaming<pb::GetFlowsResponse>> {
-        let mut client = client::connect_unix(&self.socket).await?;
-        Ok(client
-            .get_flows(pb::GetFlowsRequest {
-                follow: true,
-                ..Default::default()
-            })
-            .await?
-            .into_inner())
-    }
-
-    /// Stops the agent and waits for it to flush and exit.
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.task.await??;
-        Ok(())
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -200,6 +200,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging(&args.log_level, args.log_format)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
-    crate::agent::run(config, shutdown, |_| {}).await?;
+    let listeners = crate::agent::AgentListeners::bind(&config).await?;
+    crate::agent::run(config, listeners, shutdown, |_| {}).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -101,7 +101,7 @@ fn decision(side: &SideVerdict) -> pb::PolicyDecision {
     pb::PolicyDecision {
         allowed: side.allowed,
         policy: side.policy.as_ref().map(|p| policy_ref(p, side.rule)),
-        action: side.action.clone(),
+        action: side.action.as_str().to_owned(),
         trace: side.trace.clone(),
     }
 }

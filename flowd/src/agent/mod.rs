@@ -1,4 +1,15 @@
 //! Wires the pipeline: capture -> flow -> store -> api, tokio tasks joined by bounded channels.
+//!
+//! The agent is a library value, in the shape of mini-redis's `server::run(listener, shutdown)`:
+//! the caller binds the listeners ([`AgentListeners`]) and owns the shutdown signal; [`run`]
+//! serves until it fires, and [`RunningAgent`] is the in-process handle the demo, `flowd run`
+//! and tests start and stop.
+
+mod handle;
+mod listeners;
+
+pub use handle::RunningAgent;
+pub use listeners::AgentListeners;
 
 use std::sync::Arc;
 
@@ -6,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, ApiError, FlowApi, Listeners, TlsFiles},
+    api::{self, ApiError, FlowApi},
     attribution::{Attribution, Attributor},
     capture::{
         self, Attachments, CaptureError, CaptureTask, LinkWatch, LoadOptions, MapSizes,
@@ -41,13 +52,18 @@ pub enum AgentError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Runs the agent until `shutdown` is cancelled. `ready` is called once programs are attached and
-/// the API accepts connections.
+/// Runs the agent on `listeners` until `shutdown` is cancelled. `ready` is called once programs
+/// are attached and the API accepts connections.
 pub async fn run(
     config: Config,
+    listeners: AgentListeners,
     shutdown: CancellationToken,
     ready: impl FnOnce(&Telemetry),
 ) -> Result<(), AgentError> {
+    let AgentListeners {
+        api: listeners,
+        metrics: metrics_listener,
+    } = listeners;
     let netns = config.netns_path();
     capture::check_privileges()?;
     // Configuration only, no request: an unreachable API server never delays capture.
@@ -96,26 +112,6 @@ pub async fn run(
         },
         config.store_cache_bytes,
     )?);
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: config.tls_client_ca.clone(),
-        }),
-        _ => None,
-    };
-    let listeners = Listeners::bind(&config.socket, config.listen, tls.as_ref()).await?;
-
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => {
-            let listener = metrics::bind(addr).await?;
-            if let Ok(bound) = listener.local_addr() {
-                tracing::info!(addr = %bound, "metrics listening");
-            }
-            Some(listener)
-        }
-        None => None,
-    };
     let file_sink = match &config.export_file {
         Some(path) => Some(FileSink::open(
             path,
