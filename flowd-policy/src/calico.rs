@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use crate::endpoint::{Endpoint, FlowRef, Protocol};
 use crate::labels::{CalicoPodLabels, NamespaceLabels, ServiceAccountLabels};
-use crate::model::{join, Detail, Direction, RuleAction};
+use crate::rule::{join, Detail, Direction, RuleAction};
 use crate::selector::Selector;
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::endpoint::{Endpoint, FlowRef, Protocol};
 use crate::labels::NamespaceLabels;
-use crate::model::{join, Detail, Direction};
+use crate::rule::{join, Detail, Direction};
 use crate::selector::Selector;
 
 #[derive(Debug, Clone)]

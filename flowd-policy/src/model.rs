@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calico::CalicoSpec;
 use crate::k8s::K8sSpec;
+pub use crate::rule::{Detail, Direction, RuleAction};
 
 /// Policy kinds, named the way Calico's flow logs name them ("NetworkPolicy"
 /// is the Kubernetes one, "CalicoNetworkPolicy" the projectcalico.org one).
@@ -57,21 +58,6 @@ impl fmt::Display for PolicyKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::Ingress => "Ingress",
-            Direction::Egress => "Egress",
-        })
-    }
-}
-
 /// Names a policy in results.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PolicyRef {
@@ -100,42 +86,6 @@ impl fmt::Display for PolicyRef {
             self.qualified_name(),
             self.tier
         )
-    }
-}
-
-/// Whether matchers should explain mismatches. Explanations cost allocations,
-/// so the hot path asks for none and `explain` asks for all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Detail(pub bool);
-
-impl Detail {
-    /// The reason text when details are wanted, else an empty (non-allocating) string.
-    #[inline]
-    pub fn why(self, f: impl FnOnce() -> String) -> String {
-        if self.0 {
-            f()
-        } else {
-            String::new()
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RuleAction {
-    Allow,
-    Deny,
-    Pass,
-    Log,
-}
-
-impl fmt::Display for RuleAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RuleAction::Allow => "Allow",
-            RuleAction::Deny => "Deny",
-            RuleAction::Pass => "Pass",
-            RuleAction::Log => "Log",
-        })
     }
 }
 
@@ -242,13 +192,4 @@ impl PolicySet {
             .iter()
             .find(|p| p.namespace.as_deref() == namespace && p.name == name)
     }
-}
-
-/// Items as a comma-separated list, for the Display of rules and peers.
-pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

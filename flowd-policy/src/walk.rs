@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::decision::{SideDecision, TraceStep, Verdict};
 use crate::endpoint::{Endpoint, FlowRef};
-use crate::eval::{SideDecision, TraceStep, Verdict};
 use crate::index::Compiled;
 use crate::model::{
     Detail, Direction, Policy, PolicyBody, PolicySet, RuleAction, StagedAction, TierDefaultAction,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod enrich;
 pub mod export;
 pub mod flow;
+pub mod host;
 pub mod metrics;
 pub mod model;
 pub mod netns;

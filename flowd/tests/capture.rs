@@ -1053,7 +1053,7 @@ async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
     }
     use std::os::unix::fs::MetadataExt as _;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = flowd::capture::sockets::cgroup2_root(&mountinfo).expect("cgroup v2 mounted");
+    let root = flowd::host::cgroup2_root(&mountinfo).expect("cgroup v2 mounted");
     let parent = root.join(format!("flowd-test-owner-{}", std::process::id()));
     let (real, decoy) = (parent.join("real"), parent.join("decoy"));
     std::fs::create_dir_all(&real).unwrap();
@@ -1129,7 +1129,7 @@ async fn a_host_network_pod_is_named_from_its_cgroup() {
         return;
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = flowd::capture::sockets::cgroup2_root(&mountinfo).expect("cgroup v2 mounted");
+    let root = flowd::host::cgroup2_root(&mountinfo).expect("cgroup v2 mounted");
     let uid = "6f0e3c1a-2b4d-4e5f-8a9b-0c1d2e3f4a5b";
     // A cgroup shaped like kubelet's (cgroupfs driver), under a test-owned parent.
     let parent = root.join(format!("flowd-test-{}", std::process::id()));

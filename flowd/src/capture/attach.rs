@@ -16,7 +16,7 @@ use super::{
     load::{EGRESS_PROGRAM, INGRESS_PROGRAM},
     CaptureError,
 };
-use crate::{flow::InterfaceRef, netns};
+use crate::{model::InterfaceRef, netns};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {

@@ -1,5 +1,5 @@
 //! Kernel side of the agent: load the tc programs, attach them, and turn the kernel's flow map
-//! and ring buffer into [`RawFlow`](crate::flow::assemble::RawFlow) batches.
+//! and ring buffer into [`RawFlow`](crate::model::RawFlow) batches.
 
 mod attach;
 pub mod btf;

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::host::cgroup2_root;
 use aya::programs::{
     links::CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Link as _,
 };
@@ -23,23 +24,6 @@ const ADDR_HOOKS: [&str; 4] = [
     "flowd_sendmsg6",
 ];
 const BIND_HOOKS: [&str; 2] = ["flowd_post_bind4", "flowd_post_bind6"];
-
-/// Where the cgroup v2 hierarchy is mounted. On hybrid systems it is not /sys/fs/cgroup, so the
-/// mount table decides.
-pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        if fs.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        let fields: Vec<&str> = mount.split_whitespace().collect();
-        // Field 4 is the root of the mount within the hierarchy: only a full view will do.
-        if fields.get(3) != Some(&"/") {
-            return None;
-        }
-        fields.get(4).map(PathBuf::from)
-    })
-}
 
 enum HookLink {
     Addr(aya::programs::cgroup_sock_addr::CgroupSockAddrLink),
@@ -149,30 +133,5 @@ pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
             hooks.detach();
             Err(err)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_v2_hierarchy_in_a_hybrid_mount_table() {
-        let mountinfo = "\
-25 30 0:23 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
-26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw
-27 25 0:25 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,name=systemd
-";
-        assert_eq!(
-            cgroup2_root(mountinfo),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-    }
-
-    #[test]
-    fn a_container_view_of_a_sub_hierarchy_is_not_the_root() {
-        let mountinfo = "40 30 0:30 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(cgroup2_root(mountinfo), None);
-        assert_eq!(cgroup2_root(""), None);
     }
 }

@@ -241,7 +241,7 @@ fn sweep(
     telemetry: &Telemetry,
     flush: bool,
 ) -> Vec<RawFlow> {
-    let now_ns = crate::flow::assemble::kernel_clock_ns();
+    let now_ns = crate::model::kernel_clock_ns();
     let entries: Vec<(FlowKey, FlowStats)> = flows.iter().filter_map(Result::ok).collect();
     telemetry
         .active_flows

@@ -46,7 +46,7 @@ impl CgroupPods {
     /// The cgroup v2 hierarchy of this host, if mounted.
     pub fn from_mount_table() -> Option<Self> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        crate::capture::sockets::cgroup2_root(&mountinfo).map(Self::new)
+        crate::host::cgroup2_root(&mountinfo).map(Self::new)
     }
 
     fn walk(dir: &Path, prefix: &str, found: &mut HashMap<u64, String>, depth: u32) {

@@ -3,7 +3,6 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
-    time::{Duration, SystemTime},
 };
 
 use crate::{capture::DropNames, pipeline::Stage};
@@ -11,36 +10,9 @@ use flowd_common::{DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A};
 
 use super::outcome;
 use crate::model::{
-    initiator_side, Direction, Endpoint, FlowRecord, InterfaceRef, Process, RawFlow,
+    initiator_side, Direction, Endpoint, FlowRecord, InterfaceRef, KernelClock, Process, RawFlow,
     SharedInterfaces, SideCounters, TcpFlags, Verdict,
 };
-
-/// Converts the kernel programs' CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns` and its
-/// coarse twin) to wall-clock time, as of now: a flow seen before a suspend is placed as if the
-/// suspend had not happened.
-#[derive(Clone, Copy, Debug)]
-pub struct KernelClock {
-    wall_at_zero: SystemTime,
-}
-
-impl KernelClock {
-    pub fn now() -> Self {
-        Self {
-            wall_at_zero: SystemTime::now() - Duration::from_nanos(kernel_clock_ns()),
-        }
-    }
-
-    pub fn to_wall(self, kernel_ns: u64) -> SystemTime {
-        self.wall_at_zero + Duration::from_nanos(kernel_ns)
-    }
-}
-
-/// Now on the kernel programs' clock (CLOCK_MONOTONIC).
-pub fn kernel_clock_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|ts| Duration::from(ts).as_nanos() as u64)
-        .unwrap_or_default()
-}
 
 pub fn ip_from_key(addr: [u8; 16], ip_version: u8) -> IpAddr {
     if ip_version == 4 {
@@ -173,6 +145,8 @@ impl Stage for Assembler {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use flowd_common::{
         parse::ipv4_mapped, FlowKey, FlowStats, HOOK_NONE, SIDE_B, TCP_ACK, TCP_FIN, TCP_SYN,
     };
