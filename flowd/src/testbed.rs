@@ -239,6 +239,7 @@ pub fn ping(hosts: &TwoHosts, target: IpAddr, count: u32) -> Result<(), TestbedE
     ])
 }
 
+#[cfg(feature = "testing")]
 /// Another tool's tc program, for coexistence tests and benchmark baselines: a two-instruction
 /// classifier (`r0 = verdict; exit`) loaded with the raw syscall, since it is not in flowd's
 /// object. `TC_ACT_SHOT` (2) drops every packet; `TC_ACT_UNSPEC` (-1) passes them on.
@@ -267,6 +268,7 @@ pub fn load_raw_tc_program(verdict: i32) -> std::io::Result<std::os::fd::OwnedFd
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+#[cfg(feature = "testing")]
 /// Attaches `program` with a tcx link at the end of the interface's ingress or egress chain, in
 /// the calling thread's namespace. The link lives as long as the returned descriptor.
 pub fn attach_tcx_last(
@@ -296,6 +298,7 @@ pub fn attach_tcx_last(
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+#[cfg(feature = "testing")]
 /// Runs `program` once per repeat on `frame` with BPF_PROG_TEST_RUN; returns the kernel's
 /// average nanoseconds per run.
 pub fn test_run_raw(

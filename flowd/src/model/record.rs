@@ -121,6 +121,7 @@ pub struct FlowRecord {
     pub initiator_certain: bool,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl FlowRecord {
     /// A plausible finished UDP exchange 198.18.0.1:`source_port` -> 198.18.0.2:53, for tests and
     /// benchmarks that need records without a kernel.
