@@ -98,10 +98,7 @@ impl Collector for AgentCollector {
             "reason",
             drops.iter().map(|(k, v)| (k.as_str(), *v)),
         )?;
-        let mut lost = t.lost();
-        if let Some(ring) = t.counters().get("ring_buffer_full") {
-            lost.insert("kernel_ring_buffer_full".into(), *ring);
-        }
+        let lost = t.lost(true);
         labelled_counters(
             &mut encoder,
             "flowd_lost_records",
@@ -227,8 +224,11 @@ mod tests {
         )
         .unwrap();
         let telemetry = Arc::new(Telemetry::new("n", 4096));
-        telemetry.add_lost("slow_subscriber", 3);
-        telemetry.set_counter("ring_buffer_full", 2);
+        telemetry.add_lost(crate::telemetry::LostCause::SlowSubscriber, 3);
+        telemetry.set_counter(
+            flowd_common::COUNTER_NAMES[flowd_common::COUNTER_RINGBUF_FULL as usize],
+            2,
+        );
         telemetry.count_verdicts([("dropped".to_owned(), 1)], [("NETFILTER_DROP", 1)]);
         let text = render(&registry(telemetry, Arc::new(store))).unwrap();
         for needle in [

@@ -10,6 +10,31 @@ use std::{
     time::Instant,
 };
 
+/// Why records were lost: the `cause` label of `flowd_lost_records_total` and the keys of
+/// GetStatus's `lost`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LostCause {
+    /// A follower fell behind; it got a `LostRecords` marker to replay from the store.
+    SlowSubscriber,
+    /// The history refused a batch (disk full, I/O error).
+    HistoryWriteFailed,
+    /// The file export could not write a record.
+    ExportFileWriteFailed,
+    /// The kernel's ring buffer was full (a per-CPU kernel counter, not counted here).
+    KernelRingBufferFull,
+}
+
+impl LostCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LostCause::SlowSubscriber => "slow_subscriber",
+            LostCause::HistoryWriteFailed => "history_write_failed",
+            LostCause::ExportFileWriteFailed => "export_file_write_failed",
+            LostCause::KernelRingBufferFull => "kernel_ring_buffer_full",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachedInterface {
     pub name: String,
@@ -31,7 +56,7 @@ pub struct Telemetry {
     /// Kernel counters (summed over CPUs) and agent-side event counts, by name.
     counters: Mutex<BTreeMap<String, u64>>,
     /// Records lost, by cause.
-    lost: Mutex<BTreeMap<String, u64>>,
+    lost: Mutex<BTreeMap<LostCause, u64>>,
     /// Records per second, smoothed over about a minute.
     rate: Mutex<f64>,
     pub programs: Mutex<Vec<String>>,
@@ -92,14 +117,29 @@ impl Telemetry {
             .unwrap_or_default()
     }
 
-    pub fn add_lost(&self, cause: &str, count: u64) {
+    pub fn add_lost(&self, cause: LostCause, count: u64) {
         if let Ok(mut guard) = self.lost.lock() {
-            *guard.entry(cause.to_owned()).or_default() += count;
+            *guard.entry(cause).or_default() += count;
         }
     }
 
-    pub fn lost(&self) -> BTreeMap<String, u64> {
-        self.lost.lock().map(|g| g.clone()).unwrap_or_default()
+    /// Losses by cause name: the agent's own, and the kernel ring buffer's from its counter
+    /// (`with_zero_kernel`: also when it is 0, so a metric series exists before the first loss).
+    pub fn lost(&self, with_zero_kernel: bool) -> BTreeMap<String, u64> {
+        let mut lost: BTreeMap<String, u64> = self
+            .lost
+            .lock()
+            .map(|g| g.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect())
+            .unwrap_or_default();
+        let ring = flowd_common::COUNTER_NAMES[flowd_common::COUNTER_RINGBUF_FULL as usize];
+        if let Some(full) = self
+            .counters()
+            .get(ring)
+            .filter(|n| with_zero_kernel || **n > 0)
+        {
+            lost.insert(LostCause::KernelRingBufferFull.as_str().to_owned(), *full);
+        }
+        lost
     }
 
     /// Folds `count` records seen over `interval` into the smoothed rate.

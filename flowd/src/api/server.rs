@@ -26,7 +26,7 @@ use crate::{
         },
     },
     store::{Hub, SubscriptionEvent},
-    telemetry::Telemetry,
+    telemetry::{LostCause, Telemetry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl FlowService for FlowApi {
                         resume_after,
                         next_cursor,
                     }) => {
-                        telemetry.add_lost("slow_subscriber", count);
+                        telemetry.add_lost(LostCause::SlowSubscriber, count);
                         pb::get_flows_response::Event::LostRecords(pb::LostRecords {
                             count,
                             resume_after,
@@ -140,12 +140,7 @@ impl FlowService for FlowApi {
             .map_err(|err| Status::internal(err.to_string()))?;
         let (first_cursor, last_cursor) = bounds.unwrap_or((0, 0));
         let counters = t.counters();
-        let mut lost = t.lost();
-        for kernel_cause in ["ring_buffer_full"] {
-            if let Some(value) = counters.get(kernel_cause).filter(|v| **v > 0) {
-                lost.insert(format!("kernel_{kernel_cause}"), *value);
-            }
-        }
+        let lost = t.lost(false);
         Ok(Response::new(pb::GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: t.node.clone(),

@@ -147,7 +147,7 @@ pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
             }
         };
         if let Err(err) = result.and_then(|()| sink.flush()) {
-            telemetry.add_lost("export_file_write_failed", 1);
+            telemetry.add_lost(crate::telemetry::LostCause::ExportFileWriteFailed, 1);
             tracing::error!(error = %err, "export file write failed");
         }
     }

@@ -19,7 +19,7 @@ use crate::{
     flow::{wire, FlowRecord},
     proto::v1 as pb,
     query::FlowMatcher,
-    telemetry::Telemetry,
+    telemetry::{LostCause, Telemetry},
 };
 
 #[derive(Clone)]
@@ -120,12 +120,12 @@ impl Hub {
             Ok(Ok(stored)) => stored,
             Ok(Err(err)) => {
                 tracing::error!(error = %err, records = count, "writing to the flow history failed");
-                telemetry.add_lost("history_write_failed", count as u64);
+                telemetry.add_lost(LostCause::HistoryWriteFailed, count as u64);
                 return;
             }
             Err(err) => {
                 tracing::error!(error = %err, "history writer task failed");
-                telemetry.add_lost("history_write_failed", count as u64);
+                telemetry.add_lost(LostCause::HistoryWriteFailed, count as u64);
                 return;
             }
         };
@@ -301,15 +301,22 @@ fn count_verdicts(flows: &[pb::Flow], telemetry: &Telemetry) {
     }
     let verdicts = verdicts.into_iter().map(|(verdict, count)| {
         let name = pb::Verdict::try_from(verdict)
-            .map(|v| {
-                v.as_str_name()
-                    .trim_start_matches("VERDICT_")
-                    .to_ascii_lowercase()
-            })
+            .map(|v| verdict_label(v).to_owned())
             .unwrap_or_default();
         (name, count)
     });
     telemetry.count_verdicts(verdicts, drop_reasons);
+}
+
+/// The `verdict` label of the per-verdict record counters.
+fn verdict_label(verdict: pb::Verdict) -> &'static str {
+    match verdict {
+        pb::Verdict::Unspecified => "unspecified",
+        pb::Verdict::Forwarded => "forwarded",
+        pb::Verdict::Dropped => "dropped",
+        pb::Verdict::Denied => "denied",
+        pb::Verdict::NotEnforced => "not_enforced",
+    }
 }
 
 #[cfg(test)]

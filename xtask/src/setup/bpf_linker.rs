@@ -95,7 +95,7 @@ fn on_path() -> Option<PathBuf> {
 
 /// Installs bpf-linker the way setup does into a scratch root, from a PATH on which the image's
 /// LLVM 14 `llvm-config` comes first (the order that broke the first fresh install), and checks
-/// the result. About 45 s on two cores: it is the only way to know that a fresh machine's
+/// the result. About 80 s on two cores: it is the only way to know that a fresh machine's
 /// install works, because the machine running it may already have a working bpf-linker.
 pub fn prove_fresh_install() -> anyhow::Result<()> {
     let scratch = crate::workspace_root()?.join("target/xtask-install-proof");
@@ -108,7 +108,7 @@ pub fn prove_fresh_install() -> anyhow::Result<()> {
         std::env::var("PATH").unwrap_or_default()
     );
     println!(
-        "xtask: proving the bpf-linker install path into {} (about 45 s)",
+        "xtask: proving the bpf-linker install path into {} (about 80 s)",
         scratch.display()
     );
     install(Some(&scratch), &hostile_path)?;
