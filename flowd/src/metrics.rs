@@ -98,7 +98,8 @@ impl Collector for AgentCollector {
             "reason",
             drops.iter().map(|(k, v)| (k.as_str(), *v)),
         )?;
-        let lost = t.lost(true);
+        let counters = t.counters();
+        let lost = t.lost(&counters, true);
         labelled_counters(
             &mut encoder,
             "flowd_lost_records",
@@ -106,7 +107,6 @@ impl Collector for AgentCollector {
             "cause",
             lost.iter().map(|(k, v)| (k.as_str(), *v)),
         )?;
-        let counters = t.counters();
         labelled_counters(
             &mut encoder,
             "flowd_events",

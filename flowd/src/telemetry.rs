@@ -123,20 +123,21 @@ impl Telemetry {
         }
     }
 
-    /// Losses by cause name: the agent's own, and the kernel ring buffer's from its counter
-    /// (`with_zero_kernel`: also when it is 0, so a metric series exists before the first loss).
-    pub fn lost(&self, with_zero_kernel: bool) -> BTreeMap<String, u64> {
+    /// Losses by cause name: the agent's own, and the kernel ring buffer's from `counters` (what
+    /// [`Self::counters`] returned; `with_zero_kernel`: also when it is 0, so a metric series
+    /// exists before the first loss).
+    pub fn lost(
+        &self,
+        counters: &BTreeMap<String, u64>,
+        with_zero_kernel: bool,
+    ) -> BTreeMap<String, u64> {
         let mut lost: BTreeMap<String, u64> = self
             .lost
             .lock()
             .map(|g| g.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect())
             .unwrap_or_default();
         let ring = flowd_common::COUNTER_NAMES[flowd_common::COUNTER_RINGBUF_FULL as usize];
-        if let Some(full) = self
-            .counters()
-            .get(ring)
-            .filter(|n| with_zero_kernel || **n > 0)
-        {
+        if let Some(full) = counters.get(ring).filter(|n| with_zero_kernel || **n > 0) {
             lost.insert(LostCause::KernelRingBufferFull.as_str().to_owned(), *full);
         }
         lost

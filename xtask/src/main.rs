@@ -79,11 +79,15 @@ pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()>
 
 /// The cargo that runs xtask, in the workspace, with LLVM 22 and bpf-linker first on PATH.
 pub fn cargo_command(args: &[&str]) -> anyhow::Result<Command> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command.args(args).current_dir(workspace_root()?).env(
-        "PATH",
-        setup::tool_path(&std::env::var("PATH").unwrap_or_default()),
-    );
+    let mut command = Command::new(cargo_program());
+    command
+        .args(args)
+        .current_dir(workspace_root()?)
+        .env("PATH", setup::current_tool_path());
     Ok(command)
+}
+
+/// The cargo that runs xtask (`CARGO`), else the one on PATH.
+pub fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }

@@ -63,10 +63,6 @@ impl RunningAgent {
         })
     }
 
-    pub fn socket(&self) -> &std::path::Path {
-        &self.socket
-    }
-
     /// Every flow from now on, as the API streams them.
     pub async fn follow(&self) -> Result<tonic::Streaming<pb::GetFlowsResponse>, ClientError> {
         let mut client = client::connect_unix(&self.socket).await?;

@@ -170,15 +170,15 @@ impl AuthorityRewriter {
             return Err(AuthorityError::HeaderBlockTooLarge);
         }
         self.payload.clear();
+        if len == 0 {
+            self.state = State::FrameHeader;
+            return self.header_fragment(kind, flags, out);
+        }
         self.state = State::HeaderPayload {
             kind,
             flags,
             remaining: len,
         };
-        if len == 0 {
-            self.state = State::FrameHeader;
-            self.header_fragment(kind, flags, out)?;
-        }
         Ok(())
     }
 
@@ -248,7 +248,8 @@ impl AuthorityRewriter {
         let encoded = self
             .encoder
             .encode(fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
-        let first_room = MAX_FRAME_PAYLOAD - block.priority.map_or(0, |_| PRIORITY_LEN);
+        let priority_len = block.priority.map_or(0, |_| PRIORITY_LEN);
+        let first_room = MAX_FRAME_PAYLOAD - priority_len;
         let (first, mut rest) = encoded.split_at(first_room.min(encoded.len()));
         let mut flags = 0;
         if block.end_stream {
@@ -260,7 +261,6 @@ impl AuthorityRewriter {
         if rest.is_empty() {
             flags |= FLAG_END_HEADERS;
         }
-        let priority_len = block.priority.map_or(0, |_| PRIORITY_LEN);
         put_frame_header(
             out,
             first.len() + priority_len,

@@ -38,7 +38,7 @@ pub const STEP: Step = Step {
 /// `cargo install` with the environment that makes bpf-linker's build script find LLVM 22:
 /// `LLVM_PREFIX` named explicitly and LLVM 22 first on PATH, whatever `base_path` holds.
 fn install(root: Option<&Path>, base_path: &str) -> anyhow::Result<()> {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut command = Command::new(crate::cargo_program());
     command
         .args(["install", "--locked", CRATE])
         .args(["--no-default-features", "--features", "llvm-22"])

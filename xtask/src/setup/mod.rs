@@ -13,7 +13,7 @@ use anyhow::bail;
 use clap::Args;
 
 pub use bpf_linker::prove_fresh_install as prove_bpf_linker_install;
-pub use tools::tool_path;
+pub use tools::current_tool_path;
 
 #[derive(Args, Clone, Copy, Default)]
 pub struct SetupArgs {
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn llvm_22_comes_first_whatever_the_path() {
-        let path = super::tool_path("/usr/bin:/usr/lib/llvm-22/bin:/bin");
+        let path = super::tools::tool_path("/usr/bin:/usr/lib/llvm-22/bin:/bin");
         let entries: Vec<&str> = path.split(':').collect();
         assert_eq!(entries[0], "/usr/lib/llvm-22/bin");
         assert_eq!(
