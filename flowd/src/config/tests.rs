@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 
 fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
@@ -141,4 +143,81 @@ fn drop_probe_is_chosen_by_name() {
         err.contains("dropProbe") && err.contains("btf") && err.contains("off"),
         "names the key and the choices: {err}"
     );
+}
+
+#[test]
+fn readme_settings_table_is_the_declared_one() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md next to the workspace");
+    let generated = table::markdown_table();
+    assert!(
+        readme.contains(&generated),
+        "README.md's settings table differs from the declarations in config/settings.rs; \
+         replace it with:\n{generated}"
+    );
+}
+
+#[test]
+fn every_declared_setting_has_its_file_key() {
+    for setting in SETTINGS {
+        let key = table::file_key(setting.field);
+        parse(&format!("{key}: null\n")).unwrap_or_else(|err| panic!("{key}: {err}"));
+    }
+}
+
+#[derive(Debug, clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    settings: SettingFlags,
+}
+
+fn flags(args: &[&str]) -> ConfigFile {
+    use clap::Parser as _;
+    let all = std::iter::once("flowd").chain(args.iter().copied());
+    Flags::try_parse_from(all).unwrap().settings.as_layer()
+}
+
+#[test]
+fn flags_win_over_the_file_and_absent_flags_keep_it() {
+    let file =
+        parse("activeTimeout: 2s\ninterfaces: [eth0]\nkubernetes: true\nlisten: 127.0.0.1:1\n")
+            .unwrap()
+            .apply(Config::default());
+    let config = flags(&["--active-timeout", "4s", "--pipeline-buffer", "7"]).apply(file.clone());
+    assert_eq!(config.active_timeout, Duration::from_secs(4));
+    assert_eq!(config.pipeline_buffer, 7);
+    assert_eq!(
+        config.interfaces,
+        vec!["eth0"],
+        "no --interface keeps the file's list"
+    );
+    assert!(
+        config.kubernetes,
+        "an absent switch does not turn the file's setting off"
+    );
+    assert_eq!(config.listen, file.listen);
+    let config = flags(&["-i", "veth0", "-i", "veth1", "--metadata-file", "/m"]).apply(file);
+    assert_eq!(config.interfaces, vec!["veth0", "veth1"]);
+    assert_eq!(config.metadata_files, vec![PathBuf::from("/m")]);
+}
+
+#[test]
+fn no_flags_change_nothing() {
+    assert_eq!(flags(&[]).apply(Config::default()), Config::default());
+}
+
+#[test]
+fn a_certificate_without_its_key_is_refused() {
+    let config = Config {
+        tls_cert: Some("/cert.pem".into()),
+        ..Config::default()
+    };
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("tlsCert") && err.contains("tlsKey"), "{err}");
+    let config = Config {
+        tls_key: Some("/key.pem".into()),
+        ..Config::default()
+    };
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("tlsKey") && err.contains("tlsCert"), "{err}");
 }

@@ -1,0 +1,121 @@
+//! Every agent setting, declared once: doc (the README's and `--help`'s text), kind, type,
+//! default, the default as people read it, its check and its flag. See `declare.rs` for what
+//! each line becomes.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use super::{
+    checks::{at_least_one, interface_names, positive, ring_buffer_size},
+    default_node_name, ConfigError, Setting, DEFAULT_SOCKET, DEFAULT_STORE,
+};
+use crate::{
+    capture::{DropProbeMode, TcAttach},
+    flow::aggregate::Level,
+};
+
+settings! {
+    /// interfaces to attach to
+    interfaces: list String = Vec::new(), shown "all non-loopback",
+        check interface_names, flag #[arg(long = "interface", short = 'i', value_name = "NAME")];
+    /// namespace of those interfaces (name under /run/netns, or path)
+    netns: optional PathBuf = None, shown "agent's own",
+        flag #[arg(long, value_name = "NAME|PATH")];
+    /// `tcx` (first in the chain), `clsact` (netlink filters; the qdisc is left in place on
+    /// exit, the filters are removed), or `auto`: tcx on kernels >= 6.6
+    tc_attach: value TcAttach = TcAttach::Auto, shown "auto",
+        flag #[arg(long, value_enum, value_name = "HOW")];
+    /// `btf` (tp_btf/kfree_skb, needs kernel BTF), `tracepoint` (classic skb:kfree_skb;
+    /// tracefs is mounted if absent), `off`, or `auto`: btf where the kernel has BTF, else
+    /// tracepoint. Without BTF drops are counted by reason (`host_drops_<reason>`) but not tied
+    /// to flows
+    drop_probe: value DropProbeMode = DropProbeMode::Auto, shown "auto",
+        flag #[arg(long, value_enum, value_name = "PROBE")];
+    /// unix socket of the gRPC API
+    socket: value PathBuf = PathBuf::from(DEFAULT_SOCKET), shown "/run/flowd/flowd.sock",
+        flag #[arg(long, value_name = "PATH")];
+    /// also serve the API on this TCP address
+    listen: optional SocketAddr = None, shown "off",
+        flag #[arg(long, value_name = "ADDR")];
+    /// node name on every record
+    node: value String = default_node_name(), shown "$NODE_NAME, else host name",
+        flag #[arg(long, value_name = "NAME")];
+    /// report a live flow at least this often
+    active_timeout: duration Duration = Duration::from_secs(5), shown "5s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// a flow quiet this long is over
+    idle_timeout: duration Duration = Duration::from_secs(15), shown "15s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// how often the kernel map is scanned
+    sweep_interval: duration Duration = Duration::from_secs(1), shown "1s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// a request unanswered this long is reported `UNANSWERED`
+    unanswered_timeout: duration Duration = Duration::from_secs(3), shown "3s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// kernel flow map capacity
+    flow_map_entries: value u32 = 65_536, shown "65536",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// kernel event ring, power of two
+    ring_buffer_bytes: value u32 = 1 << 20, shown "1048576",
+        check ring_buffer_size, flag #[arg(long, value_name = "BYTES")];
+    /// durable flow history (redb)
+    store_path: value PathBuf = PathBuf::from(DEFAULT_STORE), shown "/var/lib/flowd/flows.redb",
+        flag #[arg(long, value_name = "PATH")];
+    /// history older than this is deleted
+    retention_max_age: duration Duration = Duration::from_secs(24 * 3600), shown "24h",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// oldest history beyond this many record bytes is deleted
+    retention_max_bytes: value u64 = 1 << 30, shown "1073741824",
+        flag #[arg(long, value_name = "BYTES")];
+    /// page cache of the history database
+    store_cache_bytes: value usize = 32 << 20, shown "33554432",
+        flag #[arg(long, value_name = "BYTES")];
+    /// TLS certificate on the `listen` address (PEM file); needs `tlsKey`
+    tls_cert: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "FILE")];
+    /// TLS private key on the `listen` address (PEM file); needs `tlsCert`
+    tls_key: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "FILE")];
+    /// require client certificates signed by this CA (PEM file)
+    tls_client_ca: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "FILE")];
+    /// records a follower may lag before a gap marker
+    subscriber_buffer: value usize = 16_384, shown "16384",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// capacity of the channels between pipeline stages (batches)
+    pipeline_buffer: value usize = 8_192, shown "8192",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// `connection`, `source-port` (source ports folded) or `workload` (endpoints folded; by
+    /// address until workload metadata exists); verdicts and outcomes never merge
+    aggregation: value Level = Level::Connection, shown "connection",
+        flag #[arg(long, value_enum, value_name = "LEVEL")];
+    /// flush interval of the folding levels
+    aggregation_interval: duration Duration = Duration::from_secs(60), shown "60s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// Kubernetes objects naming endpoints (Pod, Namespace, Service, EndpointSlice, Node, as
+    /// `kubectl get -o yaml` prints them): files or directories
+    metadata_files: list PathBuf = Vec::new(), shown "none",
+        flag #[arg(long = "metadata-file", value_name = "PATH")];
+    /// how often metadata files are checked (and the index rebuilt after API changes)
+    metadata_reload_interval: duration Duration = Duration::from_secs(10), shown "10s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// watch the Kubernetes API for pods, namespaces, services, EndpointSlices, nodes
+    /// (in-cluster config in a pod, kubeconfig elsewhere)
+    kubernetes: switch bool = false, shown "off",
+        flag #[arg(long)];
+    /// policies to attribute every flow to (Kubernetes NetworkPolicy, Calico policies, tiers
+    /// and staged kinds; files or directories)
+    policy_files: list PathBuf = Vec::new(), shown "none",
+        flag #[arg(long = "policy-file", value_name = "PATH")];
+    /// serve Prometheus metrics (`/metrics`) on this address
+    metrics_listen: optional SocketAddr = None, shown "off",
+        flag #[arg(long, value_name = "ADDR")];
+    /// also write every record as a JSON line here
+    export_file: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "PATH")];
+    /// rotate the export file at this size
+    export_file_max_bytes: value u64 = 100 << 20, shown "104857600",
+        flag #[arg(long, value_name = "BYTES")];
+    /// rotated export files kept
+    export_file_max_files: value usize = 5, shown "5",
+        flag #[arg(long, value_name = "N")];
+}
