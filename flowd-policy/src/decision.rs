@@ -7,7 +7,7 @@ use crate::model::{PolicyRef, RuleAction, TierDefaultAction};
 
 /// How one side was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Verdict {
+pub enum Ruling {
     /// A rule with action Allow matched.
     Allow,
     /// A rule with action Deny matched.
@@ -23,16 +23,16 @@ pub enum Verdict {
     NotApplicable,
 }
 
-impl Verdict {
+impl Ruling {
     /// The name the API and logs show.
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::Allow => "Allow",
-            Verdict::Deny => "Deny",
-            Verdict::EndOfTierDeny => "EndOfTierDeny",
-            Verdict::NoPolicy => "NoPolicy",
-            Verdict::ProfileAllow => "ProfileAllow",
-            Verdict::NotApplicable => "NotApplicable",
+            Ruling::Allow => "Allow",
+            Ruling::Deny => "Deny",
+            Ruling::EndOfTierDeny => "EndOfTierDeny",
+            Ruling::NoPolicy => "NoPolicy",
+            Ruling::ProfileAllow => "ProfileAllow",
+            Ruling::NotApplicable => "NotApplicable",
         }
     }
 }
@@ -67,17 +67,19 @@ pub struct SideDecision {
     pub policy: Option<PolicyRef>,
     /// Index into the policy's rules for this direction; -1 for end of tier.
     pub rule: Option<i32>,
-    pub action: Verdict,
+    /// Serialized as `action`, the name `flowd policy` output has always used.
+    #[serde(rename = "action")]
+    pub ruling: Ruling,
     pub trace: Vec<TraceStep>,
 }
 
 impl SideDecision {
-    pub(crate) fn open(action: Verdict, trace: Vec<TraceStep>) -> SideDecision {
+    pub(crate) fn open(ruling: Ruling, trace: Vec<TraceStep>) -> SideDecision {
         SideDecision {
             allowed: true,
             policy: None,
             rule: None,
-            action,
+            ruling,
             trace,
         }
     }

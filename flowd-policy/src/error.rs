@@ -13,6 +13,9 @@ pub enum SelectorError {
         expected: String,
         found: String,
     },
+    /// The Kubernetes string form (`app=web,env in (a,b)`) that does not parse.
+    #[error("label selector {selector:?}: {reason}")]
+    Kubernetes { selector: String, reason: String },
 }
 
 /// A problem found while loading policy (or pod) objects. Loading goes on after

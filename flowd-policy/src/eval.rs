@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{lock, CacheKey, CacheStats, EvalCache, IpClasses};
-pub use crate::decision::{Evaluation, PendingDecision, SideDecision, TraceStep, Verdict};
+pub use crate::decision::{Evaluation, PendingDecision, Ruling, SideDecision, TraceStep};
 use crate::endpoint::{Endpoint, FlowQuery, FlowRef, Protocol};
 use crate::index::Compiled;
 use crate::model::{Detail, Policy, PolicySet};

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::endpoint::FlowQuery;
-use crate::eval::{Evaluation, SideDecision, TraceStep, Verdict};
+use crate::eval::{Evaluation, Ruling, SideDecision, TraceStep};
 use crate::model::TierDefaultAction;
 
 /// One line naming what decided a side, e.g.
@@ -14,15 +14,15 @@ pub fn summary(side: &SideDecision) -> String {
         .as_ref()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    match side.action {
-        Verdict::Allow => format!("allowed by {who} rule {}", side.rule.unwrap_or(0)),
-        Verdict::Deny => format!("denied by {who} rule {}", side.rule.unwrap_or(0)),
-        Verdict::EndOfTierDeny => {
+    match side.ruling {
+        Ruling::Allow => format!("allowed by {who} rule {}", side.rule.unwrap_or(0)),
+        Ruling::Deny => format!("denied by {who} rule {}", side.rule.unwrap_or(0)),
+        Ruling::EndOfTierDeny => {
             format!("denied by {who} rule -1 (end of tier: no rule matched)")
         }
-        Verdict::NoPolicy => "allowed: no policy selects the endpoint (not isolated)".into(),
-        Verdict::ProfileAllow => "allowed: passed beyond the last tier to the profile".into(),
-        Verdict::NotApplicable => "not policed: endpoint is not a pod".into(),
+        Ruling::NoPolicy => "allowed: no policy selects the endpoint (not isolated)".into(),
+        Ruling::ProfileAllow => "allowed: passed beyond the last tier to the profile".into(),
+        Ruling::NotApplicable => "not policed: endpoint is not a pod".into(),
     }
 }
 

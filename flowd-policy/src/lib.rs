@@ -23,6 +23,7 @@ mod k8s_parse;
 pub mod labels;
 pub mod load;
 pub mod model;
+pub mod objects;
 pub mod pods;
 pub mod recommend;
 mod recommend_yaml;
@@ -35,8 +36,8 @@ pub use cache::CacheStats;
 pub use endpoint::{Endpoint, FlowQuery, FlowRef, NamedPort, Protocol};
 pub use error::{FieldError, LoadError, RecommendError, SelectorError};
 pub use eval::{
-    EndpointKey, EngineOptions, Evaluation, PendingDecision, PolicyEngine, SideDecision, TraceStep,
-    Verdict,
+    EndpointKey, EngineOptions, Evaluation, PendingDecision, PolicyEngine, Ruling, SideDecision,
+    TraceStep,
 };
 pub use load::{load_paths, load_str, load_values, LoadResult};
 pub use model::{

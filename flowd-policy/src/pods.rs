@@ -8,10 +8,10 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use crate::endpoint::{Endpoint, NamedPort, Protocol};
-use crate::error::{FieldError, LoadError};
+use crate::endpoint::Endpoint;
+use crate::error::LoadError;
 use crate::load::{expand_paths, object_label, objects, parse_documents, read_file};
-use crate::value::{with_field, with_list, Node, Path};
+use crate::objects::{parse_namespace, parse_pod, PodObject};
 
 /// Turns the text of a flow's side into an endpoint.
 pub trait EndpointResolver {
@@ -76,9 +76,9 @@ impl StaticPods {
             let label = object_label(obj.value, &obj.locator);
             let kind = obj.value.get("kind").and_then(Value::as_str).unwrap_or("");
             let res = match kind {
-                "Pod" => parse_pod(obj.value).map(|ep| self.add_pod(ep)),
+                "Pod" => parse_pod(obj.value).map(|pod| self.add_pod_object(pod)),
                 "Namespace" => parse_namespace(obj.value)
-                    .map(|(name, labels)| self.add_namespace(&name, labels)),
+                    .map(|namespace| self.add_namespace(&namespace.name, namespace.labels)),
                 _ => {
                     warnings.push(format!("{source}: skipped {label}: not a Pod or Namespace"));
                     Ok(())
@@ -105,6 +105,26 @@ impl StaticPods {
             self.by_ip.entry(ep.ip).or_insert_with(|| key.clone());
         }
         self.pods.insert(key, ep);
+    }
+
+    /// A pod as read from its object, reachable at each of its addresses.
+    pub fn add_pod_object(&mut self, pod: PodObject) {
+        let mut endpoint = Endpoint::pod(
+            &pod.meta.namespace,
+            &pod.meta.name,
+            pod.ips
+                .first()
+                .copied()
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        );
+        endpoint.labels = pod.meta.labels;
+        endpoint.service_account = Some(pod.service_account);
+        endpoint.host = pod.host_network;
+        endpoint.named_ports = pod.named_ports;
+        self.add_pod(endpoint);
+        for ip in pod.ips.iter().skip(1) {
+            self.add_pod_ip(&pod.meta.namespace, &pod.meta.name, *ip);
+        }
     }
 
     /// Extra addresses of a dual-stack pod.
@@ -168,122 +188,4 @@ impl EndpointResolver for StaticPods {
             None => Ok(Endpoint::external(ip)),
         }
     }
-}
-
-fn parse_namespace(v: &Value) -> Result<(String, BTreeMap<String, String>), FieldError> {
-    let root_path = Path::root();
-    let root = Node::new(v, &root_path);
-    with_field(root, "metadata", |m| {
-        let m = m.ok_or_else(|| FieldError::new("metadata", "metadata is missing"))?;
-        let name = m
-            .opt_str("name")?
-            .ok_or_else(|| FieldError::new("metadata.name", "name is missing"))?;
-        Ok((
-            name.to_string(),
-            m.opt_string_map("labels")?.unwrap_or_default(),
-        ))
-    })
-}
-
-fn parse_pod(v: &Value) -> Result<Endpoint, FieldError> {
-    let root_path = Path::root();
-    let root = Node::new(v, &root_path);
-    let (name, namespace, labels) = with_field(root, "metadata", |m| {
-        let m = m.ok_or_else(|| FieldError::new("metadata", "metadata is missing"))?;
-        let name = m
-            .opt_str("name")?
-            .ok_or_else(|| FieldError::new("metadata.name", "name is missing"))?;
-        Ok((
-            name.to_string(),
-            m.opt_str("namespace")?.unwrap_or("default").to_string(),
-            m.opt_string_map("labels")?.unwrap_or_default(),
-        ))
-    })?;
-    let (service_account, host, named_ports) = with_field(root, "spec", |spec| {
-        let Some(spec) = spec else {
-            return Ok((Some("default".to_string()), false, Vec::new()));
-        };
-        let sa = spec
-            .opt_str("serviceAccountName")?
-            .or(spec.opt_str("serviceAccount")?)
-            .unwrap_or("default")
-            .to_string();
-        let host = matches!(spec.raw("hostNetwork")?, Some(Value::Bool(true)));
-        let ports = with_list(spec, "containers", |_, c| {
-            with_list(c, "ports", |_, p| parse_container_port(p)).map(|o| o.unwrap_or_default())
-        })?
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
-        Ok((Some(sa), host, ports))
-    })?;
-    let ip = with_field(root, "status", |status| {
-        let Some(status) = status else {
-            return Ok(None);
-        };
-        if let Some(ip) = status.opt_str("podIP")? {
-            return parse_ip(ip, &format!("{}.podIP", status.path())).map(Some);
-        }
-        let ips = with_list(status, "podIPs", |_, p| match p.opt_str("ip")? {
-            Some(ip) => parse_ip(ip, p.path()).map(Some),
-            None => Ok(None),
-        })?;
-        Ok(ips.and_then(|v| v.into_iter().flatten().next()))
-    })?;
-    let mut ep = Endpoint::pod(
-        &namespace,
-        &name,
-        ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-    );
-    ep.labels = labels;
-    ep.service_account = service_account;
-    ep.host = host;
-    ep.named_ports = named_ports;
-    Ok(ep)
-}
-
-fn parse_ip(s: &str, path: &str) -> Result<IpAddr, FieldError> {
-    IpAddr::from_str(s.trim())
-        .map_err(|_| FieldError::new(path, format!("\"{s}\" is not an IP address")))
-}
-
-/// Only named ports matter to policy; unnamed ones are skipped.
-fn parse_container_port(p: Node<'_>) -> Result<Option<NamedPort>, FieldError> {
-    let Some(name) = p.opt_str("name")? else {
-        return Ok(None);
-    };
-    let port = match p.raw("containerPort")? {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|v| u16::try_from(v).ok())
-            .filter(|v| *v > 0)
-            .ok_or_else(|| {
-                FieldError::new(
-                    format!("{}.containerPort", p.path()),
-                    format!("port {n} is outside 1-65535"),
-                )
-            })?,
-        _ => {
-            return Err(FieldError::new(
-                format!("{}.containerPort", p.path()),
-                "containerPort must be a number",
-            ))
-        }
-    };
-    let protocol = match p.opt_str("protocol")? {
-        None => Protocol::Tcp,
-        Some(s) => Protocol::parse(s).ok_or_else(|| {
-            FieldError::new(
-                format!("{}.protocol", p.path()),
-                format!("unknown protocol \"{s}\""),
-            )
-        })?,
-    };
-    Ok(Some(NamedPort {
-        name: name.to_string(),
-        port,
-        protocol,
-    }))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::decision::{SideDecision, TraceStep, Verdict};
+use crate::decision::{Ruling, SideDecision, TraceStep};
 use crate::endpoint::{Endpoint, FlowRef};
 use crate::index::Compiled;
 use crate::model::{
@@ -127,7 +127,7 @@ fn decide_side(
     d: Detail,
 ) -> SideDecision {
     let Some(ns) = ep.pod_namespace() else {
-        return SideDecision::open(Verdict::NotApplicable, Vec::new());
+        return SideDecision::open(Ruling::NotApplicable, Vec::new());
     };
     let list = c.candidates(ns);
     let mut trace = Vec::new();
@@ -181,11 +181,7 @@ fn decide_side(
                         allowed,
                         policy: Some(p.reference()),
                         rule: Some(rule),
-                        action: if allowed {
-                            Verdict::Allow
-                        } else {
-                            Verdict::Deny
-                        },
+                        ruling: if allowed { Ruling::Allow } else { Ruling::Deny },
                         trace,
                     };
                 }
@@ -211,7 +207,7 @@ fn decide_side(
                     allowed: false,
                     policy: Some(last.reference()),
                     rule: Some(-1),
-                    action: Verdict::EndOfTierDeny,
+                    ruling: Ruling::EndOfTierDeny,
                     trace,
                 };
             }
@@ -220,9 +216,9 @@ fn decide_side(
     }
     SideDecision::open(
         if any_tier_applied {
-            Verdict::ProfileAllow
+            Ruling::ProfileAllow
         } else {
-            Verdict::NoPolicy
+            Ruling::NoPolicy
         },
         trace,
     )

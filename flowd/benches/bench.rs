@@ -520,7 +520,11 @@ fn enrichment() -> anyhow::Result<Vec<Row>> {
             // Deployments of 20 replicas (10,000 pods: 500 of them): replicas share labels.
             let app = i % (pods / 20);
             index.add_pod(flowd::enrich::PodInfo {
-                named_ports: vec![("http".to_owned(), 8080, "TCP".to_owned())],
+                named_ports: vec![flowd::policy::NamedPort {
+                    name: "http".to_owned(),
+                    port: 8080,
+                    protocol: flowd::policy::Protocol::Tcp,
+                }],
                 uid: format!("3f0c2a1e-8d5b-4c6f-9a7e-{i:012}"),
                 namespace: format!("ns-{}", app % 100),
                 name: format!("app-{app}-7d9f8c6b5-{i:05}"),

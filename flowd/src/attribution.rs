@@ -42,7 +42,7 @@ fn side(decision: &SideDecision) -> SideVerdict {
         allowed: decision.allowed,
         policy: decision.policy.clone(),
         rule: decision.rule,
-        action: decision.action,
+        ruling: decision.ruling,
         trace: decision.trace.iter().map(trace_line).collect(),
     }
 }
@@ -105,17 +105,7 @@ fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
     endpoint.namespace_labels = (*meta.namespace_labels).clone();
     endpoint.service_account =
         (!meta.service_account.is_empty()).then(|| meta.service_account.clone());
-    endpoint.named_ports = meta
-        .named_ports
-        .iter()
-        .filter_map(|(name, port, protocol)| {
-            Some(policy::NamedPort {
-                name: name.clone(),
-                port: *port,
-                protocol: Protocol::parse(protocol)?,
-            })
-        })
-        .collect();
+    endpoint.named_ports = meta.named_ports.clone();
     endpoint
 }
 

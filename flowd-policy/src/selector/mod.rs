@@ -1,13 +1,16 @@
 //! The Calico selector language: parse once, evaluate many times.
 //!
-//! Kubernetes label selectors (matchLabels / matchExpressions) compile to the
-//! same expression tree, so both policy dialects share one matcher.
+//! Kubernetes label selectors (matchLabels / matchExpressions, and the string
+//! form `kubectl -l` takes) compile to the same expression tree, so every
+//! selector flowd reads shares one matcher.
 
+mod kubernetes;
 mod lexer;
 mod parser;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::BuildHasher;
 
 use crate::error::SelectorError;
 
@@ -48,6 +51,12 @@ impl LabelView for BTreeMap<String, String> {
     }
 }
 
+impl<S: BuildHasher> LabelView for HashMap<String, String, S> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
 /// A compiled selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
@@ -59,6 +68,14 @@ impl Selector {
     pub fn parse(text: &str) -> Result<Selector, SelectorError> {
         Ok(Selector {
             expr: parser::parse_expr(text)?,
+        })
+    }
+
+    /// Parse the Kubernetes string form, e.g. `app=web,env in (a,b),!canary`. An empty
+    /// string selects all.
+    pub fn parse_kubernetes(text: &str) -> Result<Selector, SelectorError> {
+        Ok(Selector {
+            expr: kubernetes::parse(text)?,
         })
     }
 

@@ -5,8 +5,10 @@ mod helpers;
 
 mod cache;
 mod jsonl;
+mod kubernetes_selector;
 mod load;
 mod names;
+mod objects;
 mod recommend;
 mod seed;
 mod selector;

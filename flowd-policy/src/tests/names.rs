@@ -1,15 +1,15 @@
-use crate::Verdict;
+use crate::Ruling;
 
 /// The API carries these names as strings: they must stay what they were (the Debug names).
 #[test]
 fn side_action_names_are_the_variant_names() {
     for verdict in [
-        Verdict::Allow,
-        Verdict::Deny,
-        Verdict::EndOfTierDeny,
-        Verdict::NoPolicy,
-        Verdict::ProfileAllow,
-        Verdict::NotApplicable,
+        Ruling::Allow,
+        Ruling::Deny,
+        Ruling::EndOfTierDeny,
+        Ruling::NoPolicy,
+        Ruling::ProfileAllow,
+        Ruling::NotApplicable,
     ] {
         assert_eq!(verdict.as_str(), format!("{verdict:?}"));
     }

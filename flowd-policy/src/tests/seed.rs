@@ -4,7 +4,7 @@
 
 use super::helpers::{engine, side};
 use crate::endpoint::{FlowQuery, Protocol};
-use crate::eval::Verdict;
+use crate::eval::Ruling;
 use crate::jsonl;
 use crate::model::PolicyKind;
 use crate::pods::{EndpointResolver, StaticPods};
@@ -147,7 +147,7 @@ fn engine_to_core_port_pool_is_denied_by_default_deny_end_of_tier() {
         assert!(!r.allowed, "{text}");
         assert!(r.egress.allowed, "{text}");
         assert!(!r.ingress.allowed);
-        assert_eq!(r.ingress.action, Verdict::EndOfTierDeny);
+        assert_eq!(r.ingress.ruling, Ruling::EndOfTierDeny);
         assert_eq!(r.ingress.rule, Some(-1));
         let p = r.ingress.policy.as_ref().expect("policy");
         assert_eq!(p.name, "default-deny-fmeserver");

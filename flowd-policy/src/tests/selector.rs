@@ -74,6 +74,7 @@ fn err(sel: &str) -> (usize, String, String) {
             found,
             ..
         }) => (position, expected, found),
+        Err(other) => panic!("{sel}: not a syntax error: {other}"),
     }
 }
 

@@ -443,7 +443,7 @@ fn host_networked_destination_is_not_policed() {
     host.host = true;
     let r = eval(DENY_ALL_INGRESS_PROD, &tcp(&prod_web(), &host, 5432));
     assert_eq!(side(&r.ingress), open());
-    assert_eq!(r.ingress.action, crate::eval::Verdict::NotApplicable);
+    assert_eq!(r.ingress.ruling, crate::eval::Ruling::NotApplicable);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! default tier, and staged (pending) policies.
 
 use super::helpers::*;
-use crate::eval::Verdict;
+use crate::eval::Ruling;
 
 macro_rules! case {
     ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
@@ -337,7 +337,7 @@ fn staged_replacement_pending_allow() {
 fn staged_global_policy_pending_only() {
     let r = eval(STAGED, &tcp(&dev_web(), &dev_tool(), 80));
     assert!(r.allowed);
-    assert_eq!(r.ingress.action, Verdict::NoPolicy);
+    assert_eq!(r.ingress.ruling, Ruling::NoPolicy);
     let pending = r.pending.expect("pending");
     assert_eq!(side(&pending.ingress), by(false, "deny-tool", -1));
 }
@@ -348,7 +348,7 @@ fn staged_delete_removes_enforced_policy_in_pending_view() {
     assert_eq!(side(&r.ingress), by(false, "prod/deny-all", -1));
     let pending = r.pending.expect("pending");
     assert!(pending.allowed);
-    assert_eq!(pending.ingress.action, Verdict::NoPolicy);
+    assert_eq!(pending.ingress.ruling, Ruling::NoPolicy);
 }
 
 #[test]
@@ -360,9 +360,9 @@ fn no_staged_policies_means_no_pending() {
 #[test]
 fn pass_to_profile_verdict() {
     let r = eval(PASS_TO_PROFILE, &tcp(&prod_web(), &prod_db(), 1));
-    assert_eq!(r.ingress.action, Verdict::ProfileAllow);
+    assert_eq!(r.ingress.ruling, Ruling::ProfileAllow);
     let r = eval(TIERS, &tcp(&prod_web(), &prod_api(), 1));
-    assert_eq!(r.ingress.action, Verdict::ProfileAllow);
+    assert_eq!(r.ingress.ruling, Ruling::ProfileAllow);
 }
 
 #[test]

@@ -8,7 +8,8 @@ use crate::{
     store::{time_ns, Backlog, Range},
 };
 
-pub struct FlowQuery {
+/// What a GetFlows call subscribes to: stored history, whether to follow, and the filter.
+pub struct Subscription {
     pub backlog: Backlog,
     pub follow: bool,
     pub matcher: FlowMatcher,
@@ -27,7 +28,7 @@ fn timestamp(field: &str, ts: &Option<pbjson_types::Timestamp>) -> Result<Option
     }
 }
 
-pub fn parse(request: &pb::GetFlowsRequest) -> Result<FlowQuery, Status> {
+pub fn parse(request: &pb::GetFlowsRequest) -> Result<Subscription, Status> {
     let since = timestamp("since", &request.since)?;
     let until = timestamp("until", &request.until)?;
     if let (Some(since), Some(until)) = (since, until) {
@@ -63,7 +64,7 @@ pub fn parse(request: &pb::GetFlowsRequest) -> Result<FlowQuery, Status> {
     } else {
         Backlog::None
     };
-    Ok(FlowQuery {
+    Ok(Subscription {
         backlog,
         follow: request.follow,
         matcher,

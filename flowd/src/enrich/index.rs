@@ -16,7 +16,7 @@ type AddressMap<V> = foldhash::HashMap<IpAddr, V>;
 
 #[derive(Clone, Debug)]
 pub struct PodInfo {
-    pub named_ports: Vec<(String, u16, String)>,
+    pub named_ports: Vec<flowd_policy::NamedPort>,
     pub uid: String,
     pub namespace: String,
     pub name: String,

@@ -2,11 +2,14 @@
 //! YAML, or a `List`. Only the fields enrichment needs are kept, so memory stays small.
 
 use std::{
-    collections::BTreeMap,
     net::IpAddr,
     path::{Path, PathBuf},
 };
 
+use flowd_policy::{
+    objects::{parse_metadata, parse_pod, ObjectMeta},
+    FieldError,
+};
 use serde::Deserialize;
 
 use super::index::MetadataIndex;
@@ -25,88 +28,6 @@ pub enum MetadataError {
         object: String,
         message: String,
     },
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Meta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    uid: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default, rename = "ownerReferences")]
-    owners: Vec<OwnerRef>,
-    #[serde(default, rename = "creationTimestamp")]
-    created: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct OwnerRef {
-    kind: String,
-    name: String,
-    #[serde(default)]
-    controller: bool,
-}
-
-impl Meta {
-    /// The owner that manages this object: the one marked controller, else the first.
-    fn controller(&self) -> Option<Workload> {
-        self.owners
-            .iter()
-            .find(|o| o.controller)
-            .or_else(|| self.owners.first())
-            .map(|o| Workload::new(&o.kind, &o.name))
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodSpec {
-    #[serde(default)]
-    containers: Vec<Container>,
-    #[serde(default)]
-    node_name: String,
-    #[serde(default)]
-    host_network: bool,
-    #[serde(default)]
-    service_account_name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Container {
-    #[serde(default)]
-    ports: Vec<ContainerPort>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ContainerPort {
-    #[serde(default)]
-    name: Option<String>,
-    container_port: u16,
-    #[serde(default)]
-    protocol: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodStatus {
-    #[serde(default, rename = "podIP")]
-    pod_ip: Option<String>,
-    #[serde(default, rename = "podIPs")]
-    pod_ips: Vec<IpEntry>,
-    #[serde(default, rename = "hostIP")]
-    host_ip: Option<String>,
-    #[serde(default)]
-    start_time: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct IpEntry {
-    ip: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +65,10 @@ pub struct LoadReport {
     pub errors: Vec<MetadataError>,
 }
 
+fn field_error(error: FieldError) -> String {
+    format!("field {}: {}", error.path, error.message)
+}
+
 fn parse_ip(text: &str) -> Option<IpAddr> {
     text.parse().ok()
 }
@@ -163,57 +88,39 @@ pub(crate) fn add_object(
         Some(serde_json::Value::Null) | None => serde_json::Value::Object(Default::default()),
         Some(section) => section.clone(),
     };
-    let meta: Meta = serde_json::from_value(field("metadata"))
-        .map_err(|err| format!("field metadata: {err}"))?;
+    let meta = parse_metadata(value).map_err(field_error)?;
+    let controller = |meta: &ObjectMeta| {
+        meta.controller
+            .as_ref()
+            .map(|owner| Workload::new(&owner.kind, &owner.name))
+    };
     match kind {
         "Pod" => {
-            let spec: PodSpec = serde_json::from_value(field("spec"))
-                .map_err(|err| format!("field spec: {err}"))?;
-            let status: PodStatus = serde_json::from_value(field("status"))
-                .map_err(|err| format!("field status: {err}"))?;
-            let mut ips: Vec<IpAddr> = status
-                .pod_ips
-                .iter()
-                .filter_map(|e| parse_ip(&e.ip))
-                .collect();
-            if let Some(ip) = status.pod_ip.as_deref().and_then(parse_ip) {
-                if !ips.contains(&ip) {
-                    ips.push(ip);
-                }
-            }
-            if spec.host_network {
+            let pod = parse_pod(value).map_err(field_error)?;
+            let mut ips = pod.ips;
+            if pod.host_network {
                 // Host-network pods share the node's address; the node entry names it.
                 ips.clear();
             }
-            let since = parse_time(&status.start_time).or_else(|| parse_time(&meta.created));
-            let named_ports = spec
-                .containers
-                .iter()
-                .flat_map(|c| &c.ports)
-                .filter_map(|p| {
-                    let name = p.name.clone()?;
-                    let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
-                    Some((name, p.container_port, protocol))
-                })
-                .collect();
-            let owner = meta.controller();
+            let since = parse_time(&pod.started).or_else(|| parse_time(&pod.meta.created));
+            let owner = controller(&pod.meta);
             index.add_pod(super::index::PodInfo {
-                named_ports,
-                uid: meta.uid,
-                namespace: meta.namespace,
-                name: meta.name,
+                named_ports: pod.named_ports,
+                uid: pod.meta.uid,
+                namespace: pod.meta.namespace,
+                name: pod.meta.name,
                 owner,
-                labels: meta.labels,
-                node: spec.node_name,
-                service_account: spec.service_account_name,
-                host_ip: status.host_ip.as_deref().and_then(parse_ip),
+                labels: pod.meta.labels,
+                node: pod.node,
+                service_account: pod.service_account,
+                host_ip: pod.host_ip,
                 ips,
                 since,
             });
             Ok(true)
         }
         "ReplicaSet" | "Job" => {
-            index.add_owner(kind, &meta.namespace, &meta.name, meta.controller());
+            index.add_owner(kind, &meta.namespace, &meta.name, controller(&meta));
             Ok(true)
         }
         "Namespace" => {

@@ -10,8 +10,8 @@ use flowd_common::{DIRECTION_EGRESS, DIRECTION_INGRESS, SIDE_A};
 
 use super::outcome;
 use crate::model::{
-    initiator_side, Direction, Endpoint, FlowRecord, InterfaceRef, KernelClock, Process, RawFlow,
-    SharedInterfaces, SideCounters, TcpFlags, Verdict,
+    initiator_side, EndpointAddr, FlowRecord, InterfaceRef, KernelClock, Process, RawFlow,
+    SharedInterfaces, SideCounters, TcpFlags, TrafficDirection, Verdict,
 };
 
 pub fn ip_from_key(addr: [u8; 16], ip_version: u8) -> IpAddr {
@@ -62,7 +62,7 @@ impl Assembler {
             } else {
                 (key.addr_b, key.port_b)
             };
-            Endpoint {
+            EndpointAddr {
                 ip: ip_from_key(addr, key.ip_version),
                 port,
             }
@@ -72,8 +72,8 @@ impl Assembler {
             bytes: stats.bytes[side],
             tcp_flags: TcpFlags(stats.tcp_flags[side]),
             direction: match stats.hook[side] {
-                DIRECTION_INGRESS => Some(Direction::Ingress),
-                DIRECTION_EGRESS => Some(Direction::Egress),
+                DIRECTION_INGRESS => Some(TrafficDirection::Ingress),
+                DIRECTION_EGRESS => Some(TrafficDirection::Egress),
                 _ => None,
             },
             dropped_packets: stats.dropped_packets[side],
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(record.source.port, 40000);
         assert_eq!((record.destination.port, record.request.packets), (7070, 5));
         assert_eq!((record.request.bytes, record.reply.bytes), (5000, 400));
-        assert_eq!(record.request.direction, Some(Direction::Ingress));
+        assert_eq!(record.request.direction, Some(TrafficDirection::Ingress));
         assert_eq!(record.outcome, Outcome::Closed);
         assert_eq!(record.interface, veth);
         assert_eq!(

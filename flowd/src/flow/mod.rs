@@ -6,7 +6,7 @@ mod outcome;
 pub mod wire;
 
 pub use crate::model::{
-    Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters,
-    TcpFlags, Verdict,
+    EndpointAddr, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters, TcpFlags,
+    TrafficDirection, Verdict,
 };
 pub use outcome::outcome;

@@ -6,8 +6,8 @@ use flowd_common::{TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN
 
 use crate::{
     model::{
-        Direction, Endpoint, EndpointKind, EndpointMeta, FlowRecord, Outcome, ReportReason,
-        SideCounters, SideVerdict, TcpFlags, Verdict,
+        EndpointAddr, EndpointKind, EndpointMeta, FlowRecord, Outcome, ReportReason, SideCounters,
+        SideVerdict, TcpFlags, TrafficDirection, Verdict,
     },
     proto::v1 as pb,
 };
@@ -36,10 +36,10 @@ fn tcp_flags(flags: TcpFlags) -> Option<pb::TcpFlags> {
     })
 }
 
-fn direction(direction: Option<Direction>) -> pb::TrafficDirection {
+fn direction(direction: Option<TrafficDirection>) -> pb::TrafficDirection {
     match direction {
-        Some(Direction::Ingress) => pb::TrafficDirection::Ingress,
-        Some(Direction::Egress) => pb::TrafficDirection::Egress,
+        Some(TrafficDirection::Ingress) => pb::TrafficDirection::Ingress,
+        Some(TrafficDirection::Egress) => pb::TrafficDirection::Egress,
         None => pb::TrafficDirection::Unspecified,
     }
 }
@@ -55,7 +55,7 @@ fn counters(side: &SideCounters) -> pb::TrafficCounters {
     }
 }
 
-fn endpoint(endpoint: &Endpoint, meta: Option<&EndpointMeta>) -> pb::Endpoint {
+fn endpoint(endpoint: &EndpointAddr, meta: Option<&EndpointMeta>) -> pb::Endpoint {
     let mut out = pb::Endpoint {
         ip: endpoint.ip.to_string(),
         port: u32::from(endpoint.port),
@@ -101,7 +101,7 @@ fn decision(side: &SideVerdict) -> pb::PolicyDecision {
     pb::PolicyDecision {
         allowed: side.allowed,
         policy: side.policy.as_ref().map(|p| policy_ref(p, side.rule)),
-        action: side.action.as_str().to_owned(),
+        action: side.ruling.as_str().to_owned(),
         trace: side.trace.clone(),
     }
 }

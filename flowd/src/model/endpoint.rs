@@ -45,7 +45,7 @@ pub struct EndpointMeta {
     pub node: String,
     pub service_account: String,
     /// Container ports by name (name, port, protocol), for named-port policy rules.
-    pub named_ports: Vec<(String, u16, String)>,
+    pub named_ports: Vec<flowd_policy::NamedPort>,
 }
 
 impl EndpointMeta {

@@ -11,7 +11,7 @@ pub use clock::{kernel_clock_ns, KernelClock};
 pub use endpoint::{is_private, EndpointKind, EndpointMeta, Labels, Workload};
 pub use raw::{answered, initiator_side, InterfaceIndex, RawFlow, SharedInterfaces};
 pub use record::{
-    Direction, Endpoint, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters,
-    TcpFlags, Verdict,
+    EndpointAddr, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters, TcpFlags,
+    TrafficDirection, Verdict,
 };
 pub use verdict::{PolicyVerdict, SideVerdict};

@@ -3,7 +3,7 @@ use std::{net::IpAddr, sync::Arc, time::SystemTime};
 use super::{EndpointMeta, PolicyVerdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub enum TrafficDirection {
     Ingress,
     Egress,
 }
@@ -55,7 +55,7 @@ pub struct InterfaceRef {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct EndpointAddr {
     pub ip: IpAddr,
     pub port: u16,
 }
@@ -68,7 +68,7 @@ pub struct SideCounters {
     /// Union of the flags this side sent over the whole connection so far.
     pub tcp_flags: TcpFlags,
     /// Hook where this side's packets were seen; `None` if it sent nothing yet.
-    pub direction: Option<Direction>,
+    pub direction: Option<TrafficDirection>,
     /// Packets and bytes of this side the kernel dropped (a subset of the above when the drop
     /// came after the interface hook).
     pub dropped_packets: u64,
@@ -94,8 +94,8 @@ pub struct FlowRecord {
     pub ip_version: u8,
     pub protocol: u8,
     /// The side that started the connection.
-    pub source: Endpoint,
-    pub destination: Endpoint,
+    pub source: EndpointAddr,
+    pub destination: EndpointAddr,
     pub icmp_type: u8,
     pub icmp_code: u8,
     /// Source to destination.
@@ -140,18 +140,18 @@ impl FlowRecord {
             node: Arc::from("node-1"),
             ip_version: 4,
             protocol: 17,
-            source: Endpoint {
+            source: EndpointAddr {
                 ip: IpAddr::from([198, 18, 0, 1]),
                 port: source_port,
             },
-            destination: Endpoint {
+            destination: EndpointAddr {
                 ip: IpAddr::from([198, 18, 0, 2]),
                 port: 53,
             },
             icmp_type: 0,
             icmp_code: 0,
-            request: side(1, 60, Direction::Egress),
-            reply: side(1, 120, Direction::Ingress),
+            request: side(1, 60, TrafficDirection::Egress),
+            reply: side(1, 120, TrafficDirection::Ingress),
             interface: Arc::new(InterfaceRef {
                 name: "veth0".into(),
                 index: 2,

@@ -1,6 +1,6 @@
 //! What the policy stage attaches to a record: each side's deciding policy and rule.
 
-use flowd_policy::{PolicyRef, Verdict as SideAction};
+use flowd_policy::{PolicyRef, Ruling};
 
 /// One side's decision as a record carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -9,7 +9,7 @@ pub struct SideVerdict {
     pub policy: Option<PolicyRef>,
     pub rule: Option<i32>,
     /// How the side was decided (a rule's allow or deny, end of tier, no policy...).
-    pub action: SideAction,
+    pub ruling: Ruling,
     /// The policies that selected the endpoint, in evaluation order, and each tier's end:
     /// `flowd policy explain` prints the full walk including policies that did not select it.
     pub trace: Vec<String>,

@@ -2,7 +2,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{LabelSelector, SelectorError};
+use flowd_policy::{Selector, SelectorError};
+
 use crate::proto::v1 as pb;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,7 @@ struct Filter {
     outcome: Vec<i32>,
     namespace: Vec<String>,
     pod: Vec<String>,
-    label: Vec<LabelSelector>,
+    label: Vec<Selector>,
     workload: Vec<String>,
     service: Vec<String>,
     policy: Vec<String>,
@@ -155,7 +156,7 @@ impl Filter {
             label: f
                 .label
                 .iter()
-                .map(|s| LabelSelector::parse(s))
+                .map(|s| Selector::parse_kubernetes(s))
                 .collect::<Result<_, _>>()?,
             workload: strings("workload", &f.workload)?,
             service: strings("service", &f.service)?,

@@ -1,0 +1,87 @@
+//! Pod and Namespace objects, read once for the agent's index and the evaluator alike.
+
+use serde_json::json;
+
+use crate::endpoint::Protocol;
+use crate::objects::{parse_namespace, parse_pod, OwnerRef};
+
+#[test]
+fn a_pod_gets_the_api_servers_defaults() {
+    let pod = parse_pod(&json!({"kind": "Pod", "metadata": {"name": "web"}})).unwrap();
+    assert_eq!(pod.meta.namespace, "default");
+    assert_eq!(pod.service_account, "default");
+    assert!(pod.ips.is_empty());
+    assert_eq!(pod.meta.controller, None);
+}
+
+#[test]
+fn a_dual_stack_pod_keeps_every_address_pod_ip_first() {
+    let pod = parse_pod(&json!({
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1",
+            "ownerReferences": [
+                {"kind": "Node", "name": "n1"},
+                {"kind": "ReplicaSet", "name": "web-5d9", "controller": true}]},
+        "spec": {"nodeName": "n1", "serviceAccountName": "web",
+            "containers": [{"ports": [
+                {"containerPort": 8080, "name": "http"},
+                {"containerPort": 9090},
+                {"containerPort": 53, "name": "dns", "protocol": "UDP"}]}]},
+        "status": {"podIP": "198.18.0.5", "hostIP": "198.18.0.1",
+            "podIPs": [{"ip": "198.18.0.5"}, {"ip": "fd00::5"}],
+            "startTime": "2026-12-01T10:00:00Z"}
+    }))
+    .unwrap();
+    assert_eq!(
+        pod.ips,
+        vec![
+            "198.18.0.5".parse::<std::net::IpAddr>().unwrap(),
+            "fd00::5".parse().unwrap()
+        ]
+    );
+    assert_eq!(pod.host_ip, Some("198.18.0.1".parse().unwrap()));
+    assert_eq!(
+        pod.meta.controller,
+        Some(OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: "web-5d9".into()
+        }),
+        "the controller reference wins over the first"
+    );
+    assert_eq!(pod.node, "n1");
+    assert_eq!(pod.service_account, "web");
+    let ports: Vec<_> = pod
+        .named_ports
+        .iter()
+        .map(|p| (p.name.as_str(), p.port, p.protocol))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![("http", 8080, Protocol::Tcp), ("dns", 53, Protocol::Udp)],
+        "unnamed ports are not kept"
+    );
+    assert_eq!(pod.started.as_deref(), Some("2026-12-01T10:00:00Z"));
+}
+
+#[test]
+fn bad_fields_are_named_by_path() {
+    let err = parse_pod(&json!({"metadata": {"name": "web"},
+        "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 70000}]}]}}))
+    .unwrap_err();
+    assert_eq!(err.path, "spec.containers[0].ports[0].containerPort");
+    let err = parse_pod(&json!({"metadata": {"name": "web"}, "status": {"podIP": "nope"}}))
+        .unwrap_err();
+    assert_eq!(err.path, "status.podIP");
+    let err = parse_pod(&json!({"metadata": {}})).unwrap_err();
+    assert_eq!(err.path, "metadata.name");
+}
+
+#[test]
+fn a_namespace_has_its_labels() {
+    let namespace = parse_namespace(
+        &json!({"kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "a"}}}),
+    )
+    .unwrap();
+    assert_eq!(namespace.name, "shop");
+    assert_eq!(namespace.labels.get("team").map(String::as_str), Some("a"));
+}
