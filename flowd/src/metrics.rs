@@ -99,7 +99,7 @@ impl Collector for AgentCollector {
             drops.iter().map(|(k, v)| (k.as_str(), *v)),
         )?;
         let counters = t.counters();
-        let lost = t.lost(&counters, true);
+        let lost = t.lost(true);
         labelled_counters(
             &mut encoder,
             "flowd_lost_records",
@@ -225,10 +225,7 @@ mod tests {
         .unwrap();
         let telemetry = Arc::new(Telemetry::new("n", 4096));
         telemetry.add_lost(crate::telemetry::LostCause::SlowSubscriber, 3);
-        telemetry.set_counter(
-            flowd_common::COUNTER_NAMES[flowd_common::COUNTER_RINGBUF_FULL as usize],
-            2,
-        );
+        telemetry.set_counter(crate::telemetry::Counter::RING_BUFFER_FULL, 2);
         telemetry.count_verdicts([("dropped".to_owned(), 1)], [("NETFILTER_DROP", 1)]);
         let text = render(&registry(telemetry, Arc::new(store))).unwrap();
         for needle in [

@@ -10,6 +10,10 @@ use std::{
     time::Instant,
 };
 
+mod counter;
+
+pub use counter::{Counter, EventKind};
+
 /// Why records were lost: the `cause` label of `flowd_lost_records_total` and the keys of
 /// GetStatus's `lost`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,8 +57,8 @@ pub struct Telemetry {
     pub flows_recorded: AtomicU64,
     pub subscribers: AtomicU32,
     interfaces: Mutex<Vec<AttachedInterface>>,
-    /// Kernel counters (summed over CPUs) and agent-side event counts, by name.
-    counters: Mutex<BTreeMap<String, u64>>,
+    /// Kernel counters (summed over CPUs) and agent-side event counts.
+    counters: Mutex<BTreeMap<Counter, u64>>,
     /// Records lost, by cause.
     lost: Mutex<BTreeMap<LostCause, u64>>,
     /// Records per second, smoothed over about a minute.
@@ -123,22 +127,19 @@ impl Telemetry {
         }
     }
 
-    /// Losses by cause name: the agent's own, and the kernel ring buffer's from `counters` (what
-    /// [`Self::counters`] returned; `with_zero_kernel`: also when it is 0, so a metric series
-    /// exists before the first loss).
-    pub fn lost(
-        &self,
-        counters: &BTreeMap<String, u64>,
-        with_zero_kernel: bool,
-    ) -> BTreeMap<String, u64> {
+    /// Losses by cause name: the agent's own, and the kernel ring buffer's (`with_zero_kernel`:
+    /// also when it is 0, so a metric series exists before the first loss).
+    pub fn lost(&self, with_zero_kernel: bool) -> BTreeMap<String, u64> {
         let mut lost: BTreeMap<String, u64> = self
             .lost
             .lock()
             .map(|g| g.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect())
             .unwrap_or_default();
-        let ring = flowd_common::COUNTER_NAMES[flowd_common::COUNTER_RINGBUF_FULL as usize];
-        if let Some(full) = counters.get(ring).filter(|n| with_zero_kernel || **n > 0) {
-            lost.insert(LostCause::KernelRingBufferFull.as_str().to_owned(), *full);
+        if let Some(full) = self
+            .counter(&Counter::RING_BUFFER_FULL)
+            .filter(|n| with_zero_kernel || *n > 0)
+        {
+            lost.insert(LostCause::KernelRingBufferFull.as_str().to_owned(), full);
         }
         lost
     }
@@ -172,20 +173,28 @@ impl Telemetry {
             .unwrap_or_default()
     }
 
-    pub fn set_counter(&self, name: &str, value: u64) {
+    pub fn set_counter(&self, counter: Counter, value: u64) {
         if let Ok(mut guard) = self.counters.lock() {
-            guard.insert(name.to_owned(), value);
+            guard.insert(counter, value);
         }
     }
 
-    pub fn add_counter(&self, name: &str, delta: u64) {
+    pub fn add_counter(&self, counter: Counter, delta: u64) {
         if let Ok(mut guard) = self.counters.lock() {
-            *guard.entry(name.to_owned()).or_default() += delta;
+            *guard.entry(counter).or_default() += delta;
         }
     }
 
+    pub fn counter(&self, counter: &Counter) -> Option<u64> {
+        self.counters.lock().ok()?.get(counter).copied()
+    }
+
+    /// Every counter by its name, as GetStatus and `/metrics` show them.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().map(|g| g.clone()).unwrap_or_default()
+        self.counters
+            .lock()
+            .map(|g| g.iter().map(|(c, n)| (c.name(), *n)).collect())
+            .unwrap_or_default()
     }
 
     pub fn record_flows(&self, count: usize) {

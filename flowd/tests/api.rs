@@ -271,10 +271,7 @@ async fn slow_consumer_gets_a_gap_marker_and_never_slows_capture() {
         "every record is either delivered or announced as lost"
     );
     assert_eq!(
-        server
-            .telemetry
-            .lost(&server.telemetry.counters(), false)
-            .get("slow_subscriber"),
+        server.telemetry.lost(false).get("slow_subscriber"),
         Some(&lost_total)
     );
 

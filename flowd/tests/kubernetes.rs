@@ -16,7 +16,7 @@ use flowd::{
     enrich::{kubernetes, EndpointKind, MetadataIndex, SharedIndex},
     flow::FlowRecord,
     pipeline,
-    telemetry::Telemetry,
+    telemetry::{Counter, Telemetry},
 };
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -306,7 +306,10 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         c.workload.as_ref().map(|w| w.kind.as_str()),
         Some("StatefulSet")
     );
-    assert_eq!(telemetry.counters().get("kubernetes_pod_synced"), Some(&1));
+    assert_eq!(
+        telemetry.counter(&Counter::KubernetesSynced("Pod")),
+        Some(1)
+    );
     // The watched ReplicaSet names the Deployment; its name alone could not have.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -327,12 +330,10 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for kind in ["replicaset", "job"] {
+    for kind in ["ReplicaSet", "Job"] {
         assert_eq!(
-            telemetry
-                .counters()
-                .get(&format!("kubernetes_{kind}_synced")),
-            Some(&1),
+            telemetry.counter(&Counter::KubernetesSynced(kind)),
+            Some(1),
             "{kind}"
         );
     }

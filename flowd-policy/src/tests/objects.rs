@@ -69,8 +69,8 @@ fn bad_fields_are_named_by_path() {
         "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 70000}]}]}}))
     .unwrap_err();
     assert_eq!(err.path, "spec.containers[0].ports[0].containerPort");
-    let err = parse_pod(&json!({"metadata": {"name": "web"}, "status": {"podIP": "nope"}}))
-        .unwrap_err();
+    let err =
+        parse_pod(&json!({"metadata": {"name": "web"}, "status": {"podIP": "nope"}})).unwrap_err();
     assert_eq!(err.path, "status.podIP");
     let err = parse_pod(&json!({"metadata": {}})).unwrap_err();
     assert_eq!(err.path, "metadata.name");

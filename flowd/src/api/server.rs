@@ -140,7 +140,7 @@ impl FlowService for FlowApi {
             .map_err(|err| Status::internal(err.to_string()))?;
         let (first_cursor, last_cursor) = bounds.unwrap_or((0, 0));
         let counters = t.counters();
-        let lost = t.lost(&counters, false);
+        let lost = t.lost(false);
         Ok(Response::new(pb::GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: t.node.clone(),

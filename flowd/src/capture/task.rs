@@ -5,8 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use flowd_common::{
-    FlowEvent, FlowKey, FlowStats, COUNTER_COUNT, COUNTER_NAMES, EVENT_FLOW_END, EVENT_MAP_FULL,
-    EVENT_NEW_FLOW,
+    FlowEvent, FlowKey, FlowStats, COUNTER_COUNT, EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW,
 };
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Attachments, CaptureError, LinkEvent, LinkWatch, LoadedPrograms, Sweeper};
 use crate::{
     model::{RawFlow, SharedInterfaces},
-    telemetry::{AttachedInterface, Telemetry},
+    telemetry::{AttachedInterface, Counter, EventKind, Telemetry},
 };
 
 pub struct CaptureTask {
@@ -102,8 +101,8 @@ pub async fn run(
         counters,
         // Without a drop probe nothing writes these slots: no need to read them every sweep.
         drop_reasons: drops.is_some().then(|| DropReasonCounters {
-            names: (0..flowd_common::DROP_REASON_SLOTS)
-                .map(|reason| format!("host_drops_{}", drop_names.reason(reason).to_lowercase()))
+            reasons: (0..flowd_common::DROP_REASON_SLOTS)
+                .map(|reason| drop_names.reason(reason))
                 .collect(),
             map: drop_reasons,
         }),
@@ -214,14 +213,14 @@ fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &
             _ => malformed += 1,
         }
     }
-    for (name, value) in [
-        ("events_new_flow", new_flows),
-        ("events_flow_end", ends),
-        ("events_map_full", overflowed),
-        ("events_malformed", malformed),
+    for (kind, value) in [
+        (EventKind::NewFlow, new_flows),
+        (EventKind::FlowEnd, ends),
+        (EventKind::MapFull, overflowed),
+        (EventKind::Malformed, malformed),
     ] {
         if value > 0 {
-            telemetry.add_counter(name, value);
+            telemetry.add_counter(Counter::Event(kind), value);
         }
     }
 }
@@ -262,30 +261,30 @@ struct KernelCounters {
     drop_reasons: Option<DropReasonCounters>,
 }
 
-/// Host-wide drops by reason, with each slot's counter name made once.
+/// Host-wide drops by reason, with each slot's reason named once.
 struct DropReasonCounters {
     map: PerCpuArray<MapData, u64>,
-    names: Vec<String>,
+    reasons: Vec<String>,
 }
 
 impl KernelCounters {
     fn publish(&self, telemetry: &Telemetry) {
         for index in 0..COUNTER_COUNT {
             if let Ok(values) = self.counters.get(&index, 0) {
-                telemetry.set_counter(COUNTER_NAMES[index as usize], values.iter().sum());
+                telemetry.set_counter(Counter::Kernel(index), values.iter().sum());
             }
         }
         // Host-wide, any namespace: `kernel_drops` counts only the monitored one's.
         let Some(drops) = &self.drop_reasons else {
             return;
         };
-        for (reason, name) in (0..flowd_common::DROP_REASON_SLOTS).zip(&drops.names) {
-            let Ok(values) = drops.map.get(&reason, 0) else {
+        for (slot, reason) in (0..flowd_common::DROP_REASON_SLOTS).zip(&drops.reasons) {
+            let Ok(values) = drops.map.get(&slot, 0) else {
                 continue;
             };
             let total: u64 = values.iter().sum();
             if total > 0 {
-                telemetry.set_counter(name, total);
+                telemetry.set_counter(Counter::HostDrops(reason.clone()), total);
             }
         }
     }

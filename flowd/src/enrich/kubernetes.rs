@@ -35,7 +35,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{load_paths, objects::add_object, SharedIndex};
-use crate::{policy::PolicySet, telemetry::Telemetry};
+use crate::{
+    policy::PolicySet,
+    telemetry::{Counter, Telemetry},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
@@ -192,7 +195,7 @@ async fn follow<K, S, F>(
                     .by_kind
                     .insert(kind, relisted.take().unwrap_or_default());
                 objects.dirty = true;
-                telemetry.set_counter(&format!("kubernetes_{}_synced", kind.to_lowercase()), 1);
+                telemetry.set_counter(Counter::KubernetesSynced(kind), 1);
             }
             Ok(watcher::Event::Apply(object)) => {
                 if let Some(v) = value(&object) {
@@ -213,8 +216,8 @@ async fn follow<K, S, F>(
                 objects.dirty = true;
             }
             Err(err) => {
-                telemetry.add_counter("kubernetes_watch_errors", 1);
-                telemetry.set_counter(&format!("kubernetes_{}_synced", kind.to_lowercase()), 0);
+                telemetry.add_counter(Counter::KubernetesWatchErrors, 1);
+                telemetry.set_counter(Counter::KubernetesSynced(kind), 0);
                 tracing::warn!(kind, error = %err, "Kubernetes watch failed; retrying with backoff");
             }
         }

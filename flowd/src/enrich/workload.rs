@@ -4,23 +4,23 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::Workload;
-
-/// The kinds whose owner is looked up; everything else is a workload in its own right.
-pub const INTERMEDIATE_KINDS: [&str; 2] = ["ReplicaSet", "Job"];
+use crate::model::{Workload, WorkloadKind};
 
 /// ReplicaSets and Jobs by namespace and name, with their own controller (if any).
 #[derive(Default)]
 pub struct Owners {
-    by_object: HashMap<(&'static str, String, String), Option<Workload>>,
+    by_object: HashMap<(WorkloadKind, String, String), Option<Workload>>,
 }
 
 impl Owners {
     /// Records that `kind` `namespace/name` is controlled by `owner` (None: nothing owns it).
+    /// Only intermediate kinds (ReplicaSet, Job) are kept: everything else is a workload in its
+    /// own right.
     pub fn add(&mut self, kind: &str, namespace: &str, name: &str, owner: Option<Workload>) {
-        let Some(kind) = INTERMEDIATE_KINDS.iter().find(|k| **k == kind) else {
+        let kind = WorkloadKind::parse(kind);
+        if !kind.is_intermediate() {
             return;
-        };
+        }
         self.by_object
             .insert((kind, namespace.to_owned(), name.to_owned()), owner);
     }
@@ -33,12 +33,12 @@ impl Owners {
         labels: &BTreeMap<String, String>,
     ) -> Option<Workload> {
         let owner = owner?;
-        let Some(kind) = INTERMEDIATE_KINDS.iter().find(|k| **k == owner.kind) else {
+        if !owner.kind.is_intermediate() {
             return Some(owner.clone());
-        };
+        }
         match self
             .by_object
-            .get(&(*kind, namespace.to_owned(), owner.name.clone()))
+            .get(&(owner.kind.clone(), namespace.to_owned(), owner.name.clone()))
         {
             Some(Some(controller)) => Some(controller.clone()),
             Some(None) => Some(owner.clone()),
@@ -51,12 +51,12 @@ impl Owners {
 /// its Deployment's name plus the pod-template-hash; a CronJob's Job is its name plus the
 /// scheduled time in minutes.
 fn by_naming(owner: &Workload, labels: &BTreeMap<String, String>) -> Workload {
-    match owner.kind.as_str() {
-        "ReplicaSet" => labels
+    match owner.kind {
+        WorkloadKind::ReplicaSet => labels
             .get("pod-template-hash")
             .and_then(|hash| owner.name.strip_suffix(&format!("-{hash}")))
             .map_or_else(|| owner.clone(), |d| Workload::new("Deployment", d)),
-        "Job" => match owner.name.rsplit_once('-') {
+        WorkloadKind::Job => match owner.name.rsplit_once('-') {
             Some((cronjob, suffix))
                 if suffix.len() >= 8 && suffix.chars().all(|c| c.is_ascii_digit()) =>
             {

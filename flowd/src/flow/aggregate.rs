@@ -55,7 +55,7 @@ impl Aggregator {
         }
         let identity = |ip: IpAddr, meta: Option<&EndpointMeta>| match (self.level, meta) {
             (Level::Workload, Some(meta)) => match &meta.workload {
-                Some(w) => format!("{}/{}/{}", meta.namespace, w.kind, w.name),
+                Some(w) => format!("{}/{}/{}", meta.namespace, w.kind.as_str(), w.name),
                 None if !meta.name.is_empty() => format!("{}/{}", meta.namespace, meta.name),
                 None => ip.to_string(),
             },

@@ -78,7 +78,7 @@ fn endpoint(endpoint: &EndpointAddr, meta: Option<&EndpointMeta>) -> pb::Endpoin
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         out.workload = meta.workload.as_ref().map(|w| pb::Workload {
-            kind: w.kind.clone(),
+            kind: w.kind.as_str().to_owned(),
             name: w.name.clone(),
         });
         out.services = meta.services.clone();

@@ -12,16 +12,64 @@ pub enum EndpointKind {
     WorldPublic,
 }
 
+/// The kind of object that runs a pod, as its owner references name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    ReplicationController,
+    /// Any other controller (an operator's custom resource): its kind as written.
+    Other(String),
+}
+
+impl WorkloadKind {
+    pub fn parse(kind: &str) -> Self {
+        match kind {
+            "Deployment" => Self::Deployment,
+            "ReplicaSet" => Self::ReplicaSet,
+            "StatefulSet" => Self::StatefulSet,
+            "DaemonSet" => Self::DaemonSet,
+            "Job" => Self::Job,
+            "CronJob" => Self::CronJob,
+            "ReplicationController" => Self::ReplicationController,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+            Self::Job => "Job",
+            Self::CronJob => "CronJob",
+            Self::ReplicationController => "ReplicationController",
+            Self::Other(kind) => kind,
+        }
+    }
+
+    /// Kinds that are made by another workload (a Deployment's ReplicaSet, a CronJob's Job):
+    /// enrichment follows them to their owner.
+    pub fn is_intermediate(&self) -> bool {
+        matches!(self, Self::ReplicaSet | Self::Job)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Workload {
-    pub kind: String,
+    pub kind: WorkloadKind,
     pub name: String,
 }
 
 impl Workload {
     pub fn new(kind: &str, name: &str) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind: WorkloadKind::parse(kind),
             name: name.to_owned(),
         }
     }

@@ -8,7 +8,7 @@ mod record;
 mod verdict;
 
 pub use clock::{kernel_clock_ns, KernelClock};
-pub use endpoint::{is_private, EndpointKind, EndpointMeta, Labels, Workload};
+pub use endpoint::{is_private, EndpointKind, EndpointMeta, Labels, Workload, WorkloadKind};
 pub use raw::{answered, initiator_side, InterfaceIndex, RawFlow, SharedInterfaces};
 pub use record::{
     EndpointAddr, FlowRecord, InterfaceRef, Outcome, Process, ReportReason, SideCounters, TcpFlags,

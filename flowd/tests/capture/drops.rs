@@ -1,5 +1,7 @@
 //! Kernel drops with their reasons (BTF and tracepoint probes), another program's drop, refusals and blackholes.
 
+use flowd::telemetry::Counter;
+
 use super::{common::*, *};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +189,7 @@ async fn the_classic_tracepoint_fallback_ties_drops_to_flows_too() {
     let counters = status_of(&mut client).await.counters;
     assert!(
         counters
-            .get("host_drops_netfilter_drop")
+            .get(&Counter::HostDrops("NETFILTER_DROP".into()).name())
             .copied()
             .unwrap_or(0)
             >= 1,

@@ -1,0 +1,77 @@
+//! The counters GetStatus and `/metrics` report, each named in one place.
+
+/// A counter by what it counts. Its name (`name`) is the key of GetStatus's `counters` and the
+/// `counter` label of `flowd_counter_total`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// A per-CPU kernel counter summed over CPUs: an index into flowd-common's `COUNTER_NAMES`.
+    Kernel(u32),
+    /// Ring-buffer events of one kind the agent read.
+    Event(EventKind),
+    /// Host-wide kernel drops with this reason, as the kernel names it (`NETFILTER_DROP`).
+    HostDrops(String),
+    /// Whether the Kubernetes watch of this kind (`Pod`, `ReplicaSet`...) has listed
+    /// everything: 1, or 0 while it retries.
+    KubernetesSynced(&'static str),
+    /// Kubernetes watch failures, every kind together.
+    KubernetesWatchErrors,
+}
+
+/// Events the kernel programs put on the ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    NewFlow,
+    FlowEnd,
+    MapFull,
+    Malformed,
+}
+
+impl EventKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventKind::NewFlow => "new_flow",
+            EventKind::FlowEnd => "flow_end",
+            EventKind::MapFull => "map_full",
+            EventKind::Malformed => "malformed",
+        }
+    }
+}
+
+impl Counter {
+    /// The kernel's ring-buffer-full counter: records it could not hand over.
+    pub const RING_BUFFER_FULL: Counter = Counter::Kernel(flowd_common::COUNTER_RINGBUF_FULL);
+
+    pub fn name(&self) -> String {
+        match self {
+            Counter::Kernel(index) => flowd_common::COUNTER_NAMES
+                .get(*index as usize)
+                .map_or_else(
+                    || format!("kernel_counter_{index}"),
+                    |name| (*name).to_owned(),
+                ),
+            Counter::Event(kind) => format!("events_{}", kind.as_str()),
+            Counter::HostDrops(reason) => format!("host_drops_{}", reason.to_lowercase()),
+            Counter::KubernetesSynced(kind) => format!("kubernetes_{}_synced", kind.to_lowercase()),
+            Counter::KubernetesWatchErrors => "kubernetes_watch_errors".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_ones_status_has_always_shown() {
+        assert_eq!(Counter::RING_BUFFER_FULL.name(), "ring_buffer_full");
+        assert_eq!(Counter::Event(EventKind::NewFlow).name(), "events_new_flow");
+        assert_eq!(
+            Counter::HostDrops("NETFILTER_DROP".into()).name(),
+            "host_drops_netfilter_drop"
+        );
+        assert_eq!(
+            Counter::KubernetesSynced("ReplicaSet").name(),
+            "kubernetes_replicaset_synced"
+        );
+    }
+}
