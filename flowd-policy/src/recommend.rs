@@ -263,38 +263,7 @@ fn calico_selector(labels: &BTreeMap<String, String>) -> String {
 }
 
 fn render<T: Serialize>(v: &T) -> Result<String, RecommendError> {
-    let text = serde_yaml_ng::to_string(v).map_err(|e| RecommendError::Render(e.to_string()))?;
-    Ok(quote_port_ranges(&text))
-}
-
-/// Quote "a:b" port ranges. YAML 1.1 readers (PyYAML, some Go libraries)
-/// take small ones such as `10:20` for base-60 integers, and Calico's own docs
-/// write ranges quoted.
-fn quote_port_ranges(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for line in text.lines() {
-        let body = line.trim_start();
-        let indent = &line[..line.len() - body.len()];
-        let is_range = body.strip_prefix("- ").is_some_and(|v| {
-            v.split_once(':').is_some_and(|(a, b)| {
-                !a.is_empty()
-                    && !b.is_empty()
-                    && a.bytes().all(|c| c.is_ascii_digit())
-                    && b.bytes().all(|c| c.is_ascii_digit())
-            })
-        });
-        match body.strip_prefix("- ") {
-            Some(v) if is_range => {
-                out.push_str(indent);
-                out.push_str("- '");
-                out.push_str(v);
-                out.push('\'');
-            }
-            _ => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
+    serde_saphyr::to_string(v).map_err(|e| RecommendError::Render(e.to_string()))
 }
 
 struct DirectionRules {

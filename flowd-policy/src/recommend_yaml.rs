@@ -75,11 +75,23 @@ pub(crate) struct K8sPolicyOut {
 }
 
 /// A Calico port: a number, or a "start:end" range string.
-#[derive(Serialize, Clone, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(untagged)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum CalicoPortOut {
     Number(u16),
     Range(String),
+}
+
+impl Serialize for CalicoPortOut {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CalicoPortOut::Number(port) => serializer.serialize_u16(*port),
+            // Quoted: YAML 1.1 readers (PyYAML, some Go libraries) take a small range such as
+            // 10:20 for a base-60 integer, and Calico's own docs write ranges quoted.
+            CalicoPortOut::Range(range) => {
+                serde_saphyr::SingleQuoted(range.as_str()).serialize(serializer)
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Default)]

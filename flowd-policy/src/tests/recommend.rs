@@ -203,3 +203,23 @@ fn no_flows_no_recommendations() {
     .expect("recommend");
     assert!(recs.is_empty());
 }
+
+#[test]
+fn calico_port_ranges_are_quoted_so_yaml_1_1_readers_keep_them_strings() {
+    // 10:20 is a base-60 integer (620) to a YAML 1.1 reader unless it is quoted.
+    let flows: Vec<_> = (10..=20)
+        .map(|port| obs(&prod_web(), &prod_db(), Protocol::Tcp, port))
+        .collect();
+    let recs = recommend(
+        &flows,
+        &RecommendScope::Namespace("prod".into()),
+        &RecommendOptions::default(),
+    )
+    .expect("recommend");
+    let calico = to_yaml_stream(&recs, true);
+    assert!(calico.contains("'10:20'"), "{calico}");
+    let loaded = load_str(&calico, "recommended.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let kubernetes = to_yaml_stream(&recs, false);
+    assert!(kubernetes.contains("endPort: 20"), "{kubernetes}");
+}
