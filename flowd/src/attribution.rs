@@ -60,14 +60,7 @@ pub fn reconcile(kernel: Verdict, outcome: Outcome, policy_allows: bool) -> Verd
         (true, verdict) => verdict,
         (false, Verdict::Dropped) => Verdict::Denied,
         // Denied by policy, yet answered: whatever enforces policies let it through.
-        (false, _)
-            if matches!(
-                outcome,
-                Outcome::Answered | Outcome::Established | Outcome::Closed | Outcome::Reset
-            ) =>
-        {
-            Verdict::NotEnforced
-        }
+        (false, _) if outcome.got_through() => Verdict::NotEnforced,
         // No answer and no drop seen here: consistent with enforcement elsewhere on the path.
         (false, _) => Verdict::Denied,
     }

@@ -42,15 +42,6 @@ pub(crate) fn agent(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row
         .arg(dir.path().join("flows.redb"))
         .spawn()?;
     let result = runtime.block_on(async {
-        let mut client = loop {
-            if let Ok(client) = client::connect_unix(&socket).await {
-                break client;
-            }
-            if let Some(status) = child.try_wait()? {
-                anyhow::bail!("agent exited: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
         let status = |client: &mut pb::flow_service_client::FlowServiceClient<_>| {
             let mut client = client.clone();
             async move {
@@ -59,6 +50,18 @@ pub(crate) fn agent(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row
                     .await
                     .map(|r| r.into_inner())
             }
+        };
+        // The socket is bound before the programs attach; the first answer comes once they are.
+        let mut client = loop {
+            if let Ok(mut client) = client::connect_unix(&socket).await {
+                if status(&mut client).await.is_ok() {
+                    break client;
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("agent exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let idle_rss = rss_kib(child.id())?;
 

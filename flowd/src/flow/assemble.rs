@@ -80,6 +80,14 @@ impl Assembler {
             dropped_bytes: stats.dropped_bytes[side],
         };
         let dropped = stats.dropped_packets != [0, 0];
+        let outcome = outcome(
+            key.protocol,
+            stats.tcp_flags[initiator],
+            stats.tcp_flags[responder],
+            raw.answered,
+            raw.overdue,
+            stats.icmp_error,
+        );
         FlowRecord {
             start: clock.to_wall(stats.first_seen_ns),
             // The last packet's time is tick-resolution, the first's precise: a connection of
@@ -95,7 +103,7 @@ impl Assembler {
             request: counters(initiator),
             reply: counters(responder),
             interface,
-            verdict: if dropped {
+            verdict: if dropped && !outcome.got_through() {
                 Verdict::Dropped
             } else {
                 Verdict::Forwarded
@@ -104,14 +112,7 @@ impl Assembler {
             drop_location: dropped
                 .then(|| self.drop_names.location(stats.drop_location))
                 .filter(|l| !l.is_empty()),
-            outcome: outcome(
-                key.protocol,
-                stats.tcp_flags[initiator],
-                stats.tcp_flags[responder],
-                raw.answered,
-                raw.overdue,
-                stats.icmp_error,
-            ),
+            outcome,
             process: (stats.owner_side != 0).then(|| Process {
                 pid: stats.owner_pid,
                 command: {

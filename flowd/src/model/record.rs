@@ -32,6 +32,23 @@ pub enum Outcome {
     Unreachable,
 }
 
+impl Outcome {
+    /// Whether the traffic reached its peer: a handshake, a close or reset after one, or an
+    /// answer. Drops on such a flow did not stop it (a retransmitted segment, or an ICMP echo
+    /// reply freed with NO_SOCKET after a raw socket took its copy), so it stays forwarded.
+    pub fn got_through(self) -> bool {
+        matches!(
+            self,
+            Outcome::Established | Outcome::Closed | Outcome::Reset | Outcome::Answered
+        )
+    }
+}
+
+/// What became of a flow's traffic. FORWARDED: it got through, even if some packets were
+/// dropped (their counters, reason and location stay on the record). DROPPED: the kernel dropped
+/// packets and the flow did not get through (see [`Outcome::got_through`]). DENIED: dropped, or
+/// never answered, where a network policy denies it. NOT_ENFORCED: a policy denies it, yet it
+/// got through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     Forwarded,

@@ -401,3 +401,53 @@ async fn ipv6_drops_refusals_and_blackholed_answers() {
         .any(|f| f.outcome == pb::Outcome::Unanswered as i32));
     assert!(agent.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_ping_is_forwarded_though_the_kernel_frees_its_replies() {
+    if !privileged("an_answered_ping_is_forwarded_though_the_kernel_frees_its_replies") {
+        return;
+    }
+    let hosts = TwoHosts::create("pinged").expect("testbed");
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "1s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let b = IpAddr::V4(testbed::HOST_B_V4);
+    tokio::task::block_in_place(|| testbed::ping(&hosts, b, 3)).expect("every ping answered");
+    let icmp = pb::Protocol::Icmp as i32;
+    let ping_of = |t: &std::collections::HashMap<FlowId, Totals>| {
+        t.iter()
+            .find(|(id, _)| id.protocol == icmp && id.destination.ip() == b)
+            .map(|(_, totals)| totals.clone())
+    };
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        ping_of(t).is_some_and(|p| p.request_packets >= 3 && p.reply_packets >= 3)
+    })
+    .await;
+    let ping = ping_of(&totals).expect("the ping's flow");
+    // ping reads its replies from a raw socket; the kernel then frees each reply with
+    // NO_SOCKET (no ICMP datagram socket wants it). That is a drop that stopped nothing.
+    let freed: u64 = ping
+        .records
+        .iter()
+        .filter_map(|f| f.reply.as_ref())
+        .map(|side| side.dropped_packets)
+        .sum();
+    assert!(
+        freed >= 1,
+        "the kernel's frees of the replies are still counted: {:?}",
+        ping.records
+    );
+    assert!(ping.records.iter().any(|f| f.drop_reason == "NO_SOCKET"));
+    for record in &ping.records {
+        assert_eq!(record.outcome, pb::Outcome::Answered as i32, "{record:?}");
+        assert_eq!(
+            record.verdict,
+            pb::Verdict::Forwarded as i32,
+            "answered traffic is forwarded: {record:?}"
+        );
+    }
+    assert!(agent.terminate().success());
+}
