@@ -107,6 +107,34 @@ impl Config {
             )
             .of(given));
         }
+        self.check_exposure()
+    }
+
+    /// Nothing listens beyond loopback without TLS and client certificates unless the user said
+    /// so (`insecureListen`).
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.insecure_listen {
+            return Ok(());
+        }
+        if let Some(listen) = self.listen.filter(|addr| !addr.ip().is_loopback()) {
+            if self.tls_cert.is_none() || self.tls_client_ca.is_none() {
+                return Err(checks::Rejected::new(
+                    listen.to_string(),
+                    "a loopback address, or tlsCert, tlsKey and tlsClientCa so that only \
+                     clients with a certificate from that CA read the flows (insecureListen: \
+                     true serves them in plaintext to anyone who reaches the port)",
+                )
+                .of("listen"));
+            }
+        }
+        if let Some(metrics) = self.metrics_listen.filter(|addr| !addr.ip().is_loopback()) {
+            return Err(checks::Rejected::new(
+                metrics.to_string(),
+                "a loopback address (metrics are plain HTTP; insecureListen: true serves them \
+                 beyond loopback)",
+            )
+            .of("metrics_listen"));
+        }
         Ok(())
     }
 

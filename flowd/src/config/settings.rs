@@ -33,7 +33,8 @@ settings! {
     /// unix socket of the gRPC API
     socket: value PathBuf = PathBuf::from(DEFAULT_SOCKET), shown "/run/flowd/flowd.sock",
         flag #[arg(long, value_name = "PATH")];
-    /// also serve the API on this TCP address
+    /// also serve the API on this TCP address; beyond loopback it needs `tlsCert`, `tlsKey` and
+    /// `tlsClientCa` (or `insecureListen`)
     listen: optional SocketAddr = None, shown "off",
         flag #[arg(long, value_name = "ADDR")];
     /// node name on every record
@@ -106,9 +107,14 @@ settings! {
     /// and staged kinds; files or directories)
     policy_files: list PathBuf = Vec::new(), shown "none",
         flag #[arg(long = "policy-file", value_name = "PATH")];
-    /// serve Prometheus metrics (`/metrics`) on this address
+    /// serve Prometheus metrics (`/metrics`) on this address (plain HTTP: beyond loopback
+    /// only with `insecureListen`)
     metrics_listen: optional SocketAddr = None, shown "off",
         flag #[arg(long, value_name = "ADDR")];
+    /// allow `listen` beyond loopback without TLS and client certificates, and `metricsListen`
+    /// beyond loopback: anyone who reaches the port reads every flow
+    insecure_listen: switch bool = false, shown "off",
+        flag #[arg(long)];
     /// also write every record as a JSON line here
     export_file: optional PathBuf = None, shown "off",
         flag #[arg(long, value_name = "PATH")];

@@ -221,3 +221,54 @@ fn a_certificate_without_its_key_is_refused() {
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("tlsKey") && err.contains("tlsCert"), "{err}");
 }
+
+#[test]
+fn nothing_listens_beyond_loopback_without_tls_and_client_certificates() {
+    let open = Config {
+        listen: Some("0.0.0.0:4245".parse().unwrap()),
+        ..Config::default()
+    };
+    let err = open.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("listen") && err.contains("tlsClientCa") && err.contains("insecureListen"),
+        "{err}"
+    );
+    let tls_only = Config {
+        tls_cert: Some("/cert.pem".into()),
+        tls_key: Some("/key.pem".into()),
+        ..open.clone()
+    };
+    assert!(
+        tls_only.validate().is_err(),
+        "TLS without client certificates lets anyone read"
+    );
+    let mutual = Config {
+        tls_client_ca: Some("/ca.pem".into()),
+        ..tls_only
+    };
+    mutual.validate().unwrap();
+    let loopback = Config {
+        listen: Some("127.0.0.1:4245".parse().unwrap()),
+        metrics_listen: Some("[::1]:9810".parse().unwrap()),
+        ..Config::default()
+    };
+    loopback.validate().unwrap();
+    let metrics = Config {
+        metrics_listen: Some("0.0.0.0:9810".parse().unwrap()),
+        ..Config::default()
+    };
+    let err = metrics.validate().unwrap_err().to_string();
+    assert!(err.contains("metricsListen"), "{err}");
+    Config {
+        insecure_listen: true,
+        ..open
+    }
+    .validate()
+    .unwrap();
+    Config {
+        insecure_listen: true,
+        ..metrics
+    }
+    .validate()
+    .unwrap();
+}
