@@ -107,6 +107,13 @@ impl Config {
             )
             .of(given));
         }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(checks::Rejected::new(
+                "a CA without a server certificate",
+                "tlsCert and tlsKey as well: client certificates are checked only over TLS",
+            )
+            .of("tls_client_ca"));
+        }
         self.check_exposure()
     }
 

@@ -1,5 +1,6 @@
 use std::{
     net::SocketAddr,
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     pin::Pin,
     sync::{atomic::Ordering, Arc},
@@ -38,6 +39,11 @@ pub enum ApiError {
     },
     #[error("another agent is already serving on {0}; stop it or choose another --socket")]
     SocketInUse(PathBuf),
+    #[error("cannot restrict unix socket {path} to its owner and group: {source}")]
+    SocketMode {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on unix socket {path}: {source}")]
     BindUnix {
         path: PathBuf,
@@ -204,6 +210,9 @@ impl TlsFiles {
     }
 }
 
+/// Mode of the API's unix socket: read and write for its owner (the agent's user) and group.
+pub const SOCKET_MODE: u32 = 0o660;
+
 /// Bound listeners: binding happens before the agent reports ready, so clients never race it.
 pub struct Listeners {
     unix: UnixListener,
@@ -235,6 +244,14 @@ impl Listeners {
             path: socket.to_owned(),
             source,
         })?;
+        // The socket serves every flow of the node: owner and group only, whatever the umask.
+        // Nothing is served until the agent is ready, so the moment before this is harmless.
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
+            |source| ApiError::SocketMode {
+                path: socket.to_owned(),
+                source,
+            },
+        )?;
         let tcp = match tcp {
             Some(addr) => Some((
                 TcpListener::bind(addr)
@@ -324,4 +341,22 @@ pub async fn serve(
     };
     let _ = std::fs::remove_file(&socket_path);
     result.map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_socket_is_for_its_owner_and_group_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("flowd.sock");
+        // The most permissive umask: without the explicit mode the socket would be 0777.
+        let previous = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let bound = Listeners::bind(&socket, None, None).await;
+        nix::sys::stat::umask(previous);
+        bound.unwrap();
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, SOCKET_MODE);
+    }
 }

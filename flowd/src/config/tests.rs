@@ -220,6 +220,15 @@ fn a_certificate_without_its_key_is_refused() {
     };
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("tlsKey") && err.contains("tlsCert"), "{err}");
+    let config = Config {
+        tls_client_ca: Some("/ca.pem".into()),
+        ..Config::default()
+    };
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("tlsClientCa") && err.contains("tlsCert"),
+        "{err}"
+    );
 }
 
 #[test]
