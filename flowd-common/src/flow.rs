@@ -205,6 +205,9 @@ pub const EVENT_NEW_FLOW: u32 = 1;
 pub const EVENT_FLOW_END: u32 = 2;
 /// The flow map was full: the event carries this packet's counts, which are in no map entry.
 pub const EVENT_MAP_FULL: u32 = 3;
+/// A new connection (a SYN) reused the tuple of one that had ended: the event carries the ended
+/// connection's final counters; its map entry now counts the new connection.
+pub const EVENT_FLOW_RESTART: u32 = 4;
 
 /// Ring-buffer record. Rare by design: new flows, connection ends and map overflow only.
 #[repr(C)]

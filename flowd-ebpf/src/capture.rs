@@ -13,8 +13,8 @@ use aya_log_ebpf::warn;
 use flowd_common::{
     connection_key_into, parse_packet_into, parse_quoted_into, unreachable_error, FlowKey,
     FlowStats, PacketInfo, PacketSource, ParseError, COUNTER_MALFORMED, COUNTER_MAP_FULL,
-    COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL,
-    EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
+    COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_FLOW_RESTART,
+    EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
 use crate::{
@@ -146,6 +146,11 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
     let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, info);
 
     if let Some(stats) = FLOWS.get_ptr_mut(key) {
+        // SAFETY: map value pointer valid for this run.
+        if info.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && unsafe { has_ended(stats) } {
+            restart(ctx, info, key, stats, side, packets, bytes, direction);
+            return;
+        }
         // The tick-resolution clock: the precise one costs about 35 ns per packet in a VM, and
         // a connection's last packet needs no finer time than the scheduler tick (1-4 ms).
         // Both are CLOCK_MONOTONIC; the agent never lets an end precede its start.
@@ -205,6 +210,53 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
         // Map full: the packet's counts travel in the event instead of vanishing.
         Err(_) => map_full(ctx, key, stats),
     }
+}
+
+/// Whether the connection counted in `stats` has seen a FIN or RST.
+///
+/// # Safety
+/// `stats` must point to a valid map value.
+#[inline(always)]
+unsafe fn has_ended(stats: *const FlowStats) -> bool {
+    // SAFETY: per the caller.
+    unsafe { ((*stats).tcp_flags[SIDE_A] | (*stats).tcp_flags[SIDE_B]) & TCP_END_FLAGS != 0 }
+}
+
+/// A SYN on the tuple of a connection that has ended starts a new connection (conntrack sees it
+/// so): the ended one's final counters go to the agent in an event, and the entry starts over in
+/// place. Another CPU adding to the entry meanwhile can land a packet in either connection.
+/// Inlined: a BPF function takes at most five arguments.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn restart(
+    ctx: &TcContext,
+    info: &PacketInfo,
+    key: &FlowKey,
+    stats: *mut FlowStats,
+    side: usize,
+    packets: u64,
+    bytes: u64,
+    direction: u8,
+) {
+    // SAFETY: map value pointer valid for this run.
+    emit(key, unsafe { &*stats }, EVENT_FLOW_RESTART);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the map value is valid for writes of a FlowStats and 8-byte aligned.
+    unsafe { <FlowStats as flowd_common::Zeroable>::zero_at(stats) };
+    // SAFETY: as above; nothing else holds a reference to the value in this program.
+    init_flow_stats(
+        unsafe { &mut *stats },
+        side,
+        packets,
+        bytes,
+        now,
+        info.tcp_flags,
+        direction,
+    );
+    fill_owner(ctx, info, direction, side, stats);
+    // SAFETY: as above.
+    emit(key, unsafe { &*stats }, EVENT_NEW_FLOW);
 }
 
 /// Fills a zeroed entry for a connection's first packet. The first packet decides who started

@@ -44,6 +44,8 @@ pub struct Sweeper {
     reported: HashMap<FlowKey, Reported>,
     /// Counts that reached us through the ring buffer because the map was full.
     overflow: HashMap<FlowKey, FlowStats>,
+    /// Connections whose tuple a new connection took over, with their final counters.
+    restarted: Vec<RawFlow>,
 }
 
 impl Sweeper {
@@ -52,6 +54,7 @@ impl Sweeper {
             timeouts,
             reported: HashMap::new(),
             overflow: HashMap::new(),
+            restarted: Vec::new(),
         }
     }
 
@@ -78,6 +81,42 @@ impl Sweeper {
         entry.last_seen_ns = entry.last_seen_ns.max(stats.last_seen_ns);
     }
 
+    /// A connection ended and a new one took its tuple (the kernel restarted the map entry):
+    /// `stats` are the ended connection's final counters. It is reported as ended at the next
+    /// sweep, and the entry's new counters start from nothing.
+    pub fn add_restarted(&mut self, key: FlowKey, stats: FlowStats) {
+        let previous = self.reported.remove(&key).unwrap_or(Reported {
+            last_seen_ns: stats.first_seen_ns,
+            ..Reported::default()
+        });
+        let delta = |now: [u64; 2], before: [u64; 2]| {
+            [
+                now[SIDE_A].saturating_sub(before[SIDE_A]),
+                now[SIDE_B].saturating_sub(before[SIDE_B]),
+            ]
+        };
+        let first_seen_ns = if previous.packets == [0, 0] {
+            stats.first_seen_ns
+        } else {
+            previous.last_seen_ns
+        };
+        let answered = answered(&key, &stats);
+        self.restarted.push(RawFlow {
+            key,
+            stats: FlowStats {
+                packets: delta(stats.packets, previous.packets),
+                bytes: delta(stats.bytes, previous.bytes),
+                dropped_packets: delta(stats.dropped_packets, previous.dropped_packets),
+                dropped_bytes: delta(stats.dropped_bytes, previous.dropped_bytes),
+                first_seen_ns,
+                ..stats
+            },
+            reason: ReportReason::ConnectionEnd,
+            answered,
+            overdue: false,
+        });
+    }
+
     /// Looks at every flow in the map. With `flush`, everything is reported and evicted (shutdown).
     pub fn sweep(
         &mut self,
@@ -85,7 +124,11 @@ impl Sweeper {
         now_ns: u64,
         flush: bool,
     ) -> SweepOutcome {
-        let mut outcome = SweepOutcome::default();
+        // Ended connections first: a restarted tuple's old connection precedes its new one.
+        let mut outcome = SweepOutcome {
+            records: std::mem::take(&mut self.restarted),
+            ..SweepOutcome::default()
+        };
         let mut still_tracked = HashMap::with_capacity(self.reported.len());
         let active_ns = self.timeouts.active.as_nanos() as u64;
         let idle_ns = self.timeouts.idle.as_nanos() as u64;

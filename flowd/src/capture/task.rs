@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use flowd_common::{
-    FlowEvent, FlowKey, FlowStats, COUNTER_COUNT, EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW,
+    FlowEvent, FlowKey, FlowStats, COUNTER_COUNT, EVENT_FLOW_END, EVENT_FLOW_RESTART,
+    EVENT_MAP_FULL, EVENT_NEW_FLOW,
 };
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
@@ -159,6 +160,9 @@ pub async fn run(
                 }
             }
             _ = ticker.tick() => {
+                // A restarted tuple's final counters must be taken before the map's new ones are
+                // compared with what was reported for the old connection.
+                drain_events(events.get_mut(), &mut sweeper, &telemetry);
                 let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, false);
                 if !batch.is_empty() && output.send(batch).await.is_err() {
                     tracing::warn!("flow stage stopped; capture exiting");
@@ -198,6 +202,7 @@ async fn readable<T: std::os::fd::AsRawFd>(
 
 fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &Telemetry) {
     let (mut new_flows, mut ends, mut overflowed, mut malformed) = (0u64, 0u64, 0u64, 0u64);
+    let mut restarts = 0u64;
     while let Some(item) = ring.next() {
         let Some(event) = read_event(&item) else {
             malformed += 1;
@@ -210,6 +215,10 @@ fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &
                 overflowed += 1;
                 sweeper.add_overflow(event.key, event.stats);
             }
+            EVENT_FLOW_RESTART => {
+                restarts += 1;
+                sweeper.add_restarted(event.key, event.stats);
+            }
             _ => malformed += 1,
         }
     }
@@ -218,6 +227,7 @@ fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &
         (EventKind::FlowEnd, ends),
         (EventKind::MapFull, overflowed),
         (EventKind::Malformed, malformed),
+        (EventKind::Restart, restarts),
     ] {
         if value > 0 {
             telemetry.add_counter(Counter::Event(kind), value);

@@ -24,6 +24,8 @@ pub enum EventKind {
     FlowEnd,
     MapFull,
     Malformed,
+    /// A new connection reused an ended connection's tuple.
+    Restart,
 }
 
 impl EventKind {
@@ -33,6 +35,7 @@ impl EventKind {
             EventKind::FlowEnd => "flow_end",
             EventKind::MapFull => "map_full",
             EventKind::Malformed => "malformed",
+            EventKind::Restart => "flow_restart",
         }
     }
 }

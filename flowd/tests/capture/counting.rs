@@ -142,3 +142,108 @@ async fn tcp_and_udp_connections_are_counted_for_ipv4_and_ipv6() {
         "agent exits cleanly on SIGTERM"
     );
 }
+
+/// Connects from A's `source_port` to `server` and closes with a RST (SO_LINGER 0), so the
+/// tuple is free again at once and the next connection reuses it.
+fn connect_and_reset(source_port: u16, server: SocketAddr) -> nix::Result<()> {
+    use nix::sys::socket::{
+        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    use std::os::fd::AsRawFd as _;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    let [a, b, c, d] = testbed::HOST_A_V4.octets();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, source_port))?;
+    let SocketAddr::V4(server) = server else {
+        return Err(nix::errno::Errno::EAFNOSUPPORT);
+    };
+    connect(fd.as_raw_fd(), &SockaddrIn::from(server))?;
+    setsockopt(
+        &fd,
+        sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_reuse_a_tuple_are_each_their_own_record() {
+    if !privileged("connections_that_reuse_a_tuple_are_each_their_own_record") {
+        return;
+    }
+    const CONNECTIONS: usize = 30;
+    let hosts = TwoHosts::create("reuse").expect("testbed");
+    // A long end grace would hide nothing here: every reuse comes well within it.
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "5s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let listener = hosts
+        .b
+        .run(|| std::net::TcpListener::bind("198.18.0.2:0"))
+        .expect("enter B")
+        .expect("bind in B");
+    let server = listener.local_addr().expect("bound");
+    let source_port = 41_999;
+    tokio::task::block_in_place(|| {
+        hosts
+            .a
+            .run(|| {
+                for _ in 0..CONNECTIONS {
+                    connect_and_reset(source_port, server).expect("connect and reset");
+                }
+            })
+            .expect("enter A")
+    });
+    let tuple = id(
+        TCP,
+        SocketAddr::new(IpAddr::V4(testbed::HOST_A_V4), source_port),
+        server,
+    );
+    let ended = |t: &std::collections::HashMap<FlowId, Totals>| {
+        t.get(&tuple).map_or(0, |totals| {
+            totals
+                .records
+                .iter()
+                .filter(|f| f.report_reason == pb::ReportReason::ConnectionEnd as i32)
+                .count()
+        })
+    };
+    let totals = collect_until(&mut stream, Duration::from_secs(20), |t| {
+        ended(t) >= CONNECTIONS
+    })
+    .await;
+    let connection = totals.get(&tuple).expect("the reused tuple's records");
+    assert_eq!(
+        ended(&totals),
+        CONNECTIONS,
+        "one ended record per connection: {:?}",
+        connection
+            .records
+            .iter()
+            .map(|f| (f.report_reason, f.request.as_ref().map(|r| r.packets)))
+            .collect::<Vec<_>>()
+    );
+    for record in &connection.records {
+        let request = record.request.as_ref().expect("request counters");
+        assert!(
+            request.packets >= 2 && request.packets <= 4,
+            "SYN, ACK and RST of one connection, not several merged: {record:?}"
+        );
+        let flags = request.tcp_flags.as_ref().expect("tcp flags");
+        assert!(flags.syn && flags.rst, "{record:?}");
+    }
+    assert_eq!(connection.request_packets, CONNECTIONS as u64 * 3);
+    drop(listener);
+    assert!(agent.terminate().success());
+}

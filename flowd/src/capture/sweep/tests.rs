@@ -221,3 +221,51 @@ fn flows_gone_from_the_map_are_forgotten() {
     s.sweep([], 6 * SEC, false);
     assert_eq!(s.tracked(), 0);
 }
+
+#[test]
+fn a_restarted_tuple_reports_the_ended_connection_and_counts_the_new_one_from_nothing() {
+    let mut s = sweeper();
+    // The first connection is reported once while active (10 packets so far).
+    let first = s.sweep(
+        [(key(7), stats(10, 1000, 4, 0, 5 * SEC, TCP_SYN | TCP_ACK))],
+        5 * SEC,
+        false,
+    );
+    assert_eq!(first.records.len(), 1);
+    // It ends with 12 packets; a SYN on the same tuple restarts the kernel entry.
+    s.add_restarted(
+        key(7),
+        stats(12, 1200, 5, 0, 6 * SEC, TCP_SYN | TCP_ACK | TCP_FIN),
+    );
+    let next = s.sweep(
+        [(key(7), stats(1, 60, 0, 6 * SEC, 6 * SEC, TCP_SYN))],
+        11 * SEC,
+        false,
+    );
+    let ended = &next.records[0];
+    assert_eq!(ended.reason, ReportReason::ConnectionEnd);
+    assert_eq!(
+        ended.stats.packets,
+        [2, 1],
+        "only what the earlier record did not carry"
+    );
+    assert!(
+        !next.evict.contains(&key(7)),
+        "the entry now counts the new connection"
+    );
+    // The new connection's counters start from nothing, not from the old baseline: its first
+    // packet is reported beside the ended connection, the rest later.
+    let new = &next.records[1];
+    assert_eq!(new.stats.packets, [1, 0]);
+    assert_eq!(new.stats.first_seen_ns, 6 * SEC);
+    let later = s.sweep(
+        [(
+            key(7),
+            stats(3, 180, 1, 6 * SEC, 12 * SEC, TCP_SYN | TCP_ACK),
+        )],
+        17 * SEC,
+        false,
+    );
+    assert_eq!(later.records.len(), 1);
+    assert_eq!(later.records[0].stats.packets, [2, 1]);
+}
