@@ -74,8 +74,14 @@ impl FileSink {
     /// Shifts `path.N-1` to `path.N` (dropping the oldest) and starts an empty file.
     fn rotate(&mut self) -> Result<(), FileSinkError> {
         self.writer.flush().map_err(|e| self.io(e))?;
+        // The current file may be gone (an operator or logrotate removed it): then there is
+        // nothing to shift, and rotation only starts a new file.
+        let gone = |result: std::io::Result<()>| match result {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
         if self.max_files == 0 {
-            std::fs::remove_file(&self.path).map_err(|e| self.io(e))?;
+            gone(std::fs::remove_file(&self.path)).map_err(|e| self.io(e))?;
         } else {
             let _ = std::fs::remove_file(self.rotated(self.max_files));
             for index in (1..self.max_files).rev() {
@@ -84,7 +90,7 @@ impl FileSink {
                     std::fs::rename(&from, self.rotated(index + 1)).map_err(|e| self.io(e))?;
                 }
             }
-            std::fs::rename(&self.path, self.rotated(1)).map_err(|e| self.io(e))?;
+            gone(std::fs::rename(&self.path, self.rotated(1))).map_err(|e| self.io(e))?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -179,6 +185,31 @@ mod tests {
             "{\"n\":0004}\n{\"n\":0005}\n"
         );
         assert!(!dir.path().join("flows.jsonl.3").exists());
+    }
+
+    #[test]
+    fn a_removed_file_does_not_stop_the_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.jsonl");
+        for max_files in [0, 2] {
+            let mut sink = FileSink::open(&path, 25, max_files).unwrap();
+            sink.write_line("{\"n\":0001}").unwrap();
+            sink.flush().unwrap();
+            std::fs::remove_file(&path).unwrap();
+            for i in 2..5 {
+                sink.write_line(&format!("{{\"n\":{i:04}}}"))
+                    .unwrap_or_else(|err| panic!("max_files {max_files}: line {i}: {err}"));
+            }
+            sink.flush().unwrap();
+            // Lines are 11 bytes, two to a file: line 2 went to the removed file, line 3 found
+            // the size reached and started a new one.
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                "{\"n\":0003}\n{\"n\":0004}\n",
+                "max_files {max_files}: rotation started a new file"
+            );
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     #[test]
