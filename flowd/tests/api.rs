@@ -30,6 +30,15 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, subscriber_buffer: usize, tcp: Option<TlsFiles>) -> Self {
+        Self::start_with(dir, subscriber_buffer, tcp, api::DEFAULT_MAX_SUBSCRIBERS).await
+    }
+
+    async fn start_with(
+        dir: &Path,
+        subscriber_buffer: usize,
+        tcp: Option<TlsFiles>,
+        max_subscribers: usize,
+    ) -> Self {
         let store = FlowStore::open(
             &dir.join("flows.redb"),
             Retention {
@@ -49,7 +58,7 @@ impl Server {
         let tcp = listeners.tcp_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(api::serve(
-            FlowApi::new(hub.clone(), telemetry.clone()),
+            FlowApi::new(hub.clone(), telemetry.clone()).with_max_subscribers(max_subscribers),
             listeners,
             shutdown.clone(),
         ));
@@ -475,5 +484,53 @@ async fn tcp_with_tls_requires_a_client_certificate() {
         Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
     };
     assert!(plaintext_refused);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_are_capped_and_a_silent_one_is_released_when_its_client_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), 64, None, 1).await;
+    let mut client = client::connect_unix(&server.socket).await.unwrap();
+    // A follower whose filter matches nothing: it never sends, so only its client's leaving
+    // can end it.
+    let silent = pb::GetFlowsRequest {
+        follow: true,
+        allow: vec![pb::FlowFilter {
+            node: vec!["no-such-node".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let first = client
+        .get_flows(silent.clone())
+        .await
+        .expect("the first follower");
+    let refused = client
+        .get_flows(silent.clone())
+        .await
+        .expect_err("one more than maxSubscribers");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("maxSubscribers"), "{refused:?}");
+    drop(first);
+    let released = tokio::time::timeout(Duration::from_secs(10), async {
+        while server
+            .telemetry
+            .subscribers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "the silent follower noticed its client left"
+    );
+    client
+        .get_flows(silent)
+        .await
+        .expect("a place is free again");
     server.stop().await;
 }

@@ -223,7 +223,7 @@ pub async fn run(
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
     let api_stop = CancellationToken::new();
     let server = tokio::spawn(api::serve(
-        FlowApi::new(hub, telemetry.clone()),
+        FlowApi::new(hub, telemetry.clone()).with_max_subscribers(config.max_subscribers),
         listeners,
         api_stop.clone(),
     ));

@@ -8,4 +8,4 @@ mod unix_conn;
 
 /// The generated API types, also reachable here for clients of the library.
 pub use crate::proto;
-pub use server::{serve, ApiError, FlowApi, Listeners, TlsFiles};
+pub use server::{serve, ApiError, FlowApi, Listeners, TlsFiles, DEFAULT_MAX_SUBSCRIBERS};

@@ -74,13 +74,27 @@ const STREAM_BUFFER: usize = 256;
 pub struct FlowApi {
     hub: Hub,
     telemetry: Arc<Telemetry>,
+    max_subscribers: usize,
 }
 
 impl FlowApi {
     pub fn new(hub: Hub, telemetry: Arc<Telemetry>) -> Self {
-        Self { hub, telemetry }
+        Self {
+            hub,
+            telemetry,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+        }
+    }
+
+    /// GetFlows calls open at once; one more is refused with RESOURCE_EXHAUSTED.
+    pub fn with_max_subscribers(mut self, max: usize) -> Self {
+        self.max_subscribers = max;
+        self
     }
 }
+
+/// The default of the `maxSubscribers` setting.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 256;
 
 type FlowStream = Pin<Box<dyn Stream<Item = Result<pb::GetFlowsResponse, Status>> + Send>>;
 
@@ -93,14 +107,28 @@ impl FlowService for FlowApi {
         request: Request<pb::GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
         let query = request::parse(request.get_ref())?;
+        let open = self.telemetry.subscribers.fetch_add(1, Ordering::Relaxed) as usize;
+        if open >= self.max_subscribers {
+            self.telemetry.subscribers.fetch_sub(1, Ordering::Relaxed);
+            return Err(Status::resource_exhausted(format!(
+                "{open} GetFlows calls are open, the agent's maxSubscribers; close one or raise \
+                 maxSubscribers"
+            )));
+        }
         let mut subscription = self
             .hub
             .subscribe(query.backlog, query.follow, query.matcher);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let telemetry = self.telemetry.clone();
-        telemetry.subscribers.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            while let Some(event) = subscription.next().await {
+            loop {
+                // A follower whose filter matches nothing would otherwise learn that its client
+                // left only at its next send, that is never.
+                let event = tokio::select! {
+                    event = subscription.next() => event,
+                    () = tx.closed() => break,
+                };
+                let Some(event) = event else { break };
                 let event = match event {
                     Ok(SubscriptionEvent::Flow(flow)) => {
                         pb::get_flows_response::Event::Flow((*flow).clone())

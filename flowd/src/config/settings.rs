@@ -82,6 +82,9 @@ settings! {
     /// records a follower may lag before a gap marker
     subscriber_buffer: value usize = 16_384, shown "16384",
         check at_least_one, flag #[arg(long, value_name = "N")];
+    /// GetFlows calls open at once; one more is refused with RESOURCE_EXHAUSTED
+    max_subscribers: value usize = crate::api::DEFAULT_MAX_SUBSCRIBERS, shown "256",
+        check at_least_one, flag #[arg(long, value_name = "N")];
     /// capacity of the channels between pipeline stages (batches)
     pipeline_buffer: value usize = 8_192, shown "8192",
         check at_least_one, flag #[arg(long, value_name = "N")];
