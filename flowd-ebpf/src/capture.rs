@@ -358,8 +358,7 @@ fn add(
             // twice; counters are unaffected.
             // Read both sides before this packet's flags land, or its own FIN/RST would count
             // as an earlier end and the end would never be announced.
-            let ended_before =
-                ((*stats).tcp_flags[SIDE_A] | (*stats).tcp_flags[SIDE_B]) & TCP_END_FLAGS != 0;
+            let ended_before = has_ended(stats);
             let before = (*stats).tcp_flags[side];
             if before | flags != before {
                 (*stats).tcp_flags[side] = before | flags;

@@ -32,6 +32,40 @@ struct Reported {
     reported_at_ns: u64,
 }
 
+impl Reported {
+    /// Nothing reported yet for the connection counted in `stats`.
+    fn nothing(stats: &FlowStats) -> Self {
+        Self {
+            last_seen_ns: stats.first_seen_ns,
+            reported_at_ns: stats.first_seen_ns,
+            ..Self::default()
+        }
+    }
+
+    /// The part of `stats` no record has carried yet: counter deltas over a window that starts
+    /// where the previous record ended (or at the connection's start).
+    fn unreported(&self, stats: &FlowStats) -> FlowStats {
+        let delta = |now: [u64; 2], before: [u64; 2]| {
+            [
+                now[SIDE_A].saturating_sub(before[SIDE_A]),
+                now[SIDE_B].saturating_sub(before[SIDE_B]),
+            ]
+        };
+        FlowStats {
+            packets: delta(stats.packets, self.packets),
+            bytes: delta(stats.bytes, self.bytes),
+            dropped_packets: delta(stats.dropped_packets, self.dropped_packets),
+            dropped_bytes: delta(stats.dropped_bytes, self.dropped_bytes),
+            first_seen_ns: if self.packets == [0, 0] {
+                stats.first_seen_ns
+            } else {
+                self.last_seen_ns
+            },
+            ..*stats
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SweepOutcome {
     pub records: Vec<RawFlow>,
@@ -85,32 +119,14 @@ impl Sweeper {
     /// `stats` are the ended connection's final counters. It is reported as ended at the next
     /// sweep, and the entry's new counters start from nothing.
     pub fn add_restarted(&mut self, key: FlowKey, stats: FlowStats) {
-        let previous = self.reported.remove(&key).unwrap_or(Reported {
-            last_seen_ns: stats.first_seen_ns,
-            ..Reported::default()
-        });
-        let delta = |now: [u64; 2], before: [u64; 2]| {
-            [
-                now[SIDE_A].saturating_sub(before[SIDE_A]),
-                now[SIDE_B].saturating_sub(before[SIDE_B]),
-            ]
-        };
-        let first_seen_ns = if previous.packets == [0, 0] {
-            stats.first_seen_ns
-        } else {
-            previous.last_seen_ns
-        };
+        let previous = self
+            .reported
+            .remove(&key)
+            .unwrap_or_else(|| Reported::nothing(&stats));
         let answered = answered(&key, &stats);
         self.restarted.push(RawFlow {
             key,
-            stats: FlowStats {
-                packets: delta(stats.packets, previous.packets),
-                bytes: delta(stats.bytes, previous.bytes),
-                dropped_packets: delta(stats.dropped_packets, previous.dropped_packets),
-                dropped_bytes: delta(stats.dropped_bytes, previous.dropped_bytes),
-                first_seen_ns,
-                ..stats
-            },
+            stats: previous.unreported(&stats),
             reason: ReportReason::ConnectionEnd,
             answered,
             overdue: false,
@@ -136,12 +152,11 @@ impl Sweeper {
 
         let unanswered_ns = self.timeouts.unanswered.as_nanos() as u64;
         for (key, stats) in entries {
-            let previous = self.reported.get(&key).copied().unwrap_or(Reported {
-                last_seen_ns: stats.first_seen_ns,
-                reported_at_ns: stats.first_seen_ns,
-                ..Reported::default()
-            });
-            let is_first = previous.packets == [0, 0];
+            let previous = self
+                .reported
+                .get(&key)
+                .copied()
+                .unwrap_or_else(|| Reported::nothing(&stats));
             let quiet_ns = now_ns.saturating_sub(stats.last_seen_ns);
             let flags = stats.tcp_flags[SIDE_A] | stats.tcp_flags[SIDE_B];
             let ended = flags & TCP_END_FLAGS != 0 && quiet_ns >= grace_ns;
@@ -164,31 +179,13 @@ impl Sweeper {
                         | ReportReason::IdleTimeout
                 )
             );
-            let delta = |now: [u64; 2], before: [u64; 2]| {
-                [
-                    now[SIDE_A].saturating_sub(before[SIDE_A]),
-                    now[SIDE_B].saturating_sub(before[SIDE_B]),
-                ]
-            };
-            let delta_packets = delta(stats.packets, previous.packets);
-            let delta_dropped = delta(stats.dropped_packets, previous.dropped_packets);
-            let active = delta_packets != [0, 0] || delta_dropped != [0, 0];
+            let window = previous.unreported(&stats);
+            let active = window.packets != [0, 0] || window.dropped_packets != [0, 0];
             if let Some(reason) = reason.filter(|_| active) {
                 let answered = answered(&key, &stats);
                 outcome.records.push(RawFlow {
                     key,
-                    stats: FlowStats {
-                        packets: delta_packets,
-                        bytes: delta(stats.bytes, previous.bytes),
-                        dropped_packets: delta_dropped,
-                        dropped_bytes: delta(stats.dropped_bytes, previous.dropped_bytes),
-                        first_seen_ns: if is_first {
-                            stats.first_seen_ns
-                        } else {
-                            previous.last_seen_ns
-                        },
-                        ..stats
-                    },
+                    stats: window,
                     reason,
                     answered,
                     overdue: !answered
