@@ -92,7 +92,8 @@ pub struct FlowStats {
     pub owner_comm: [u8; 16],
 }
 
-/// Who opened a socket: recorded in process context by the cgroup socket hooks.
+/// Who opened a socket: recorded in process context by the cgroup socket hooks, in the socket's
+/// own storage.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SocketOwner {
@@ -100,69 +101,6 @@ pub struct SocketOwner {
     pub _pad: u32,
     pub cgroup_id: u64,
     pub comm: [u8; 16],
-}
-
-/// A local socket's connection as its cgroup_skb programs see it: local and remote ends. The tc
-/// programs look it up in both orientations, since either end of a packet may be local.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-pub struct SocketTuple {
-    /// IPv4 as IPv4-mapped IPv6, like `PacketInfo`.
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
-    pub local_port: u16,
-    pub remote_port: u16,
-    pub protocol: u8,
-    pub _pad: [u8; 3],
-}
-
-/// The cgroup (v2 id), socket cookie and network namespace cookie behind a `SocketTuple`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct SocketCgroup {
-    pub cgroup_id: u64,
-    pub cookie: u64,
-    pub netns_cookie: u64,
-}
-
-/// The tuple of the socket at the packet's source (`local_is_source`) or at its destination.
-#[inline(always)]
-pub fn socket_tuple(info: &crate::parse::PacketInfo, local_is_source: bool) -> SocketTuple {
-    let (local_addr, remote_addr, local_port, remote_port) = if local_is_source {
-        (info.src_addr, info.dst_addr, info.src_port, info.dst_port)
-    } else {
-        (info.dst_addr, info.src_addr, info.dst_port, info.src_port)
-    };
-    SocketTuple {
-        local_addr,
-        remote_addr,
-        local_port,
-        remote_port,
-        protocol: info.protocol,
-        _pad: [0; 3],
-    }
-}
-
-/// A bound local port in its network namespace: servers in different namespaces (pods) bind
-/// the same port.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct ListenerKey {
-    pub netns_cookie: u64,
-    /// `port << 16 | protocol << 8 | ip_version`.
-    pub port_protocol_version: u32,
-    pub _pad: u32,
-}
-
-#[inline(always)]
-pub fn listener_key(netns_cookie: u64, port: u16, protocol: u8, ip_version: u8) -> ListenerKey {
-    ListenerKey {
-        netns_cookie,
-        port_protocol_version: (u32::from(port) << 16)
-            | (u32::from(protocol) << 8)
-            | u32::from(ip_version),
-        _pad: 0,
-    }
 }
 
 /// Byte offsets into kernel structures, read from the running kernel's BTF at load time: the drop
@@ -246,8 +184,6 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::TracepointFields {}
     unsafe impl aya::Pod for super::SocketOwner {}
-    unsafe impl aya::Pod for super::SocketTuple {}
-    unsafe impl aya::Pod for super::SocketCgroup {}
 }
 
 // A padding byte the compiler inserts is not zeroed and would corrupt map keys.
@@ -255,4 +191,3 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 136);
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 208);
 const _: () = assert!(core::mem::size_of::<SocketOwner>() == 32);
-const _: () = assert!(core::mem::size_of::<SocketTuple>() == 40);

@@ -1,95 +1,72 @@
-//! Which local socket, cgroup and process a connection belongs to.
+//! Which local socket, cgroup and process a connection belongs to, learned once per socket and
+//! asked once per connection side, never per packet.
 //!
-//! cgroup_skb programs on the cgroup v2 root see every packet of every local socket, in any
-//! network namespace, after the kernel found the socket: they record the socket's connection
-//! tuple with its cgroup and cookie, once per tuple. Socket hooks run in the process's context at
-//! connect, sendmsg and bind time and remember the process by socket cookie (or by bound port,
-//! for servers, whose accepted sockets are created in softirq context). The tc programs join
-//! them when a connection's side is first seen at a hook.
+//! Socket hooks run in the process's context when a socket is created, connects or sends to an
+//! address: they keep the process in the socket's own storage, which the kernel clones into the
+//! sockets accepted from a listener (those are created in softirq context, where no process
+//! runs). The tc program asks for a connection's socket at a side's first
+//! packet at a hook: the packet's own socket on egress, otherwise the kernel's own socket lookup
+//! in the attach namespace. The socket's cgroup comes from the socket itself, so connections
+//! older than the agent are attributed too.
 
-use crate::{maps::NETNS_COOKIE, zeroed::zeroed_local};
+use crate::zeroed::zeroed_local;
 use aya_ebpf::{
+    bindings::{
+        bpf_map_type::BPF_MAP_TYPE_SK_STORAGE, bpf_sock, BPF_F_CLONE, BPF_F_NO_PREALLOC,
+        BPF_SK_STORAGE_GET_F_CREATE,
+    },
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_skb_cgroup_id,
+        generated::{
+            bpf_sk_fullsock, bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release,
+            bpf_sk_storage_get, bpf_skb_cgroup_id,
+        },
     },
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
-    maps::LruHashMap,
-    programs::{SkBuffContext, SockAddrContext, SockContext, TcContext},
+    macros::{btf_map, cgroup_sock, cgroup_sock_addr},
+    programs::{SockAddrContext, SockContext, TcContext},
     EbpfContext as _,
 };
-use flowd_common::{
-    listener_key, parse_network_into, socket_tuple, FlowStats, ListenerKey, PacketInfo,
-    PacketSource, SocketCgroup, SocketOwner, SocketTuple, DIRECTION_EGRESS,
-};
+use flowd_common::{FlowStats, PacketInfo, SocketOwner, DIRECTION_EGRESS};
 
-/// LRU: old sockets fall out instead of the map ever filling.
-#[map]
-static SOCKET_OWNERS: LruHashMap<u64, SocketOwner> = LruHashMap::with_max_entries(65536, 0);
+/// The process behind each socket that a hook saw, freed by the kernel with the socket and
+/// cloned into the sockets accepted from a listener.
+#[btf_map]
+static OWNERS: ClonedSocketStorage<SocketOwner> = ClonedSocketStorage::new();
 
-#[map]
-static LISTENERS: LruHashMap<ListenerKey, SocketOwner> = LruHashMap::with_max_entries(16384, 0);
+/// A socket storage map definition with `BPF_F_CLONE`, which aya's `SkStorage` cannot express:
+/// the same BTF layout (member names and array lengths carry the map's type and flags).
+#[repr(C)]
+struct ClonedSocketStorage<T> {
+    r#type: *const [i32; BPF_MAP_TYPE_SK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; (BPF_F_NO_PREALLOC | BPF_F_CLONE) as usize],
+}
 
-/// Connections of local sockets: tuple to cgroup and cookie. LRU, like the owners.
-#[map]
-static SOCKET_CGROUPS: LruHashMap<SocketTuple, SocketCgroup> =
-    LruHashMap::with_max_entries(65536, 0);
+// SAFETY: placeholder pointers the loader replaces; never dereferenced from Rust.
+unsafe impl<T> Sync for ClonedSocketStorage<T> {}
 
-/// Socket hooks and cgroup_skb programs must allow the operation: 1.
+impl<T> ClonedSocketStorage<T> {
+    const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+}
+
+/// Socket hooks must allow the operation: 1.
 const ALLOW: i32 = 1;
 
-/// A cgroup_skb packet starts at its IP header.
-struct CgroupSkb<'a>(&'a SkBuffContext);
+/// `BPF_F_CURRENT_NETNS`: look sockets up in the namespace of the packet's device.
+const CURRENT_NETNS: u64 = u64::MAX;
 
-impl PacketSource for CgroupSkb<'_> {
-    #[inline(always)]
-    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        self.0.load::<[u8; N]>(offset).ok()
-    }
-}
-
-#[cgroup_skb(ingress)]
-pub fn flowd_cgroup_ingress(ctx: SkBuffContext) -> i32 {
-    remember_tuple(&ctx, false);
-    ALLOW
-}
-
-#[cgroup_skb(egress)]
-pub fn flowd_cgroup_egress(ctx: SkBuffContext) -> i32 {
-    remember_tuple(&ctx, true);
-    ALLOW
-}
-
-/// Out of line, like the other parsers: its temporaries must not share the stack with the rest.
-#[inline(never)]
-fn parse_cgroup_skb(ctx: &SkBuffContext, info: &mut PacketInfo) -> bool {
-    let ethertype = u16::from_be(ctx.skb.protocol() as u16);
-    parse_network_into(&CgroupSkb(ctx), 0, ethertype, info).is_ok()
-}
-
-/// Records the socket behind this packet under its tuple, unless already known.
-#[inline(never)]
-fn remember_tuple(ctx: &SkBuffContext, egress: bool) {
-    zeroed_local!(info: PacketInfo);
-    if !parse_cgroup_skb(ctx, info) {
-        return;
-    }
-    // The local socket sent an egress packet and receives an ingress one.
-    let tuple = socket_tuple(info, egress);
-    // SAFETY: read-only lookup of a plain value.
-    if unsafe { SOCKET_CGROUPS.get(&tuple) }.is_some() {
-        return;
-    }
-    // SAFETY: valid skb context; the helpers read the skb's socket.
-    let socket = unsafe {
-        SocketCgroup {
-            cgroup_id: bpf_skb_cgroup_id(ctx.skb.skb),
-            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
-            netns_cookie: bpf_get_netns_cookie(ctx.as_ptr()),
-        }
-    };
-    let _ = SOCKET_CGROUPS.insert(&tuple, &socket, 0);
-}
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 
 #[inline(always)]
 fn current_owner() -> SocketOwner {
@@ -102,58 +79,67 @@ fn current_owner() -> SocketOwner {
     }
 }
 
+fn owners_map() -> *mut core::ffi::c_void {
+    core::ptr::from_ref(&OWNERS).cast_mut().cast()
+}
+
+/// Keeps the current process in the socket's storage, creating it on first use.
+///
+/// # Safety
+/// `sk` must be the socket of the running hook's context.
 #[inline(always)]
-fn remember_socket(ctx: &SockAddrContext) -> i32 {
-    // SAFETY: the context is a valid bpf_sock_addr for this run.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let _ = SOCKET_OWNERS.insert(&cookie, &current_owner(), 0);
+unsafe fn remember_owner(sk: *mut bpf_sock) -> i32 {
+    // SAFETY: per the caller; the kernel returns null when the socket cannot carry storage.
+    let slot = unsafe {
+        bpf_sk_storage_get(
+            owners_map(),
+            sk.cast(),
+            core::ptr::null_mut(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
+    }
+    .cast::<SocketOwner>();
+    if !slot.is_null() {
+        // SAFETY: a non-null storage pointer is this socket's SocketOwner for this run.
+        unsafe { slot.write(current_owner()) };
+    }
     ALLOW
+}
+
+#[inline(always)]
+fn remember_sender(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: the context is a valid bpf_sock_addr for this run; its socket is the caller's.
+    unsafe { remember_owner((*ctx.sock_addr).__bindgen_anon_1.sk) }
+}
+
+#[cgroup_sock(sock_create)]
+pub fn flowd_sock_create(ctx: SockContext) -> i32 {
+    // SAFETY: the context's socket is the one being created, in the creating process.
+    unsafe { remember_owner(ctx.sock) }
 }
 
 #[cgroup_sock_addr(connect4)]
 pub fn flowd_connect4(ctx: SockAddrContext) -> i32 {
-    remember_socket(&ctx)
+    remember_sender(&ctx)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn flowd_connect6(ctx: SockAddrContext) -> i32 {
-    remember_socket(&ctx)
+    remember_sender(&ctx)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn flowd_sendmsg4(ctx: SockAddrContext) -> i32 {
-    remember_socket(&ctx)
+    remember_sender(&ctx)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn flowd_sendmsg6(ctx: SockAddrContext) -> i32 {
-    remember_socket(&ctx)
+    remember_sender(&ctx)
 }
 
-#[inline(always)]
-fn remember_listener(ctx: &SockContext, ip_version: u8) -> i32 {
-    // SAFETY: the context is a valid bpf_sock for this run.
-    let sock = unsafe { &*ctx.sock };
-    // SAFETY: valid bpf_sock context.
-    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    let key = listener_key(netns, sock.src_port as u16, sock.protocol as u8, ip_version);
-    let _ = LISTENERS.insert(&key, &current_owner(), 0);
-    ALLOW
-}
-
-#[cgroup_sock(post_bind4)]
-pub fn flowd_post_bind4(ctx: SockContext) -> i32 {
-    remember_listener(&ctx, 4)
-}
-
-#[cgroup_sock(post_bind6)]
-pub fn flowd_post_bind6(ctx: SockContext) -> i32 {
-    remember_listener(&ctx, 6)
-}
-
-/// Fills the owner of a connection seen at tc. Exact sources first: the connection's own socket
-/// as cgroup_skb recorded it (either end may be local), then on egress the sending socket's
-/// cookie; the owner of the bound port last, as a guess a later packet may replace.
+/// Fills the owner of a connection side seen at tc: the packet's own socket on egress, else
+/// the local socket the kernel would deliver it to (ingress) or would have sent it from.
 #[inline(always)]
 pub fn fill_owner(
     ctx: &TcContext,
@@ -163,62 +149,49 @@ pub fn fill_owner(
     stats: *mut FlowStats,
 ) {
     // Siblings, not a chain: the verifier adds up the frames of every call chain.
-    if !fill_from_socket(info, direction, side, stats) {
-        fill_from_hooks(ctx, info, direction, side, stats);
+    if !fill_from_packet_socket(ctx, direction, side, stats) {
+        if info.protocol == IPPROTO_TCP || info.protocol == IPPROTO_UDP {
+            fill_from_lookup(ctx, info, direction, side, stats);
+        }
     }
 }
 
-/// The owner from the connection's own socket, if cgroup_skb has seen it. Either end may be a
-/// local socket (pods on one node talk to each other): a socket in the attach namespace is the
-/// one behind this interface; otherwise the far one (a pod behind its veth) is the sender of
-/// what comes in and the receiver of what goes out, and stays open to a better answer.
+/// Egress from a socket in this namespace: the packet carries it, and the sender is `side`.
 #[inline(never)]
-fn fill_from_socket(info: &PacketInfo, direction: u8, side: usize, stats: *mut FlowStats) -> bool {
-    let here = NETNS_COOKIE.load();
-    // One tuple turned around for the second lookup, and pointers rather than copies: this runs
-    // at the end of the deepest call chain, where every stack byte counts.
-    let mut tuple = socket_tuple(info, true);
-    let sender = SOCKET_CGROUPS.get_ptr(&tuple);
-    core::mem::swap(&mut tuple.local_addr, &mut tuple.remote_addr);
-    core::mem::swap(&mut tuple.local_port, &mut tuple.remote_port);
-    let receiver = SOCKET_CGROUPS.get_ptr(&tuple);
-    // SAFETY: map value pointers are valid for this run.
-    let in_here = |socket: *const SocketCgroup| unsafe { (*socket).netns_cookie } == here;
-    let (socket, local, exact) = match (sender, receiver) {
-        (Some(s), _) if in_here(s) => (s, side, 1),
-        (_, Some(r)) if in_here(r) => (r, side ^ 1, 1),
-        (Some(s), _) if direction != DIRECTION_EGRESS => (s, side, 0),
-        (_, Some(r)) => (r, side ^ 1, 0),
-        (Some(s), _) => (s, side, 0),
-        (None, None) => return false,
-    };
-    // SAFETY: as above.
-    let (cgroup_id, cookie, netns) = unsafe {
-        (
-            (*socket).cgroup_id,
-            (*socket).cookie,
-            (*socket).netns_cookie,
-        )
-    };
-    let port = if local == side {
-        info.src_port
-    } else {
-        info.dst_port
-    };
-    // SAFETY: as above.
-    let owner = unsafe { SOCKET_OWNERS.get(&cookie) }.or_else(|| {
-        // SAFETY: as above.
-        unsafe { LISTENERS.get(&listener_key(netns, port, info.protocol, info.ip_version)) }
-            .filter(|listener| listener.cgroup_id == cgroup_id)
-    });
-    let (pid, comm) = owner.map_or((0, [0; 16]), |o| (o.pid, o.comm));
-    set_owner(stats, pid, comm, cgroup_id, local, exact);
+fn fill_from_packet_socket(
+    ctx: &TcContext,
+    direction: u8,
+    side: usize,
+    stats: *mut FlowStats,
+) -> bool {
+    if direction != DIRECTION_EGRESS {
+        return false;
+    }
+    // SAFETY: valid skb context; `sk` is null when the packet has no socket.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null context socket; the helper returns null unless it is a full socket
+    // (a SYN-ACK carries its request socket, a late reset its time-wait one).
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return false;
+    }
+    // SAFETY: valid skb context: the cgroup of the packet's socket, known for every socket.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
+    // SAFETY: a full socket of this run, not reference-counted by us.
+    unsafe { fill_from_socket(full, Some(cgroup_id), side, 1, stats) };
     true
 }
 
-/// The owner from the socket hooks alone: the sending socket on egress, else the bound port.
+/// The kernel's socket lookup in the attach namespace: on ingress the socket that receives the
+/// packet, on egress the one that would have sent it. A connected socket matches the whole
+/// tuple (certain); a listener or an unconnected UDP socket matches by port (a guess a later
+/// packet may replace). TCP and UDP only: the caller checks, since an early return here would
+/// leave a stack pointer in the return register, which the verifier refuses.
 #[inline(never)]
-fn fill_from_hooks(
+fn fill_from_lookup(
     ctx: &TcContext,
     info: &PacketInfo,
     direction: u8,
@@ -226,32 +199,114 @@ fn fill_from_hooks(
     stats: *mut FlowStats,
 ) {
     let egress = direction == DIRECTION_EGRESS;
-    let sender = if egress {
-        // SAFETY: valid skb context; 0 when the packet has no local socket.
-        let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-        // SAFETY: read-only lookup of a plain value.
-        unsafe { SOCKET_OWNERS.get(&cookie) }
+    // The lookup names a packet arriving at the socket: on egress, the reply's tuple.
+    let (local_port, remote_port) = if egress {
+        (info.src_port, info.dst_port)
     } else {
-        None
+        (info.dst_port, info.src_port)
     };
-    // Egress: the local socket sent this packet (its port is the source); ingress: it is the
-    // one receiving it.
-    let (owner, exact) = match sender {
-        Some(owner) => (Some(owner), 1),
-        None => {
-            let port = if egress { info.src_port } else { info.dst_port };
-            let key = listener_key(NETNS_COOKIE.load(), port, info.protocol, info.ip_version);
-            // SAFETY: read-only lookup of a plain value.
-            (unsafe { LISTENERS.get(&key) }, 0)
+    zeroed_local!(tuple: LookupTuple);
+    let size = tuple.fill(info, egress, remote_port, local_port);
+    // SAFETY: valid skb context and an initialised tuple of `size` bytes on the stack.
+    let sk = unsafe {
+        let tuple = (tuple as *mut LookupTuple).cast();
+        if info.protocol == IPPROTO_TCP {
+            bpf_sk_lookup_tcp(ctx.as_ptr(), tuple, size, CURRENT_NETNS, 0)
+        } else {
+            bpf_sk_lookup_udp(ctx.as_ptr(), tuple, size, CURRENT_NETNS, 0)
         }
     };
-    if let Some(owner) = owner {
-        let local = if egress { side } else { side ^ 1 };
-        set_owner(stats, owner.pid, owner.comm, owner.cgroup_id, local, exact);
+    if sk.is_null() {
+        return;
+    }
+    // SAFETY: a socket returned by the lookup, held until released below.
+    let exact = u8::from(unsafe { (*sk).dst_port } != 0);
+    let local = if egress { side } else { side ^ 1 };
+    // SAFETY: as above.
+    unsafe {
+        fill_from_socket(sk, None, local, exact, stats);
+        bpf_sk_release(sk.cast());
     }
 }
 
-/// Writes a connection's owner into its entry. Inline: both callers sit at the end of the
+/// Writes the owner of socket `sk` (connection side `local`): the process its hooks stored,
+/// and its cgroup when known. The kernel has no helper for a looked-up socket's cgroup here, so
+/// a socket no hook saw (older than the agent) gets it from its own packets on egress; until
+/// then its owner stays a guess.
+///
+/// # Safety
+/// `sk` must be a full socket valid for this run.
+#[inline(always)]
+unsafe fn fill_from_socket(
+    sk: *mut bpf_sock,
+    packet_cgroup: Option<u64>,
+    local: usize,
+    exact: u8,
+    stats: *mut FlowStats,
+) {
+    // SAFETY: per the caller; without the create flag nothing is allocated.
+    let stored = unsafe { bpf_sk_storage_get(owners_map(), sk.cast(), core::ptr::null_mut(), 0) }
+        .cast::<SocketOwner>();
+    if stored.is_null() {
+        if let Some(cgroup_id) = packet_cgroup {
+            set_owner(stats, 0, [0; 16], cgroup_id, local, exact);
+        }
+        return;
+    }
+    // SAFETY: a non-null storage pointer is this socket's SocketOwner for this run.
+    let owner = unsafe { &*stored };
+    let cgroup_id = packet_cgroup.unwrap_or(owner.cgroup_id);
+    set_owner(stats, owner.pid, owner.comm, cgroup_id, local, exact);
+}
+
+/// `struct bpf_sock_tuple`: addresses and ports in network order, IPv4 in the first 12 bytes
+/// (36 bytes for IPv6, padded to whole words for zeroing).
+#[repr(C, align(8))]
+struct LookupTuple {
+    words: [u32; 10],
+}
+
+// SAFETY: plain integers, 40 bytes, 8-byte aligned.
+unsafe impl flowd_common::Zeroable for LookupTuple {}
+
+impl LookupTuple {
+    /// Fills the tuple of a packet arriving at the local socket; returns its size in bytes.
+    #[inline(always)]
+    fn fill(&mut self, info: &PacketInfo, reply: bool, remote_port: u16, local_port: u16) -> u32 {
+        let (remote, local) = if reply {
+            (&info.dst_addr, &info.src_addr)
+        } else {
+            (&info.src_addr, &info.dst_addr)
+        };
+        let word = |addr: &[u8; 16], i: usize| {
+            u32::from_ne_bytes([
+                addr[i * 4],
+                addr[i * 4 + 1],
+                addr[i * 4 + 2],
+                addr[i * 4 + 3],
+            ])
+        };
+        let ports = u32::from_ne_bytes({
+            let (r, l) = (remote_port.to_be_bytes(), local_port.to_be_bytes());
+            [r[0], r[1], l[0], l[1]]
+        });
+        if info.ip_version == 4 {
+            self.words[0] = word(remote, 3);
+            self.words[1] = word(local, 3);
+            self.words[2] = ports;
+            12
+        } else {
+            for i in 0..4 {
+                self.words[i] = word(remote, i);
+                self.words[4 + i] = word(local, i);
+            }
+            self.words[8] = ports;
+            36
+        }
+    }
+}
+
+/// Writes a connection's owner into its entry. Inline: the callers sit at the end of the
 /// deepest call chain, where another frame would not fit.
 #[inline(always)]
 fn set_owner(

@@ -242,8 +242,9 @@ pub fn ping(hosts: &TwoHosts, target: IpAddr, count: u32) -> Result<(), TestbedE
 #[cfg(feature = "testing")]
 /// Another tool's tc program, for coexistence tests and benchmark baselines: a two-instruction
 /// classifier (`r0 = verdict; exit`) loaded with the raw syscall, since it is not in flowd's
-/// object. `TC_ACT_SHOT` (2) drops every packet; `TC_ACT_UNSPEC` (-1) passes them on.
-pub fn load_raw_tc_program(verdict: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+/// object. `TC_ACT_SHOT` (2) drops every packet; `TC_ACT_UNSPEC` (-1) passes them on. `name`
+/// (at most 15 bytes) is what the kernel lists it as, so its statistics can be found.
+pub fn load_raw_tc_program(verdict: i32, name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd as _;
     const BPF_PROG_LOAD: libc::c_long = 5;
     const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
@@ -259,6 +260,10 @@ pub fn load_raw_tc_program(verdict: i32) -> std::io::Result<std::os::fd::OwnedFd
     attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // prog_name: 16 bytes at offset 48, NUL-terminated.
+    let name = name.as_bytes();
+    let length = name.len().min(15);
+    attr[48..48 + length].copy_from_slice(&name[..length]);
     // SAFETY: attr is a zeroed bpf_attr with the PROG_LOAD fields set; pointers outlive the call.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
     if fd < 0 {

@@ -24,7 +24,8 @@ fn best_of(rounds: u32, mut measure: impl FnMut() -> anyhow::Result<f64>) -> any
 /// The test harness's own cost per run: a two-instruction tc program run on the same frame.
 /// Subtracting it leaves flowd's own cost.
 fn harness_floor(frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
-    let program = testbed::load_raw_tc_program(-1).context("loading the floor program")?;
+    let program =
+        testbed::load_raw_tc_program(-1, "harness_floor").context("loading the floor program")?;
     Ok(f64::from(testbed::test_run_raw(&program, frame, repeat)?))
 }
 

@@ -17,6 +17,7 @@ use flowd::{
     api::{self, client, FlowApi, Listeners},
     capture::{load_programs, LoadOptions, MapSizes},
     flow::{wire, FlowRecord, Verdict},
+    netns,
     proto::v1 as pb,
     store::{FlowStore, Hub, Range, Retention},
     telemetry::Telemetry,
@@ -77,12 +78,14 @@ fn is_root() -> bool {
 }
 
 mod agent;
+mod e2e;
 mod enrichment;
 mod kernel;
 mod policies;
 mod store;
 
 use agent::agent;
+use e2e::end_to_end;
 use enrichment::enrichment;
 use kernel::kernel_cost;
 use policies::policies;
@@ -118,6 +121,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("agent") {
             rows.extend(agent(&runtime)?);
+        }
+        if wanted("e2e") {
+            rows.extend(end_to_end(&runtime)?);
         }
     }
     println!("| measurement | flowd | baseline (same run) | ratio | target |");

@@ -1,6 +1,6 @@
-//! Programs on the cgroup v2 root: cgroup_skb ingress and egress give every local socket's
-//! connection its cgroup; socket hooks (connect, sendmsg, post-bind) name the process behind it,
-//! so flows carry a cgroup, pid and command.
+//! Programs on the cgroup v2 root: socket hooks (create, connect, sendmsg) keep the
+//! process behind each socket in the socket's storage, where the tc programs find it with the
+//! socket's own cgroup, so flows carry a cgroup, pid and command. Nothing here runs per packet.
 
 use std::{
     fs::File,
@@ -8,14 +8,7 @@ use std::{
 };
 
 use crate::host::cgroup2_root;
-use aya::programs::{
-    links::CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Link as _,
-};
-
-const SKB_HOOKS: [(&str, CgroupSkbAttachType); 2] = [
-    ("flowd_cgroup_ingress", CgroupSkbAttachType::Ingress),
-    ("flowd_cgroup_egress", CgroupSkbAttachType::Egress),
-];
+use aya::programs::{links::CgroupAttachMode, CgroupSock, CgroupSockAddr, Link as _};
 
 const ADDR_HOOKS: [&str; 4] = [
     "flowd_connect4",
@@ -23,12 +16,11 @@ const ADDR_HOOKS: [&str; 4] = [
     "flowd_sendmsg4",
     "flowd_sendmsg6",
 ];
-const BIND_HOOKS: [&str; 2] = ["flowd_post_bind4", "flowd_post_bind6"];
+const SOCK_HOOKS: [&str; 1] = ["flowd_sock_create"];
 
 enum HookLink {
     Addr(aya::programs::cgroup_sock_addr::CgroupSockAddrLink),
     Sock(aya::programs::cgroup_sock::CgroupSockLink),
-    Skb(aya::programs::cgroup_skb::CgroupSkbLink),
 }
 
 /// The attached socket hooks; detach explicitly or by dropping.
@@ -39,11 +31,7 @@ pub struct SocketHooks {
 
 impl SocketHooks {
     pub fn names() -> impl Iterator<Item = &'static str> {
-        SKB_HOOKS
-            .into_iter()
-            .map(|(name, _)| name)
-            .chain(ADDR_HOOKS)
-            .chain(BIND_HOOKS)
+        ADDR_HOOKS.into_iter().chain(SOCK_HOOKS)
     }
 
     pub fn detach(self) {
@@ -51,7 +39,6 @@ impl SocketHooks {
             let result = match link {
                 HookLink::Addr(link) => link.detach(),
                 HookLink::Sock(link) => link.detach(),
-                HookLink::Skb(link) => link.detach(),
             };
             if let Err(err) = result {
                 tracing::debug!(error = %err, "detaching a socket hook");
@@ -86,19 +73,6 @@ pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
         cgroup: cgroup.clone(),
     };
     let result = (|| {
-        for (name, attach_type) in SKB_HOOKS {
-            let program: &mut CgroupSkb = program(ebpf, name)?;
-            program
-                .load()
-                .map_err(|err| format!("loading {name}: {err}"))?;
-            let id = program
-                .attach(open(&cgroup)?, attach_type, CgroupAttachMode::Single)
-                .map_err(|err| format!("attaching {name} to {}: {err}", cgroup.display()))?;
-            let link = program
-                .take_link(id)
-                .map_err(|err| format!("{name}: {err}"))?;
-            hooks.links.push(HookLink::Skb(link));
-        }
         for name in ADDR_HOOKS {
             let program: &mut CgroupSockAddr = program(ebpf, name)?;
             program
@@ -112,7 +86,7 @@ pub fn attach(ebpf: &mut aya::Ebpf) -> Result<SocketHooks, String> {
                 .map_err(|err| format!("{name}: {err}"))?;
             hooks.links.push(HookLink::Addr(link));
         }
-        for name in BIND_HOOKS {
+        for name in SOCK_HOOKS {
             let program: &mut CgroupSock = program(ebpf, name)?;
             program
                 .load()

@@ -225,7 +225,7 @@ async fn another_program_dropping_first_hides_nothing_and_keeps_its_verdict() {
         "permanent",
     ]);
     // Another tool's tcx program that drops every incoming packet, attached before flowd starts.
-    let dropper = testbed::load_raw_tc_program(2).expect("load the other program");
+    let dropper = testbed::load_raw_tc_program(2, "other_tool").expect("load the other program");
     let _other_link = hosts
         .a
         .run(|| {

@@ -35,6 +35,73 @@ async fn local_processes_are_named_on_their_flows() {
     assert!(agent.terminate().success());
 }
 
+/// A server's accepted sockets are created in softirq context, where no process runs: they carry
+/// the listener's storage, which the kernel clones into them, and the tc program finds the
+/// receiving socket with the kernel's own lookup on ingress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_is_named_on_the_connections_it_accepts() {
+    if !privileged("a_server_is_named_on_the_connections_it_accepts") {
+        return;
+    }
+    let hosts = TwoHosts::create("accept").expect("testbed");
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "1s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &hosts.a.name, "python3", "-c"])
+        .arg(
+            "import socket\ns = socket.socket()\ns.bind(('198.18.0.1', 0))\ns.listen()\n\
+             print(s.getsockname()[1], flush=True)\nc, _ = s.accept()\nwhile c.recv(65536): pass\n",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the server prints its port");
+    let port: u16 = line.trim().parse().expect("a port");
+    let client_port = hosts
+        .b
+        .run(|| {
+            let mut connection = std::net::TcpStream::connect((testbed::HOST_A_V4, port))?;
+            std::io::Write::write_all(&mut connection, &[7u8; 1000])?;
+            connection.local_addr().map(|a| a.port())
+        })
+        .expect("enter B")
+        .expect("connect from B");
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        t.iter().any(|(id, c)| {
+            id.source.port() == client_port && c.records.iter().any(|f| f.process.is_some())
+        })
+    })
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let (_, conn) = totals
+        .iter()
+        .find(|(id, _)| id.source.port() == client_port)
+        .expect("the connection");
+    let process = conn
+        .records
+        .iter()
+        .find_map(|f| f.process.clone())
+        .expect("a process");
+    assert!(process.command.starts_with("python3"), "{process:?}");
+    assert_eq!(
+        process.pid,
+        server.id(),
+        "the server's own pid: {process:?}"
+    );
+    assert!(process.cgroup_id > 0, "{process:?}");
+    assert!(agent.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
     if !privileged("connections_older_than_the_agent_carry_their_sockets_cgroup") {
