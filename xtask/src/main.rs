@@ -27,7 +27,8 @@ enum Task {
     Test(test::TestArgs),
     /// Setup, build, then `flowd demo`: two namespaces, real capture, generated traffic.
     Demo,
-    /// Setup, then the benchmarks (as root for the kernel and agent ones); writes BENCHMARKS.md.
+    /// Setup (with iperf3, pmacctd and softflowd), then the benchmarks (as root for the kernel,
+    /// agent and end-to-end ones); writes BENCHMARKS.md.
     Bench,
 }
 
@@ -39,7 +40,10 @@ fn main() -> anyhow::Result<()> {
             test::run(args)
         }
         Task::Bench => {
-            setup::run(setup::SetupArgs::default())?;
+            setup::run(setup::SetupArgs {
+                bench: true,
+                ..setup::SetupArgs::default()
+            })?;
             bench::run()
         }
         Task::Demo => {

@@ -20,6 +20,32 @@ pub const BUILD: Step = Step {
     fix: "run `apt-get install -y llvm-22-dev libpolly-22-dev` as root and read its errors",
 };
 
+/// What `cargo xtask bench`'s end-to-end section runs: iperf3 for the loads, the two libpcap
+/// collectors flowd is compared with, and bpftool for reading program statistics by hand.
+const BENCH_PACKAGES: &[&str] = &["iperf3", "pmacct", "softflowd", "bpftool"];
+
+/// Installed is not enough: each tool the benchmark starts must start.
+const BENCH_TOOLS: &[(&str, &str)] = &[
+    ("iperf3", "--version"),
+    ("pmacctd", "-V"),
+    ("softflowd", "-h"),
+    ("taskset", "--version"),
+];
+
+pub const BENCH: Step = Step {
+    name: "Debian packages for the benchmarks (iperf3 pmacct softflowd bpftool)",
+    present: || {
+        Ok(missing(BENCH_PACKAGES).is_empty()
+            && BENCH_TOOLS
+                .iter()
+                .all(|(tool, flag)| super::succeeds(Command::new(tool).arg(flag))))
+    },
+    install: || install(BENCH_PACKAGES),
+    fix:
+        "run `apt-get install -y iperf3 pmacct softflowd bpftool` as root, check that `pmacctd -V` \
+          and `softflowd -h` run, and read their errors",
+};
+
 pub const TEST: Step = Step {
     name: "Debian packages for the tests (iproute2 nftables iputils-ping openssl)",
     present: || Ok(missing(TEST_PACKAGES).is_empty()),

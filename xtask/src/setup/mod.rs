@@ -19,8 +19,11 @@ pub use tools::current_tool_path;
 pub struct SetupArgs {
     /// Only what building the agent needs (LLVM 22, nightly rust-src, bpf-linker): the Docker
     /// build stage uses this; tests also need iproute2, nftables, ping, openssl and grpcurl.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bench")]
     pub build_only: bool,
+    /// Also what `cargo xtask bench` needs: iperf3, pmacctd, softflowd, bpftool.
+    #[arg(long)]
+    pub bench: bool,
 }
 
 /// One install step: `present` is asked before and after `install`.
@@ -59,6 +62,9 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         for step in &[debian::TEST, tools::GRPCURL] {
             ensure(step)?;
         }
+    }
+    if args.bench {
+        ensure(&debian::BENCH)?;
     }
     Ok(())
 }
