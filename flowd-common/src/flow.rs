@@ -21,14 +21,13 @@ pub const TCP_END_FLAGS: u16 = TCP_FIN | TCP_RST;
 /// Endpoint A is the lower of the two (address, port) pairs, so a packet and its reply land on
 /// the same entry; which side started the connection is recorded in [`FlowStats::initiator`].
 /// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so both families share one layout.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub addr_a: [u8; 16],
     pub addr_b: [u8; 16],
-    /// Cookie of the interface's network namespace (set by the agent at load time): ifindex
-    /// alone is ambiguous, both ends of a veth pair usually share one.
-    pub netns_cookie: u64,
+    /// The interface in the agent's attach namespace. Not the namespace itself: it is the same
+    /// for every entry of one load, and each byte of the key is hashed and compared per packet.
     pub ifindex: u32,
     pub port_a: u16,
     pub port_b: u16,
@@ -39,8 +38,8 @@ pub struct FlowKey {
     /// ping share one entry.
     pub icmp_type: u8,
     pub icmp_code: u8,
-    /// Words, not bytes: zeroing a byte array compiles to a byte loop on the BPF target.
-    pub _pad: [u32; 3],
+    /// A word, not bytes: zeroing a byte array compiles to a byte loop on the BPF target.
+    pub _pad: u32,
 }
 
 crate::zeroed::zeroable!(FlowKey, FlowStats);
@@ -187,7 +186,7 @@ mod pod {
 }
 
 // A padding byte the compiler inserts is not zeroed and would corrupt map keys.
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 64);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 136);
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 208);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 192);
 const _: () = assert!(core::mem::size_of::<SocketOwner>() == 32);

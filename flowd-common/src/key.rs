@@ -30,21 +30,16 @@ fn sorts_after(a: &[u8; 16], a_port: u16, b: &[u8; 16], b_port: u16) -> bool {
 
 /// The connection key for `info` and which side (`SIDE_A`/`SIDE_B`) sent it.
 #[inline(always)]
-pub fn connection_key(info: &PacketInfo, netns_cookie: u64, ifindex: u32) -> (FlowKey, usize) {
+pub fn connection_key(info: &PacketInfo, ifindex: u32) -> (FlowKey, usize) {
     let mut key = FlowKey::zeroed();
-    let side = connection_key_into(info, netns_cookie, ifindex, &mut key);
+    let side = connection_key_into(info, ifindex, &mut key);
     (key, side)
 }
 
 /// `connection_key` into a key the caller has zeroed (padding is never written here: a padding
 /// byte left as garbage would hash one connection into many). Returns the sending side.
 #[inline(always)]
-pub fn connection_key_into(
-    info: &PacketInfo,
-    netns_cookie: u64,
-    ifindex: u32,
-    key: &mut FlowKey,
-) -> usize {
+pub fn connection_key_into(info: &PacketInfo, ifindex: u32, key: &mut FlowKey) -> usize {
     let from_b = sorts_after(&info.src_addr, info.src_port, &info.dst_addr, info.dst_port);
     let icmp_type = match (info.protocol, info.icmp_type) {
         (IPPROTO_ICMP, ICMP_ECHO_REPLY) => ICMP_ECHO_REQUEST,
@@ -62,7 +57,6 @@ pub fn connection_key_into(
         key.addr_b = info.dst_addr;
         key.port_b = info.dst_port;
     }
-    key.netns_cookie = netns_cookie;
     key.ifindex = ifindex;
     key.protocol = info.protocol;
     key.ip_version = info.ip_version;
@@ -96,8 +90,8 @@ mod tests {
     fn request_and_reply_share_a_key_from_opposite_sides() {
         let request = packet([198, 18, 0, 1], 40000, [198, 18, 0, 2], 80);
         let reply = packet([198, 18, 0, 2], 80, [198, 18, 0, 1], 40000);
-        let (k1, s1) = connection_key(&request, 7, 3);
-        let (k2, s2) = connection_key(&reply, 7, 3);
+        let (k1, s1) = connection_key(&request, 3);
+        let (k2, s2) = connection_key(&reply, 3);
         assert_eq!(k1, k2);
         assert_ne!(s1, s2);
         assert_eq!(k1.addr_a, ipv4_mapped([198, 18, 0, 1]));
@@ -107,7 +101,7 @@ mod tests {
     #[test]
     fn same_addresses_are_ordered_by_port() {
         let p = packet([127, 0, 0, 1], 9000, [127, 0, 0, 1], 80);
-        let (key, side) = connection_key(&p, 1, 1);
+        let (key, side) = connection_key(&p, 1);
         assert_eq!(side, SIDE_B);
         assert_eq!((key.port_a, key.port_b), (80, 9000));
     }
@@ -120,16 +114,12 @@ mod tests {
         let mut reply = packet([198, 18, 0, 2], 7, [198, 18, 0, 1], 7);
         reply.protocol = IPPROTO_ICMP;
         reply.icmp_type = ICMP_ECHO_REPLY;
-        assert_eq!(
-            connection_key(&request, 1, 1).0,
-            connection_key(&reply, 1, 1).0
-        );
+        assert_eq!(connection_key(&request, 1).0, connection_key(&reply, 1).0);
     }
 
     #[test]
-    fn different_interfaces_and_namespaces_stay_apart() {
+    fn different_interfaces_stay_apart() {
         let p = packet([198, 18, 0, 1], 1, [198, 18, 0, 2], 2);
-        assert_ne!(connection_key(&p, 1, 1).0, connection_key(&p, 1, 2).0);
-        assert_ne!(connection_key(&p, 1, 1).0, connection_key(&p, 2, 1).0);
+        assert_ne!(connection_key(&p, 1).0, connection_key(&p, 2).0);
     }
 }

@@ -18,7 +18,7 @@ use flowd_common::{
 };
 
 use crate::{
-    maps::{count, emit, EEXIST, FLOWS, NETNS_COOKIE},
+    maps::{count, emit, EEXIST, FLOWS},
     owners::fill_owner,
     zeroed::zeroed_local,
 };
@@ -89,7 +89,7 @@ fn note_unreachable(ctx: &TcContext, outer: &PacketInfo, ifindex: u32) {
         return;
     }
     zeroed_local!(key: FlowKey);
-    connection_key_into(quoted, NETNS_COOKIE.load(), ifindex, key);
+    connection_key_into(quoted, ifindex, key);
     if let Some(stats) = FLOWS.get_ptr_mut(key) {
         // SAFETY: map value pointer valid for this run.
         unsafe { (*stats).icmp_error = unreachable_error(outer) };
@@ -141,7 +141,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
     // SAFETY: the context pointer is valid for the whole program run.
     let skb = unsafe { &*ctx.skb.skb };
     zeroed_local!(key: FlowKey);
-    let side = connection_key_into(info, NETNS_COOKIE.load(), skb.ifindex, key);
+    let side = connection_key_into(info, skb.ifindex, key);
     let key: &FlowKey = key;
     let (packets, bytes) = wire_counts(skb.len, skb.gso_segs, info);
 

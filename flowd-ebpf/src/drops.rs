@@ -96,8 +96,8 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     // possible_net_t holds one pointer: the device's namespace.
     let net: u64 = read(dev, offsets.dev_nd_net)?;
     let cookie: u64 = read(net, offsets.net_cookie)?;
-    let netns_cookie = NETNS_COOKIE.load();
-    if cookie != netns_cookie {
+    // Keys name interfaces of the attach namespace only.
+    if cookie != NETNS_COOKIE.load() {
         return None;
     }
     let ifindex: i32 = read(dev, offsets.dev_ifindex)?;
@@ -112,7 +112,7 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     )?;
     count(COUNTER_DROPS);
     zeroed_local!(key: FlowKey);
-    let side = connection_key_into(info, netns_cookie, ifindex as u32, key);
+    let side = connection_key_into(info, ifindex as u32, key);
     let key: &FlowKey = key;
     let bytes = u64::from(info.ip_len);
     // SAFETY: plain helper call.

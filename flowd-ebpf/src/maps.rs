@@ -12,9 +12,9 @@ use flowd_common::{
 
 pub const EEXIST: i32 = 17;
 
-/// Cookie of the network namespace the agent attaches in, set at load time. Interfaces are
-/// identified by (namespace, ifindex); `bpf_get_netns_cookie` on a tc skb names the namespace of
-/// the packet's socket instead, which for ingress traffic is the sender's.
+/// Cookie of the network namespace the agent attaches in, set at load time: the drop probe sees
+/// drops in every namespace and keeps only those on this one's interfaces, which flow keys name
+/// by ifindex alone.
 #[unsafe(no_mangle)]
 pub static NETNS_COOKIE: Global<u64> = Global::new(0);
 
@@ -74,7 +74,7 @@ pub fn count(index: u32) -> u64 {
 pub fn emit(key: &FlowKey, stats: &FlowStats, kind: u32) {
     match EVENTS.reserve::<FlowEvent>(0) {
         Some(mut entry) => {
-            // Field by field into the reserved slot: a whole FlowEvent on the stack is 112 bytes.
+            // Field by field into the reserved slot: a whole FlowEvent on the stack is 192 bytes.
             let event = entry.as_mut_ptr();
             // SAFETY: `event` points at a reserved, writable FlowEvent-sized slot.
             unsafe {

@@ -129,10 +129,7 @@ fn tcp_handshake_lands_in_one_entry_with_both_sides() {
     // A is the lower address: 198.18.0.1:7070, the server here.
     assert_eq!((key.addr_a, key.port_a), (ipv4_mapped(V4_A), 7070));
     assert_eq!((key.addr_b, key.port_b), (ipv4_mapped(V4_B), 40000));
-    assert_eq!(
-        (key.protocol, key.ip_version, key.netns_cookie),
-        (6, 4, NETNS_COOKIE)
-    );
+    assert_eq!((key.protocol, key.ip_version, key.ifindex), (6, 4, 1));
     assert_eq!(stats.packets, [1, 2]);
     assert_eq!(stats.bytes, [40, 40 + 140]);
     assert_eq!(stats.tcp_flags[SIDE_B], TCP_SYN | TCP_ACK);

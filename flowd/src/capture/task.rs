@@ -37,15 +37,13 @@ fn publish_interfaces(
     telemetry: &Telemetry,
 ) {
     if let Ok(mut index) = interfaces.write() {
-        *index = attachments
+        if let Some(first) = attachments.attached.first() {
+            index.netns_cookie = first.interface.netns_cookie;
+        }
+        index.by_index = attachments
             .attached
             .iter()
-            .map(|a| {
-                (
-                    (a.interface.netns_cookie, a.interface.index),
-                    a.interface.clone(),
-                )
-            })
+            .map(|a| (a.interface.index, a.interface.clone()))
             .collect();
     }
     telemetry.set_interfaces(

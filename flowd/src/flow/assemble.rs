@@ -40,17 +40,22 @@ impl Assembler {
     pub fn assemble(&self, raw: &RawFlow, clock: KernelClock) -> FlowRecord {
         let key = &raw.key;
         let stats = &raw.stats;
-        let known = self
+        let (known, netns_cookie) = self
             .interfaces
             .read()
-            .ok()
-            .and_then(|index| index.get(&(key.netns_cookie, key.ifindex)).cloned());
+            .map(|index| {
+                (
+                    index.by_index.get(&key.ifindex).cloned(),
+                    index.netns_cookie,
+                )
+            })
+            .unwrap_or((None, 0));
         let interface = known.unwrap_or_else(|| {
             // Not one of ours by name (e.g. renamed since attach): keep the identity anyway.
             Arc::new(InterfaceRef {
                 name: String::new(),
                 index: key.ifindex,
-                netns_cookie: key.netns_cookie,
+                netns_cookie,
                 netns: String::new(),
             })
         });
@@ -156,14 +161,17 @@ mod tests {
     use crate::model::{InterfaceIndex, Outcome, ReportReason};
 
     fn interfaces() -> (InterfaceIndex, Arc<InterfaceRef>) {
-        let mut interfaces = InterfaceIndex::new();
+        let mut interfaces = InterfaceIndex {
+            netns_cookie: 42,
+            ..InterfaceIndex::default()
+        };
         let veth = Arc::new(InterfaceRef {
             name: "veth0".into(),
             index: 7,
             netns_cookie: 42,
             netns: "/run/netns/a".into(),
         });
-        interfaces.insert((42, 7), veth.clone());
+        interfaces.by_index.insert(7, veth.clone());
         (interfaces, veth)
     }
 
@@ -171,7 +179,6 @@ mod tests {
         FlowKey {
             addr_a: ipv4_mapped([198, 18, 0, 1]),
             addr_b: ipv4_mapped([198, 18, 0, 2]),
-            netns_cookie: 42,
             ifindex: 7,
             port_a,
             port_b,

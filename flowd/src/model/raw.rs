@@ -21,9 +21,14 @@ pub struct RawFlow {
     pub overdue: bool,
 }
 
-/// Interfaces by (network namespace cookie, ifindex): ifindex alone is ambiguous across
-/// namespaces.
-pub type InterfaceIndex = HashMap<(u64, u32), Arc<InterfaceRef>>;
+/// The attached interfaces by ifindex. An agent attaches in one network namespace, so ifindex
+/// names an interface; flow keys leave the namespace out (the kernel hashes every key byte per
+/// packet) and records take it from here.
+#[derive(Debug, Default)]
+pub struct InterfaceIndex {
+    pub netns_cookie: u64,
+    pub by_index: HashMap<u32, Arc<InterfaceRef>>,
+}
 
 /// The index as capture keeps it up to date while interfaces come and go.
 pub type SharedInterfaces = Arc<std::sync::RwLock<InterfaceIndex>>;
