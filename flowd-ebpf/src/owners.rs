@@ -6,7 +6,7 @@
 //! sockets accepted from a listener (those are created in softirq context, where no process
 //! runs). The tc program asks for a connection's socket at a side's first
 //! packet at a hook: the packet's own socket on egress, otherwise the kernel's own socket lookup
-//! in the attach namespace. The socket's cgroup comes from the socket itself, so connections
+//! in the attach namespace, or in the namespace at the far end of a veth. The socket's cgroup comes from the socket itself, so connections
 //! older than the agent are attributed too.
 
 use crate::zeroed::zeroed_local;
@@ -22,7 +22,8 @@ use aya_ebpf::{
             bpf_sk_storage_get, bpf_skb_cgroup_id,
         },
     },
-    macros::{btf_map, cgroup_sock, cgroup_sock_addr},
+    macros::{btf_map, cgroup_sock, cgroup_sock_addr, map},
+    maps::HashMap,
     programs::{SockAddrContext, SockContext, TcContext},
     EbpfContext as _,
 };
@@ -64,6 +65,12 @@ const ALLOW: i32 = 1;
 
 /// `BPF_F_CURRENT_NETNS`: look sockets up in the namespace of the packet's device.
 const CURRENT_NETNS: u64 = u64::MAX;
+
+/// Interfaces whose far end is in another namespace (veth pairs to pods), by ifindex: the id
+/// the attach namespace gives that namespace (`ip link` shows it as `link-netnsid`). Written by
+/// the agent as it attaches and detaches.
+#[map]
+pub static PEER_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -139,7 +146,8 @@ pub fn flowd_sendmsg6(ctx: SockAddrContext) -> i32 {
 }
 
 /// Fills the owner of a connection side seen at tc: the packet's own socket on egress, else
-/// the local socket the kernel would deliver it to (ingress) or would have sent it from.
+/// the local socket the kernel would deliver it to (ingress) or would have sent it from, else
+/// the socket at the far end of a veth (a pod's), as a guess that a local socket replaces.
 #[inline(always)]
 pub fn fill_owner(
     ctx: &TcContext,
@@ -149,10 +157,34 @@ pub fn fill_owner(
     stats: *mut FlowStats,
 ) {
     // Siblings, not a chain: the verifier adds up the frames of every call chain.
-    if !fill_from_packet_socket(ctx, direction, side, stats) {
-        if info.protocol == IPPROTO_TCP || info.protocol == IPPROTO_UDP {
-            fill_from_lookup(ctx, info, direction, side, stats);
-        }
+    if fill_from_packet_socket(ctx, direction, side, stats)
+        || (info.protocol != IPPROTO_TCP && info.protocol != IPPROTO_UDP)
+    {
+        return;
+    }
+    let egress = direction == DIRECTION_EGRESS;
+    let here = Lookup {
+        netns: CURRENT_NETNS,
+        // On egress the local socket sent the packet: the lookup asks for its reply.
+        reply: egress,
+        socket_side: if egress { side } else { side ^ 1 },
+        certain_if_connected: true,
+    };
+    if fill_from_lookup(ctx, info, &here, stats) {
+        return;
+    }
+    // SAFETY: valid skb context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: read-only lookup of a plain value.
+    if let Some(netns) = unsafe { PEER_NETNS.get(&ifindex) } {
+        let far = Lookup {
+            netns: u64::from(*netns),
+            // What comes in through a veth was sent by the far socket.
+            reply: !egress,
+            socket_side: if egress { side ^ 1 } else { side },
+            certain_if_connected: false,
+        };
+        let _ = fill_from_lookup(ctx, info, &far, stats);
     }
 }
 
@@ -181,51 +213,59 @@ fn fill_from_packet_socket(
     // SAFETY: valid skb context: the cgroup of the packet's socket, known for every socket.
     let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
     // SAFETY: a full socket of this run, not reference-counted by us.
-    unsafe { fill_from_socket(full, Some(cgroup_id), side, 1, stats) };
-    true
+    unsafe { fill_from_socket(full, Some(cgroup_id), side, 1, stats) }
 }
 
-/// The kernel's socket lookup in the attach namespace: on ingress the socket that receives the
-/// packet, on egress the one that would have sent it. A connected socket matches the whole
-/// tuple (certain); a listener or an unconnected UDP socket matches by port (a guess a later
-/// packet may replace). TCP and UDP only: the caller checks, since an early return here would
-/// leave a stack pointer in the return register, which the verifier refuses.
+/// Where to look a connection's socket up and what a match means.
+struct Lookup {
+    /// `CURRENT_NETNS`, or the id the attach namespace gives a veth peer's namespace.
+    netns: u64,
+    /// Look up the socket that sent this packet (ask for its reply) rather than the receiver.
+    reply: bool,
+    /// The connection side the found socket is on.
+    socket_side: usize,
+    /// Whether a connected socket, which matches the whole tuple, is certain.
+    certain_if_connected: bool,
+}
+
+/// The kernel's socket lookup (`bpf_sk_lookup_tcp/udp`) in one namespace. A connected socket
+/// matches the whole tuple; a listener or an unconnected UDP socket matches by port, a guess a
+/// later packet may replace. TCP and UDP only: the caller checks. Returns whether an owner was
+/// written.
 #[inline(never)]
 fn fill_from_lookup(
     ctx: &TcContext,
     info: &PacketInfo,
-    direction: u8,
-    side: usize,
+    lookup: &Lookup,
     stats: *mut FlowStats,
-) {
-    let egress = direction == DIRECTION_EGRESS;
-    // The lookup names a packet arriving at the socket: on egress, the reply's tuple.
-    let (local_port, remote_port) = if egress {
+) -> bool {
+    let (socket_port, peer_port) = if lookup.reply {
         (info.src_port, info.dst_port)
     } else {
         (info.dst_port, info.src_port)
     };
     zeroed_local!(tuple: LookupTuple);
-    let size = tuple.fill(info, egress, remote_port, local_port);
+    let size = tuple.fill(info, lookup.reply, peer_port, socket_port);
     // SAFETY: valid skb context and an initialised tuple of `size` bytes on the stack.
     let sk = unsafe {
         let tuple = (tuple as *mut LookupTuple).cast();
         if info.protocol == IPPROTO_TCP {
-            bpf_sk_lookup_tcp(ctx.as_ptr(), tuple, size, CURRENT_NETNS, 0)
+            bpf_sk_lookup_tcp(ctx.as_ptr(), tuple, size, lookup.netns, 0)
         } else {
-            bpf_sk_lookup_udp(ctx.as_ptr(), tuple, size, CURRENT_NETNS, 0)
+            bpf_sk_lookup_udp(ctx.as_ptr(), tuple, size, lookup.netns, 0)
         }
     };
     if sk.is_null() {
-        return;
+        return false;
     }
     // SAFETY: a socket returned by the lookup, held until released below.
-    let exact = u8::from(unsafe { (*sk).dst_port } != 0);
-    let local = if egress { side } else { side ^ 1 };
+    let connected = unsafe { (*sk).dst_port } != 0;
+    let exact = u8::from(connected && lookup.certain_if_connected);
     // SAFETY: as above.
     unsafe {
-        fill_from_socket(sk, None, local, exact, stats);
+        let written = fill_from_socket(sk, None, lookup.socket_side, exact, stats);
         bpf_sk_release(sk.cast());
+        written
     }
 }
 
@@ -243,20 +283,24 @@ unsafe fn fill_from_socket(
     local: usize,
     exact: u8,
     stats: *mut FlowStats,
-) {
+) -> bool {
     // SAFETY: per the caller; without the create flag nothing is allocated.
     let stored = unsafe { bpf_sk_storage_get(owners_map(), sk.cast(), core::ptr::null_mut(), 0) }
         .cast::<SocketOwner>();
     if stored.is_null() {
-        if let Some(cgroup_id) = packet_cgroup {
-            set_owner(stats, 0, [0; 16], cgroup_id, local, exact);
-        }
-        return;
+        return match packet_cgroup {
+            Some(cgroup_id) => {
+                set_owner(stats, 0, [0; 16], cgroup_id, local, exact);
+                true
+            }
+            None => false,
+        };
     }
     // SAFETY: a non-null storage pointer is this socket's SocketOwner for this run.
     let owner = unsafe { &*stored };
     let cgroup_id = packet_cgroup.unwrap_or(owner.cgroup_id);
     set_owner(stats, owner.pid, owner.comm, cgroup_id, local, exact);
+    true
 }
 
 /// `struct bpf_sock_tuple`: addresses and ports in network order, IPv4 in the first 12 bytes

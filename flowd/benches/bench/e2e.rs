@@ -24,6 +24,8 @@ struct Sample {
     bpf_ns_per_packet: Vec<(String, f64)>,
     /// Connections the generator made and the collector reported (flowd only).
     connections: Option<(u64, u64)>,
+    /// Collector process CPU milliseconds per thousand connections of the connection load.
+    cpu_ms_per_k_connections: Option<f64>,
 }
 
 fn seconds() -> u64 {
@@ -37,7 +39,7 @@ fn rounds() -> usize {
     std::env::var("FLOWD_BENCH_E2E_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -64,7 +66,9 @@ fn measure(
     let bpf_after = collectors::bpf_programs()?;
     let packets = traffic::veth_packets(hosts)? - packets_before;
     let cpu = running.cpu_seconds()? - cpu_before;
+    let cpu_before_connections = running.cpu_seconds()?;
     let made = traffic.connections()?;
+    let cpu_connections = running.cpu_seconds()? - cpu_before_connections;
     let connections = match collector {
         Collector::Flowd => Some((
             made.count,
@@ -94,6 +98,9 @@ fn measure(
             .then(|| cpu / (packets as f64 / 1e6)),
         bpf_ns_per_packet,
         connections,
+        cpu_ms_per_k_connections: collector
+            .has_process()
+            .then(|| cpu_connections * 1e3 / (made.count.max(1) as f64 / 1e3)),
     })
 }
 
@@ -102,8 +109,18 @@ pub(crate) fn end_to_end(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Ve
     let hosts = TwoHosts::create("e2e")?;
     let traffic = Traffic::new(&hosts, seconds());
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
-    let mut samples: Vec<(Collector, Vec<Sample>)> =
-        Collector::ALL.iter().map(|c| (*c, Vec::new())).collect();
+    // `FLOWD_BENCH_E2E_COLLECTORS=flowd,softflowd` narrows the run (the ceiling always runs).
+    let chosen = std::env::var("FLOWD_BENCH_E2E_COLLECTORS").ok();
+    let mut samples: Vec<(Collector, Vec<Sample>)> = Collector::ALL
+        .iter()
+        .filter(|c| {
+            **c == Collector::Ceiling
+                || chosen
+                    .as_deref()
+                    .is_none_or(|list| list.split(',').any(|n| c.name().starts_with(n.trim())))
+        })
+        .map(|c| (*c, Vec::new()))
+        .collect();
     for round in 0..rounds() {
         for (collector, taken) in &mut samples {
             eprintln!(
@@ -117,45 +134,74 @@ pub(crate) fn end_to_end(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Ve
     Ok(rows(&samples))
 }
 
+/// A load's row name, its figure in a sample and its target.
+type Load = (&'static str, fn(&Sample) -> f64, &'static str);
+
 fn rows(samples: &[(Collector, Vec<Sample>)]) -> Vec<Row> {
-    let summary =
-        |taken: &[Sample], field: fn(&Sample) -> f64| median(taken.iter().map(field).collect());
     let ceiling = &samples[0].1;
-    let ceiling_tcp = summary(ceiling, |s| s.tcp_gbps);
-    let ceiling_udp = summary(ceiling, |s| s.udp_kpps);
-    let ceiling_conns = summary(ceiling, |s| s.connections_per_s);
     let mut rows = Vec::new();
     for (collector, taken) in samples {
         let name = collector.name();
-        let tcp = summary(taken, |s| s.tcp_gbps);
-        let udp = summary(taken, |s| s.udp_kpps);
-        let conns = summary(taken, |s| s.connections_per_s);
-        rows.push(row(
-            &format!("end to end, {name}: TCP bulk (Gbit/s)"),
-            format!("{tcp:.1}"),
-            format!("{ceiling_tcp:.1} (nothing attached)"),
-            tcp / ceiling_tcp,
-            collector.target_tcp(),
-        ));
-        rows.push(row(
-            &format!("end to end, {name}: UDP 64 B received (kpps)"),
-            format!("{udp:.0}"),
-            format!("{ceiling_udp:.0} (nothing attached)"),
-            udp / ceiling_udp,
-            collector.target_udp(),
-        ));
-        rows.push(row(
-            &format!("end to end, {name}: new TCP connections (per s)"),
-            format!("{conns:.0}"),
-            format!("{ceiling_conns:.0} (nothing attached)"),
-            conns / ceiling_conns,
-            "-",
-        ));
+        // The ratio of each round to the ceiling of the same round, then the median: a busy
+        // neighbour slows a whole round, and this cancels it.
+        let compared = |field: fn(&Sample) -> f64| {
+            let value = median(taken.iter().map(field).collect());
+            let base = median(ceiling.iter().map(field).collect());
+            let ratio = median(
+                taken
+                    .iter()
+                    .zip(ceiling)
+                    .map(|(s, c)| field(s) / field(c))
+                    .collect(),
+            );
+            (value, base, ratio)
+        };
+        let loads: [Load; 3] = [
+            ("TCP bulk (Gbit/s)", |s| s.tcp_gbps, collector.target_tcp()),
+            (
+                "UDP 64 B received (kpps)",
+                |s| s.udp_kpps,
+                collector.target_udp(),
+            ),
+            ("new TCP connections (per s)", |s| s.connections_per_s, "-"),
+        ];
+        for (load, field, target) in loads {
+            let (value, base, ratio) = compared(field);
+            let shown = |v: f64| {
+                if v < 100.0 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.0}")
+                }
+            };
+            rows.push(row(
+                &format!("end to end, {name}: {load}"),
+                shown(value),
+                format!("{} (nothing attached)", shown(base)),
+                ratio,
+                target,
+            ));
+        }
         if collector.has_process() {
             let cpu = median(taken.iter().filter_map(|s| s.cpu_s_per_m_packets).collect());
             rows.push(row(
-                &format!("end to end, {name}: collector CPU (s per M packets)"),
-                format!("{cpu:.3}"),
+                &format!("end to end, {name}: collector CPU, TCP and UDP loads (s per M packets)"),
+                format!("{cpu:.4}"),
+                "-".into(),
+                1.0,
+                "-",
+            ));
+            let cpu = median(
+                taken
+                    .iter()
+                    .filter_map(|s| s.cpu_ms_per_k_connections)
+                    .collect(),
+            );
+            rows.push(row(
+                &format!(
+                    "end to end, {name}: collector CPU, connection load (ms per 1000 connections)"
+                ),
+                format!("{cpu:.1}"),
                 "-".into(),
                 1.0,
                 "-",

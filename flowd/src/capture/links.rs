@@ -21,6 +21,8 @@ pub enum LinkEvent {
         name: String,
         index: u32,
         loopback: bool,
+        /// For a veth whose peer is in another namespace: that namespace's id here.
+        peer_netns: Option<u32>,
     },
     Removed {
         index: u32,
@@ -29,6 +31,7 @@ pub enum LinkEvent {
 
 pub struct LinkWatch {
     messages: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)>,
+    handle: rtnetlink::Handle,
     connection: tokio::task::JoinHandle<()>,
 }
 
@@ -37,16 +40,35 @@ impl LinkWatch {
     /// (a netlink socket reports on the namespace it was created in) and driven by this runtime.
     pub fn start(netns: Option<&Path>) -> Result<Self, CaptureError> {
         let runtime = tokio::runtime::Handle::current();
-        let (connection, messages) = netns::run_in(netns, move || {
+        let (connection, handle, messages) = netns::run_in(netns, move || {
             let _entered = runtime.enter();
             rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map(|(connection, _handle, messages)| (tokio::spawn(connection), messages))
+                .map(|(connection, handle, messages)| (tokio::spawn(connection), handle, messages))
         })?
         .map_err(CaptureError::LinkWatch)?;
         Ok(Self {
             messages,
+            handle,
             connection,
         })
+    }
+
+    /// The links there are now, as `Added` events (a dump over the same connection).
+    pub async fn current(&self) -> Vec<LinkEvent> {
+        use futures::TryStreamExt as _;
+        let mut links = self.handle.link().get().execute();
+        let mut events = Vec::new();
+        loop {
+            match links.try_next().await {
+                Ok(Some(link)) => events.extend(added(&link)),
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "listing links");
+                    break;
+                }
+            }
+        }
+        events
     }
 
     /// The next link event; `None` if the netlink connection ended.
@@ -66,19 +88,26 @@ impl Drop for LinkWatch {
     }
 }
 
+fn added(link: &netlink_packet_route::link::LinkMessage) -> Option<LinkEvent> {
+    let name = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(name) => Some(name.clone()),
+        _ => None,
+    })?;
+    let peer_netns = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkNetNsId(id) => u32::try_from(*id).ok(),
+        _ => None,
+    });
+    Some(LinkEvent::Added {
+        name,
+        index: link.header.index,
+        loopback: link.header.flags.contains(LinkFlags::Loopback),
+        peer_netns,
+    })
+}
+
 fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
     match message.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-            let name = link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(name) => Some(name.clone()),
-                _ => None,
-            })?;
-            Some(LinkEvent::Added {
-                name,
-                index: link.header.index,
-                loopback: link.header.flags.contains(LinkFlags::Loopback),
-            })
-        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => added(&link),
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
             Some(LinkEvent::Removed {
                 index: link.header.index,

@@ -115,6 +115,9 @@ pub struct LoadedPrograms {
     pub counters: PerCpuArray<MapData, u64>,
     /// Every kernel drop on the host by reason (`DROP_REASON_SLOTS` slots).
     pub drop_reasons: PerCpuArray<MapData, u64>,
+    /// Attached veths whose peer is in another namespace: ifindex to that namespace's id, for
+    /// the tc programs' socket lookups.
+    pub peer_netns: HashMap<MapData, u32, u32>,
     /// Keeps the kernel-side log ring drained into tracing; absent if the object has no logs.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -176,6 +179,7 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
     let events = take_map(&mut ebpf, "EVENTS")?;
     let counters = take_map(&mut ebpf, "COUNTERS")?;
     let drop_reasons = take_map(&mut ebpf, "DROP_REASONS")?;
+    let peer_netns = take_map(&mut ebpf, "PEER_NETNS")?;
     Ok(LoadedPrograms {
         ebpf,
         drops,
@@ -185,6 +189,7 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
         events,
         counters,
         drop_reasons,
+        peer_netns,
         logger,
     })
 }

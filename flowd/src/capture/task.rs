@@ -68,6 +68,21 @@ async fn next_link(links: &mut Option<LinkWatch>) -> Option<LinkEvent> {
     }
 }
 
+/// Tells the tc programs in which namespace the far end of interface `index` is, or forgets it.
+fn note_peer(map: &mut HashMap<MapData, u32, u32>, index: u32, peer: Option<u32>) {
+    let result = match peer {
+        Some(netns) => map.insert(index, netns, 0),
+        None => match map.remove(&index) {
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            other => other,
+        },
+    };
+    if let Err(err) = result {
+        // The far end's process is then not named; nothing else depends on it.
+        tracing::debug!(ifindex = index, error = %err, "updating the peer namespace map");
+    }
+}
+
 /// Runs until `shutdown`, then detaches, drains what the kernel counted and sends it on, so a
 /// stop never loses data already collected.
 pub async fn run(
@@ -94,6 +109,7 @@ pub async fn run(
         events,
         counters,
         drop_reasons,
+        mut peer_netns,
         logger,
     } = programs;
     let counters = KernelCounters {
@@ -118,6 +134,20 @@ pub async fn run(
         None => None,
     };
     publish_interfaces(&attachments, &interfaces, &telemetry);
+    if let Some(links) = &links {
+        for event in links.current().await {
+            if let LinkEvent::Added {
+                index,
+                peer_netns: peer,
+                ..
+            } = event
+            {
+                if attachments.is_attached(index) {
+                    note_peer(&mut peer_netns, index, peer);
+                }
+            }
+        }
+    }
     let mut ticker = tokio::time::interval(sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -130,7 +160,7 @@ pub async fn run(
                 guard.clear_ready();
             }
             event = next_link(&mut links) => match event {
-                Some(LinkEvent::Added { name, index, loopback }) => {
+                Some(LinkEvent::Added { name, index, loopback, peer_netns: peer }) => {
                     let wanted = if names.is_empty() { !loopback } else { names.contains(&name) };
                     if wanted && !attachments.is_attached(index) {
                         match attachments.add(&mut ebpf, &name, index) {
@@ -139,8 +169,13 @@ pub async fn run(
                             Err(err) => tracing::debug!(interface = %name, error = %err, "not attached"),
                         }
                     }
+                    // A veth's peer moves into a pod's namespace after the link appears.
+                    if attachments.is_attached(index) {
+                        note_peer(&mut peer_netns, index, peer);
+                    }
                 }
                 Some(LinkEvent::Removed { index }) => {
+                    note_peer(&mut peer_netns, index, None);
                     if let Some(gone) = attachments.remove(index) {
                         tracing::info!(interface = %gone.name, ifindex = index, "interface removed");
                         publish_interfaces(&attachments, &interfaces, &telemetry);

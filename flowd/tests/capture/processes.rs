@@ -35,6 +35,64 @@ async fn local_processes_are_named_on_their_flows() {
     assert!(agent.terminate().success());
 }
 
+/// On a node, a pod's sockets are in its own namespace, at the far end of the veth flowd is
+/// attached to: with no local socket for a connection, the tc program looks it up in the
+/// veth peer's namespace, so the pod's process is named (as a guess a local socket would win
+/// over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_behind_a_veth_is_named_when_no_local_socket_is() {
+    if !privileged("a_process_behind_a_veth_is_named_when_no_local_socket_is") {
+        return;
+    }
+    let hosts = TwoHosts::create("far").expect("testbed");
+    let agent = agent_on(
+        &hosts,
+        &["--active-timeout", "1s", "--sweep-interval", "200ms"],
+    );
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    // Datagrams from B to a port nothing listens on in A: A has no socket for them.
+    let mut sender = std::process::Command::new("ip")
+        .args(["netns", "exec", &hosts.b.name, "python3", "-c"])
+        .arg(
+            "import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('198.18.0.2', 0))\nprint(s.getsockname()[1], flush=True)\n\
+             for _ in range(50):\n    s.sendto(b'x' * 100, ('198.18.0.1', 9))\n    time.sleep(0.05)\n\
+             sys.stdin.read()\n",
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 sender");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sender.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the sender prints its port");
+    let sender_port: u16 = line.trim().parse().expect("a port");
+    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        t.iter().any(|(id, c)| {
+            id.source.port() == sender_port && c.records.iter().any(|f| f.process.is_some())
+        })
+    })
+    .await;
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let (_, flow) = totals
+        .iter()
+        .find(|(id, _)| id.source.port() == sender_port)
+        .expect("the datagrams' flow");
+    let process = flow
+        .records
+        .iter()
+        .find_map(|f| f.process.clone())
+        .expect("the far process is named");
+    assert!(process.command.starts_with("python3"), "{process:?}");
+    assert_eq!(process.pid, sender.id(), "{process:?}");
+    assert!(agent.terminate().success());
+}
+
 /// A server's accepted sockets are created in softirq context, where no process runs: they carry
 /// the listener's storage, which the kernel clones into them, and the tc program finds the
 /// receiving socket with the kernel's own lookup on ingress.

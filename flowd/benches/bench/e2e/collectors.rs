@@ -245,6 +245,15 @@ impl Running {
                     last_progress = Instant::now();
                 }
                 if best >= expected || last_progress.elapsed() > Duration::from_secs(5) {
+                    if best < expected {
+                        let status = client.get_status(pb::GetStatusRequest {}).await?;
+                        let status = status.into_inner();
+                        eprintln!(
+                            "bench: flowd reported {best} of {expected} connections; \
+                             counters {:?}, lost {:?}",
+                            status.counters, status.lost
+                        );
+                    }
                     return Ok(best);
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
