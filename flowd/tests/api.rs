@@ -58,7 +58,11 @@ impl Server {
         let tcp = listeners.tcp_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(api::serve(
-            FlowApi::new(hub.clone(), telemetry.clone()).with_max_subscribers(max_subscribers),
+            FlowApi::new(hub.clone(), telemetry.clone()).with_limits(api::ApiLimits {
+                max_subscribers,
+                max_request_bytes: 4096,
+                ..api::ApiLimits::default()
+            }),
             listeners,
             shutdown.clone(),
         ));
@@ -532,5 +536,46 @@ async fn followers_are_capped_and_a_silent_one_is_released_when_its_client_leave
         .get_flows(silent)
         .await
         .expect("a place is free again");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_size_and_filter_limits_are_refused_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test server decodes at most 4096-byte requests.
+    let server = Server::start(dir.path(), 64, None).await;
+    server.publish(1..=3).await;
+    let mut client = client::connect_unix(&server.socket).await.unwrap();
+    let huge = pb::GetFlowsRequest {
+        last: 10,
+        allow: vec![pb::FlowFilter {
+            namespace: vec!["n".repeat(5000)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let refused = client
+        .get_flows(huge)
+        .await
+        .expect_err("a request past maxRequestBytes");
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    let many = pb::GetFlowsRequest {
+        last: 10,
+        allow: vec![pb::FlowFilter::default(); api::DEFAULT_MAX_FILTERS + 1],
+        ..Default::default()
+    };
+    let refused = client.get_flows(many).await.expect_err("past maxFilters");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("maxFilters"), "{refused:?}");
+    // The same connection still gets answers.
+    let cursors = collect(
+        &mut client,
+        pb::GetFlowsRequest {
+            last: 10,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(cursors.len(), 3);
     server.stop().await;
 }

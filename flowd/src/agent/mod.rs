@@ -223,7 +223,14 @@ pub async fn run(
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
     let api_stop = CancellationToken::new();
     let server = tokio::spawn(api::serve(
-        FlowApi::new(hub, telemetry.clone()).with_max_subscribers(config.max_subscribers),
+        FlowApi::new(hub, telemetry.clone()).with_limits(crate::api::ApiLimits {
+            max_subscribers: config.max_subscribers,
+            max_filters: config.max_filters,
+            max_filter_values: config.max_filter_values,
+            max_request_bytes: config.max_request_bytes,
+            keepalive_interval: config.keepalive_interval,
+            keepalive_timeout: config.keepalive_timeout,
+        }),
         listeners,
         api_stop.clone(),
     ));

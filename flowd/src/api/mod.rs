@@ -2,10 +2,15 @@
 
 mod authority;
 pub mod client;
+mod limits;
 mod request;
 mod server;
 mod unix_conn;
 
 /// The generated API types, also reachable here for clients of the library.
 pub use crate::proto;
-pub use server::{serve, ApiError, FlowApi, Listeners, TlsFiles, DEFAULT_MAX_SUBSCRIBERS};
+pub use limits::{
+    ApiLimits, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_FILTERS,
+    DEFAULT_MAX_FILTER_VALUES, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_SUBSCRIBERS,
+};
+pub use server::{serve, ApiError, FlowApi, Listeners, TlsFiles};

@@ -17,6 +17,7 @@ use tonic::{
     Request, Response, Status,
 };
 
+use super::limits::ApiLimits;
 use super::request;
 use crate::{
     proto::{
@@ -74,7 +75,7 @@ const STREAM_BUFFER: usize = 256;
 pub struct FlowApi {
     hub: Hub,
     telemetry: Arc<Telemetry>,
-    max_subscribers: usize,
+    limits: ApiLimits,
 }
 
 impl FlowApi {
@@ -82,19 +83,16 @@ impl FlowApi {
         Self {
             hub,
             telemetry,
-            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            limits: ApiLimits::default(),
         }
     }
 
-    /// GetFlows calls open at once; one more is refused with RESOURCE_EXHAUSTED.
-    pub fn with_max_subscribers(mut self, max: usize) -> Self {
-        self.max_subscribers = max;
+    /// Bounds on subscriptions, filters, request size and idle connections.
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.limits = limits;
         self
     }
 }
-
-/// The default of the `maxSubscribers` setting.
-pub const DEFAULT_MAX_SUBSCRIBERS: usize = 256;
 
 type FlowStream = Pin<Box<dyn Stream<Item = Result<pb::GetFlowsResponse, Status>> + Send>>;
 
@@ -106,9 +104,10 @@ impl FlowService for FlowApi {
         &self,
         request: Request<pb::GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        self.limits.check(request.get_ref())?;
         let query = request::parse(request.get_ref())?;
         let open = self.telemetry.subscribers.fetch_add(1, Ordering::Relaxed) as usize;
-        if open >= self.max_subscribers {
+        if open >= self.limits.max_subscribers {
             self.telemetry.subscribers.fetch_sub(1, Ordering::Relaxed);
             return Err(Status::resource_exhausted(format!(
                 "{open} GetFlows calls are open, the agent's maxSubscribers; close one or raise \
@@ -325,9 +324,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|err| ApiError::Reflection(err.to_string()))?;
+    let limits = api.limits;
     let router = |builder: &mut tonic::transport::Server| {
         builder
-            .add_service(FlowServiceServer::new(api.clone()))
+            .add_service(
+                FlowServiceServer::new(api.clone())
+                    .max_decoding_message_size(limits.max_request_bytes),
+            )
             .add_service(health_service.clone())
             .add_service(reflection.clone())
             .add_service(reflection_alpha.clone())
@@ -343,17 +346,23 @@ pub async fn serve(
     };
     tokio::spawn(stop_health);
 
-    let unix_server = router(&mut tonic::transport::Server::builder())
-        .serve_with_incoming_shutdown(
-            tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::UnixListenerStream::new(unix),
-                |stream| stream.map(super::unix_conn::UnixConnection::new),
-            ),
-            shutdown.clone().cancelled_owned(),
-        );
+    // Pings on quiet connections: a client that vanished without closing is noticed and its
+    // streams end, instead of holding a subscription slot forever.
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+    };
+    let unix_server = router(&mut builder()).serve_with_incoming_shutdown(
+        tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::UnixListenerStream::new(unix),
+            |stream| stream.map(super::unix_conn::UnixConnection::new),
+        ),
+        shutdown.clone().cancelled_owned(),
+    );
     let result = match tcp {
         Some((listener, tls)) => {
-            let mut builder = tonic::transport::Server::builder();
+            let mut builder = builder();
             if let Some(tls) = tls {
                 builder = builder
                     .tls_config(tls)

@@ -85,6 +85,21 @@ settings! {
     /// GetFlows calls open at once; one more is refused with RESOURCE_EXHAUSTED
     max_subscribers: value usize = crate::api::DEFAULT_MAX_SUBSCRIBERS, shown "256",
         check at_least_one, flag #[arg(long, value_name = "N")];
+    /// filters (allow and deny together) in one GetFlows request; more is INVALID_ARGUMENT
+    max_filters: value usize = crate::api::DEFAULT_MAX_FILTERS, shown "64",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// values in one field of one GetFlows filter; more is INVALID_ARGUMENT
+    max_filter_values: value usize = crate::api::DEFAULT_MAX_FILTER_VALUES, shown "1024",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// largest request message the API decodes (bytes)
+    max_request_bytes: value usize = crate::api::DEFAULT_MAX_REQUEST_BYTES, shown "1048576",
+        check at_least_one, flag #[arg(long, value_name = "BYTES")];
+    /// HTTP/2 pings on quiet API connections, so clients that vanished are noticed
+    keepalive_interval: duration Duration = crate::api::DEFAULT_KEEPALIVE_INTERVAL, shown "30s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// how long a ping may go unanswered before the connection is closed
+    keepalive_timeout: duration Duration = crate::api::DEFAULT_KEEPALIVE_TIMEOUT, shown "20s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
     /// capacity of the channels between pipeline stages (batches)
     pipeline_buffer: value usize = 8_192, shown "8192",
         check at_least_one, flag #[arg(long, value_name = "N")];
