@@ -5,7 +5,8 @@
 //! - `records`: cursor -> encoded flow
 //! - `by_end_time`: (end time ns, cursor) -> () for since/until queries
 //! - `not_forwarded`: (end time ns, cursor) -> () for "what was dropped or denied" on big histories
-//! - `meta`: counters kept in the same transactions (total encoded bytes)
+//! - `meta`: counters kept in the same transactions (total encoded bytes, the next cursor: cursors
+//!   never go back, even after retention emptied the history)
 
 use std::{
     ops::ControlFlow,
@@ -28,6 +29,7 @@ const NOT_FORWARDED: TableDefinition<(u64, u64), ()> = TableDefinition::new("not
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_BYTES: &str = "record_bytes";
 const META_SCHEMA: &str = "schema";
+const META_NEXT_CURSOR: &str = "next_cursor";
 const SCHEMA_VERSION: u64 = 1;
 
 /// Records read per read transaction while paging through history.
@@ -163,8 +165,11 @@ impl FlowStore {
             }
             let last = records.last()?.map(|(k, _)| k.value()).unwrap_or(0);
             let bytes = meta.get(META_BYTES)?.map(|v| v.value()).unwrap_or(0);
+            // A consumer resuming after a cursor must never be given a smaller one again: the
+            // records may all be gone, the counter is not (histories before it had none).
+            let persisted = meta.get(META_NEXT_CURSOR)?.map(|v| v.value()).unwrap_or(0);
             Counts {
-                next_cursor: last + 1,
+                next_cursor: (last + 1).max(persisted),
                 bytes,
                 records: records.len()?,
             }
@@ -205,6 +210,7 @@ impl FlowStore {
             }
             let mut meta = txn.open_table(META)?;
             meta.insert(META_BYTES, counts.bytes + added_bytes)?;
+            meta.insert(META_NEXT_CURSOR, counts.next_cursor + flows.len() as u64)?;
         }
         txn.commit()?;
         counts.next_cursor += flows.len() as u64;
@@ -233,16 +239,26 @@ impl FlowStore {
             let mut by_end = txn.open_table(BY_END_TIME)?;
             let mut not_forwarded = txn.open_table(NOT_FORWARDED)?;
             loop {
-                let Some((cursor, encoded_len, end)) = ({
-                    match records.first()? {
-                        Some((k, v)) => {
-                            let flow = decode_flow(k.value(), v.value())?;
-                            Some((k.value(), v.value().len() as u64, end_ns(&flow)))
-                        }
-                        None => None,
-                    }
+                let Some((cursor, encoded_len, end)) = records.first()?.map(|(k, v)| {
+                    (
+                        k.value(),
+                        v.value().len() as u64,
+                        decode_flow(k.value(), v.value()).map(|flow| end_ns(&flow)),
+                    )
                 }) else {
                     break;
+                };
+                let end = match end {
+                    Ok(end) => end,
+                    Err(err) => {
+                        // One damaged record must not stop retention for good: it goes first.
+                        // Its index entries stay behind; readers skip cursors with no record.
+                        tracing::warn!(cursor, error = %err, "removing an undecodable record");
+                        records.remove(cursor)?;
+                        bytes = bytes.saturating_sub(encoded_len);
+                        removed += 1;
+                        continue;
+                    }
                 };
                 if bytes <= self.retention.max_bytes && end >= oldest_allowed {
                     break;

@@ -136,6 +136,29 @@ fn last_n_with_a_predicate_returns_oldest_first() {
 }
 
 #[test]
+fn cursors_never_go_back_after_retention_emptied_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let nothing_kept = Retention {
+        max_age: FOREVER.max_age,
+        max_bytes: 0,
+    };
+    {
+        let store = open(&dir, nothing_kept);
+        store
+            .append((1..=3).map(|i| flow(i, pb::Verdict::Forwarded)).collect())
+            .unwrap();
+        assert_eq!(store.enforce_retention(SystemTime::now()).unwrap(), 3);
+        assert_eq!(store.bounds().unwrap(), None);
+    }
+    let store = open(&dir, FOREVER);
+    let stored = store.append(vec![flow(4, pb::Verdict::Forwarded)]).unwrap();
+    assert_eq!(
+        stored[0].cursor, 4,
+        "a consumer resuming after 3 must see this one"
+    );
+}
+
+#[test]
 fn retention_drops_the_oldest_by_size_and_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let one = pb::Flow {
@@ -214,4 +237,29 @@ fn an_unusable_path_is_named() {
         .unwrap()
         .to_string();
     assert!(err.contains("/proc/flowd"), "{err}");
+}
+
+#[test]
+fn an_undecodable_record_does_not_stop_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        // Field 1 announced as a 100-byte string with 2 bytes present: prost refuses it.
+        let damaged: &[u8] = &[0x0a, 100, 1, 2];
+        txn.open_table(RECORDS).unwrap().insert(1, damaged).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = FlowStore::open(&path, FOREVER, 1 << 20).unwrap();
+    let stored = store
+        .append(vec![
+            flow(2, pb::Verdict::Forwarded),
+            flow(3, pb::Verdict::Forwarded),
+        ])
+        .unwrap();
+    assert_eq!(stored.iter().map(|f| f.cursor).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(store.enforce_retention(SystemTime::now()).unwrap(), 1);
+    assert_eq!(collect(&store, Range::AfterCursor(0)), [2, 3]);
+    assert_eq!(store.bounds().unwrap(), Some((2, 3)));
 }
