@@ -4,10 +4,10 @@
 //! Socket hooks run in the process's context when a socket is created, connects or sends to an
 //! address: they keep the process in the socket's own storage, which the kernel clones into the
 //! sockets accepted from a listener (those are created in softirq context, where no process
-//! runs). The tc program asks for a connection's socket at a side's first
-//! packet at a hook: the packet's own socket on egress, otherwise the kernel's own socket lookup
-//! in the attach namespace, or in the namespace at the far end of a veth. The socket's cgroup comes from the socket itself, so connections
-//! older than the agent are attributed too.
+//! runs). The tc program asks for a connection's socket at a side's first packet at a hook: the
+//! packet's own socket on egress, otherwise the kernel's own socket lookup in the attach
+//! namespace, or in the namespace at the far end of a veth. On egress the cgroup comes from the
+//! packet's socket itself, so connections older than the agent are attributed too.
 
 use crate::zeroed::zeroed_local;
 use aya_ebpf::{
@@ -70,7 +70,7 @@ const CURRENT_NETNS: u64 = u64::MAX;
 /// the attach namespace gives that namespace (`ip link` shows it as `link-netnsid`). Written by
 /// the agent as it attaches and detaches.
 #[map]
-pub static PEER_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+static PEER_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -107,8 +107,14 @@ unsafe fn remember_owner(sk: *mut bpf_sock) -> i32 {
     }
     .cast::<SocketOwner>();
     if !slot.is_null() {
+        let owner = current_owner();
+        // An unconnected UDP socket passes here on every send: write only what changed.
         // SAFETY: a non-null storage pointer is this socket's SocketOwner for this run.
-        unsafe { slot.write(current_owner()) };
+        unsafe {
+            if (*slot).pid != owner.pid || (*slot).cgroup_id != owner.cgroup_id {
+                slot.write(owner);
+            }
+        }
     }
     ALLOW
 }

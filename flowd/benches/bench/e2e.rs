@@ -18,8 +18,9 @@ struct Sample {
     tcp_gbps: f64,
     udp_kpps: f64,
     connections_per_s: f64,
-    /// Collector process CPU seconds per million packets crossing the veth (TCP and UDP loads).
-    cpu_s_per_m_packets: Option<f64>,
+    /// Collector process CPU milliseconds per million packets crossing the veth (TCP and UDP
+    /// loads).
+    cpu_ms_per_m_packets: Option<f64>,
     /// BPF run time per packet of the UDP load, by program name (bpf_stats).
     bpf_ns_per_packet: Vec<(String, f64)>,
     /// Connections the generator made and the collector reported (flowd only).
@@ -77,8 +78,14 @@ fn measure(
         _ => None,
     };
     running.stop();
+    // Only this collector's own programs (the bench process may still hold others it loaded).
+    let own = |name: &str| match collector {
+        Collector::Flowd => name.starts_with("flowd_"),
+        _ => name == collectors::TRIVIAL_NAME,
+    };
     let bpf_ns_per_packet = bpf_after
         .iter()
+        .filter(|(name, _)| own(name))
         .filter_map(|(name, (runs, ns))| {
             let (runs_before, ns_before) = bpf_before.get(name).copied().unwrap_or((0, 0));
             (runs > &runs_before).then(|| {
@@ -93,9 +100,9 @@ fn measure(
         tcp_gbps,
         udp_kpps,
         connections_per_s: made.count as f64 / made.seconds,
-        cpu_s_per_m_packets: collector
+        cpu_ms_per_m_packets: collector
             .has_process()
-            .then(|| cpu / (packets as f64 / 1e6)),
+            .then(|| cpu * 1e3 / (packets as f64 / 1e6)),
         bpf_ns_per_packet,
         connections,
         cpu_ms_per_k_connections: collector
@@ -183,10 +190,15 @@ fn rows(samples: &[(Collector, Vec<Sample>)]) -> Vec<Row> {
             ));
         }
         if collector.has_process() {
-            let cpu = median(taken.iter().filter_map(|s| s.cpu_s_per_m_packets).collect());
+            let cpu = median(
+                taken
+                    .iter()
+                    .filter_map(|s| s.cpu_ms_per_m_packets)
+                    .collect(),
+            );
             rows.push(row(
-                &format!("end to end, {name}: collector CPU, TCP and UDP loads (s per M packets)"),
-                format!("{cpu:.4}"),
+                &format!("end to end, {name}: collector CPU, TCP and UDP loads (ms per M packets)"),
+                format!("{cpu:.1}"),
                 "-".into(),
                 1.0,
                 "-",
