@@ -52,7 +52,7 @@ impl Server {
         let telemetry = Arc::new(Telemetry::new("test-node", 1024));
         let socket = dir.join("flowd.sock");
         let listen = tcp.as_ref().map(|_| "127.0.0.1:0".parse().unwrap());
-        let listeners = Listeners::bind(&socket, listen, tcp.as_ref())
+        let listeners = Listeners::bind(&socket, None, listen, tcp.as_ref())
             .await
             .expect("bind");
         let tcp = listeners.tcp_addr();

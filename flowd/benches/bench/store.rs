@@ -127,7 +127,7 @@ pub(crate) fn streaming(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Row
         let hub = Hub::new(store.clone(), 1024);
         let telemetry = Arc::new(Telemetry::new("bench", 1));
         let shutdown = CancellationToken::new();
-        let listeners = Listeners::bind(&socket, None, None).await?;
+        let listeners = Listeners::bind(&socket, None, None, None).await?;
         let server = tokio::spawn(api::serve(
             FlowApi::new(hub.clone(), telemetry),
             listeners,

@@ -29,7 +29,13 @@ impl AgentListeners {
             }),
             _ => None,
         };
-        let api = Listeners::bind(&config.socket, config.listen, tls.as_ref()).await?;
+        let api = Listeners::bind(
+            &config.socket,
+            config.socket_group.as_deref(),
+            config.listen,
+            tls.as_ref(),
+        )
+        .await?;
         let metrics = match config.metrics_listen {
             Some(addr) => {
                 let listener = metrics::bind(addr).await?;

@@ -5,6 +5,7 @@ pub mod client;
 mod limits;
 mod request;
 mod server;
+mod socket_file;
 mod unix_conn;
 
 /// The generated API types, also reachable here for clients of the library.

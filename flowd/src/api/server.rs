@@ -1,6 +1,5 @@
 use std::{
     net::SocketAddr,
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     pin::Pin,
     sync::{atomic::Ordering, Arc},
@@ -19,6 +18,7 @@ use tonic::{
 
 use super::limits::ApiLimits;
 use super::request;
+use super::socket_file;
 use crate::{
     proto::{
         self,
@@ -45,6 +45,10 @@ pub enum ApiError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the unix socket's directory {0} is world-writable without the sticky bit: another user could replace the socket; choose another --socket directory (e.g. /run/flowd)")]
+    SocketDirWritable(PathBuf),
+    #[error("socketGroup {group}: {reason}")]
+    SocketGroup { group: String, reason: String },
     #[error("cannot listen on unix socket {path}: {source}")]
     BindUnix {
         path: PathBuf,
@@ -237,9 +241,6 @@ impl TlsFiles {
     }
 }
 
-/// Mode of the API's unix socket: read and write for its owner (the agent's user) and group.
-pub const SOCKET_MODE: u32 = 0o660;
-
 /// Bound listeners: binding happens before the agent reports ready, so clients never race it.
 pub struct Listeners {
     unix: UnixListener,
@@ -250,15 +251,13 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(
         socket: &Path,
+        socket_group: Option<&str>,
         tcp: Option<SocketAddr>,
         tls: Option<&TlsFiles>,
     ) -> Result<Self, ApiError> {
         let tls = tls.map(TlsFiles::server_config).transpose()?;
         if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| ApiError::SocketDir {
-                path: dir.to_owned(),
-                source,
-            })?;
+            socket_file::prepare_directory(dir)?;
         }
         if socket.exists() {
             // A live agent answers; a stale file from a crash does not and is replaced.
@@ -271,14 +270,8 @@ impl Listeners {
             path: socket.to_owned(),
             source,
         })?;
-        // The socket serves every flow of the node: owner and group only, whatever the umask.
         // Nothing is served until the agent is ready, so the moment before this is harmless.
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
-            |source| ApiError::SocketMode {
-                path: socket.to_owned(),
-                source,
-            },
-        )?;
+        socket_file::restrict(socket, socket_group)?;
         let tcp = match tcp {
             Some(addr) => Some((
                 TcpListener::bind(addr)
@@ -382,6 +375,8 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[tokio::test]
@@ -390,10 +385,10 @@ mod tests {
         let socket = dir.path().join("flowd.sock");
         // The most permissive umask: without the explicit mode the socket would be 0777.
         let previous = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-        let bound = Listeners::bind(&socket, None, None).await;
+        let bound = Listeners::bind(&socket, None, None, None).await;
         nix::sys::stat::umask(previous);
         bound.unwrap();
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, SOCKET_MODE);
+        assert_eq!(mode, socket_file::SOCKET_MODE);
     }
 }

@@ -33,6 +33,10 @@ settings! {
     /// unix socket of the gRPC API
     socket: value PathBuf = PathBuf::from(DEFAULT_SOCKET), shown "/run/flowd/flowd.sock",
         flag #[arg(long, value_name = "PATH")];
+    /// group that may use the unix socket besides its owner (a name or a numeric gid); the
+    /// socket is always mode 0660
+    socket_group: optional String = None, shown "the agent's",
+        flag #[arg(long, value_name = "GROUP")];
     /// also serve the API on this TCP address; beyond loopback it needs `tlsCert`, `tlsKey` and
     /// `tlsClientCa` (or `insecureListen`)
     listen: optional SocketAddr = None, shown "off",
