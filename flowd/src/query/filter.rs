@@ -240,6 +240,11 @@ impl FlowMatcher {
         Self::default()
     }
 
+    /// Whether no filter was given, so every flow matches without looking at it.
+    pub fn matches_everything(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
     pub fn matches(&self, flow: &pb::Flow) -> bool {
         (self.allow.is_empty() || self.allow.iter().any(|f| f.matches(flow)))
             && !self.deny.iter().any(|f| f.matches(flow))

@@ -337,32 +337,37 @@ impl FlowStore {
         Ok(None)
     }
 
-    /// The newest flows matching `keep`, at most `limit` and at most up to cursor `upto`,
-    /// oldest first.
-    pub fn last(
+    /// The cursor where the newest `limit` flows up to cursor `upto` begin, counting only those
+    /// `keep` accepts (`None` keeps all, without decoding). `None` when none is kept. A replay of
+    /// `last` then pages forward from there, so its memory is a page whatever `limit` is.
+    pub fn last_start(
         &self,
         limit: usize,
         upto: u64,
-        mut keep: impl FnMut(&pb::Flow) -> bool,
-    ) -> Result<Vec<Arc<pb::Flow>>, StoreError> {
-        let mut found = Vec::new();
+        mut keep: Option<impl FnMut(&pb::Flow) -> bool>,
+    ) -> Result<Option<u64>, StoreError> {
         if limit == 0 {
-            return Ok(found);
+            return Ok(None);
         }
         let txn = self.db.begin_read()?;
         let records = txn.open_table(RECORDS)?;
+        let mut kept = 0;
+        let mut start = None;
         for entry in records.range(..=upto)?.rev() {
             let (k, v) = entry?;
-            let flow = decode_flow(k.value(), v.value())?;
-            if keep(&flow) {
-                found.push(Arc::new(flow));
-                if found.len() == limit {
+            let counts = match keep.as_mut() {
+                None => true,
+                Some(keep) => keep(&decode_flow(k.value(), v.value())?),
+            };
+            if counts {
+                kept += 1;
+                start = Some(k.value());
+                if kept == limit {
                     break;
                 }
             }
         }
-        found.reverse();
-        Ok(found)
+        Ok(start)
     }
 
     /// First and last cursor held, or `None` when empty.

@@ -163,9 +163,20 @@ impl Subscription {
             Replay::Done => Ok(false),
             Replay::Pending(Backlog::None) => Ok(false),
             Replay::Pending(Backlog::Last(n)) => {
-                let flows =
-                    blocking(move || store.last(n, frontier, |f| matcher.matches(f))).await?;
-                self.buffered.extend(flows);
+                // Where the last n begin, then page forward from there: a client asking for
+                // 2^63 records costs the agent a page of memory, not the whole history.
+                let start = blocking(move || {
+                    let keep = (!matcher.matches_everything())
+                        .then_some(|f: &pb::Flow| matcher.matches(f));
+                    store.last_start(n, frontier, keep)
+                })
+                .await?;
+                if let Some(start) = start {
+                    self.replay = Replay::Paging {
+                        range: Range::AfterCursor(start - 1),
+                        resume: None,
+                    };
+                }
                 Ok(true)
             }
             Replay::Pending(Backlog::Range(range)) => {

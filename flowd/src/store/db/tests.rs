@@ -120,19 +120,20 @@ fn time_ranges_and_the_not_forwarded_index() {
 }
 
 #[test]
-fn last_n_with_a_predicate_returns_oldest_first() {
+fn the_last_n_start_at_the_nth_newest_kept_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, FOREVER);
     store
         .append((1..=10).map(|i| flow(i, pb::Verdict::Forwarded)).collect())
         .unwrap();
-    let last = store.last(3, u64::MAX, |f| f.cursor % 2 == 0).unwrap();
-    assert_eq!(
-        last.iter().map(|f| f.cursor).collect::<Vec<_>>(),
-        [6, 8, 10]
-    );
-    let upto = store.last(2, 5, |_| true).unwrap();
-    assert_eq!(upto.iter().map(|f| f.cursor).collect::<Vec<_>>(), [4, 5]);
+    let even = |f: &pb::Flow| f.cursor.is_multiple_of(2);
+    assert_eq!(store.last_start(3, u64::MAX, Some(even)).unwrap(), Some(6));
+    let all = None::<fn(&pb::Flow) -> bool>;
+    assert_eq!(store.last_start(2, 5, all).unwrap(), Some(4));
+    assert_eq!(store.last_start(usize::MAX, 5, all).unwrap(), Some(1));
+    assert_eq!(store.last_start(0, 5, all).unwrap(), None);
+    let none = |_: &pb::Flow| false;
+    assert_eq!(store.last_start(3, u64::MAX, Some(none)).unwrap(), None);
 }
 
 #[test]

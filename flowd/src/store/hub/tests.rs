@@ -147,3 +147,26 @@ fn verdict_labels_are_the_proto_names_in_lower_case() {
         );
     }
 }
+
+#[tokio::test]
+async fn last_beyond_the_history_replays_everything_a_page_at_a_time() {
+    let fx = fixture(10);
+    let stored = 2 * crate::store::PAGE + 10;
+    let records = (0..stored)
+        .map(|i| FlowRecord::sample(1 + (i % 60_000) as u16))
+        .collect();
+    fx.hub.publish(records, &fx.telemetry).await;
+    let mut sub = fx
+        .hub
+        .subscribe(Backlog::Last(usize::MAX), false, FlowMatcher::all());
+    let mut most_buffered = 0;
+    for expected in 1..=stored as u64 {
+        assert_eq!(cursor(&mut sub).await, expected);
+        most_buffered = most_buffered.max(sub.buffered.len());
+    }
+    assert!(sub.next().await.is_none());
+    assert!(
+        most_buffered < crate::store::PAGE,
+        "the replay held {most_buffered} records at once"
+    );
+}
