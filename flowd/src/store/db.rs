@@ -11,7 +11,10 @@
 use std::{
     ops::ControlFlow,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering as AtomicOrdering},
+        Arc, Mutex,
+    },
     time::{Duration, SystemTime},
 };
 
@@ -93,7 +96,28 @@ pub struct FlowStore {
     db: Database,
     path: PathBuf,
     retention: Retention,
+    /// The writers' counts: append and retention hold the lock across their transaction,
+    /// fsync included, so they take turns.
     counts: Mutex<Counts>,
+    /// The same counts as of the last commit, for readers (status, metrics, API handlers on the
+    /// async runtime), which must never wait for a writer's fsync.
+    published: PublishedCounts,
+}
+
+#[derive(Debug, Default)]
+struct PublishedCounts {
+    next_cursor: AtomicU64,
+    bytes: AtomicU64,
+    records: AtomicU64,
+}
+
+impl PublishedCounts {
+    fn publish(&self, counts: &Counts) {
+        self.next_cursor
+            .store(counts.next_cursor, AtomicOrdering::Release);
+        self.bytes.store(counts.bytes, AtomicOrdering::Release);
+        self.records.store(counts.records, AtomicOrdering::Release);
+    }
 }
 
 /// Where a scan starts and what it covers.
@@ -137,6 +161,7 @@ impl FlowStore {
             path: path.to_owned(),
             retention,
             counts: Mutex::new(Counts::default()),
+            published: PublishedCounts::default(),
         };
         store.initialise()?;
         Ok(store)
@@ -175,6 +200,7 @@ impl FlowStore {
             }
         };
         txn.commit()?;
+        self.published.publish(&counts);
         if let Ok(mut guard) = self.counts.lock() {
             *guard = counts;
         }
@@ -216,6 +242,7 @@ impl FlowStore {
         counts.next_cursor += flows.len() as u64;
         counts.bytes += added_bytes;
         counts.records += flows.len() as u64;
+        self.published.publish(&counts);
         Ok(flows.into_iter().map(Arc::new).collect())
     }
 
@@ -275,6 +302,7 @@ impl FlowStore {
         txn.commit()?;
         counts.bytes = bytes;
         counts.records = counts.records.saturating_sub(removed);
+        self.published.publish(&counts);
         Ok(removed)
     }
 
@@ -381,14 +409,14 @@ impl FlowStore {
 
     /// The cursor the next record will get, minus one: everything up to here is stored.
     pub fn last_cursor(&self) -> u64 {
-        self.counts
-            .lock()
-            .map(|c| c.next_cursor.saturating_sub(1))
-            .unwrap_or(0)
+        self.published
+            .next_cursor
+            .load(AtomicOrdering::Acquire)
+            .saturating_sub(1)
     }
 
     pub fn len(&self) -> u64 {
-        self.counts.lock().map(|c| c.records).unwrap_or(0)
+        self.published.records.load(AtomicOrdering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -396,7 +424,7 @@ impl FlowStore {
     }
 
     pub fn record_bytes(&self) -> u64 {
-        self.counts.lock().map(|c| c.bytes).unwrap_or(0)
+        self.published.bytes.load(AtomicOrdering::Acquire)
     }
 
     pub fn file_bytes(&self) -> u64 {

@@ -264,3 +264,24 @@ fn an_undecodable_record_does_not_stop_retention() {
     assert_eq!(collect(&store, Range::AfterCursor(0)), [2, 3]);
     assert_eq!(store.bounds().unwrap(), Some((2, 3)));
 }
+
+#[test]
+fn readers_never_wait_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, FOREVER);
+    store.append(vec![flow(1, pb::Verdict::Forwarded)]).unwrap();
+    // A writer in the middle of its transaction (and its fsync) holds the counts.
+    let writing = store.counts.lock().unwrap();
+    let (done, seen) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = done.send((store.last_cursor(), store.len(), store.record_bytes() > 0));
+        });
+        let read = seen.recv_timeout(std::time::Duration::from_secs(10));
+        drop(writing);
+        assert_eq!(
+            read.expect("the reader finished while the writer held the lock"),
+            (1, 1, true)
+        );
+    });
+}
