@@ -2,13 +2,16 @@
 //!
 //! The sink follows the store like any subscriber. When it falls behind it does not lose records:
 //! it resumes from the store after the last cursor it wrote (records are lost only if retention
-//! removed them first, and then it writes a `lostRecords` line saying how many).
+//! removed them first, and then it writes a `lostRecords` line saying how many). That cursor is
+//! also kept beside the file (`flows.jsonl.cursor`), so after a restart the sink continues where
+//! it stopped: at least once, with duplicates only of what was written after the last save.
 
 use std::{
     fs::{File, OpenOptions},
     io::{BufWriter, Write as _},
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -118,12 +121,53 @@ impl FileSink {
     pub fn flush(&mut self) -> Result<(), FileSinkError> {
         self.writer.flush().map_err(|e| self.io(e))
     }
+
+    fn cursor_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".cursor");
+        PathBuf::from(name)
+    }
+
+    /// The cursor of the last record written before the agent last stopped, if any.
+    pub fn saved_cursor(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.cursor_path()).ok()?;
+        match text.trim().parse() {
+            Ok(cursor) => Some(cursor),
+            Err(_) => {
+                tracing::warn!(path = %self.cursor_path().display(), "unreadable export cursor; exporting from now on");
+                None
+            }
+        }
+    }
+
+    /// Records `cursor` as written, replacing the saved one in one rename.
+    fn save_cursor(&self, cursor: u64) -> Result<(), FileSinkError> {
+        let path = self.cursor_path();
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        std::fs::write(&temporary, format!("{cursor}\n"))
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|source| FileSinkError::Io { path, source })
+    }
 }
+
+/// How often the sink saves its cursor: what a crash may export twice.
+const SAVE_EVERY_RECORDS: u64 = 1024;
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Copies every new record into the sink until the store closes.
 pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
-    let mut subscription = hub.subscribe(Backlog::None, true, FlowMatcher::all());
-    let mut last_written = None;
+    let saved = sink.saved_cursor();
+    // A first export starts with what comes next; a restarted one where it stopped.
+    let backlog = match saved {
+        Some(after) => Backlog::Range(Range::AfterCursor(after)),
+        None => Backlog::None,
+    };
+    let mut subscription = hub.subscribe(backlog, true, FlowMatcher::all());
+    let mut last_written = saved;
+    let mut unsaved = 0u64;
+    let mut saved_at = Instant::now();
     while let Some(event) = subscription.next().await {
         let line = match event {
             Ok(SubscriptionEvent::Flow(flow)) => {
@@ -155,9 +199,26 @@ pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
         if let Err(err) = result.and_then(|()| sink.flush()) {
             telemetry.add_lost(crate::telemetry::LostCause::ExportFileWriteFailed, 1);
             tracing::error!(error = %err, "export file write failed");
+            continue;
+        }
+        unsaved += 1;
+        if unsaved >= SAVE_EVERY_RECORDS || saved_at.elapsed() >= SAVE_EVERY {
+            save(&sink, last_written);
+            unsaved = 0;
+            saved_at = Instant::now();
         }
     }
     let _ = sink.flush();
+    save(&sink, last_written);
+}
+
+fn save(sink: &FileSink, cursor: Option<u64>) {
+    if let Some(cursor) = cursor {
+        if let Err(err) = sink.save_cursor(cursor) {
+            // The export goes on; a restart would then repeat more of it.
+            tracing::warn!(error = %err, "saving the export cursor");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +271,72 @@ mod tests {
             );
             std::fs::remove_file(&path).unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_sink_exports_what_was_stored_while_it_was_down_exactly_once() {
+        use crate::{model::FlowRecord, store::FlowStore, store::Retention};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            FlowStore::open(
+                &dir.path().join("flows.redb"),
+                Retention {
+                    max_age: Duration::from_secs(3600),
+                    max_bytes: u64::MAX,
+                },
+                1 << 20,
+            )
+            .unwrap(),
+        );
+        let telemetry = Arc::new(Telemetry::new("n", 1));
+        let path = dir.path().join("flows.jsonl");
+        let lines = || {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let records =
+            |ports: std::ops::RangeInclusive<u16>| ports.map(FlowRecord::sample).collect();
+        // First run: three records exported, then the agent stops.
+        let hub = Hub::new(store.clone(), 16);
+        let sink = FileSink::open(&path, 1 << 20, 1).unwrap();
+        let task = tokio::spawn(run(sink, hub.clone(), telemetry.clone()));
+        hub.publish(records(1..=3), &telemetry).await;
+        while lines() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hub.close();
+        task.await.unwrap();
+        // Stored while no sink ran.
+        let hub = Hub::new(store.clone(), 16);
+        hub.publish(records(4..=5), &telemetry).await;
+        let sink = FileSink::open(&path, 1 << 20, 1).unwrap();
+        let task = tokio::spawn(run(sink, hub.clone(), telemetry.clone()));
+        let caught_up = tokio::time::timeout(Duration::from_secs(10), async {
+            while lines() < 5 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            caught_up.is_ok(),
+            "the records stored while no sink ran were not exported"
+        );
+        hub.close();
+        task.await.unwrap();
+        let cursors: Vec<u64> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["cursor"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(cursors, [1, 2, 3, 4, 5]);
     }
 
     #[test]
