@@ -31,7 +31,7 @@ use crate::{
     model::SharedInterfaces,
     pipeline::Pipeline,
     store::{self, FlowStore, Hub, Retention, StoreError, StoreStage},
-    telemetry::Telemetry,
+    telemetry::{Counter, Telemetry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,9 @@ pub async fn run(
         },
         config.store_cache_bytes,
     )?);
+    if store.moved_aside().is_some() {
+        telemetry.set_counter(Counter::HistoryMovedAside, 1);
+    }
     let file_sink = match &config.export_file {
         Some(path) => Some(FileSink::open(
             path,

@@ -53,6 +53,11 @@ pub enum StoreError {
         path: PathBuf,
         source: redb::DatabaseError,
     },
+    #[error("flow history {path} is damaged and could not be moved aside: {source}; move it away by hand")]
+    MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("flow history {path} was written by a newer flowd (schema {found}, this one reads {SCHEMA_VERSION})")]
     Schema { path: PathBuf, found: u64 },
     #[error("flow history: {0}")]
@@ -99,6 +104,8 @@ pub struct FlowStore {
     /// The writers' counts: append and retention hold the lock across their transaction,
     /// fsync included, so they take turns.
     counts: Mutex<Counts>,
+    /// Where a damaged history found at open was moved.
+    moved_aside: Option<PathBuf>,
     /// The same counts as of the last commit, for readers (status, metrics, API handlers on the
     /// async runtime), which must never wait for a writer's fsync.
     published: PublishedCounts,
@@ -149,15 +156,38 @@ impl FlowStore {
                 source,
             })?;
         }
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let create = || Database::builder().set_cache_size(cache_bytes).create(path);
+        let mut moved_aside = None;
+        let db = match create() {
+            Ok(db) => db,
+            Err(err) if is_damaged(&err) => {
+                // Crash-looping on a damaged file helps nobody: keep it for inspection and
+                // start a new history.
+                let aside = aside_name(path);
+                std::fs::rename(path, &aside).map_err(|source| StoreError::MoveAside {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                tracing::error!(
+                    path = %path.display(), moved_to = %aside.display(), error = %err,
+                    "the flow history is damaged; moved it aside and started a new one"
+                );
+                moved_aside = Some(aside);
+                create().map_err(|source| StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
+            Err(source) => {
+                return Err(StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
         let store = Self {
             db,
+            moved_aside,
             path: path.to_owned(),
             retention,
             counts: Mutex::new(Counts::default()),
@@ -423,6 +453,11 @@ impl FlowStore {
         self.len() == 0
     }
 
+    /// The damaged history this store replaced at open, if it did.
+    pub fn moved_aside(&self) -> Option<&Path> {
+        self.moved_aside.as_deref()
+    }
+
     pub fn record_bytes(&self) -> u64 {
         self.published.bytes.load(AtomicOrdering::Acquire)
     }
@@ -430,6 +465,29 @@ impl FlowStore {
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
+}
+
+/// Whether redb refused the file for its content (not for access, a lock or an old format,
+/// which moving it aside would not cure or would lose).
+fn is_damaged(err: &redb::DatabaseError) -> bool {
+    match err {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}
+
+/// `flows.redb.damaged-<unix seconds>` beside the file.
+fn aside_name(path: &Path) -> PathBuf {
+    let seconds = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".damaged-{seconds}"));
+    PathBuf::from(name)
 }
 
 /// A stored record, or an error naming its cursor.

@@ -15,6 +15,8 @@ pub enum Counter {
     KubernetesSynced(&'static str),
     /// Kubernetes watch failures, every kind together.
     KubernetesWatchErrors,
+    /// 1 when the history file was found damaged at start and moved aside (the log names it).
+    HistoryMovedAside,
 }
 
 /// Events the kernel programs put on the ring buffer.
@@ -56,6 +58,7 @@ impl Counter {
             Counter::HostDrops(reason) => format!("host_drops_{}", reason.to_lowercase()),
             Counter::KubernetesSynced(kind) => format!("kubernetes_{}_synced", kind.to_lowercase()),
             Counter::KubernetesWatchErrors => "kubernetes_watch_errors".to_owned(),
+            Counter::HistoryMovedAside => "history_moved_aside".to_owned(),
         }
     }
 }

@@ -285,3 +285,52 @@ fn readers_never_wait_for_a_writer() {
         );
     });
 }
+
+#[test]
+fn a_damaged_history_is_moved_aside_and_a_new_one_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.redb");
+    {
+        let store = open(&dir, FOREVER);
+        store
+            .append((1..=50).map(|i| flow(i, pb::Verdict::Forwarded)).collect())
+            .unwrap();
+    }
+    // Flip the file's first page, where redb keeps its header.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for byte in bytes.iter_mut().take(4096) {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let store = open(&dir, FOREVER);
+    let aside = store
+        .moved_aside()
+        .expect("the damaged file was moved aside")
+        .to_owned();
+    assert!(
+        aside
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("flows.redb.damaged-"),
+        "{aside:?}"
+    );
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        bytes,
+        "kept as it was, for inspection"
+    );
+    assert_eq!(store.bounds().unwrap(), None);
+    let stored = store.append(vec![flow(1, pb::Verdict::Forwarded)]).unwrap();
+    assert_eq!(stored[0].cursor, 1);
+}
+
+#[test]
+fn a_history_that_is_only_busy_is_not_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(&dir, FOREVER);
+    let second = FlowStore::open(&dir.path().join("flows.redb"), FOREVER, 1 << 20);
+    assert!(second.is_err(), "a second open of the same file fails");
+    assert!(first.moved_aside().is_none());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
