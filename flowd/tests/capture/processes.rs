@@ -52,39 +52,21 @@ async fn a_process_behind_a_veth_is_named_when_no_local_socket_is() {
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;
     // Datagrams from B to a port nothing listens on in A: A has no socket for them.
-    let mut sender = std::process::Command::new("ip")
-        .args(["netns", "exec", &hosts.b.name, "python3", "-c"])
-        .arg(
-            "import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             s.bind(('198.18.0.2', 0))\nprint(s.getsockname()[1], flush=True)\n\
-             for _ in range(50):\n    s.sendto(b'x' * 100, ('198.18.0.1', 9))\n    time.sleep(0.05)\n\
-             sys.stdin.read()\n",
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 sender");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sender.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("the sender prints its port");
-    let sender_port: u16 = line.trim().parse().expect("a port");
-    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
-        t.iter().any(|(id, c)| {
-            id.source.port() == sender_port && c.records.iter().any(|f| f.process.is_some())
-        })
-    })
-    .await;
+    let (mut sender, port) = started(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &hosts.b.name, "python3", "-c"])
+            .arg(
+                "import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('198.18.0.2', 0))\nprint(s.getsockname()[1], flush=True)\n\
+                 for _ in range(50):\n    s.sendto(b'x' * 100, ('198.18.0.1', 9))\n    time.sleep(0.05)\n\
+                 sys.stdin.read()\n",
+            ),
+    );
+    let sender_port: u16 = port.parse().expect("the sender prints its port");
+    let records = records_once_a_process_is_named(&mut stream, sender_port).await;
     let _ = sender.kill();
     let _ = sender.wait();
-    let (_, flow) = totals
-        .iter()
-        .find(|(id, _)| id.source.port() == sender_port)
-        .expect("the datagrams' flow");
-    let process = flow
-        .records
+    let process = records
         .iter()
         .find_map(|f| f.process.clone())
         .expect("the far process is named");
@@ -108,22 +90,15 @@ async fn a_server_is_named_on_the_connections_it_accepts() {
     );
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &hosts.a.name, "python3", "-c"])
-        .arg(
-            "import socket\ns = socket.socket()\ns.bind(('198.18.0.1', 0))\ns.listen()\n\
-             print(s.getsockname()[1], flush=True)\nc, _ = s.accept()\nwhile c.recv(65536): pass\n",
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("the server prints its port");
-    let port: u16 = line.trim().parse().expect("a port");
+    let (mut server, port) = started(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &hosts.a.name, "python3", "-c"])
+            .arg(
+                "import socket\ns = socket.socket()\ns.bind(('198.18.0.1', 0))\ns.listen()\n\
+                 print(s.getsockname()[1], flush=True)\nc, _ = s.accept()\nwhile c.recv(65536): pass\n",
+            ),
+    );
+    let port: u16 = port.parse().expect("the server prints its port");
     let client_port = hosts
         .b
         .run(|| {
@@ -133,20 +108,10 @@ async fn a_server_is_named_on_the_connections_it_accepts() {
         })
         .expect("enter B")
         .expect("connect from B");
-    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
-        t.iter().any(|(id, c)| {
-            id.source.port() == client_port && c.records.iter().any(|f| f.process.is_some())
-        })
-    })
-    .await;
+    let records = records_once_a_process_is_named(&mut stream, client_port).await;
     let _ = server.kill();
     let _ = server.wait();
-    let (_, conn) = totals
-        .iter()
-        .find(|(id, _)| id.source.port() == client_port)
-        .expect("the connection");
-    let process = conn
-        .records
+    let process = records
         .iter()
         .find_map(|f| f.process.clone())
         .expect("a process");
@@ -214,18 +179,8 @@ async fn connections_older_than_the_agent_carry_their_sockets_cgroup() {
     std::io::Write::write_all(&mut connection, &[7u8; 1000]).unwrap();
     drop(connection);
 
-    let totals = collect_until(&mut stream, Duration::from_secs(15), |t| {
-        t.iter().any(|(id, c)| {
-            id.source.port() == client_port && c.records.iter().any(|f| f.process.is_some())
-        })
-    })
-    .await;
-    let (_, conn) = totals
-        .iter()
-        .find(|(id, _)| id.source.port() == client_port)
-        .expect("the connection");
-    let process = conn
-        .records
+    let records = records_once_a_process_is_named(&mut stream, client_port).await;
+    let process = records
         .iter()
         .rev()
         .find_map(|f| f.process.clone())
@@ -336,19 +291,24 @@ impl Drop for Cleanup {
 /// Starts `script` with python3 in network namespace `netns` and cgroup `cgroup`; returns the
 /// child and the first line it prints (its readiness signal).
 fn python_in(netns: &str, cgroup: &std::path::Path, script: &str) -> (std::process::Child, String) {
-    let mut child = std::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "echo $$ > {}/cgroup.procs && exec ip netns exec {netns} python3 -c \"$0\"",
-                cgroup.display()
-            ),
-            script,
-        ])
+    started(std::process::Command::new("sh").args([
+        "-c",
+        &format!(
+            "echo $$ > {}/cgroup.procs && exec ip netns exec {netns} python3 -c \"$0\"",
+            cgroup.display()
+        ),
+        script,
+    ]))
+}
+
+/// Starts `command` with its stdin held open (a script may wait on it) and returns the child
+/// with the first line it prints, its readiness signal.
+fn started(command: &mut std::process::Command) -> (std::process::Child, String) {
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("python3");
+        .expect("start the helper process");
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
@@ -356,4 +316,22 @@ fn python_in(netns: &str, cgroup: &std::path::Path, script: &str) -> (std::proce
     )
     .expect("read its first line");
     (child, line.trim().to_owned())
+}
+
+/// The records of the flow from `source_port`, once one of them names a process.
+async fn records_once_a_process_is_named(
+    stream: &mut tonic::Streaming<pb::GetFlowsResponse>,
+    source_port: u16,
+) -> Vec<pb::Flow> {
+    let totals = collect_until(stream, Duration::from_secs(15), |t| {
+        t.iter().any(|(id, c)| {
+            id.source.port() == source_port && c.records.iter().any(|f| f.process.is_some())
+        })
+    })
+    .await;
+    totals
+        .into_iter()
+        .find(|(id, _)| id.source.port() == source_port)
+        .map(|(_, c)| c.records)
+        .expect("the flow from that port")
 }
