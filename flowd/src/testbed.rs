@@ -219,6 +219,38 @@ pub fn udp_exchange(
     })
 }
 
+/// Connects to `server` (from `source`, when given: bound with SO_REUSEADDR so the same port can
+/// be taken again at once) and closes with a reset (SO_LINGER 0): no TIME_WAIT, so the tuple is
+/// free for the next connection. In the calling thread's namespace.
+pub fn connect_and_reset(
+    source: Option<std::net::SocketAddrV4>,
+    server: std::net::SocketAddrV4,
+) -> nix::Result<()> {
+    use nix::sys::socket::{
+        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    use std::os::fd::AsRawFd as _;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )?;
+    if let Some(source) = source {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        bind(fd.as_raw_fd(), &SockaddrIn::from(source))?;
+    }
+    connect(fd.as_raw_fd(), &SockaddrIn::from(server))?;
+    setsockopt(
+        &fd,
+        sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+}
+
 /// `count` ICMP (or ICMPv6) echo requests from A to `target`, using the system's ping.
 pub fn ping(hosts: &TwoHosts, target: IpAddr, count: u32) -> Result<(), TestbedError> {
     let count = count.to_string();

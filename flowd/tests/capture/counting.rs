@@ -143,37 +143,6 @@ async fn tcp_and_udp_connections_are_counted_for_ipv4_and_ipv6() {
     );
 }
 
-/// Connects from A's `source_port` to `server` and closes with a RST (SO_LINGER 0), so the
-/// tuple is free again at once and the next connection reuses it.
-fn connect_and_reset(source_port: u16, server: SocketAddr) -> nix::Result<()> {
-    use nix::sys::socket::{
-        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    };
-    use std::os::fd::AsRawFd as _;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )?;
-    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    let [a, b, c, d] = testbed::HOST_A_V4.octets();
-    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, source_port))?;
-    let SocketAddr::V4(server) = server else {
-        return Err(nix::errno::Errno::EAFNOSUPPORT);
-    };
-    connect(fd.as_raw_fd(), &SockaddrIn::from(server))?;
-    setsockopt(
-        &fd,
-        sockopt::Linger,
-        &nix::libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        },
-    )?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_reuse_a_tuple_are_each_their_own_record() {
     if !privileged("connections_that_reuse_a_tuple_are_each_their_own_record") {
@@ -200,7 +169,11 @@ async fn connections_that_reuse_a_tuple_are_each_their_own_record() {
             .a
             .run(|| {
                 for _ in 0..CONNECTIONS {
-                    connect_and_reset(source_port, server).expect("connect and reset");
+                    let SocketAddr::V4(server) = server else {
+                        panic!("an IPv4 server");
+                    };
+                    let source = std::net::SocketAddrV4::new(testbed::HOST_A_V4, source_port);
+                    testbed::connect_and_reset(Some(source), server).expect("connect and reset");
                 }
             })
             .expect("enter A")

@@ -197,34 +197,11 @@ fn pin(cpu: &str) {
 /// full backlog). A collector sees those too; a connect refused locally never left the host.
 fn connect_and_reset(server: SocketAddrV4) -> bool {
     use nix::errno::Errno;
-    match try_connect_and_reset(server) {
+    match testbed::connect_and_reset(None, server) {
         Ok(()) => true,
         Err(Errno::ECONNREFUSED | Errno::ECONNRESET | Errno::ETIMEDOUT) => true,
         Err(_) => false,
     }
-}
-
-fn try_connect_and_reset(server: SocketAddrV4) -> nix::Result<()> {
-    use nix::sys::socket::{
-        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    };
-    use std::os::fd::AsRawFd as _;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )?;
-    connect(fd.as_raw_fd(), &SockaddrIn::from(server))?;
-    setsockopt(
-        &fd,
-        sockopt::Linger,
-        &nix::libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        },
-    )?;
-    Ok(())
 }
 
 /// Packets through host A's veth0 both ways, from the kernel's interface counters.
