@@ -141,6 +141,19 @@ impl Collector for AgentCollector {
         )?;
         gauge(
             &mut encoder,
+            "flowd_store_write_failing",
+            "1 while the node-local history cannot be written (disk full, I/O error); records \
+             wait in memory meanwhile",
+            i64::from(self.store.write_failure().is_some()),
+        )?;
+        gauge(
+            &mut encoder,
+            "flowd_store_held_records",
+            "Records waiting in memory for the history to be writable again",
+            t.history_held.load(Relaxed) as i64,
+        )?;
+        gauge(
+            &mut encoder,
             "flowd_store_bytes",
             "Bytes of records in the node-local history",
             self.store.record_bytes() as i64,

@@ -56,6 +56,8 @@ pub struct Telemetry {
     pub active_flows: AtomicU64,
     pub flows_recorded: AtomicU64,
     pub subscribers: AtomicU32,
+    /// Records the store stage holds in memory because the history cannot be written.
+    pub history_held: AtomicU64,
     interfaces: Mutex<Vec<AttachedInterface>>,
     /// Kernel counters (summed over CPUs) and agent-side event counts.
     counters: Mutex<BTreeMap<Counter, u64>>,
@@ -77,6 +79,7 @@ impl Telemetry {
             active_flows: AtomicU64::new(0),
             flows_recorded: AtomicU64::new(0),
             subscribers: AtomicU32::new(0),
+            history_held: AtomicU64::new(0),
             interfaces: Mutex::new(Vec::new()),
             counters: Mutex::new(BTreeMap::new()),
             lost: Mutex::new(BTreeMap::new()),

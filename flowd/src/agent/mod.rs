@@ -219,6 +219,7 @@ pub async fn run(
         StoreStage {
             hub: hub.clone(),
             telemetry: telemetry.clone(),
+            hold_records: config.store_hold_records,
         },
         aggregated,
     ));

@@ -150,7 +150,15 @@ impl FlowService for FlowApi {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "reading the flow history");
-                        let _ = tx.send(Err(Status::internal(err.to_string()))).await;
+                        // A history that cannot be opened now (disk full) is a retryable
+                        // condition for the client, not a bug in the agent.
+                        let status = match err {
+                            crate::store::StoreError::Unavailable { .. } => {
+                                Status::unavailable(err.to_string())
+                            }
+                            _ => Status::internal(err.to_string()),
+                        };
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };
@@ -173,9 +181,19 @@ impl FlowService for FlowApi {
         let store = self.hub.store().clone();
         let bounds = tokio::task::spawn_blocking(move || store.bounds())
             .await
-            .map_err(|err| Status::internal(err.to_string()))?
             .map_err(|err| Status::internal(err.to_string()))?;
-        let (first_cursor, last_cursor) = bounds.unwrap_or((0, 0));
+        let failure = self.hub.store().write_failure();
+        let (first_cursor, last_cursor) = match bounds {
+            Ok(bounds) => bounds.unwrap_or((0, 0)),
+            // A history that cannot be read now is what status is for: say so, not INTERNAL.
+            Err(_) => (0, self.hub.store().last_cursor()),
+        };
+        let history = pb::HistoryHealth {
+            write_failing: failure.is_some(),
+            write_error: failure.as_ref().map(|f| f.error.clone()).unwrap_or_default(),
+            failing_since: failure.map(|f| crate::flow::wire::timestamp(f.since)),
+            records_held: t.history_held.load(Ordering::Relaxed),
+        };
         let counters = t.counters();
         let lost = t.lost(false);
         Ok(Response::new(pb::GetStatusResponse {
@@ -211,6 +229,7 @@ impl FlowService for FlowApi {
             programs: t.programs.lock().map(|p| p.clone()).unwrap_or_default(),
             store_bytes: self.hub.store().record_bytes(),
             store_file_bytes: self.hub.store().file_bytes(),
+            history: Some(history),
         }))
     }
 }

@@ -61,6 +61,12 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
             ));
         }
     }
+    if let Some(history) = status.history.as_ref().filter(|h| h.write_failing) {
+        text.push_str(&format!(
+            "HISTORY NOT WRITTEN: {} records held in memory; {}\n",
+            history.records_held, history.write_error
+        ));
+    }
     let mut lost: Vec<_> = status.lost.iter().collect();
     lost.sort();
     if lost.is_empty() {
@@ -108,5 +114,19 @@ mod tests {
         assert!(text.contains("flowd_ingress, flowd_egress"), "{text}");
         let quiet = render(&pb::GetStatusResponse::default());
         assert!(quiet.contains("lost records: none"), "{quiet}");
+        assert!(!quiet.contains("HISTORY NOT WRITTEN"), "{quiet}");
+        let failing = render(&pb::GetStatusResponse {
+            history: Some(pb::HistoryHealth {
+                write_failing: true,
+                write_error: "No space left on device".into(),
+                records_held: 600,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(
+            failing.contains("HISTORY NOT WRITTEN: 600 records held in memory; No space left"),
+            "{failing}"
+        );
     }
 }

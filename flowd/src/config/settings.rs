@@ -74,6 +74,9 @@ settings! {
     /// page cache of the history database
     store_cache_bytes: value usize = 32 << 20, shown "33554432",
         flag #[arg(long, value_name = "BYTES")];
+    /// records kept in memory while the history cannot be written (disk full); the oldest beyond are lost and counted
+    store_hold_records: value usize = 65_536, shown "65536",
+        flag #[arg(long, value_name = "N")];
     /// TLS certificate on the `listen` address (PEM file); needs `tlsKey`
     tls_cert: optional PathBuf = None, shown "off",
         flag #[arg(long, value_name = "FILE")];

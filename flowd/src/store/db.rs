@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering as AtomicOrdering},
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
     },
     time::{Duration, SystemTime},
 };
@@ -62,6 +62,11 @@ pub enum StoreError {
     Schema { path: PathBuf, found: u64 },
     #[error("flow history: {0}")]
     Database(String),
+    #[error(
+        "the flow history {path} is not open after a write failed ({cause}); it is reopened \
+         on the next write. Free space on its filesystem or check the disk"
+    )]
+    Unavailable { path: PathBuf, cause: String },
     #[error("a record in the history cannot be decoded at cursor {cursor}: {source}")]
     Decode {
         cursor: u64,
@@ -98,8 +103,13 @@ struct Counts {
 }
 
 pub struct FlowStore {
-    db: Database,
+    /// `None` between a failed write and the reopen that recovers it. Readers and the writer
+    /// share the lock; only the reopen takes it exclusively.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
+    cache_bytes: usize,
+    /// Why writing last failed and since when, until a write succeeds again.
+    failing: Mutex<Option<WriteFailure>>,
     retention: Retention,
     /// The writers' counts: append and retention hold the lock across their transaction,
     /// fsync included, so they take turns.
@@ -125,6 +135,13 @@ impl PublishedCounts {
         self.bytes.store(counts.bytes, AtomicOrdering::Release);
         self.records.store(counts.records, AtomicOrdering::Release);
     }
+}
+
+/// The history could not be written: the first failure of a run of them, and the last cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteFailure {
+    pub since: SystemTime,
+    pub error: String,
 }
 
 /// Where a scan starts and what it covers.
@@ -186,7 +203,9 @@ impl FlowStore {
             }
         };
         let store = Self {
-            db,
+            db: RwLock::new(Some(db)),
+            cache_bytes,
+            failing: Mutex::new(None),
             moved_aside,
             path: path.to_owned(),
             retention,
@@ -199,7 +218,16 @@ impl FlowStore {
 
     /// Creates the tables on first use and recovers the counters after a restart.
     fn initialise(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let counts = self.with_db(|db| self.read_counts(db))?;
+        self.published.publish(&counts);
+        if let Ok(mut guard) = self.counts.lock() {
+            *guard = counts;
+        }
+        Ok(())
+    }
+
+    fn read_counts(&self, db: &Database) -> Result<Counts, StoreError> {
+        let txn = db.begin_write()?;
         let counts = {
             let records = txn.open_table(RECORDS)?;
             txn.open_table(BY_END_TIME)?;
@@ -230,20 +258,133 @@ impl FlowStore {
             }
         };
         txn.commit()?;
-        self.published.publish(&counts);
-        if let Ok(mut guard) = self.counts.lock() {
-            *guard = counts;
+        Ok(counts)
+    }
+
+    /// Runs `work` on the open database, or says why there is none.
+    fn with_db<T>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self
+            .db
+            .read()
+            .map_err(|_| StoreError::Database("history lock poisoned".into()))?;
+        match guard.as_ref() {
+            Some(db) => work(db),
+            None => Err(StoreError::Unavailable {
+                path: self.path.clone(),
+                cause: self
+                    .write_failure()
+                    .map(|f| f.error)
+                    .unwrap_or_else(|| "unknown".into()),
+            }),
         }
+    }
+
+    /// Why the history cannot be written now, if it cannot.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// After a failed write redb refuses every later operation until the file is reopened
+    /// (which recovers it to its last commit); reopening at once keeps readers working while
+    /// the disk stays full.
+    fn reopen(&self, counts: &mut Counts) -> Result<(), StoreError> {
+        let mut guard = self
+            .db
+            .write()
+            .map_err(|_| StoreError::Database("history lock poisoned".into()))?;
+        // The old handle goes first: the file is locked while it is open.
+        drop(guard.take());
+        let db = Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+            .map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        *counts = self.read_counts(&db)?;
+        *guard = Some(db);
+        self.published.publish(counts);
         Ok(())
+    }
+
+    fn note_failure(&self, error: &StoreError) {
+        if let Ok(mut failing) = self.failing.lock() {
+            match failing.as_mut() {
+                Some(failure) => failure.error = error.to_string(),
+                None => {
+                    tracing::error!(path = %self.path.display(), error = %error, "writing the flow history failed; holding records until it recovers");
+                    *failing = Some(WriteFailure {
+                        since: SystemTime::now(),
+                        error: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn note_success(&self) {
+        if let Ok(mut failing) = self.failing.lock() {
+            if let Some(failure) = failing.take() {
+                let seconds = failure.since.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+                tracing::warn!(path = %self.path.display(), failing_for_seconds = seconds, "the flow history is written again");
+            }
+        }
     }
 
     /// Stores `flows` in one transaction, giving each the next cursor. Durable on return.
     pub fn append(&self, mut flows: Vec<pb::Flow>) -> Result<Vec<Arc<pb::Flow>>, StoreError> {
+        self.append_in_place(&mut flows)?;
+        Ok(flows.into_iter().map(Arc::new).collect())
+    }
+
+    /// As `append`, setting each flow's cursor in place. When it fails nothing of `flows` is
+    /// stored, the failure is reported by `write_failure`, and the same flows may be offered
+    /// again: the history reopens first.
+    pub fn append_in_place(&self, flows: &mut [pb::Flow]) -> Result<(), StoreError> {
         let mut counts = self
             .counts
             .lock()
             .map_err(|_| StoreError::Database("counter lock poisoned".into()))?;
-        let txn = self.db.begin_write()?;
+        let mut already_stored = 0;
+        if self.write_failure().is_some() || self.db.read().map(|d| d.is_none()).unwrap_or(true) {
+            if let Err(err) = self.reopen(&mut counts) {
+                self.note_failure(&err);
+                return Err(err);
+            }
+            already_stored = landed(flows, counts.next_cursor);
+        }
+        let rest = &mut flows[already_stored..];
+        let result = self.with_db(|db| Self::write(db, &counts, rest));
+        match result {
+            Ok(added_bytes) => {
+                counts.next_cursor += rest.len() as u64;
+                counts.bytes += added_bytes;
+                counts.records += rest.len() as u64;
+                self.published.publish(&counts);
+                self.note_success();
+                Ok(())
+            }
+            Err(err) => {
+                self.note_failure(&err);
+                if let Err(reopen) = self.reopen(&mut counts) {
+                    tracing::debug!(error = %reopen, "reopening the history after a failed write");
+                } else if landed(flows, counts.next_cursor) == flows.len() {
+                    // The commit reached the disk before the error (a failed final sync):
+                    // these records are stored, and writing them again would repeat them.
+                    self.note_success();
+                    return Ok(());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// One transaction adding `flows` after `counts`; returns the encoded bytes added.
+    fn write(db: &Database, counts: &Counts, flows: &mut [pb::Flow]) -> Result<u64, StoreError> {
+        let txn = db.begin_write()?;
         let mut added_bytes = 0u64;
         {
             let mut records = txn.open_table(RECORDS)?;
@@ -269,11 +410,7 @@ impl FlowStore {
             meta.insert(META_NEXT_CURSOR, counts.next_cursor + flows.len() as u64)?;
         }
         txn.commit()?;
-        counts.next_cursor += flows.len() as u64;
-        counts.bytes += added_bytes;
-        counts.records += flows.len() as u64;
-        self.published.publish(&counts);
-        Ok(flows.into_iter().map(Arc::new).collect())
+        Ok(added_bytes)
     }
 
     /// Deletes the oldest records beyond the age or size bound; returns how many went.
@@ -282,15 +419,43 @@ impl FlowStore {
             .counts
             .lock()
             .map_err(|_| StoreError::Database("counter lock poisoned".into()))?;
+        if self.write_failure().is_some() {
+            // The next append reopens the history; retention waits for that.
+            return Ok(0);
+        }
         let oldest_allowed = now
             .checked_sub(self.retention.max_age)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let mut txn = self.db.begin_write()?;
+        match self.with_db(|db| self.remove_oldest(db, counts.bytes, oldest_allowed)) {
+            Ok((removed, bytes)) => {
+                counts.bytes = bytes;
+                counts.records = counts.records.saturating_sub(removed);
+                self.published.publish(&counts);
+                Ok(removed)
+            }
+            Err(err) => {
+                self.note_failure(&err);
+                if let Err(reopen) = self.reopen(&mut counts) {
+                    tracing::debug!(error = %reopen, "reopening the history after a failed retention");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// One transaction removing the oldest records beyond the bounds; returns how many went
+    /// and the record bytes left.
+    fn remove_oldest(
+        &self,
+        db: &Database,
+        mut bytes: u64,
+        oldest_allowed: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut removed = 0u64;
-        let mut bytes = counts.bytes;
         {
             let mut records = txn.open_table(RECORDS)?;
             let mut by_end = txn.open_table(BY_END_TIME)?;
@@ -330,10 +495,7 @@ impl FlowStore {
             meta.insert(META_BYTES, bytes)?;
         }
         txn.commit()?;
-        counts.bytes = bytes;
-        counts.records = counts.records.saturating_sub(removed);
-        self.published.publish(&counts);
-        Ok(removed)
+        Ok((removed, bytes))
     }
 
     /// Visits up to `PAGE` stored flows of `range`, in its order, starting after `resume` (the
@@ -345,54 +507,57 @@ impl FlowStore {
         resume: Option<(u64, u64)>,
         mut visit: impl FnMut(pb::Flow) -> ControlFlow<()>,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let records = txn.open_table(RECORDS)?;
-        let decode = |cursor: u64| -> Result<Option<pb::Flow>, StoreError> {
-            match records.get(cursor)? {
-                Some(v) => decode_flow(cursor, v.value()).map(Some),
-                None => Ok(None), // removed by retention meanwhile
-            }
-        };
-        let mut seen = 0;
-        match range {
-            Range::AfterCursor(after) => {
-                let start = resume.map(|(_, c)| c).unwrap_or(after).saturating_add(1);
-                for entry in records.range(start..)? {
-                    let (k, v) = entry?;
-                    let cursor = k.value();
-                    let flow = decode_flow(cursor, v.value())?;
-                    seen += 1;
-                    if visit(flow).is_break() || seen == PAGE {
-                        return Ok(Some((0, cursor)));
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let records = txn.open_table(RECORDS)?;
+            let decode = |cursor: u64| -> Result<Option<pb::Flow>, StoreError> {
+                match records.get(cursor)? {
+                    Some(v) => decode_flow(cursor, v.value()).map(Some),
+                    None => Ok(None), // removed by retention meanwhile
+                }
+            };
+            let mut seen = 0;
+            match range {
+                Range::AfterCursor(after) => {
+                    let start = resume.map(|(_, c)| c).unwrap_or(after).saturating_add(1);
+                    for entry in records.range(start..)? {
+                        let (k, v) = entry?;
+                        let cursor = k.value();
+                        let flow = decode_flow(cursor, v.value())?;
+                        seen += 1;
+                        if visit(flow).is_break() || seen == PAGE {
+                            return Ok(Some((0, cursor)));
+                        }
                     }
                 }
-            }
-            Range::EndTime { since_ns, until_ns } | Range::NotForwarded { since_ns, until_ns } => {
-                let index = txn.open_table(if matches!(range, Range::EndTime { .. }) {
-                    BY_END_TIME
-                } else {
-                    NOT_FORWARDED
-                })?;
-                let start = match resume {
-                    Some((end, cursor)) => (end, cursor.saturating_add(1)),
-                    None => (since_ns, 0),
-                };
-                for entry in index.range(start..(until_ns, 0))? {
-                    let (k, _) = entry?;
-                    let (end, cursor) = k.value();
-                    seen += 1;
-                    if let Some(flow) = decode(cursor)? {
-                        if visit(flow).is_break() {
+                Range::EndTime { since_ns, until_ns }
+                | Range::NotForwarded { since_ns, until_ns } => {
+                    let index = txn.open_table(if matches!(range, Range::EndTime { .. }) {
+                        BY_END_TIME
+                    } else {
+                        NOT_FORWARDED
+                    })?;
+                    let start = match resume {
+                        Some((end, cursor)) => (end, cursor.saturating_add(1)),
+                        None => (since_ns, 0),
+                    };
+                    for entry in index.range(start..(until_ns, 0))? {
+                        let (k, _) = entry?;
+                        let (end, cursor) = k.value();
+                        seen += 1;
+                        if let Some(flow) = decode(cursor)? {
+                            if visit(flow).is_break() {
+                                return Ok(Some((end, cursor)));
+                            }
+                        }
+                        if seen == PAGE {
                             return Ok(Some((end, cursor)));
                         }
                     }
-                    if seen == PAGE {
-                        return Ok(Some((end, cursor)));
-                    }
                 }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// The cursor where the newest `limit` flows up to cursor `upto` begin, counting only those
@@ -407,34 +572,38 @@ impl FlowStore {
         if limit == 0 {
             return Ok(None);
         }
-        let txn = self.db.begin_read()?;
-        let records = txn.open_table(RECORDS)?;
-        let mut kept = 0;
-        let mut start = None;
-        for entry in records.range(..=upto)?.rev() {
-            let (k, v) = entry?;
-            let counts = match keep.as_mut() {
-                None => true,
-                Some(keep) => keep(&decode_flow(k.value(), v.value())?),
-            };
-            if counts {
-                kept += 1;
-                start = Some(k.value());
-                if kept == limit {
-                    break;
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let records = txn.open_table(RECORDS)?;
+            let mut kept = 0;
+            let mut start = None;
+            for entry in records.range(..=upto)?.rev() {
+                let (k, v) = entry?;
+                let counts = match keep.as_mut() {
+                    None => true,
+                    Some(keep) => keep(&decode_flow(k.value(), v.value())?),
+                };
+                if counts {
+                    kept += 1;
+                    start = Some(k.value());
+                    if kept == limit {
+                        break;
+                    }
                 }
             }
-        }
-        Ok(start)
+            Ok(start)
+        })
     }
 
     /// First and last cursor held, or `None` when empty.
     pub fn bounds(&self) -> Result<Option<(u64, u64)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let records = txn.open_table(RECORDS)?;
-        let first = records.first()?.map(|(k, _)| k.value());
-        let last = records.last()?.map(|(k, _)| k.value());
-        Ok(first.zip(last))
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let records = txn.open_table(RECORDS)?;
+            let first = records.first()?.map(|(k, _)| k.value());
+            let last = records.last()?.map(|(k, _)| k.value());
+            Ok(first.zip(last))
+        })
     }
 
     /// The cursor the next record will get, minus one: everything up to here is stored.
@@ -477,6 +646,23 @@ fn is_damaged(err: &redb::DatabaseError) -> bool {
         }
         _ => false,
     }
+}
+
+/// How many leading `flows` a write reported as failed had in fact committed: each kept the
+/// cursor that write gave it, and the history's next cursor is now past it. Cursors are given
+/// to offered flows in order and never reused, so no other record can hold those cursors.
+fn landed(flows: &[pb::Flow], next_cursor: u64) -> usize {
+    let count = flows
+        .iter()
+        .take_while(|flow| flow.cursor != 0 && flow.cursor < next_cursor)
+        .count();
+    if count > 0 {
+        tracing::warn!(
+            records = count,
+            "a history write reported as failed had reached the disk; not storing it twice"
+        );
+    }
+    count
 }
 
 /// `flows.redb.damaged-<unix seconds>` beside the file.

@@ -109,30 +109,93 @@ impl Hub {
         self.closed.cancel();
     }
 
-    /// Stores records and fans them out. A failed write is counted; followers still get the
-    /// records.
+    /// Stores records and fans them out at once; what cannot be stored is lost and counted.
+    /// The store stage holds such records and retries instead (`run`).
     pub async fn publish(&self, records: Vec<FlowRecord>, telemetry: &Telemetry) {
-        let count = records.len();
-        let flows: Vec<pb::Flow> = records.iter().map(wire::to_proto).collect();
-        count_verdicts(&flows, telemetry);
+        let flows = prepare(&records, telemetry);
+        let count = flows.len() as u64;
+        if self.store_and_fan_out(flows, telemetry).await.is_err() {
+            telemetry.add_lost(LostCause::HistoryWriteFailed, count);
+        }
+    }
+
+    /// Stores `flows` in one transaction and hands them to followers; gives them back when the
+    /// history could not take them (the store reports why).
+    async fn store_and_fan_out(
+        &self,
+        flows: Vec<pb::Flow>,
+        telemetry: &Telemetry,
+    ) -> Result<(), Vec<pb::Flow>> {
         let store = self.store.clone();
-        let stored = match tokio::task::spawn_blocking(move || store.append(flows)).await {
-            Ok(Ok(stored)) => stored,
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, records = count, "writing to the flow history failed");
-                telemetry.add_lost(LostCause::HistoryWriteFailed, count as u64);
-                return;
+        let count = flows.len();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut flows = flows;
+            let result = store.append_in_place(&mut flows);
+            (flows, result)
+        })
+        .await;
+        match written {
+            Ok((flows, Ok(()))) => {
+                telemetry.record_flows(count);
+                for flow in flows {
+                    // No receivers is normal: nobody is following right now.
+                    let _ = self.updates.send(Arc::new(flow));
+                }
+                Ok(())
+            }
+            Ok((flows, Err(err))) => {
+                tracing::debug!(error = %err, records = count, "writing to the flow history failed");
+                Err(flows)
             }
             Err(err) => {
-                tracing::error!(error = %err, "history writer task failed");
+                tracing::error!(error = %err, records = count, "history writer task failed");
                 telemetry.add_lost(LostCause::HistoryWriteFailed, count as u64);
-                return;
+                Ok(())
             }
-        };
-        telemetry.record_flows(count);
-        for flow in stored {
-            // No receivers is normal: nobody is following right now.
-            let _ = self.updates.send(flow);
+        }
+    }
+}
+
+/// Encodes a batch for the history and counts its verdicts (once, however often it is retried).
+fn prepare(records: &[FlowRecord], telemetry: &Telemetry) -> Vec<pb::Flow> {
+    let flows: Vec<pb::Flow> = records.iter().map(wire::to_proto).collect();
+    count_verdicts(&flows, telemetry);
+    flows
+}
+
+/// Records the history could not take yet, oldest first, at most `limit`: a full disk delays
+/// them instead of losing them, and memory stays bounded however long it lasts.
+struct Held {
+    flows: Vec<pb::Flow>,
+    limit: usize,
+}
+
+impl Held {
+    /// Takes back what a write returned, dropping the oldest beyond the limit (counted).
+    fn keep(&mut self, returned: Vec<pb::Flow>, telemetry: &Telemetry) {
+        let mut flows = std::mem::take(&mut self.flows);
+        flows.extend(returned);
+        let excess = flows.len().saturating_sub(self.limit);
+        if excess > 0 {
+            flows.drain(..excess);
+            telemetry.add_lost(LostCause::HistoryWriteFailed, excess as u64);
+        }
+        self.flows = flows;
+        telemetry
+            .history_held
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Offers everything held, followed by `more`, to the history.
+    async fn flush(&mut self, more: Vec<pb::Flow>, hub: &Hub, telemetry: &Telemetry) {
+        let mut flows = std::mem::take(&mut self.flows);
+        flows.extend(more);
+        if flows.is_empty() {
+            return;
+        }
+        match hub.store_and_fan_out(flows, telemetry).await {
+            Ok(()) => telemetry.history_held.store(0, Ordering::Relaxed),
+            Err(flows) => self.keep(flows, telemetry),
         }
     }
 }
@@ -269,20 +332,32 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 pub struct StoreStage {
     pub hub: Hub,
     pub telemetry: Arc<Telemetry>,
+    /// Records held in memory while the history cannot be written.
+    pub hold_records: usize,
 }
 
 /// Runs the store stage until the flow stage closes its side.
 pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) {
-    let StoreStage { hub, telemetry } = stage;
+    let StoreStage {
+        hub,
+        telemetry,
+        hold_records,
+    } = stage;
+    let mut held = Held {
+        flows: Vec::new(),
+        limit: hold_records,
+    };
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut last_total = telemetry.flows_recorded.load(Ordering::Relaxed);
     loop {
         tokio::select! {
             batch = input.recv() => match batch {
-                Some(records) => hub.publish(records, &telemetry).await,
+                Some(records) => held.flush(prepare(&records, &telemetry), &hub, &telemetry).await,
                 None => break,
             },
             _ = housekeeping.tick() => {
+                // Retried here too: a quiet node must not wait for traffic to recover.
+                held.flush(Vec::new(), &hub, &telemetry).await;
                 let store = hub.store.clone();
                 match tokio::task::spawn_blocking(move || store.enforce_retention(SystemTime::now())).await {
                     Ok(Ok(0)) => {}
@@ -295,6 +370,12 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
                 last_total = total;
             }
         }
+    }
+    // One last try at shutdown; what still cannot be written is lost, and said so.
+    held.flush(Vec::new(), &hub, &telemetry).await;
+    if !held.flows.is_empty() {
+        tracing::error!(records = held.flows.len(), "the history could not be written before stopping; these records are lost");
+        telemetry.add_lost(LostCause::HistoryWriteFailed, held.flows.len() as u64);
     }
     hub.close();
     tracing::debug!("store stage drained");

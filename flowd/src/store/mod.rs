@@ -4,5 +4,5 @@
 mod db;
 mod hub;
 
-pub use db::{time_ns, FlowStore, Range, Retention, StoreError, PAGE};
+pub use db::{time_ns, FlowStore, Range, Retention, StoreError, WriteFailure, PAGE};
 pub use hub::{run, Backlog, Hub, StoreStage, Subscription, SubscriptionEvent};

@@ -170,3 +170,36 @@ async fn last_beyond_the_history_replays_everything_a_page_at_a_time() {
         "the replay held {most_buffered} records at once"
     );
 }
+
+#[test]
+fn held_records_beyond_the_limit_lose_the_oldest_and_count_them() {
+    let telemetry = Telemetry::new("n", 1);
+    let mut held = Held {
+        flows: Vec::new(),
+        limit: 5,
+    };
+    let flows = |ports: std::ops::Range<u16>| -> Vec<pb::Flow> {
+        ports
+            .map(|p| wire::to_proto(&FlowRecord::sample(p)))
+            .collect()
+    };
+    held.keep(flows(0..3), &telemetry);
+    assert_eq!(telemetry.history_held.load(Ordering::Relaxed), 3);
+    // A failed write gives back what was held first, then the new batch.
+    let mut offered = std::mem::take(&mut held.flows);
+    offered.extend(flows(3..7));
+    held.keep(offered, &telemetry);
+    let ports: Vec<u32> = held
+        .flows
+        .iter()
+        .map(|f| f.source.as_ref().map_or(0, |s| s.port))
+        .collect();
+    assert_eq!(ports, [2, 3, 4, 5, 6]);
+    assert_eq!(telemetry.history_held.load(Ordering::Relaxed), 5);
+    assert_eq!(
+        telemetry.lost(false).get("history_write_failed"),
+        Some(&2),
+        "{:?}",
+        telemetry.lost(false)
+    );
+}
