@@ -23,7 +23,6 @@ pub enum LostCause {
     /// The history refused a batch (disk full, I/O error).
     HistoryWriteFailed,
     /// The file export could not write a record.
-    ExportFileWriteFailed,
     /// The kernel's ring buffer was full (a per-CPU kernel counter, not counted here).
     KernelRingBufferFull,
 }
@@ -33,7 +32,6 @@ impl LostCause {
         match self {
             LostCause::SlowSubscriber => "slow_subscriber",
             LostCause::HistoryWriteFailed => "history_write_failed",
-            LostCause::ExportFileWriteFailed => "export_file_write_failed",
             LostCause::KernelRingBufferFull => "kernel_ring_buffer_full",
         }
     }

@@ -10,6 +10,7 @@ use std::{
 };
 
 use flowd::{
+    export::FileSink,
     model::FlowRecord,
     query::FlowMatcher,
     store::{self, Backlog, FlowStore, Hub, Range, Retention, StoreStage, SubscriptionEvent},
@@ -118,14 +119,20 @@ async fn a_full_disk_delays_the_history_and_loses_nothing() {
             false => Err(format!("{} stored, {held} held, {sent} sent", store.len())),
         }
     };
-    wait_for("the first batch is stored", || progress(100, store.len() == 100)).await;
+    wait_for("the first batch is stored", || {
+        progress(100, store.len() == 100)
+    })
+    .await;
     let filler = disk.fill();
 
     // Keep sending until the history refuses a write: redb may still have free pages.
     let mut sent: u64 = 100;
     let mut port = 101u16;
     while store.write_failure().is_none() {
-        assert!(sent < 60_000, "the history never failed on a full filesystem");
+        assert!(
+            sent < 60_000,
+            "the history never failed on a full filesystem"
+        );
         batches.send(batch(port, 200)).await.unwrap();
         port = port.wrapping_add(200);
         sent += 200;
@@ -163,7 +170,11 @@ async fn a_full_disk_delays_the_history_and_loses_nothing() {
     })
     .await;
     assert!(store.write_failure().is_none(), "recovered");
-    assert!(telemetry.lost(false).is_empty(), "{:?}", telemetry.lost(false));
+    assert!(
+        telemetry.lost(false).is_empty(),
+        "{:?}",
+        telemetry.lost(false)
+    );
 
     // The follower got every record once, in cursor order, across the failure.
     for expected in 1..=sent {
@@ -200,4 +211,92 @@ async fn a_full_disk_delays_the_history_and_loses_nothing() {
         }
     }
     assert_eq!(cursors, (1..=sent).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_delays_the_export_file_and_leaves_no_half_line() {
+    if !support::privileged("a_full_disk_delays_the_export_file_and_leaves_no_half_line") {
+        return;
+    }
+    let history = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        FlowStore::open(
+            &history.path().join("flows.redb"),
+            Retention {
+                max_age: Duration::MAX,
+                max_bytes: u64::MAX,
+            },
+            1 << 20,
+        )
+        .unwrap(),
+    );
+    let telemetry = Arc::new(Telemetry::new("n", 1));
+    let hub = Hub::new(store.clone(), 1 << 16);
+    let disk = SmallDisk::mount(4 << 20);
+    let path = disk.path().join("flows.jsonl");
+    let sink = FileSink::open(&path, u64::MAX, 1).unwrap();
+    let task = tokio::spawn(flowd::export::run_file_sink(
+        sink,
+        hub.clone(),
+        telemetry.clone(),
+    ));
+    let exported = || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let flow: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("a broken line in the export: {err}: {line:?}"));
+                flow["cursor"].as_str().unwrap().parse::<u64>().unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    hub.publish(batch(1, 10), &telemetry).await;
+    wait_for("the first records are exported", || {
+        let n = exported().len();
+        if n == 10 {
+            Ok(())
+        } else {
+            Err(format!("{n} lines"))
+        }
+    })
+    .await;
+    let filler = disk.fill();
+    // Each line is some hundred bytes: these cannot all fit in what the filler left.
+    for first in (11..3011).step_by(500) {
+        hub.publish(batch(first, 500), &telemetry).await;
+    }
+    let write_errors = || {
+        telemetry
+            .counters()
+            .get("export_file_write_errors")
+            .copied()
+            .unwrap_or(0)
+    };
+    wait_for("the export reports failed writes", || {
+        let errors = write_errors();
+        if errors > 0 {
+            Ok(())
+        } else {
+            Err(format!("{} lines", exported().len()))
+        }
+    })
+    .await;
+    std::fs::remove_file(filler).unwrap();
+    wait_for("everything stored is exported", || {
+        let n = exported().len();
+        if n == 3010 {
+            Ok(())
+        } else {
+            Err(format!("{n} lines"))
+        }
+    })
+    .await;
+    hub.close();
+    task.await.unwrap();
+    assert_eq!(exported(), (1..=3010).collect::<Vec<u64>>());
+    assert!(
+        telemetry.lost(false).is_empty(),
+        "{:?}",
+        telemetry.lost(false)
+    );
 }

@@ -190,7 +190,10 @@ impl FlowService for FlowApi {
         };
         let history = pb::HistoryHealth {
             write_failing: failure.is_some(),
-            write_error: failure.as_ref().map(|f| f.error.clone()).unwrap_or_default(),
+            write_error: failure
+                .as_ref()
+                .map(|f| f.error.clone())
+                .unwrap_or_default(),
             failing_since: failure.map(|f| crate::flow::wire::timestamp(f.since)),
             records_held: t.history_held.load(Ordering::Relaxed),
         };

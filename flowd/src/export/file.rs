@@ -8,7 +8,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{BufWriter, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -17,7 +17,7 @@ use std::{
 use crate::{
     query::FlowMatcher,
     store::{Backlog, Hub, Range, SubscriptionEvent},
-    telemetry::Telemetry,
+    telemetry::{Counter, Telemetry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +33,10 @@ pub struct FileSink {
     path: PathBuf,
     max_bytes: u64,
     max_files: usize,
-    writer: BufWriter<File>,
+    file: File,
     written: u64,
+    /// One record's line, reused.
+    line: Vec<u8>,
 }
 
 impl FileSink {
@@ -56,8 +58,9 @@ impl FileSink {
             path: path.to_owned(),
             max_bytes,
             max_files,
-            writer: BufWriter::new(file),
+            file,
             written,
+            line: Vec::new(),
         })
     }
 
@@ -76,7 +79,6 @@ impl FileSink {
 
     /// Shifts `path.N-1` to `path.N` (dropping the oldest) and starts an empty file.
     fn rotate(&mut self) -> Result<(), FileSinkError> {
-        self.writer.flush().map_err(|e| self.io(e))?;
         // The current file may be gone (an operator or logrotate removed it): then there is
         // nothing to shift, and rotation only starts a new file.
         let gone = |result: std::io::Result<()>| match result {
@@ -100,26 +102,49 @@ impl FileSink {
             .append(true)
             .open(&self.path)
             .map_err(|e| self.io(e))?;
-        self.writer = BufWriter::new(file);
+        self.file = file;
         self.written = 0;
         Ok(())
     }
 
+    /// Appends one line in one write; when that fails (a full disk), whatever part of it
+    /// reached the file is cut off again, so a retry never leaves half a record behind.
     pub fn write_line(&mut self, line: &str) -> Result<(), FileSinkError> {
         let len = line.len() as u64 + 1;
         if self.written > 0 && self.written + len > self.max_bytes {
             self.rotate()?;
         }
-        self.writer
-            .write_all(line.as_bytes())
-            .and_then(|()| self.writer.write_all(b"\n"))
-            .map_err(|e| self.io(e))?;
+        self.line.clear();
+        self.line.extend_from_slice(line.as_bytes());
+        self.line.push(b'\n');
+        if let Err(err) = self.file.write_all(&self.line) {
+            let _ = self.file.set_len(self.written);
+            return Err(self.io(err));
+        }
         self.written += len;
         Ok(())
     }
 
-    pub fn flush(&mut self) -> Result<(), FileSinkError> {
-        self.writer.flush().map_err(|e| self.io(e))
+    /// Whether the file being written is still the one at `path`; when it was removed or
+    /// replaced (by an operator, logrotate), starts writing a new file there and says so.
+    pub fn reopen_if_moved(&mut self) -> Result<bool, FileSinkError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let open = self.file.metadata().map_err(|e| self.io(e))?;
+        let moved = match std::fs::metadata(&self.path) {
+            Ok(current) => (current.dev(), current.ino()) != (open.dev(), open.ino()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
+            Err(err) => return Err(self.io(err)),
+        };
+        if moved {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| self.io(e))?;
+            self.written = file.metadata().map_err(|e| self.io(e))?.len();
+            self.file = file;
+        }
+        Ok(moved)
     }
 
     fn cursor_path(&self) -> PathBuf {
@@ -156,59 +181,89 @@ impl FileSink {
 const SAVE_EVERY_RECORDS: u64 = 1024;
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
-/// Copies every new record into the sink until the store closes.
+/// How long the sink waits before retrying a file or history that failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Copies every new record into the sink until the store closes. Nothing the store holds is
+/// skipped: after a failed write, an unreadable history or a removed file, the sink waits and
+/// resumes from the last record known to be in the file.
 pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
     let saved = sink.saved_cursor();
-    // A first export starts with what comes next; a restarted one where it stopped.
-    let backlog = match saved {
-        Some(after) => Backlog::Range(Range::AfterCursor(after)),
-        None => Backlog::None,
+    let follow_from = |after: Option<u64>| {
+        // A first export starts with what comes next; a restarted one where it stopped.
+        let backlog = after.map_or(Backlog::None, |after| {
+            Backlog::Range(Range::AfterCursor(after))
+        });
+        hub.subscribe(backlog, true, FlowMatcher::all())
     };
-    let mut subscription = hub.subscribe(backlog, true, FlowMatcher::all());
+    let mut subscription = follow_from(saved);
     let mut last_written = saved;
+    // The last cursor known to be in the file at `path`: what went to a file that was removed
+    // since is written again to the new one.
+    let mut in_place = saved;
     let mut unsaved = 0u64;
     let mut saved_at = Instant::now();
+    let mut failing = false;
     while let Some(event) = subscription.next().await {
-        let line = match event {
-            Ok(SubscriptionEvent::Flow(flow)) => {
-                last_written = Some(flow.cursor);
-                serde_json::to_string(&*flow)
-            }
+        let flow = match event {
+            Ok(SubscriptionEvent::Flow(flow)) => flow,
             Ok(SubscriptionEvent::Lost { resume_after, .. }) => {
                 // Fell behind: take the missed records from the store instead.
-                let after = last_written.unwrap_or(resume_after);
-                subscription = hub.subscribe(
-                    Backlog::Range(Range::AfterCursor(after)),
-                    true,
-                    FlowMatcher::all(),
-                );
+                subscription = follow_from(Some(last_written.unwrap_or(resume_after)));
                 continue;
             }
             Err(err) => {
-                tracing::error!(error = %err, "export sink cannot read the history; stopping");
+                tracing::warn!(error = %err, "export sink cannot read the history; retrying");
+                if hub.wait_unless_closed(RETRY_AFTER).await.is_break() {
+                    break;
+                }
+                subscription = follow_from(last_written);
+                continue;
+            }
+        };
+        let line = match serde_json::to_string(&*flow) {
+            Ok(line) => line,
+            Err(err) => {
+                tracing::error!(cursor = flow.cursor, error = %err, "encoding a record for export");
+                continue;
+            }
+        };
+        if let Err(err) = sink.write_line(&line) {
+            // Nothing of the line stays in the file; the record is written again on retry.
+            if !failing {
+                tracing::error!(error = %err, "export file write failed; retrying from the store");
+                failing = true;
+            }
+            telemetry.add_counter(Counter::ExportFileWriteErrors, 1);
+            if hub.wait_unless_closed(RETRY_AFTER).await.is_break() {
                 break;
             }
-        };
-        let result = match line {
-            Ok(line) => sink.write_line(&line),
-            Err(err) => {
-                tracing::error!(error = %err, "encoding a record for export");
-                continue;
-            }
-        };
-        if let Err(err) = result.and_then(|()| sink.flush()) {
-            telemetry.add_lost(crate::telemetry::LostCause::ExportFileWriteFailed, 1);
-            tracing::error!(error = %err, "export file write failed");
+            subscription = follow_from(last_written);
             continue;
         }
+        if failing {
+            tracing::warn!("export file written again");
+            failing = false;
+        }
+        last_written = Some(flow.cursor);
+        in_place.get_or_insert(flow.cursor.saturating_sub(1));
         unsaved += 1;
         if unsaved >= SAVE_EVERY_RECORDS || saved_at.elapsed() >= SAVE_EVERY {
+            match sink.reopen_if_moved() {
+                Ok(false) => in_place = last_written,
+                Ok(true) => {
+                    tracing::warn!(path = %sink.path.display(), "the export file was removed or replaced; writing a new one from the last record known to be in it");
+                    last_written = in_place;
+                    subscription = follow_from(in_place);
+                    continue;
+                }
+                Err(err) => tracing::warn!(error = %err, "checking the export file"),
+            }
             save(&sink, last_written);
             unsaved = 0;
             saved_at = Instant::now();
         }
     }
-    let _ = sink.flush();
     save(&sink, last_written);
 }
 
@@ -233,7 +288,6 @@ mod tests {
         for i in 0..10 {
             sink.write_line(&format!("{{\"n\":{i:04}}}")).unwrap();
         }
-        sink.flush().unwrap();
         // Each line is 13 bytes: two per file.
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert_eq!(read(&path), "{\"n\":0008}\n{\"n\":0009}\n");
@@ -255,13 +309,11 @@ mod tests {
         for max_files in [0, 2] {
             let mut sink = FileSink::open(&path, 25, max_files).unwrap();
             sink.write_line("{\"n\":0001}").unwrap();
-            sink.flush().unwrap();
             std::fs::remove_file(&path).unwrap();
             for i in 2..5 {
                 sink.write_line(&format!("{{\"n\":{i:04}}}"))
                     .unwrap_or_else(|err| panic!("max_files {max_files}: line {i}: {err}"));
             }
-            sink.flush().unwrap();
             // Lines are 11 bytes, two to a file: line 2 went to the removed file, line 3 found
             // the size reached and started a new one.
             assert_eq!(
@@ -325,8 +377,12 @@ mod tests {
         );
         hub.close();
         task.await.unwrap();
-        let cursors: Vec<u64> = std::fs::read_to_string(&path)
-            .unwrap()
+        assert_eq!(exported_cursors(&path), [1, 2, 3, 4, 5]);
+    }
+
+    fn exported_cursors(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
             .lines()
             .map(|l| {
                 serde_json::from_str::<serde_json::Value>(l).unwrap()["cursor"]
@@ -335,8 +391,59 @@ mod tests {
                     .parse()
                     .unwrap()
             })
-            .collect();
-        assert_eq!(cursors, [1, 2, 3, 4, 5]);
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_removed_export_file_is_recreated_with_what_went_to_the_removed_one() {
+        use crate::{model::FlowRecord, store::FlowStore, store::Retention};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            FlowStore::open(
+                &dir.path().join("flows.redb"),
+                Retention {
+                    max_age: Duration::MAX,
+                    max_bytes: u64::MAX,
+                },
+                1 << 20,
+            )
+            .unwrap(),
+        );
+        let telemetry = Arc::new(Telemetry::new("n", 1));
+        let path = dir.path().join("flows.jsonl");
+        let hub = Hub::new(store, 1 << 12);
+        let sink = FileSink::open(&path, 1 << 30, 1).unwrap();
+        let task = tokio::spawn(run(sink, hub.clone(), telemetry.clone()));
+        hub.publish((1..=3).map(FlowRecord::sample).collect(), &telemetry)
+            .await;
+        let wait = |count: usize| {
+            let path = path.clone();
+            async move {
+                let done = tokio::time::timeout(Duration::from_secs(20), async {
+                    while exported_cursors(&path).len() < count {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+                .await;
+                assert!(
+                    done.is_ok(),
+                    "{} of {count} lines",
+                    exported_cursors(&path).len()
+                );
+            }
+        };
+        wait(3).await;
+        std::fs::remove_file(&path).unwrap();
+        // Enough records for the sink's next check of its file.
+        let more = SAVE_EVERY_RECORDS as u16 + 100;
+        hub.publish((4..4 + more).map(FlowRecord::sample).collect(), &telemetry)
+            .await;
+        let total = 3 + u64::from(more);
+        wait(total as usize).await;
+        hub.close();
+        task.await.unwrap();
+        assert_eq!(exported_cursors(&path), (1..=total).collect::<Vec<_>>());
+        assert!(telemetry.lost(false).is_empty());
     }
 
     #[test]
@@ -345,11 +452,9 @@ mod tests {
         let path = dir.path().join("flows.jsonl");
         let mut sink = FileSink::open(&path, 1 << 20, 1).unwrap();
         sink.write_line("a").unwrap();
-        sink.flush().unwrap();
         drop(sink);
         let mut sink = FileSink::open(&path, 1 << 20, 1).unwrap();
         sink.write_line("b").unwrap();
-        sink.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
     }
 

@@ -109,6 +109,15 @@ impl Hub {
         self.closed.cancel();
     }
 
+    /// Waits `pause` before a consumer retries, unless the store closes first (`Break`): then
+    /// nothing more comes and the consumer stops, to resume from its cursor at the next start.
+    pub async fn wait_unless_closed(&self, pause: Duration) -> ControlFlow<()> {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => ControlFlow::Continue(()),
+            () = self.closed.cancelled() => ControlFlow::Break(()),
+        }
+    }
+
     /// Stores records and fans them out at once; what cannot be stored is lost and counted.
     /// The store stage holds such records and retries instead (`run`).
     pub async fn publish(&self, records: Vec<FlowRecord>, telemetry: &Telemetry) {
@@ -374,7 +383,10 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
     // One last try at shutdown; what still cannot be written is lost, and said so.
     held.flush(Vec::new(), &hub, &telemetry).await;
     if !held.flows.is_empty() {
-        tracing::error!(records = held.flows.len(), "the history could not be written before stopping; these records are lost");
+        tracing::error!(
+            records = held.flows.len(),
+            "the history could not be written before stopping; these records are lost"
+        );
         telemetry.add_lost(LostCause::HistoryWriteFailed, held.flows.len() as u64);
     }
     hub.close();

@@ -17,6 +17,8 @@ pub enum Counter {
     KubernetesWatchErrors,
     /// 1 when the history file was found damaged at start and moved aside (the log names it).
     HistoryMovedAside,
+    /// Failed writes to the export file; each is retried from the store, so none loses a record.
+    ExportFileWriteErrors,
 }
 
 /// Events the kernel programs put on the ring buffer.
@@ -59,6 +61,7 @@ impl Counter {
             Counter::KubernetesSynced(kind) => format!("kubernetes_{}_synced", kind.to_lowercase()),
             Counter::KubernetesWatchErrors => "kubernetes_watch_errors".to_owned(),
             Counter::HistoryMovedAside => "history_moved_aside".to_owned(),
+            Counter::ExportFileWriteErrors => "export_file_write_errors".to_owned(),
         }
     }
 }
