@@ -156,6 +156,21 @@ pub struct FlowEvent {
     pub _pad: u32,
 }
 
+/// What the agent has already reported of a connection still in `FLOWS`, kept in the `REPORTED`
+/// map (written by the agent only) so that an agent restarted over pinned maps reports only
+/// what no record carried yet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReportedCounts {
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub dropped_packets: [u64; 2],
+    pub dropped_bytes: [u64; 2],
+    /// Kernel clock of the last packet the previous record covered, and of that report.
+    pub last_seen_ns: u64,
+    pub reported_at_ns: u64,
+}
+
 /// Indices of the per-CPU loss and health counters (`COUNTERS` map).
 pub const COUNTER_NOT_IP: u32 = 0;
 pub const COUNTER_MALFORMED: u32 = 1;
@@ -183,6 +198,7 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::TracepointFields {}
     unsafe impl aya::Pod for super::SocketOwner {}
+    unsafe impl aya::Pod for super::ReportedCounts {}
 }
 
 // A padding byte the compiler inserts is not zeroed and would corrupt map keys.
@@ -190,3 +206,4 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 136);
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 192);
 const _: () = assert!(core::mem::size_of::<SocketOwner>() == 32);
+const _: () = assert!(core::mem::size_of::<ReportedCounts>() == 80);

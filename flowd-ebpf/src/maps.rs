@@ -6,7 +6,7 @@ use aya_ebpf::{
     Global,
 };
 use flowd_common::{
-    FlowEvent, FlowKey, FlowStats, KernelOffsets, TracepointFields, COUNTER_COUNT,
+    FlowEvent, FlowKey, FlowStats, KernelOffsets, ReportedCounts, TracepointFields, COUNTER_COUNT,
     COUNTER_RINGBUF_FULL, DROP_REASON_SLOTS,
 };
 
@@ -21,6 +21,11 @@ pub static NETNS_COOKIE: Global<u64> = Global::new(0);
 /// Sizes are defaults; the agent overrides both at load time from its configuration.
 #[map]
 pub static FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(65536, 0);
+
+/// Written by the agent only (no program reads it): what it already reported of each flow,
+/// pinned with `FLOWS` so a restarted agent does not report it twice.
+#[map]
+pub static REPORTED: HashMap<FlowKey, ReportedCounts> = HashMap::with_max_entries(65536, 0);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);

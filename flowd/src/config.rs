@@ -145,6 +145,11 @@ impl Config {
         Ok(())
     }
 
+    /// Where maps and links are pinned, unless `pinPath` is `off`.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        (self.pin_path != Path::new("off")).then_some(self.pin_path.as_path())
+    }
+
     /// The namespace path to attach in, resolving a bare name under /run/netns.
     pub fn netns_path(&self) -> Option<PathBuf> {
         self.netns.as_ref().map(|netns| {

@@ -33,14 +33,17 @@ impl Kernel {
     }
 
     fn with_capacity(flow_entries: u32) -> Self {
-        let programs = load_programs(LoadOptions {
-            sizes: MapSizes {
-                flow_entries,
-                ring_buffer_bytes: 1 << 16,
+        let programs = load_programs(
+            LoadOptions {
+                sizes: MapSizes {
+                    flow_entries,
+                    ring_buffer_bytes: 1 << 16,
+                },
+                netns_cookie: NETNS_COOKIE,
+                drop_probe: flowd::capture::DropProbeMode::Auto,
             },
-            netns_cookie: NETNS_COOKIE,
-            drop_probe: flowd::capture::DropProbeMode::Auto,
-        })
+            None,
+        )
         .expect("load the tc programs");
         Self { programs }
     }

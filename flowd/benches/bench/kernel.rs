@@ -32,14 +32,17 @@ fn harness_floor(frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
 /// Program cost per packet through BPF_PROG_TEST_RUN, net of the harness's own cost per run
 /// (measured in the same go with an empty program on the same frame), best of 7 rounds each.
 pub(crate) fn kernel_cost() -> anyhow::Result<Vec<Row>> {
-    let mut programs = load_programs(LoadOptions {
-        sizes: MapSizes {
-            flow_entries: 65_536,
-            ring_buffer_bytes: 1 << 22,
+    let mut programs = load_programs(
+        LoadOptions {
+            sizes: MapSizes {
+                flow_entries: 65_536,
+                ring_buffer_bytes: 1 << 22,
+            },
+            netns_cookie: 1,
+            drop_probe: flowd::capture::DropProbeMode::Off,
         },
-        netns_cookie: 1,
-        drop_probe: flowd::capture::DropProbeMode::Off,
-    })?;
+        None,
+    )?;
     let program: &mut SchedClassifier = programs
         .ebpf
         .program_mut("flowd_ingress")

@@ -20,8 +20,8 @@ use crate::{
     api::{self, ApiError, FlowApi},
     attribution::{Attribution, Attributor},
     capture::{
-        self, Attachments, CaptureError, CaptureTask, LinkWatch, LoadOptions, MapSizes,
-        SweepTimeouts, Sweeper,
+        self, pins::PinDir, Attachments, CaptureError, CaptureTask, LinkWatch, LoadOptions,
+        MapSizes, SweepTimeouts, Sweeper,
     },
     config::Config,
     enrich::{self, Enrichment, SharedIndex},
@@ -75,14 +75,30 @@ pub async fn run(
     let netns_cookie = crate::netns::run_in(netns.as_deref(), crate::netns::current_cookie)
         .and_then(|cookie| cookie)
         .map_err(CaptureError::from)?;
-    let mut programs = capture::load_programs(LoadOptions {
-        sizes: MapSizes {
-            flow_entries: config.flow_map_entries,
-            ring_buffer_bytes: config.ring_buffer_bytes,
+    let pins = match config.pin_dir() {
+        Some(dir) => Some(Arc::new(
+            PinDir::open(
+                dir,
+                MapSizes {
+                    flow_entries: config.flow_map_entries,
+                    ring_buffer_bytes: config.ring_buffer_bytes,
+                },
+            )
+            .map_err(CaptureError::from)?,
+        )),
+        None => None,
+    };
+    let mut programs = capture::load_programs(
+        LoadOptions {
+            sizes: MapSizes {
+                flow_entries: config.flow_map_entries,
+                ring_buffer_bytes: config.ring_buffer_bytes,
+            },
+            netns_cookie,
+            drop_probe: config.drop_probe,
         },
-        netns_cookie,
-        drop_probe: config.drop_probe,
-    })?;
+        pins.as_deref(),
+    )?;
     // Subscribe before the first attach: an interface created in between is not missed.
     let links = match LinkWatch::start(netns.as_deref()) {
         Ok(links) => Some(links),
@@ -96,6 +112,7 @@ pub async fn run(
         netns.as_deref(),
         &config.interfaces,
         config.tc_attach,
+        pins.clone(),
     )?;
     let telemetry = Arc::new(Telemetry::new(
         &config.node,
@@ -157,6 +174,7 @@ pub async fn run(
             }),
             sweep_interval: config.sweep_interval,
             telemetry: telemetry.clone(),
+            keep_reported: pins.is_some(),
         },
         raw_tx,
         capture_stop,
@@ -262,6 +280,11 @@ pub async fn run(
         task.await?;
     }
     store_stage.await?;
+    // An orderly stop flushed every count: nothing of flowd stays in the kernel. After a failed
+    // capture the maps stay pinned, and the next agent reports what they hold.
+    if let (Ok(()), Some(pins)) = (&capture_result, &pins) {
+        pins.remove();
+    }
     if let Some(export) = export {
         export.await?;
     }

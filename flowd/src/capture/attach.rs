@@ -6,6 +6,7 @@ use std::{
 };
 
 use aya::programs::{
+    links::{FdLink, PinnedLink},
     tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
     Link as _, LinkOrder, SchedClassifier, TcAttachType,
 };
@@ -14,6 +15,7 @@ use nix::{ifaddrs::getifaddrs, net::if_::InterfaceFlags};
 
 use super::{
     load::{EGRESS_PROGRAM, INGRESS_PROGRAM},
+    pins::PinDir,
     CaptureError,
 };
 use crate::{model::InterfaceRef, netns};
@@ -50,7 +52,36 @@ pub enum TcAttach {
 pub struct Attachment {
     pub interface: Arc<InterfaceRef>,
     pub mode: AttachMode,
-    links: Vec<SchedClassifierLink>,
+    links: Vec<TcLink>,
+}
+
+/// One program attached to one direction of an interface.
+enum TcLink {
+    /// Detached when dropped: clsact filters, and tcx links when nothing is pinned.
+    Owned(SchedClassifierLink),
+    /// Stays attached, counting into the pinned maps, if the agent dies; detaching unpins it.
+    Pinned(PinnedLink),
+}
+
+impl TcLink {
+    fn detach(self) -> Result<(), String> {
+        match self {
+            TcLink::Owned(link) => link.detach().map_err(|e| e.to_string()),
+            TcLink::Pinned(link) => link
+                .unpin()
+                .map_err(|e| e.to_string())
+                .and_then(|link| link.detach().map_err(|e| e.to_string())),
+        }
+    }
+}
+
+/// Where to attach: the interface, its namespace's cookie, and the pinned state if kept.
+struct Target<'a> {
+    name: &'a str,
+    index: u32,
+    cookie: u64,
+    netns_text: &'a str,
+    pins: Option<&'a PinDir>,
 }
 
 /// Everything attached in one network namespace. Netlink filters outlive the process and must be
@@ -59,6 +90,7 @@ pub struct Attachment {
 pub struct Attachments {
     netns: Option<PathBuf>,
     how: TcAttach,
+    pins: Option<Arc<PinDir>>,
     pub attached: Vec<Attachment>,
 }
 
@@ -98,6 +130,7 @@ impl Attachments {
         netns: Option<&Path>,
         names: &[String],
         how: TcAttach,
+        pins: Option<Arc<PinDir>>,
     ) -> Result<Self, CaptureError> {
         let netns_label = netns
             .map(|p| format!(" in network namespace {}", p.display()))
@@ -109,7 +142,14 @@ impl Attachments {
             let targets = resolve_interfaces(names, &netns_label)?;
             let mut attached = Vec::with_capacity(targets.len());
             for (name, index) in targets {
-                match attach_interface(ingress, egress, &name, index, cookie, &netns_text, how) {
+                let target = Target {
+                    name: &name,
+                    index,
+                    cookie,
+                    netns_text: &netns_text,
+                    pins: pins.as_deref(),
+                };
+                match attach_interface(ingress, egress, &target, how) {
                     Ok(attachment) => attached.push(attachment),
                     Err(err) => {
                         // Leave nothing half-attached behind.
@@ -120,9 +160,13 @@ impl Attachments {
             }
             Ok(attached)
         })??;
+        if let Some(pins) = &pins {
+            remove_stale_links(pins, &attached);
+        }
         Ok(Self {
             netns: netns.map(Path::to_owned),
             how,
+            pins,
             attached,
         })
     }
@@ -145,8 +189,14 @@ impl Attachments {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let attachment = netns::run_in(self.netns.as_deref(), || {
-            let cookie = netns::current_cookie()?;
-            attach_interface(ingress, egress, name, index, cookie, &netns_text, self.how)
+            let target = Target {
+                name,
+                index,
+                cookie: netns::current_cookie()?,
+                netns_text: &netns_text,
+                pins: self.pins.as_deref(),
+            };
+            attach_interface(ingress, egress, &target, self.how)
         })??;
         let interface = attachment.interface.clone();
         self.attached.push(attachment);
@@ -197,20 +247,17 @@ impl Drop for Attachments {
 fn attach_interface(
     ingress: &mut SchedClassifier,
     egress: &mut SchedClassifier,
-    name: &str,
-    index: u32,
-    cookie: u64,
-    netns_text: &str,
+    target: &Target<'_>,
     how: TcAttach,
 ) -> Result<Attachment, CaptureError> {
-    let (mode, links) = attach_one(ingress, egress, name, how)?;
-    tracing::info!(interface = %name, ifindex = index, mode = mode.as_str(), netns = %netns_text, "attached");
+    let (mode, links) = attach_one(ingress, egress, target, how)?;
+    tracing::info!(interface = %target.name, ifindex = target.index, mode = mode.as_str(), netns = %target.netns_text, "attached");
     Ok(Attachment {
         interface: Arc::new(InterfaceRef {
-            name: name.to_owned(),
-            index,
-            netns_cookie: cookie,
-            netns: netns_text.to_owned(),
+            name: target.name.to_owned(),
+            index: target.index,
+            netns_cookie: target.cookie,
+            netns: target.netns_text.to_owned(),
         }),
         mode,
         links,
@@ -276,9 +323,10 @@ fn resolve_interfaces(
 fn attach_one(
     ingress: &mut SchedClassifier,
     egress: &mut SchedClassifier,
-    name: &str,
+    target: &Target<'_>,
     how: TcAttach,
-) -> Result<(AttachMode, Vec<SchedClassifierLink>), CaptureError> {
+) -> Result<(AttachMode, Vec<TcLink>), CaptureError> {
+    let name = target.name;
     let tcx = match how {
         TcAttach::Auto => aya::util::KernelVersion::current()
             .map(|v| v.code() >= aya::util::KernelVersion::new(6, 6, 0).code())
@@ -296,31 +344,146 @@ fn attach_one(
         AttachMode::Netlink
     };
     let mut links = Vec::with_capacity(2);
-    for (program, attach_type, direction) in [
-        (&mut *ingress, TcAttachType::Ingress, "ingress"),
-        (&mut *egress, TcAttachType::Egress, "egress"),
+    for (program, attach_type, direction, program_name) in [
+        (
+            &mut *ingress,
+            TcAttachType::Ingress,
+            "ingress",
+            INGRESS_PROGRAM,
+        ),
+        (&mut *egress, TcAttachType::Egress, "egress", EGRESS_PROGRAM),
     ] {
-        let options = match mode {
-            // First in the chain: a program that redirects before us would hide packets.
-            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
-            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+        let failed = |source| CaptureError::Attach {
+            interface: name.to_owned(),
+            direction,
+            source,
         };
-        let attached = program
-            .attach_with_options(name, attach_type, options)
-            .and_then(|id| program.take_link(id));
+        let attached = match mode {
+            AttachMode::Tcx => attach_tcx(program, attach_type, direction, target),
+            AttachMode::Netlink => {
+                // Filters outlive a crashed agent: its orphans would count twice.
+                match tc::qdisc_detach_program(name, attach_type, program_name) {
+                    Ok(()) => tracing::info!(
+                        interface = name,
+                        direction,
+                        "removed a filter left by a previous agent"
+                    ),
+                    Err(err) => {
+                        tracing::trace!(interface = name, error = %err, "no filter left behind")
+                    }
+                }
+                program
+                    .attach_with_options(
+                        name,
+                        attach_type,
+                        TcAttachOptions::Netlink(NlOptions::default()),
+                    )
+                    .and_then(|id| program.take_link(id))
+                    .map(TcLink::Owned)
+                    .map_err(failed)
+            }
+        };
         match attached {
             Ok(link) => links.push(link),
-            Err(source) => {
+            Err(err) => {
                 for link in links {
                     let _ = link.detach();
                 }
-                return Err(CaptureError::Attach {
-                    interface: name.to_owned(),
-                    direction,
-                    source,
-                });
+                return Err(err);
             }
         }
     }
     Ok((mode, links))
+}
+
+/// First in the tcx chain: a program that redirects before us would hide packets. With pinned
+/// state, a link the previous agent left is taken over (its program swapped for ours in one
+/// step, so no packet is missed or counted twice) and the link is pinned again.
+fn attach_tcx(
+    program: &mut SchedClassifier,
+    attach_type: TcAttachType,
+    direction: &'static str,
+    target: &Target<'_>,
+) -> Result<TcLink, CaptureError> {
+    let failed = |source| CaptureError::Attach {
+        interface: target.name.to_owned(),
+        direction,
+        source,
+    };
+    let first = || TcAttachOptions::TcxOrder(LinkOrder::first());
+    let Some(pins) = target.pins else {
+        return program
+            .attach_with_options(target.name, attach_type, first())
+            .and_then(|id| program.take_link(id))
+            .map(TcLink::Owned)
+            .map_err(failed);
+    };
+    let path = pins.link_path(target.cookie, target.index, direction);
+    let taken = if path.exists() {
+        match take_over(program, &path) {
+            Ok(id) => {
+                tracing::info!(
+                    interface = target.name,
+                    direction,
+                    "took over the previous agent's link"
+                );
+                Some(id)
+            }
+            Err(err) => {
+                // Its interface was deleted (and the ifindex reused), or the link is not ours.
+                tracing::info!(interface = target.name, direction, error = %err, "not taking over a pinned link; attaching anew");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let id = match taken {
+        Some(id) => id,
+        None => program
+            .attach_with_options(target.name, attach_type, first())
+            .map_err(failed)?,
+    };
+    let link = program.take_link(id).map_err(failed)?;
+    let pin_failed = |error: String| CaptureError::PinLink {
+        path: path.clone(),
+        error,
+    };
+    FdLink::try_from(link)
+        .map_err(|e| pin_failed(e.to_string()))?
+        .pin(&path)
+        .map(TcLink::Pinned)
+        .map_err(|e| pin_failed(e.to_string()))
+}
+
+fn take_over(
+    program: &mut SchedClassifier,
+    path: &Path,
+) -> Result<aya::programs::tc::SchedClassifierLinkId, String> {
+    let link = PinnedLink::from_pin(path)
+        .map_err(|e| e.to_string())?
+        .unpin()
+        .map_err(|e| e.to_string())?;
+    let link = SchedClassifierLink::try_from(link).map_err(|e| e.to_string())?;
+    program.attach_to_link(link).map_err(|e| e.to_string())
+}
+
+/// Pinned links this agent did not take over: interfaces gone or no longer wanted. Unpinning
+/// the last reference detaches them.
+fn remove_stale_links(pins: &PinDir, attached: &[Attachment]) {
+    let held: Vec<PathBuf> = attached
+        .iter()
+        .flat_map(|a| {
+            ["ingress", "egress"].map(|direction| {
+                pins.link_path(a.interface.netns_cookie, a.interface.index, direction)
+            })
+        })
+        .collect();
+    for path in pins.pinned_links() {
+        if !held.contains(&path) {
+            tracing::info!(path = %path.display(), "removing a pinned link of an interface no longer attached");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }

@@ -37,6 +37,10 @@ pub enum CaptureError {
         direction: &'static str,
         source: aya::programs::ProgramError,
     },
+    #[error("cannot pin the link {path}: {error}; set pinPath: off to run without pinned state")]
+    PinLink { path: PathBuf, error: String },
+    #[error(transparent)]
+    Pins(#[from] super::pins::PinError),
     #[error("interface {interface} not found{netns}; `ip link` lists the interfaces")]
     NoSuchInterface { interface: String, netns: String },
     #[error("no interface to attach to{0}: name one with --interface")]

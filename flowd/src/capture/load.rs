@@ -3,12 +3,12 @@ use aya::{
     programs::SchedClassifier,
     Ebpf, EbpfLoader,
 };
-use flowd_common::{FlowKey, FlowStats};
+use flowd_common::{FlowKey, FlowStats, ReportedCounts};
 
 use super::CaptureError;
 
 /// The compiled kernel programs, embedded so the agent is a single binary.
-static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowd"));
+pub(super) static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowd"));
 
 pub const INGRESS_PROGRAM: &str = "flowd_ingress";
 pub const EGRESS_PROGRAM: &str = "flowd_egress";
@@ -111,6 +111,8 @@ pub struct LoadedPrograms {
     pub sockets: Option<super::sockets::SocketHooks>,
     pub drop_names: std::sync::Arc<super::DropNames>,
     pub flows: HashMap<MapData, FlowKey, FlowStats>,
+    /// What was reported of each flow still in `flows`; written only when state is pinned.
+    pub reported: HashMap<MapData, FlowKey, ReportedCounts>,
     pub events: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
     /// Every kernel drop on the host by reason (`DROP_REASON_SLOTS` slots).
@@ -122,17 +124,27 @@ pub struct LoadedPrograms {
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
-pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureError> {
+/// Loads the programs; with `pins`, over the maps pinned there (created and pinned when absent).
+pub fn load_programs(
+    options: LoadOptions,
+    pins: Option<&super::pins::PinDir>,
+) -> Result<LoadedPrograms, CaptureError> {
     raise_memlock_limit();
     let drops = drop_setup(options.drop_probe);
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("NETNS_COOKIE", &options.netns_cookie, true)
         .override_global("KERNEL_OFFSETS", &drops.offsets, true)
         .override_global("TRACEPOINT_FIELDS", &drops.fields, true)
         .map_max_entries("FLOWS", options.sizes.flow_entries)
-        .map_max_entries("EVENTS", options.sizes.ring_buffer_bytes)
-        .load(PROGRAMS)
-        .map_err(CaptureError::from_load)?;
+        .map_max_entries("REPORTED", options.sizes.flow_entries)
+        .map_max_entries("EVENTS", options.sizes.ring_buffer_bytes);
+    if let Some(pins) = pins {
+        for name in super::pins::PINNED_MAPS {
+            loader.map_pin_path(name, pins.map_path(name));
+        }
+    }
+    let mut ebpf = loader.load(PROGRAMS).map_err(CaptureError::from_load)?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => Some(logger),
         Err(err) => {
@@ -176,6 +188,7 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
         }
     };
     let flows = take_map(&mut ebpf, "FLOWS")?;
+    let reported = take_map(&mut ebpf, "REPORTED")?;
     let events = take_map(&mut ebpf, "EVENTS")?;
     let counters = take_map(&mut ebpf, "COUNTERS")?;
     let drop_reasons = take_map(&mut ebpf, "DROP_REASONS")?;
@@ -186,6 +199,7 @@ pub fn load_programs(options: LoadOptions) -> Result<LoadedPrograms, CaptureErro
         sockets,
         drop_names: std::sync::Arc::new(drop_names),
         flows,
+        reported,
         events,
         counters,
         drop_reasons,

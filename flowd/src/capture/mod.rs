@@ -7,6 +7,7 @@ mod drops;
 mod error;
 mod links;
 mod load;
+pub mod pins;
 mod privileges;
 pub mod sockets;
 mod sweep;

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use flowd_common::{FlowKey, FlowStats, HOOK_NONE, SIDE_A, SIDE_B, TCP_END_FLAGS};
+use flowd_common::{FlowKey, FlowStats, ReportedCounts, HOOK_NONE, SIDE_A, SIDE_B, TCP_END_FLAGS};
 
 use crate::model::{answered, RawFlow, ReportReason};
 
@@ -20,20 +20,18 @@ pub struct SweepTimeouts {
     pub unanswered: Duration,
 }
 
-/// What was already reported for a flow still in the kernel map.
-#[derive(Clone, Copy, Debug, Default)]
-struct Reported {
-    packets: [u64; 2],
-    bytes: [u64; 2],
-    dropped_packets: [u64; 2],
-    dropped_bytes: [u64; 2],
-    /// Boot-clock time of the last packet covered by the previous record.
-    last_seen_ns: u64,
-    reported_at_ns: u64,
+/// What was already reported for a flow still in the kernel map (shared with the kernel side so
+/// that it can be kept in a pinned map across restarts).
+type Reported = ReportedCounts;
+
+trait Baseline {
+    /// Nothing reported yet for the connection counted in `stats`.
+    fn nothing(stats: &FlowStats) -> Self;
+    /// The part of `stats` no record has carried yet.
+    fn unreported(&self, stats: &FlowStats) -> FlowStats;
 }
 
-impl Reported {
-    /// Nothing reported yet for the connection counted in `stats`.
+impl Baseline for Reported {
     fn nothing(stats: &FlowStats) -> Self {
         Self {
             last_seen_ns: stats.first_seen_ns,
@@ -42,8 +40,8 @@ impl Reported {
         }
     }
 
-    /// The part of `stats` no record has carried yet: counter deltas over a window that starts
-    /// where the previous record ended (or at the connection's start).
+    /// Counter deltas over a window that starts where the previous record ended (or at the
+    /// connection's start).
     fn unreported(&self, stats: &FlowStats) -> FlowStats {
         let delta = |now: [u64; 2], before: [u64; 2]| {
             [
@@ -69,8 +67,12 @@ impl Reported {
 #[derive(Debug, Default)]
 pub struct SweepOutcome {
     pub records: Vec<RawFlow>,
-    /// Keys to delete from the kernel map.
+    /// Keys to delete from the kernel map (and their baselines).
     pub evict: Vec<FlowKey>,
+    /// Flows reported and still tracked: what the records so far carried of each.
+    pub baselines: Vec<(FlowKey, ReportedCounts)>,
+    /// Flows whose baseline is void: their tuple started a new connection.
+    pub forgotten: Vec<FlowKey>,
 }
 
 pub struct Sweeper {
@@ -80,6 +82,7 @@ pub struct Sweeper {
     overflow: HashMap<FlowKey, FlowStats>,
     /// Connections whose tuple a new connection took over, with their final counters.
     restarted: Vec<RawFlow>,
+    forgotten: Vec<FlowKey>,
 }
 
 impl Sweeper {
@@ -89,7 +92,14 @@ impl Sweeper {
             reported: HashMap::new(),
             overflow: HashMap::new(),
             restarted: Vec::new(),
+            forgotten: Vec::new(),
         }
+    }
+
+    /// Takes over what a previous agent reported of the flows still in the (pinned) map, so
+    /// that only what no record carried is reported again.
+    pub fn adopt(&mut self, baselines: impl IntoIterator<Item = (FlowKey, ReportedCounts)>) {
+        self.reported.extend(baselines);
     }
 
     /// Folds a packet that found the flow map full into the next sweep's records.
@@ -123,6 +133,7 @@ impl Sweeper {
             .reported
             .remove(&key)
             .unwrap_or_else(|| Reported::nothing(&stats));
+        self.forgotten.push(key);
         let answered = answered(&key, &stats);
         self.restarted.push(RawFlow {
             key,
@@ -143,6 +154,7 @@ impl Sweeper {
         // Ended connections first: a restarted tuple's old connection precedes its new one.
         let mut outcome = SweepOutcome {
             records: std::mem::take(&mut self.restarted),
+            forgotten: std::mem::take(&mut self.forgotten),
             ..SweepOutcome::default()
         };
         let mut still_tracked = HashMap::with_capacity(self.reported.len());
@@ -195,17 +207,16 @@ impl Sweeper {
             if evict {
                 outcome.evict.push(key);
             } else if reason.is_some() {
-                still_tracked.insert(
-                    key,
-                    Reported {
-                        packets: stats.packets,
-                        bytes: stats.bytes,
-                        dropped_packets: stats.dropped_packets,
-                        dropped_bytes: stats.dropped_bytes,
-                        last_seen_ns: stats.last_seen_ns,
-                        reported_at_ns: now_ns,
-                    },
-                );
+                let baseline = Reported {
+                    packets: stats.packets,
+                    bytes: stats.bytes,
+                    dropped_packets: stats.dropped_packets,
+                    dropped_bytes: stats.dropped_bytes,
+                    last_seen_ns: stats.last_seen_ns,
+                    reported_at_ns: now_ns,
+                };
+                still_tracked.insert(key, baseline);
+                outcome.baselines.push((key, baseline));
             } else {
                 still_tracked.insert(key, previous);
             }

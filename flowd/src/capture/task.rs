@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use flowd_common::{
-    FlowEvent, FlowKey, FlowStats, COUNTER_COUNT, EVENT_FLOW_END, EVENT_FLOW_RESTART,
-    EVENT_MAP_FULL, EVENT_NEW_FLOW,
+    FlowEvent, FlowKey, FlowStats, ReportedCounts, COUNTER_COUNT, EVENT_FLOW_END,
+    EVENT_FLOW_RESTART, EVENT_MAP_FULL, EVENT_NEW_FLOW,
 };
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,9 @@ pub struct CaptureTask {
     pub sweeper: Sweeper,
     pub sweep_interval: Duration,
     pub telemetry: Arc<Telemetry>,
+    /// Keep what was reported of each flow in the kernel's `REPORTED` map (with pinned maps,
+    /// for the next agent), and take over what is there at start.
+    pub keep_reported: bool,
 }
 
 /// Publishes the current attachments to the flow stage and to status.
@@ -99,6 +102,7 @@ pub async fn run(
         mut sweeper,
         sweep_interval,
         telemetry,
+        keep_reported,
     } = task;
     let LoadedPrograms {
         mut ebpf,
@@ -106,12 +110,25 @@ pub async fn run(
         sockets,
         drop_names,
         mut flows,
+        reported,
         events,
         counters,
         drop_reasons,
         mut peer_netns,
         logger,
     } = programs;
+    let mut reported = keep_reported.then_some(reported);
+    if let Some(previous) = &reported {
+        let baselines: Vec<(FlowKey, ReportedCounts)> =
+            previous.iter().filter_map(Result::ok).collect();
+        if !baselines.is_empty() {
+            tracing::info!(
+                flows = baselines.len(),
+                "took over what the previous agent reported"
+            );
+        }
+        sweeper.adopt(baselines);
+    }
     let counters = KernelCounters {
         counters,
         // Without a drop probe nothing writes these slots: no need to read them every sweep.
@@ -196,7 +213,7 @@ pub async fn run(
                 // A restarted tuple's final counters must be taken before the map's new ones are
                 // compared with what was reported for the old connection.
                 drain_events(events.get_mut(), &mut sweeper, &telemetry);
-                let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, false);
+                let batch = sweep(&mut flows, reported.as_mut(), &mut sweeper, &counters, &telemetry, false);
                 if !batch.is_empty() && output.send(batch).await.is_err() {
                     tracing::warn!("flow stage stopped; capture exiting");
                     break;
@@ -214,7 +231,14 @@ pub async fn run(
         sockets.detach();
     }
     drain_events(events.get_mut(), &mut sweeper, &telemetry);
-    let batch = sweep(&mut flows, &mut sweeper, &counters, &telemetry, true);
+    let batch = sweep(
+        &mut flows,
+        reported.as_mut(),
+        &mut sweeper,
+        &counters,
+        &telemetry,
+        true,
+    );
     let flushed = batch.len();
     if !batch.is_empty() && output.send(batch).await.is_err() {
         tracing::error!(records = flushed, "flow stage gone; final records lost");
@@ -278,6 +302,7 @@ fn read_event(bytes: &[u8]) -> Option<FlowEvent> {
 
 fn sweep(
     flows: &mut HashMap<MapData, FlowKey, FlowStats>,
+    reported: Option<&mut HashMap<MapData, FlowKey, ReportedCounts>>,
     sweeper: &mut Sweeper,
     counters: &KernelCounters,
     telemetry: &Telemetry,
@@ -294,8 +319,31 @@ fn sweep(
             tracing::debug!(error = %err, "evicting a flow that is already gone");
         }
     }
+    if let Some(reported) = reported {
+        keep_baselines(reported, &outcome);
+    }
     counters.publish(telemetry);
     outcome.records
+}
+
+/// Mirrors the sweeper's baselines into the kernel map, for an agent that takes over after this
+/// one dies. Records of the sweep still in the pipeline when it dies are not reported twice, but
+/// also not at all: at most a sweep's worth, against every count since the last report.
+fn keep_baselines(
+    reported: &mut HashMap<MapData, FlowKey, ReportedCounts>,
+    outcome: &super::sweep::SweepOutcome,
+) {
+    for key in outcome.evict.iter().chain(&outcome.forgotten) {
+        match reported.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(err) => tracing::debug!(error = %err, "forgetting a flow's baseline"),
+        }
+    }
+    for (key, baseline) in &outcome.baselines {
+        if let Err(err) = reported.insert(key, baseline, 0) {
+            tracing::debug!(error = %err, "keeping a flow's baseline");
+        }
+    }
 }
 
 /// The kernel's per-CPU counters, summed into telemetry at every sweep.

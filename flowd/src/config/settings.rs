@@ -62,6 +62,11 @@ settings! {
     /// kernel event ring, power of two
     ring_buffer_bytes: value u32 = 1 << 20, shown "1048576",
         check ring_buffer_size, flag #[arg(long, value_name = "BYTES")];
+    /// BPF filesystem directory where the maps and tc links are pinned, so counting goes on
+    /// while the agent is down and a restarted agent reports it (`off`: nothing outlives the
+    /// agent). A BPF filesystem is mounted there if none is. One agent per directory
+    pin_path: value PathBuf = PathBuf::from("/sys/fs/bpf/flowd"), shown "/sys/fs/bpf/flowd",
+        flag #[arg(long, value_name = "PATH|off")];
     /// durable flow history (redb)
     store_path: value PathBuf = PathBuf::from(DEFAULT_STORE), shown "/var/lib/flowd/flows.redb",
         flag #[arg(long, value_name = "PATH")];

@@ -36,10 +36,32 @@ pub fn flowd_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_flowd"))
 }
 
+/// Where one agent pins its maps and links (`--pin-path`); the agent mounts a BPF filesystem
+/// there, which is unmounted on drop. Tests never share the host's `/sys/fs/bpf/flowd`.
+pub struct PinPath(pub PathBuf);
+
+impl PinPath {
+    pub fn within(dir: &Path) -> Self {
+        Self(dir.join("bpf"))
+    }
+
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for PinPath {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// A `flowd run` child process. Killed on drop if still running.
 pub struct AgentProcess {
     child: Child,
     pub socket: PathBuf,
+    /// Before `_dir`: unmounted before the directory is removed.
+    _pins: Option<PinPath>,
     _dir: tempfile::TempDir,
     log: mpsc::Receiver<String>,
     pub log_lines: Vec<String>,
@@ -61,12 +83,19 @@ impl AgentProcess {
         store: &Path,
         extra_args: &[&str],
     ) -> Self {
-        let mut child = Command::new(flowd_binary())
+        // A test that restarts over pinned state names the path itself, and keeps it.
+        let pins = (!extra_args.contains(&"--pin-path")).then(|| PinPath::within(dir.path()));
+        let mut command = Command::new(flowd_binary());
+        command
             .arg("run")
             .arg("--socket")
             .arg(&socket)
             .arg("--store-path")
-            .arg(store)
+            .arg(store);
+        if let Some(pins) = &pins {
+            command.arg("--pin-path").arg(&pins.0);
+        }
+        let mut child = command
             .args(extra_args)
             .env("FLOWD_LOG", "info")
             .stdout(Stdio::null())
@@ -86,6 +115,7 @@ impl AgentProcess {
         let mut agent = Self {
             child,
             socket,
+            _pins: pins,
             _dir: dir,
             log,
             log_lines: Vec::new(),
@@ -130,6 +160,12 @@ impl AgentProcess {
         )
         .expect("send SIGTERM");
         self.child.wait().expect("wait for the agent")
+    }
+
+    /// SIGKILL: nothing of the agent's own shutdown runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("send SIGKILL");
+        self.child.wait().expect("wait for the agent");
     }
 
     pub fn pid(&self) -> u32 {
