@@ -300,3 +300,43 @@ async fn a_full_disk_delays_the_export_file_and_leaves_no_half_line() {
         telemetry.lost(false)
     );
 }
+
+#[test]
+fn pinned_state_has_one_owner_and_one_layout() {
+    use flowd::capture::{pins::PinDir, MapSizes};
+    if !support::privileged("pinned_state_has_one_owner_and_one_layout") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pins = support::PinPath::within(dir.path());
+    let sizes = |flow_entries| MapSizes {
+        flow_entries,
+        ring_buffer_bytes: 1 << 16,
+    };
+    let first = PinDir::open(&pins.0, sizes(1024)).expect("mounts and opens");
+    std::fs::write(first.map_path("FLOWS"), b"").expect_err("bpffs takes no plain files");
+    let second = PinDir::open(&pins.0, sizes(1024)).expect_err("a second agent is refused");
+    assert!(
+        second
+            .to_string()
+            .contains("another flowd agent uses pinPath"),
+        "{second}"
+    );
+    let layouts = || {
+        std::fs::read_dir(&pins.0)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("layout-"))
+            .collect::<Vec<_>>()
+    };
+    let old = layouts();
+    assert_eq!(old.len(), 1);
+    drop(first);
+    // Other map sizes: the old layout goes, the new one is not an adoption.
+    let other = PinDir::open(&pins.0, sizes(2048)).expect("opens after the first stopped");
+    assert!(!other.adopted());
+    let now = layouts();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, old);
+}

@@ -16,6 +16,9 @@ use std::{
 
 use super::load::{MapSizes, PROGRAMS};
 
+/// Where systems mount the BPF filesystem.
+const STANDARD_BPF_FS: &str = "/sys/fs/bpf";
+
 /// Magic number of the BPF filesystem (`statfs`'s `f_type`).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -69,20 +72,15 @@ impl PinDir {
             let path = path.to_owned();
             move |source| PinError::Io { path, source }
         };
+        // The usual place is a mount point in sysfs, where no directory can be made until a BPF
+        // filesystem is mounted on it.
+        let standard = Path::new(STANDARD_BPF_FS);
+        if root.starts_with(standard) && !is_bpf_fs(standard).map_err(io(standard))? {
+            mount_bpf_fs(standard)?;
+        }
         std::fs::create_dir_all(root).map_err(io(root))?;
         if !is_bpf_fs(root).map_err(io(root))? {
-            nix::mount::mount(
-                Some("bpf"),
-                root,
-                Some("bpf"),
-                nix::mount::MsFlags::empty(),
-                None::<&str>,
-            )
-            .map_err(|source| PinError::NotBpfFs {
-                path: root.to_owned(),
-                source,
-            })?;
-            tracing::info!(path = %root.display(), "mounted a BPF filesystem for pinned state");
+            mount_bpf_fs(root)?;
         }
         let lock = File::open(root).map_err(io(root))?;
         // SAFETY: flock on a descriptor we own.
@@ -144,6 +142,22 @@ impl PinDir {
             tracing::warn!(path = %self.layout.display(), error = %err, "removing pinned state");
         }
     }
+}
+
+fn mount_bpf_fs(path: &Path) -> Result<(), PinError> {
+    nix::mount::mount(
+        Some("bpf"),
+        path,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|source| PinError::NotBpfFs {
+        path: path.to_owned(),
+        source,
+    })?;
+    tracing::info!(path = %path.display(), "mounted a BPF filesystem for pinned state");
+    Ok(())
 }
 
 fn is_bpf_fs(path: &Path) -> std::io::Result<bool> {

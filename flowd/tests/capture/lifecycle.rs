@@ -399,7 +399,10 @@ async fn a_killed_agent_loses_nothing_that_was_counted_or_stored() {
         .into_iter()
         .filter(|path| path.extension().is_none_or(|e| e != "debug"))
         .collect();
-    assert!(left.is_empty(), "an orderly stop leaves nothing pinned: {left:?}");
+    assert!(
+        left.is_empty(),
+        "an orderly stop leaves nothing pinned: {left:?}"
+    );
 }
 
 /// clsact filters outlive a killed agent (they are not tied to a descriptor); the next start
