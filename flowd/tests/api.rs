@@ -579,3 +579,73 @@ async fn requests_beyond_the_size_and_filter_limits_are_refused_and_the_server_g
     assert_eq!(cursors.len(), 3);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
+    const FOLLOWERS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(
+        &dir.path().join("flows.redb"),
+        Retention {
+            max_age: Duration::MAX,
+            max_bytes: u64::MAX,
+        },
+        1 << 20,
+    )
+    .expect("open store");
+    let hub = Hub::new(Arc::new(store), 64);
+    let telemetry = Arc::new(Telemetry::new("n", 1024));
+    let socket = dir.path().join("flowd.sock");
+    let listeners = Listeners::bind(&socket, None, None, None)
+        .await
+        .expect("bind");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(api::serve(
+        FlowApi::new(hub.clone(), telemetry.clone()).with_limits(api::ApiLimits {
+            max_subscribers: FOLLOWERS,
+            ..api::ApiLimits::default()
+        }),
+        listeners,
+        shutdown.clone(),
+    ));
+    let silent = pb::GetFlowsRequest {
+        follow: true,
+        allow: vec![pb::FlowFilter {
+            node: vec!["no-such-node".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // Ten clients of a hundred streams each: HTTP/2 caps streams per connection.
+    let mut streams = Vec::with_capacity(FOLLOWERS);
+    for _ in 0..10 {
+        let mut client = client::connect_unix(&socket).await.expect("connect");
+        for _ in 0..FOLLOWERS / 10 {
+            streams.push(client.get_flows(silent.clone()).await.expect("follow"));
+        }
+    }
+    let subscribers = || {
+        telemetry
+            .subscribers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(subscribers() as usize, FOLLOWERS);
+    // Records none of them matches: nothing is ever sent to them.
+    hub.publish((1..=100).map(FlowRecord::sample).collect(), &telemetry)
+        .await;
+    drop(streams);
+    let released = tokio::time::timeout(Duration::from_secs(20), async {
+        while subscribers() != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "{} of {FOLLOWERS} followers still held after their clients left",
+        subscribers()
+    );
+    hub.close();
+    shutdown.cancel();
+    server.await.expect("join").expect("serve");
+}
