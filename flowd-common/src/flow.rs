@@ -136,17 +136,16 @@ pub struct TracepointFields {
 /// slot (subsystem reasons carry high bits) share it.
 pub const DROP_REASON_SLOTS: u32 = 256;
 
-/// A flow appeared in the flow map.
-pub const EVENT_NEW_FLOW: u32 = 1;
-/// A TCP FIN or RST was seen for the first time on this flow.
-pub const EVENT_FLOW_END: u32 = 2;
+// Kinds 1 and 2 (new flow, connection end) were notices that took ring space from counts; they
+// are the `new_flows` and `flow_ends` counters now. An event of kind 1 or 2 is malformed.
 /// The flow map was full: the event carries this packet's counts, which are in no map entry.
 pub const EVENT_MAP_FULL: u32 = 3;
 /// A new connection (a SYN) reused the tuple of one that had ended: the event carries the ended
 /// connection's final counters; its map entry now counts the new connection.
 pub const EVENT_FLOW_RESTART: u32 = 4;
 
-/// Ring-buffer record. Rare by design: new flows, connection ends and map overflow only.
+/// Ring-buffer record. Rare by design, and only ever carrying counts: map overflow and the final
+/// counters of a connection whose tuple a new one took.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowEvent {
@@ -178,7 +177,11 @@ pub const COUNTER_MAP_FULL: u32 = 2;
 pub const COUNTER_RINGBUF_FULL: u32 = 3;
 /// Kernel drops seen in the monitored namespace.
 pub const COUNTER_DROPS: u32 = 4;
-pub const COUNTER_COUNT: u32 = 5;
+/// Connections that got a map entry, and connections that saw FIN or RST: counted here rather
+/// than announced on the ring buffer, whose space is for events that carry counts.
+pub const COUNTER_NEW_FLOWS: u32 = 5;
+pub const COUNTER_FLOW_ENDS: u32 = 6;
+pub const COUNTER_COUNT: u32 = 7;
 
 /// Names of the counters, indexed like the `COUNTER_*` constants.
 pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] = [
@@ -187,6 +190,8 @@ pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] = [
     "flow_map_full",
     "ring_buffer_full",
     "kernel_drops",
+    "new_flows",
+    "flow_ends",
 ];
 
 #[cfg(feature = "user")]

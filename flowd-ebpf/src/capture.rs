@@ -12,9 +12,9 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use flowd_common::{
     connection_key_into, parse_packet_into, parse_quoted_into, unreachable_error, FlowKey,
-    FlowStats, PacketInfo, PacketSource, ParseError, COUNTER_MALFORMED, COUNTER_MAP_FULL,
-    COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_FLOW_RESTART,
-    EVENT_MAP_FULL, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
+    FlowStats, PacketInfo, PacketSource, ParseError, COUNTER_FLOW_ENDS, COUNTER_MALFORMED,
+    COUNTER_MAP_FULL, COUNTER_NEW_FLOWS, COUNTER_NOT_IP, DIRECTION_EGRESS, DIRECTION_INGRESS,
+    EVENT_FLOW_RESTART, EVENT_MAP_FULL, HOOK_NONE, SIDE_A, SIDE_B, TCP_ACK, TCP_END_FLAGS, TCP_SYN,
 };
 
 use crate::{
@@ -187,9 +187,9 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
     let stats: &FlowStats = stats;
     match FLOWS.insert(key, stats, BPF_NOEXIST as u64) {
         Ok(()) => {
-            emit(key, stats, EVENT_NEW_FLOW);
+            count(COUNTER_NEW_FLOWS);
             if info.tcp_flags & TCP_END_FLAGS != 0 {
-                emit(key, stats, EVENT_FLOW_END);
+                count(COUNTER_FLOW_ENDS);
             }
         }
         // Another CPU created the entry between our lookup and insert.
@@ -256,7 +256,7 @@ fn restart(
     );
     fill_owner(ctx, info, direction, side, stats);
     // SAFETY: as above.
-    emit(key, unsafe { &*stats }, EVENT_NEW_FLOW);
+    count(COUNTER_NEW_FLOWS);
 }
 
 /// Fills a zeroed entry for a connection's first packet. The first packet decides who started
@@ -364,7 +364,7 @@ fn add(
                 (*stats).tcp_flags[side] = before | flags;
             }
             if !ended_before && flags & TCP_END_FLAGS != 0 {
-                emit(key, &*stats, EVENT_FLOW_END);
+                count(COUNTER_FLOW_ENDS);
             }
         }
     }

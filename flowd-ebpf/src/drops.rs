@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use flowd_common::{
     connection_key_into, parse_network_into, FlowKey, FlowStats, PacketInfo, PacketSource,
-    COUNTER_DROPS, DROP_REASON_SLOTS, EVENT_NEW_FLOW, HOOK_NONE, SIDE_A, SIDE_B,
+    COUNTER_DROPS, COUNTER_NEW_FLOWS, DROP_REASON_SLOTS, HOOK_NONE, SIDE_A, SIDE_B,
 };
 
 use crate::{
@@ -164,7 +164,9 @@ fn insert_dropped(key: &FlowKey, drop: &Dropped) {
     stats.drop_location = drop.location;
     let stats: &FlowStats = stats;
     match FLOWS.insert(key, stats, BPF_NOEXIST as u64) {
-        Ok(()) => emit(key, stats, EVENT_NEW_FLOW),
+        Ok(()) => {
+            count(COUNTER_NEW_FLOWS);
+        }
         Err(err) if err == -EEXIST => {
             if let Some(existing) = FLOWS.get_ptr_mut(key) {
                 record(existing, drop);

@@ -10,6 +10,8 @@ pub mod config;
 pub mod enrich;
 pub mod export;
 pub mod flow;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzzing;
 pub mod host;
 pub mod metrics;
 pub mod model;

@@ -22,7 +22,9 @@ pub enum LostCause {
     SlowSubscriber,
     /// The history refused a batch (disk full, I/O error).
     HistoryWriteFailed,
-    /// The file export could not write a record.
+    /// Packets of a full flow map that reached the agent but found its own overflow table full
+    /// too (as many flows as the map holds, per sweep).
+    MapFullOverflowCapped,
     /// The kernel's ring buffer was full (a per-CPU kernel counter, not counted here).
     KernelRingBufferFull,
 }
@@ -32,6 +34,7 @@ impl LostCause {
         match self {
             LostCause::SlowSubscriber => "slow_subscriber",
             LostCause::HistoryWriteFailed => "history_write_failed",
+            LostCause::MapFullOverflowCapped => "map_full_overflow_capped",
             LostCause::KernelRingBufferFull => "kernel_ring_buffer_full",
         }
     }

@@ -15,8 +15,7 @@ use flowd_common::{
     },
     parse::ipv4_mapped,
     FlowEvent, FlowKey, FlowStats, COUNTER_MALFORMED, COUNTER_MAP_FULL, COUNTER_NOT_IP,
-    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_FLOW_END, EVENT_MAP_FULL, EVENT_NEW_FLOW, SIDE_A,
-    SIDE_B, TCP_ACK, TCP_FIN, TCP_SYN,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, EVENT_MAP_FULL, SIDE_A, SIDE_B, TCP_ACK, TCP_FIN, TCP_SYN,
 };
 use support::privileged;
 
@@ -275,7 +274,9 @@ fn a_full_map_sends_the_packet_through_the_ring_buffer_instead_of_losing_it() {
     assert_eq!(k.counter(COUNTER_MAP_FULL), 1);
     let events = k.events();
     let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, [EVENT_NEW_FLOW, EVENT_NEW_FLOW, EVENT_MAP_FULL]);
+    // New flows are counted, not announced: the ring holds only what carries counts.
+    assert_eq!(kinds, [EVENT_MAP_FULL]);
+    assert_eq!(k.counter(flowd_common::COUNTER_NEW_FLOWS), 2);
     let event = events
         .iter()
         .find(|e| e.kind == EVENT_MAP_FULL)
@@ -286,8 +287,8 @@ fn a_full_map_sends_the_packet_through_the_ring_buffer_instead_of_losing_it() {
 }
 
 #[test]
-fn the_first_fin_announces_the_end_once() {
-    if !privileged("the_first_fin_announces_the_end_once") {
+fn the_first_fin_counts_the_end_once_and_takes_no_ring_space() {
+    if !privileged("the_first_fin_counts_the_end_once_and_takes_no_ring_space") {
         return;
     }
     let mut k = Kernel::load();
@@ -298,12 +299,11 @@ fn the_first_fin_announces_the_end_once() {
         "flowd_egress",
         &tcp4(V4_A, 7070, V4_B, 40000, (TCP_FIN | TCP_ACK) as u8, 0),
     );
-    let events = k.events();
-    let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
+    assert!(k.events().is_empty(), "notices take no ring space");
+    assert_eq!(k.counter(flowd_common::COUNTER_NEW_FLOWS), 1);
     assert_eq!(
-        kinds,
-        [EVENT_NEW_FLOW, EVENT_FLOW_END],
+        k.counter(flowd_common::COUNTER_FLOW_ENDS),
+        1,
         "one end, on the first FIN"
     );
-    assert_eq!(events[1].key.port_b, 40000, "the end names its connection");
 }

@@ -171,7 +171,8 @@ pub async fn run(
                 idle: config.idle_timeout,
                 end_grace: config.sweep_interval,
                 unanswered: config.unanswered_timeout,
-            }),
+            })
+            .with_overflow_limit(config.flow_map_entries as usize),
             sweep_interval: config.sweep_interval,
             telemetry: telemetry.clone(),
             keep_reported: pins.is_some(),

@@ -217,8 +217,16 @@ impl DropNames {
 /// Nearest text symbol at or below `address` in /proc/kallsyms.
 fn symbolise(address: u64) -> Option<String> {
     let file = std::fs::File::open("/proc/kallsyms").ok()?;
+    nearest_symbol(BufReader::new(file).lines(), address)
+}
+
+/// Nearest text symbol at or below `address` among kallsyms-format `lines`, as `name+0xoffset`.
+pub fn nearest_symbol(
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    address: u64,
+) -> Option<String> {
     let mut best: Option<(u64, String)> = None;
-    for line in BufReader::new(file).lines().map_while(Result::ok) {
+    for line in lines.map_while(Result::ok) {
         let mut parts = line.split_whitespace();
         let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
         else {

@@ -105,6 +105,12 @@ fn added(link: &netlink_packet_route::link::LinkMessage) -> Option<LinkEvent> {
     })
 }
 
+/// A notification as the kernel sends it, decoded; `None` for anything but a link change.
+pub fn link_event_from_bytes(bytes: &[u8]) -> Option<LinkEvent> {
+    let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).ok()?;
+    event_of(message)
+}
+
 fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
     match message.payload {
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => added(&link),

@@ -14,12 +14,15 @@ mod sweep;
 mod task;
 
 pub use attach::{AttachMode, Attachment, Attachments, TcAttach};
-pub use drops::{DropNames, DropProbe, DropProbeMode, DROP_PROGRAM, TRACEPOINT_PROGRAM};
+pub use drops::{
+    nearest_symbol, parse_format, DropNames, DropProbe, DropProbeMode, DROP_PROGRAM,
+    TRACEPOINT_PROGRAM,
+};
 pub use error::CaptureError;
-pub use links::{LinkEvent, LinkWatch};
+pub use links::{link_event_from_bytes, LinkEvent, LinkWatch};
 pub use load::{
     load_programs, LoadOptions, LoadedPrograms, MapSizes, EGRESS_PROGRAM, INGRESS_PROGRAM,
 };
 pub use privileges::check_privileges;
 pub use sweep::{SweepTimeouts, Sweeper};
-pub use task::{run, CaptureTask};
+pub use task::{decode_event, run, CaptureTask};

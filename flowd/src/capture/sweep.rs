@@ -75,11 +75,18 @@ pub struct SweepOutcome {
     pub forgotten: Vec<FlowKey>,
 }
 
+/// Overflowing flows kept between sweeps unless `with_overflow_limit` says otherwise.
+const DEFAULT_OVERFLOW_LIMIT: usize = 65_536;
+
 pub struct Sweeper {
     timeouts: SweepTimeouts,
     reported: HashMap<FlowKey, Reported>,
-    /// Counts that reached us through the ring buffer because the map was full.
+    /// Counts that reached us through the ring buffer because the map was full; at most
+    /// `overflow_limit` flows between sweeps, so a flood costs bounded memory.
     overflow: HashMap<FlowKey, FlowStats>,
+    overflow_limit: usize,
+    /// Packets that found `overflow` full too, since the last `take_capped`.
+    capped: u64,
     /// Connections whose tuple a new connection took over, with their final counters.
     restarted: Vec<RawFlow>,
     forgotten: Vec<FlowKey>,
@@ -91,6 +98,8 @@ impl Sweeper {
             timeouts,
             reported: HashMap::new(),
             overflow: HashMap::new(),
+            overflow_limit: DEFAULT_OVERFLOW_LIMIT,
+            capped: 0,
             restarted: Vec::new(),
             forgotten: Vec::new(),
         }
@@ -102,8 +111,27 @@ impl Sweeper {
         self.reported.extend(baselines);
     }
 
+    /// At most `flows` distinct overflowing flows are kept between sweeps (the agent uses the
+    /// kernel map's size).
+    pub fn with_overflow_limit(mut self, flows: usize) -> Self {
+        self.overflow_limit = flows;
+        self
+    }
+
+    /// Packets lost because the overflow table was full, since the last call.
+    pub fn take_capped(&mut self) -> u64 {
+        std::mem::take(&mut self.capped)
+    }
+
     /// Folds a packet that found the flow map full into the next sweep's records.
     pub fn add_overflow(&mut self, key: FlowKey, stats: FlowStats) {
+        if self.overflow.len() >= self.overflow_limit && !self.overflow.contains_key(&key) {
+            self.capped = self
+                .capped
+                .saturating_add(stats.packets[SIDE_A])
+                .saturating_add(stats.packets[SIDE_B]);
+            return;
+        }
         let entry = self.overflow.entry(key).or_insert(FlowStats {
             packets: [0; 2],
             bytes: [0; 2],
@@ -112,12 +140,15 @@ impl Sweeper {
             dropped_bytes: [0; 2],
             ..stats
         });
+        // Saturating: an event is kernel memory, and a corrupt one must not panic the agent.
         for side in [SIDE_A, SIDE_B] {
-            entry.packets[side] += stats.packets[side];
-            entry.bytes[side] += stats.bytes[side];
+            entry.packets[side] = entry.packets[side].saturating_add(stats.packets[side]);
+            entry.bytes[side] = entry.bytes[side].saturating_add(stats.bytes[side]);
             entry.tcp_flags[side] |= stats.tcp_flags[side];
-            entry.dropped_packets[side] += stats.dropped_packets[side];
-            entry.dropped_bytes[side] += stats.dropped_bytes[side];
+            entry.dropped_packets[side] =
+                entry.dropped_packets[side].saturating_add(stats.dropped_packets[side]);
+            entry.dropped_bytes[side] =
+                entry.dropped_bytes[side].saturating_add(stats.dropped_bytes[side]);
             if stats.hook[side] != HOOK_NONE {
                 entry.hook[side] = stats.hook[side];
             }

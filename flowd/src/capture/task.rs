@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use flowd_common::{
-    FlowEvent, FlowKey, FlowStats, ReportedCounts, COUNTER_COUNT, EVENT_FLOW_END,
-    EVENT_FLOW_RESTART, EVENT_MAP_FULL, EVENT_NEW_FLOW,
+    FlowEvent, FlowKey, FlowStats, ReportedCounts, COUNTER_COUNT, EVENT_FLOW_RESTART,
+    EVENT_MAP_FULL,
 };
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Attachments, CaptureError, LinkEvent, LinkWatch, LoadedPrograms, Sweeper};
 use crate::{
     model::{RawFlow, SharedInterfaces},
-    telemetry::{AttachedInterface, Counter, EventKind, Telemetry},
+    telemetry::{AttachedInterface, Counter, EventKind, LostCause, Telemetry},
 };
 
 pub struct CaptureTask {
@@ -258,16 +258,13 @@ async fn readable<T: std::os::fd::AsRawFd>(
 }
 
 fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &Telemetry) {
-    let (mut new_flows, mut ends, mut overflowed, mut malformed) = (0u64, 0u64, 0u64, 0u64);
-    let mut restarts = 0u64;
+    let (mut overflowed, mut malformed, mut restarts) = (0u64, 0u64, 0u64);
     while let Some(item) = ring.next() {
-        let Some(event) = read_event(&item) else {
+        let Some(event) = decode_event(&item) else {
             malformed += 1;
             continue;
         };
         match event.kind {
-            EVENT_NEW_FLOW => new_flows += 1,
-            EVENT_FLOW_END => ends += 1,
             EVENT_MAP_FULL => {
                 overflowed += 1;
                 sweeper.add_overflow(event.key, event.stats);
@@ -280,8 +277,6 @@ fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &
         }
     }
     for (kind, value) in [
-        (EventKind::NewFlow, new_flows),
-        (EventKind::FlowEnd, ends),
         (EventKind::MapFull, overflowed),
         (EventKind::Malformed, malformed),
         (EventKind::Restart, restarts),
@@ -290,9 +285,14 @@ fn drain_events(ring: &mut RingBuf<MapData>, sweeper: &mut Sweeper, telemetry: &
             telemetry.add_counter(Counter::Event(kind), value);
         }
     }
+    let capped = sweeper.take_capped();
+    if capped > 0 {
+        telemetry.add_lost(LostCause::MapFullOverflowCapped, capped);
+    }
 }
 
-fn read_event(bytes: &[u8]) -> Option<FlowEvent> {
+/// One ring-buffer record as the kernel wrote it; `None` when it is too short to be one.
+pub fn decode_event(bytes: &[u8]) -> Option<FlowEvent> {
     if bytes.len() < std::mem::size_of::<FlowEvent>() {
         return None;
     }

@@ -24,8 +24,6 @@ pub enum Counter {
 /// Events the kernel programs put on the ring buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventKind {
-    NewFlow,
-    FlowEnd,
     MapFull,
     Malformed,
     /// A new connection reused an ended connection's tuple.
@@ -35,8 +33,6 @@ pub enum EventKind {
 impl EventKind {
     fn as_str(self) -> &'static str {
         match self {
-            EventKind::NewFlow => "new_flow",
-            EventKind::FlowEnd => "flow_end",
             EventKind::MapFull => "map_full",
             EventKind::Malformed => "malformed",
             EventKind::Restart => "flow_restart",
@@ -73,7 +69,7 @@ mod tests {
     #[test]
     fn names_are_the_ones_status_has_always_shown() {
         assert_eq!(Counter::RING_BUFFER_FULL.name(), "ring_buffer_full");
-        assert_eq!(Counter::Event(EventKind::NewFlow).name(), "events_new_flow");
+        assert_eq!(Counter::Event(EventKind::MapFull).name(), "events_map_full");
         assert_eq!(
             Counter::HostDrops("NETFILTER_DROP".into()).name(),
             "host_drops_netfilter_drop"

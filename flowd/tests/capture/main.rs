@@ -8,6 +8,7 @@ mod support;
 mod common;
 mod counting;
 mod drops;
+mod floods;
 mod interfaces;
 mod lifecycle;
 mod metadata;
