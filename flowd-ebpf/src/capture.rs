@@ -161,16 +161,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
         // owner is looked up again: the connection's own socket may have been seen since.
         // SAFETY: map value pointer valid for this run.
         let side_first_here = unsafe { (*stats).hook[side] } != direction;
-        add(
-            stats,
-            side,
-            packets,
-            bytes,
-            now,
-            info.tcp_flags,
-            direction,
-            key,
-        );
+        add(stats, side, packets, bytes, now, info.tcp_flags, direction);
         // SAFETY: map value pointer valid for this run.
         if side_first_here && unsafe { (*stats).owner_exact } == 0 {
             fill_owner(ctx, info, direction, side, stats);
@@ -195,16 +186,7 @@ fn account(ctx: &TcContext, info: &PacketInfo, direction: u8) {
         // Another CPU created the entry between our lookup and insert.
         Err(err) if err == -EEXIST => {
             if let Some(stats) = FLOWS.get_ptr_mut(key) {
-                add(
-                    stats,
-                    side,
-                    packets,
-                    bytes,
-                    now,
-                    info.tcp_flags,
-                    direction,
-                    key,
-                );
+                add(stats, side, packets, bytes, now, info.tcp_flags, direction);
             }
         }
         // Map full: the packet's counts travel in the event instead of vanishing.
@@ -335,7 +317,6 @@ fn add(
     now: u64,
     flags: u16,
     hook: u8,
-    key: &FlowKey,
 ) {
     // Constant indices keep the verifier's bounds tracking trivial.
     let side = if side == SIDE_A { SIDE_A } else { SIDE_B };

@@ -19,9 +19,7 @@ use flowd_common::{
 
 use crate::{
     capture::init_flow_stats,
-    maps::{
-        count, emit, DROP_REASONS, EEXIST, FLOWS, KERNEL_OFFSETS, NETNS_COOKIE, TRACEPOINT_FIELDS,
-    },
+    maps::{count, DROP_REASONS, EEXIST, FLOWS, KERNEL_OFFSETS, NETNS_COOKIE, TRACEPOINT_FIELDS},
     zeroed::zeroed_local,
 };
 

@@ -24,9 +24,12 @@ pub fn packet(data: &[u8]) {
 /// A ring-buffer event as the capture task reads it, through the sweeper, the flow stage and
 /// the wire form: corrupt counters must not overflow or panic anywhere on the way.
 pub fn ring_event(data: &[u8]) {
-    let Some(event) = capture::decode_event(data) else {
+    let Some(mut event) = capture::decode_event(data) else {
         return;
     };
+    // A drop location is named from the host's /proc/kallsyms (4 MB, read once per new
+    // address): its parser is the `kernel_text` target's, and a fuzzer must not read the host.
+    event.stats.drop_location = 0;
     let mut sweeper = Sweeper::new(SweepTimeouts {
         active: Duration::from_secs(5),
         idle: Duration::from_secs(15),

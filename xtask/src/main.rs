@@ -2,6 +2,7 @@
 //! machine that cannot build the agent yet (that is what `setup` fixes).
 
 mod bench;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -27,6 +28,8 @@ enum Task {
     Test(test::TestArgs),
     /// Setup, build, then `flowd demo`: two namespaces, real capture, generated traffic.
     Demo,
+    /// Setup, then each fuzz target (`fuzz/`) for a while.
+    Fuzz(fuzz::FuzzArgs),
     /// Setup (with iperf3, pmacctd and softflowd), then the benchmarks (as root for the kernel,
     /// agent and end-to-end ones); writes BENCHMARKS.md.
     Bench,
@@ -38,6 +41,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => {
             setup::run(setup::SetupArgs::default())?;
             test::run(args)
+        }
+        Task::Fuzz(args) => {
+            setup::run(setup::SetupArgs::default())?;
+            fuzz::run(&args)
         }
         Task::Bench => {
             setup::run(setup::SetupArgs {

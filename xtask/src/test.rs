@@ -31,5 +31,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     crate::cargo_with_env(
         &["test", "--workspace", "--", "--test-threads", "2"],
         &[("FLOWD_REQUIRE_PRIVILEGED", require)],
-    )
+    )?;
+    crate::fuzz::run(&crate::fuzz::FuzzArgs {
+        seconds: crate::fuzz::TEST_SECONDS,
+        targets: Vec::new(),
+    })
 }

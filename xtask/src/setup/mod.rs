@@ -59,7 +59,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         ensure(step)?;
     }
     if !args.build_only {
-        for step in &[debian::TEST, tools::GRPCURL] {
+        for step in &[debian::TEST, tools::GRPCURL, tools::CARGO_FUZZ] {
             ensure(step)?;
         }
     }
