@@ -2,8 +2,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Skip `cargo fmt --check`, clippy and the fresh bpf-linker install (quicker local runs;
-    /// CI never passes it).
+    /// Skip `cargo fmt --check`, clippy and the fresh bpf-linker and cargo-fuzz installs
+    /// (quicker local runs; CI never passes it).
     #[arg(long)]
     quick: bool,
 }
@@ -11,6 +11,7 @@ pub struct TestArgs {
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     if !args.quick {
         crate::setup::prove_bpf_linker_install()?;
+        crate::setup::prove_cargo_fuzz_install()?;
         crate::cargo(&["fmt", "--all", "--", "--check"])?;
         crate::cargo(&[
             "clippy",

@@ -100,7 +100,7 @@ pub async fn run(
         pins.as_deref(),
     )?;
     // Subscribe before the first attach: an interface created in between is not missed.
-    let links = match LinkWatch::start(netns.as_deref()) {
+    let links = match LinkWatch::start(netns.as_deref(), config.netlink_receive_buffer) {
         Ok(links) => Some(links),
         Err(err) => {
             tracing::warn!(error = %err, "interfaces appearing later will not be followed");

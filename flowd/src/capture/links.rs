@@ -1,7 +1,7 @@
 //! Following interfaces as they come and go (rtnetlink link notifications, as `ip monitor link`):
 //! on a node, pod veths are created and destroyed all the time.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::{channel::mpsc::UnboundedReceiver, StreamExt as _};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -27,30 +27,48 @@ pub enum LinkEvent {
     Removed {
         index: u32,
     },
+    /// The socket's receive buffer overflowed: notifications were lost, and the links must be
+    /// listed again to know which there are.
+    Overrun,
 }
 
 pub struct LinkWatch {
     messages: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)>,
     handle: rtnetlink::Handle,
     connection: tokio::task::JoinHandle<()>,
+    netns: Option<PathBuf>,
+    receive_buffer: usize,
 }
 
 impl LinkWatch {
     /// Subscribes to link notifications of `netns`. The socket is opened inside the namespace
     /// (a netlink socket reports on the namespace it was created in) and driven by this runtime.
-    pub fn start(netns: Option<&Path>) -> Result<Self, CaptureError> {
+    /// `receive_buffer` bytes of socket buffer (the kernel caps it at net.core.rmem_max): a burst
+    /// of link changes beyond it is an `Overrun`.
+    pub fn start(netns: Option<&Path>, receive_buffer: usize) -> Result<Self, CaptureError> {
+        use netlink_sys::AsyncSocket as _;
         let runtime = tokio::runtime::Handle::current();
         let (connection, handle, messages) = netns::run_in(netns, move || {
             let _entered = runtime.enter();
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map(|(connection, handle, messages)| (tokio::spawn(connection), handle, messages))
+            let (mut connection, handle, messages) =
+                rtnetlink::new_multicast_connection(&[MulticastGroup::Link])?;
+            let size = i32::try_from(receive_buffer).unwrap_or(i32::MAX);
+            connection.socket_mut().socket_mut().set_rx_buf_sz(size)?;
+            Ok::<_, std::io::Error>((tokio::spawn(connection), handle, messages))
         })?
         .map_err(CaptureError::LinkWatch)?;
         Ok(Self {
             messages,
             handle,
             connection,
+            netns: netns.map(Path::to_owned),
+            receive_buffer,
         })
+    }
+
+    /// A new subscription in the same namespace, for when this one's stream ended.
+    pub fn restart(&self) -> Result<Self, CaptureError> {
+        Self::start(self.netns.as_deref(), self.receive_buffer)
     }
 
     /// The links there are now, as `Added` events (a dump over the same connection).
@@ -119,6 +137,7 @@ fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
                 index: link.header.index,
             })
         }
+        NetlinkPayload::Overrun(_) => Some(LinkEvent::Overrun),
         _ => None,
     }
 }

@@ -5,6 +5,7 @@ mod attach;
 pub mod btf;
 mod drops;
 mod error;
+mod follow;
 mod links;
 mod load;
 pub mod pins;

@@ -11,10 +11,13 @@ use flowd_common::{
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Attachments, CaptureError, LinkEvent, LinkWatch, LoadedPrograms, Sweeper};
+use super::{
+    follow::{publish_interfaces, Following},
+    Attachments, CaptureError, LinkEvent, LinkWatch, LoadedPrograms, Sweeper,
+};
 use crate::{
     model::{RawFlow, SharedInterfaces},
-    telemetry::{AttachedInterface, Counter, EventKind, LostCause, Telemetry},
+    telemetry::{Counter, EventKind, LostCause, Telemetry},
 };
 
 pub struct CaptureTask {
@@ -33,56 +36,10 @@ pub struct CaptureTask {
     pub keep_reported: bool,
 }
 
-/// Publishes the current attachments to the flow stage and to status.
-fn publish_interfaces(
-    attachments: &Attachments,
-    interfaces: &SharedInterfaces,
-    telemetry: &Telemetry,
-) {
-    if let Ok(mut index) = interfaces.write() {
-        if let Some(first) = attachments.attached.first() {
-            index.netns_cookie = first.interface.netns_cookie;
-        }
-        index.by_index = attachments
-            .attached
-            .iter()
-            .map(|a| (a.interface.index, a.interface.clone()))
-            .collect();
-    }
-    telemetry.set_interfaces(
-        attachments
-            .attached
-            .iter()
-            .map(|a| AttachedInterface {
-                name: a.interface.name.clone(),
-                index: a.interface.index,
-                netns_cookie: a.interface.netns_cookie,
-                netns: a.interface.netns.clone(),
-                mode: a.mode.as_str(),
-            })
-            .collect(),
-    );
-}
-
 async fn next_link(links: &mut Option<LinkWatch>) -> Option<LinkEvent> {
     match links {
         Some(links) => links.next().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Tells the tc programs in which namespace the far end of interface `index` is, or forgets it.
-fn note_peer(map: &mut HashMap<MapData, u32, u32>, index: u32, peer: Option<u32>) {
-    let result = match peer {
-        Some(netns) => map.insert(index, netns, 0),
-        None => match map.remove(&index) {
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            other => other,
-        },
-    };
-    if let Err(err) = result {
-        // The far end's process is then not named; nothing else depends on it.
-        tracing::debug!(ifindex = index, error = %err, "updating the peer namespace map");
     }
 }
 
@@ -150,20 +107,23 @@ pub async fn run(
         ),
         None => None,
     };
+    // The state link events change, borrowed afresh for each event.
+    macro_rules! following {
+        () => {
+            Following {
+                ebpf: &mut ebpf,
+                attachments: &mut attachments,
+                peer_netns: &mut peer_netns,
+                names: &names,
+                interfaces: &interfaces,
+                telemetry: &telemetry,
+            }
+        };
+    }
     publish_interfaces(&attachments, &interfaces, &telemetry);
     if let Some(links) = &links {
-        for event in links.current().await {
-            if let LinkEvent::Added {
-                index,
-                peer_netns: peer,
-                ..
-            } = event
-            {
-                if attachments.is_attached(index) {
-                    note_peer(&mut peer_netns, index, peer);
-                }
-            }
-        }
+        // What appeared or went while attaching, and where each veth's far end is.
+        following!().resync(links.current().await);
     }
     let mut ticker = tokio::time::interval(sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,29 +138,32 @@ pub async fn run(
             }
             event = next_link(&mut links) => match event {
                 Some(LinkEvent::Added { name, index, loopback, peer_netns: peer }) => {
-                    let wanted = if names.is_empty() { !loopback } else { names.contains(&name) };
-                    if wanted && !attachments.is_attached(index) {
-                        match attachments.add(&mut ebpf, &name, index) {
-                            Ok(_) => publish_interfaces(&attachments, &interfaces, &telemetry),
-                            // Often the link vanished again (moved into a pod's namespace).
-                            Err(err) => tracing::debug!(interface = %name, error = %err, "not attached"),
-                        }
-                    }
-                    // A veth's peer moves into a pod's namespace after the link appears.
-                    if attachments.is_attached(index) {
-                        note_peer(&mut peer_netns, index, peer);
-                    }
+                    following!().added(&name, index, loopback, peer);
                 }
-                Some(LinkEvent::Removed { index }) => {
-                    note_peer(&mut peer_netns, index, None);
-                    if let Some(gone) = attachments.remove(index) {
-                        tracing::info!(interface = %gone.name, ifindex = index, "interface removed");
-                        publish_interfaces(&attachments, &interfaces, &telemetry);
+                Some(LinkEvent::Removed { index }) => following!().removed(index),
+                Some(LinkEvent::Overrun) => {
+                    tracing::warn!("link notifications were lost (rtnetlink overrun); listing the links again");
+                    telemetry.add_counter(Counter::InterfaceResyncs, 1);
+                    if let Some(watch) = &links {
+                        following!().resync(watch.current().await);
                     }
                 }
                 None => {
-                    tracing::warn!("link notifications ended; new interfaces will not be followed");
-                    links = None;
+                    // A new subscription first, then the list: nothing is missed in between.
+                    let restarted = links.as_ref().map(LinkWatch::restart);
+                    links = match restarted {
+                        Some(Ok(watch)) => {
+                            tracing::warn!("link notifications ended; subscribed again");
+                            telemetry.add_counter(Counter::InterfaceResyncs, 1);
+                            following!().resync(watch.current().await);
+                            Some(watch)
+                        }
+                        Some(Err(err)) => {
+                            tracing::error!(error = %err, "link notifications ended and cannot be restarted; new interfaces will not be followed");
+                            None
+                        }
+                        None => None,
+                    };
                 }
             },
             guard = readable(&mut logger) => {

@@ -67,6 +67,10 @@ settings! {
     /// agent). A BPF filesystem is mounted there if none is. One agent per directory
     pin_path: value PathBuf = PathBuf::from("/sys/fs/bpf/flowd"), shown "/sys/fs/bpf/flowd",
         flag #[arg(long, value_name = "PATH|off")];
+    /// receive buffer of the rtnetlink socket that follows interfaces (capped by
+    /// net.core.rmem_max); when a burst of changes overflows it, the links are listed again
+    netlink_receive_buffer: value usize = 1 << 20, shown "1048576",
+        check at_least_one, flag #[arg(long, value_name = "BYTES")];
     /// durable flow history (redb)
     store_path: value PathBuf = PathBuf::from(DEFAULT_STORE), shown "/var/lib/flowd/flows.redb",
         flag #[arg(long, value_name = "PATH")];

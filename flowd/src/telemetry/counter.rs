@@ -17,6 +17,9 @@ pub enum Counter {
     KubernetesWatchErrors,
     /// 1 when the history file was found damaged at start and moved aside (the log names it).
     HistoryMovedAside,
+    /// Times the interfaces were listed again because link notifications were lost (an
+    /// rtnetlink overrun) or their stream ended.
+    InterfaceResyncs,
     /// Failed writes to the export file; each is retried from the store, so none loses a record.
     ExportFileWriteErrors,
 }
@@ -58,6 +61,7 @@ impl Counter {
             Counter::KubernetesWatchErrors => "kubernetes_watch_errors".to_owned(),
             Counter::HistoryMovedAside => "history_moved_aside".to_owned(),
             Counter::ExportFileWriteErrors => "export_file_write_errors".to_owned(),
+            Counter::InterfaceResyncs => "interface_resyncs".to_owned(),
         }
     }
 }

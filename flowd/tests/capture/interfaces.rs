@@ -120,3 +120,104 @@ async fn the_clsact_fallback_counts_and_detaches() {
         );
     }
 }
+
+/// Runs `ip -n <netns> -batch -` with `commands`, one per line.
+fn ip_batch(netns: &str, commands: &[String]) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ip")
+        .args(["-n", netns, "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("ip -batch");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(commands.join("\n").as_bytes())
+        .expect("write commands");
+    assert!(child.wait().expect("wait for ip").success(), "ip -batch");
+}
+
+/// Non-loopback links of a namespace, as `ip` lists them.
+fn links_in(netns: &str) -> std::collections::BTreeSet<String> {
+    let output = std::process::Command::new("ip")
+        .args(["-n", netns, "-o", "link", "show"])
+        .output()
+        .expect("ip link show");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+        .filter(|name| name != "lo")
+        .collect()
+}
+
+/// 300 veth pairs created and 150 deleted in bursts, with a receive buffer so small that the
+/// notifications overflow it: the agent lists the links again and ends attached to exactly
+/// the links there are, counting traffic throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_veths_and_an_overrun_leave_the_attached_set_true() {
+    if !privileged("hundreds_of_veths_and_an_overrun_leave_the_attached_set_true") {
+        return;
+    }
+    let hosts = TwoHosts::create("churn").expect("testbed");
+    let netns = hosts.a.path();
+    let agent = AgentProcess::start(&[
+        "--netns",
+        netns.to_str().unwrap(),
+        "--netlink-receive-buffer",
+        "4096",
+        "--sweep-interval",
+        "200ms",
+    ]);
+    let mut client = agent.client().await;
+    let mut stream = support::follow(&mut client).await;
+    let create: Vec<String> = (0..300)
+        .map(|i| format!("link add c{i} type veth peer name p{i}"))
+        .collect();
+    let delete: Vec<String> = (0..150).map(|i| format!("link del c{i}")).collect();
+    let during = tokio::task::block_in_place(|| {
+        ip_batch(&hosts.a.name, &create);
+        let during =
+            testbed::udp_exchange(&hosts, IpAddr::V4(testbed::HOST_B_V4), 3, 64).expect("udp");
+        ip_batch(&hosts.a.name, &delete);
+        during
+    });
+    let expected = links_in(&hosts.a.name);
+    assert_eq!(expected.len(), 1 + 300, "veth0 and 150 pairs remain");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut attached = std::collections::BTreeSet::new();
+    while tokio::time::Instant::now() < deadline {
+        attached = interfaces_of(&mut client).await.into_iter().collect();
+        if attached == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing: Vec<_> = expected.difference(&attached).collect();
+    let extra: Vec<_> = attached.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "attached set differs from the system: missing {missing:?}, extra {extra:?}"
+    );
+    let status = status_of(&mut client).await;
+    assert!(
+        status
+            .counters
+            .get("interface_resyncs")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "a 4 KiB buffer overflows under 600 new links: {:?}",
+        status.counters
+    );
+    // Traffic was counted through the churn.
+    let seen = collect_until(&mut stream, Duration::from_secs(15), |t| {
+        t.contains_key(&id(UDP, during.client, during.server))
+    })
+    .await;
+    let conn = &seen[&id(UDP, during.client, during.server)];
+    assert_eq!((conn.request_packets, conn.reply_packets), (3, 3));
+    drop(stream);
+    assert!(tokio::task::block_in_place(|| agent.terminate()).success());
+}

@@ -3,6 +3,7 @@
 //! tool in place is how the README's first command once broke on a fresh machine.
 
 mod bpf_linker;
+mod cargo_fuzz;
 mod debian;
 mod rust_src;
 mod tools;
@@ -13,6 +14,7 @@ use anyhow::bail;
 use clap::Args;
 
 pub use bpf_linker::prove_fresh_install as prove_bpf_linker_install;
+pub use cargo_fuzz::prove_fresh_install as prove_cargo_fuzz_install;
 pub use tools::current_tool_path;
 
 #[derive(Args, Clone, Copy, Default)]
@@ -59,7 +61,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         ensure(step)?;
     }
     if !args.build_only {
-        for step in &[debian::TEST, tools::GRPCURL, tools::CARGO_FUZZ] {
+        for step in &[debian::TEST, tools::GRPCURL, cargo_fuzz::STEP] {
             ensure(step)?;
         }
     }

