@@ -30,6 +30,12 @@ enum Task {
     Demo,
     /// Setup, then each fuzz target (`fuzz/`) for a while.
     Fuzz(fuzz::FuzzArgs),
+    /// Setup, then a real agent for N minutes under traffic, churn, coming and going followers
+    /// and a SIGKILL half way (as root): memory and CPU over time, and records lost.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Setup (with iperf3, pmacctd and softflowd), then the benchmarks (as root for the kernel,
     /// agent and end-to-end ones); writes BENCHMARKS.md.
     Bench,
@@ -45,6 +51,27 @@ fn main() -> anyhow::Result<()> {
         Task::Fuzz(args) => {
             setup::run(setup::SetupArgs::default())?;
             fuzz::run(&args)
+        }
+        Task::Soak { minutes } => {
+            setup::run(setup::SetupArgs::default())?;
+            cargo(&["build", "--release", "--package", "flowd"])?;
+            let flowd = workspace_root()?.join("target/release/flowd");
+            let minutes = minutes.to_string();
+            cargo(&[
+                "run",
+                "--release",
+                "--package",
+                "flowd",
+                "--features",
+                "testing",
+                "--example",
+                "soak",
+                "--",
+                "--minutes",
+                &minutes,
+                "--flowd",
+                flowd.to_str().context("non UTF-8 path")?,
+            ])
         }
         Task::Bench => {
             setup::run(setup::SetupArgs {

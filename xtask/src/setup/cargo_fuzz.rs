@@ -13,8 +13,9 @@ const CRATE: &str = "cargo-fuzz@0.13.2";
 pub const STEP: Step = Step {
     name: "cargo-fuzz",
     present: || {
+        // The rustup proxy, not $CARGO (one toolchain's cargo, which knows no `+nightly`).
         Ok(super::succeeds(
-            Command::new(crate::cargo_program())
+            Command::new("cargo")
                 .env("PATH", tools::current_tool_path())
                 .args(["+nightly", "fuzz", "--version"]),
         ))
