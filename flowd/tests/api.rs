@@ -649,3 +649,69 @@ async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
     shutdown.cancel();
     server.await.expect("join").expect("serve");
 }
+
+/// A client that stops answering (SIGSTOP: its socket stays open, its HTTP/2 stack is frozen)
+/// is noticed by the server's keepalive pings, and its follower released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_client_is_noticed_by_keepalive_and_its_follower_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(
+        &dir.path().join("flows.redb"),
+        Retention {
+            max_age: Duration::MAX,
+            max_bytes: u64::MAX,
+        },
+        1 << 20,
+    )
+    .expect("open store");
+    let hub = Hub::new(Arc::new(store), 64);
+    let telemetry = Arc::new(Telemetry::new("n", 1024));
+    let socket = dir.path().join("flowd.sock");
+    let listeners = Listeners::bind(&socket, None, None, None)
+        .await
+        .expect("bind");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(api::serve(
+        FlowApi::new(hub.clone(), telemetry.clone()).with_limits(api::ApiLimits {
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+            ..api::ApiLimits::default()
+        }),
+        listeners,
+        shutdown.clone(),
+    ));
+    // A client nobody in this process controls: `flowd dump --follow` in its own process.
+    let mut dump = Command::new(support::flowd_binary())
+        .args(["dump", "--follow", "--socket"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("flowd dump --follow");
+    let subscribers = || {
+        telemetry
+            .subscribers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let wait_until = |want: u32, what: &'static str| {
+        let subscribers = &subscribers;
+        async move {
+            let waited = tokio::time::timeout(Duration::from_secs(20), async {
+                while subscribers() != want {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            assert!(waited.is_ok(), "{what}: {} subscribers", subscribers());
+        }
+    };
+    wait_until(1, "the dump follows").await;
+    let pid = nix::unistd::Pid::from_raw(dump.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    wait_until(0, "the frozen client's follower is released").await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let _ = dump.kill();
+    let _ = dump.wait();
+    hub.close();
+    shutdown.cancel();
+    server.await.expect("join").expect("serve");
+}
