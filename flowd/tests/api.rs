@@ -30,14 +30,18 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, subscriber_buffer: usize, tcp: Option<TlsFiles>) -> Self {
-        Self::start_with(dir, subscriber_buffer, tcp, api::DEFAULT_MAX_SUBSCRIBERS).await
+        let limits = api::ApiLimits {
+            max_request_bytes: 4096,
+            ..api::ApiLimits::default()
+        };
+        Self::start_with(dir, subscriber_buffer, tcp, limits).await
     }
 
     async fn start_with(
         dir: &Path,
         subscriber_buffer: usize,
         tcp: Option<TlsFiles>,
-        max_subscribers: usize,
+        limits: api::ApiLimits,
     ) -> Self {
         let store = FlowStore::open(
             &dir.join("flows.redb"),
@@ -58,11 +62,7 @@ impl Server {
         let tcp = listeners.tcp_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(api::serve(
-            FlowApi::new(hub.clone(), telemetry.clone()).with_limits(api::ApiLimits {
-                max_subscribers,
-                max_request_bytes: 4096,
-                ..api::ApiLimits::default()
-            }),
+            FlowApi::new(hub.clone(), telemetry.clone()).with_limits(limits),
             listeners,
             shutdown.clone(),
         ));
@@ -494,7 +494,12 @@ async fn tcp_with_tls_requires_a_client_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_are_capped_and_a_silent_one_is_released_when_its_client_leaves() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), 64, None, 1).await;
+    let limits = api::ApiLimits {
+        max_subscribers: 1,
+        max_request_bytes: 4096,
+        ..api::ApiLimits::default()
+    };
+    let server = Server::start_with(dir.path(), 64, None, limits).await;
     let mut client = client::connect_unix(&server.socket).await.unwrap();
     // A follower whose filter matches nothing: it never sends, so only its client's leaving
     // can end it.
@@ -584,30 +589,12 @@ async fn requests_beyond_the_size_and_filter_limits_are_refused_and_the_server_g
 async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
     const FOLLOWERS: usize = 1000;
     let dir = tempfile::tempdir().unwrap();
-    let store = FlowStore::open(
-        &dir.path().join("flows.redb"),
-        Retention {
-            max_age: Duration::MAX,
-            max_bytes: u64::MAX,
-        },
-        1 << 20,
-    )
-    .expect("open store");
-    let hub = Hub::new(Arc::new(store), 64);
-    let telemetry = Arc::new(Telemetry::new("n", 1024));
-    let socket = dir.path().join("flowd.sock");
-    let listeners = Listeners::bind(&socket, None, None, None)
-        .await
-        .expect("bind");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(api::serve(
-        FlowApi::new(hub.clone(), telemetry.clone()).with_limits(api::ApiLimits {
-            max_subscribers: FOLLOWERS,
-            ..api::ApiLimits::default()
-        }),
-        listeners,
-        shutdown.clone(),
-    ));
+    let limits = api::ApiLimits {
+        max_subscribers: FOLLOWERS,
+        ..api::ApiLimits::default()
+    };
+    let server = Server::start_with(dir.path(), 64, None, limits).await;
+    let (socket, telemetry) = (&server.socket, &server.telemetry);
     let silent = pb::GetFlowsRequest {
         follow: true,
         allow: vec![pb::FlowFilter {
@@ -619,7 +606,7 @@ async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
     // Ten clients of a hundred streams each: HTTP/2 caps streams per connection.
     let mut streams = Vec::with_capacity(FOLLOWERS);
     for _ in 0..10 {
-        let mut client = client::connect_unix(&socket).await.expect("connect");
+        let mut client = client::connect_unix(socket).await.expect("connect");
         for _ in 0..FOLLOWERS / 10 {
             streams.push(client.get_flows(silent.clone()).await.expect("follow"));
         }
@@ -631,8 +618,7 @@ async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
     };
     assert_eq!(subscribers() as usize, FOLLOWERS);
     // Records none of them matches: nothing is ever sent to them.
-    hub.publish((1..=100).map(FlowRecord::sample).collect(), &telemetry)
-        .await;
+    server.publish(1..=100).await;
     drop(streams);
     let released = tokio::time::timeout(Duration::from_secs(20), async {
         while subscribers() != 0 {
@@ -645,9 +631,7 @@ async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
         "{} of {FOLLOWERS} followers still held after their clients left",
         subscribers()
     );
-    hub.close();
-    shutdown.cancel();
-    server.await.expect("join").expect("serve");
+    server.stop().await;
 }
 
 /// A client that stops answering (SIGSTOP: its socket stays open, its HTTP/2 stack is frozen)
@@ -655,35 +639,17 @@ async fn a_thousand_silent_followers_are_released_when_their_clients_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_client_is_noticed_by_keepalive_and_its_follower_released() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FlowStore::open(
-        &dir.path().join("flows.redb"),
-        Retention {
-            max_age: Duration::MAX,
-            max_bytes: u64::MAX,
-        },
-        1 << 20,
-    )
-    .expect("open store");
-    let hub = Hub::new(Arc::new(store), 64);
-    let telemetry = Arc::new(Telemetry::new("n", 1024));
-    let socket = dir.path().join("flowd.sock");
-    let listeners = Listeners::bind(&socket, None, None, None)
-        .await
-        .expect("bind");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(api::serve(
-        FlowApi::new(hub.clone(), telemetry.clone()).with_limits(api::ApiLimits {
-            keepalive_interval: Duration::from_secs(1),
-            keepalive_timeout: Duration::from_secs(1),
-            ..api::ApiLimits::default()
-        }),
-        listeners,
-        shutdown.clone(),
-    ));
+    let limits = api::ApiLimits {
+        keepalive_interval: Duration::from_secs(1),
+        keepalive_timeout: Duration::from_secs(1),
+        ..api::ApiLimits::default()
+    };
+    let server = Server::start_with(dir.path(), 64, None, limits).await;
+    let (socket, telemetry) = (&server.socket, &server.telemetry);
     // A client nobody in this process controls: `flowd dump --follow` in its own process.
     let mut dump = Command::new(support::flowd_binary())
         .args(["dump", "--follow", "--socket"])
-        .arg(&socket)
+        .arg(socket)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("flowd dump --follow");
@@ -711,7 +677,5 @@ async fn a_frozen_client_is_noticed_by_keepalive_and_its_follower_released() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     let _ = dump.kill();
     let _ = dump.wait();
-    hub.close();
-    shutdown.cancel();
-    server.await.expect("join").expect("serve");
+    server.stop().await;
 }
