@@ -26,6 +26,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     } else {
         args.targets.clone()
     };
+    build(&fuzz_dir, &targets)?;
     for target in &targets {
         println!("xtask: fuzzing {target} for {} s", args.seconds);
         // The first corpus directory takes what libFuzzer finds (ignored by git); the checked-in
@@ -59,6 +60,27 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
                 "fuzz target {target} failed: the input is in fuzz/artifacts/{target}/. Fix the \
                  cause, then add the input to fuzz/seeds/{target}/ as a regression (the unit \
                  tests run every seed)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Builds every target before any runs, so that a build failure reads as one and not as a
+/// finding (`cargo fuzz run` reports both the same way).
+fn build(fuzz_dir: &std::path::Path, targets: &[String]) -> anyhow::Result<()> {
+    for target in targets {
+        let status = Command::new("cargo")
+            .current_dir(fuzz_dir)
+            .env("PATH", crate::setup::current_tool_path())
+            .args(["+nightly", "fuzz", "build", "--fuzz-dir", ".", "--dev", target])
+            .status()
+            .context("cannot start `cargo fuzz`; `cargo xtask setup` installs it")?;
+        if !status.success() {
+            bail!(
+                "building fuzz target {target} failed (the compiler's output is above). A linker \
+                 killed by SIGBUS or signal 7 means the disk filled up: see `df -h {}`",
+                fuzz_dir.display()
             );
         }
     }
