@@ -120,10 +120,10 @@ impl Config {
     /// Nothing listens beyond loopback without TLS and client certificates unless the user said
     /// so (`insecureListen`).
     fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.insecure_listen {
-            return Ok(());
-        }
-        if let Some(listen) = self.listen.filter(|addr| !addr.ip().is_loopback()) {
+        if let Some(listen) = self
+            .listen
+            .filter(|addr| !addr.ip().is_loopback() && !self.insecure_listen)
+        {
             if self.tls_cert.is_none() || self.tls_client_ca.is_none() {
                 return Err(checks::Rejected::new(
                     listen.to_string(),
@@ -134,11 +134,16 @@ impl Config {
                 .of("listen"));
             }
         }
-        if let Some(metrics) = self.metrics_listen.filter(|addr| !addr.ip().is_loopback()) {
+        // Its own switch: saying yes to plain-HTTP counters (for a Prometheus scrape) must not
+        // also say yes to a plaintext flow API.
+        if let Some(metrics) = self
+            .metrics_listen
+            .filter(|addr| !addr.ip().is_loopback() && !self.insecure_metrics)
+        {
             return Err(checks::Rejected::new(
                 metrics.to_string(),
-                "a loopback address (metrics are plain HTTP; insecureListen: true serves them \
-                 beyond loopback)",
+                "a loopback address (metrics are plain HTTP; insecureMetrics: true serves them \
+                 beyond loopback to anyone who reaches the port)",
             )
             .of("metrics_listen"));
         }

@@ -73,7 +73,15 @@ fn build(fuzz_dir: &std::path::Path, targets: &[String]) -> anyhow::Result<()> {
         let status = Command::new("cargo")
             .current_dir(fuzz_dir)
             .env("PATH", crate::setup::current_tool_path())
-            .args(["+nightly", "fuzz", "build", "--fuzz-dir", ".", "--dev", target])
+            .args([
+                "+nightly",
+                "fuzz",
+                "build",
+                "--fuzz-dir",
+                ".",
+                "--dev",
+                target,
+            ])
             .status()
             .context("cannot start `cargo fuzz`; `cargo xtask setup` installs it")?;
         if !status.success() {

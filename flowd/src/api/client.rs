@@ -22,6 +22,23 @@ pub enum ClientError {
 
 /// Connects over the agent's unix socket.
 pub async fn connect_unix(socket: &Path) -> Result<FlowServiceClient<Channel>, ClientError> {
+    Ok(flow_client(channel_unix(socket).await?))
+}
+
+/// Connects over TCP (`--server`), with TLS when `tls` is given.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    tls: Option<&ClientTls>,
+) -> Result<FlowServiceClient<Channel>, ClientError> {
+    Ok(flow_client(channel_tcp(addr, tls).await?))
+}
+
+pub fn flow_client(channel: Channel) -> FlowServiceClient<Channel> {
+    FlowServiceClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+/// A channel over the agent's unix socket, for any of the services it serves.
+pub async fn channel_unix(socket: &Path) -> Result<Channel, ClientError> {
     let path = socket.to_owned();
     let no_agent = |reason: String| ClientError::NoAgent {
         path: socket.display().to_string(),
@@ -41,7 +58,7 @@ pub async fn connect_unix(socket: &Path) -> Result<FlowServiceClient<Channel>, C
         }))
         .await
         .map_err(|err| no_agent(source_chain(&err)))?;
-    Ok(FlowServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(channel)
 }
 
 /// TLS for a TCP connection: the CA that signed the agent's certificate, optionally a client
@@ -61,11 +78,11 @@ fn read_pem(path: &Path, addr: SocketAddr) -> Result<Vec<u8>, ClientError> {
     })
 }
 
-/// Connects over TCP (`--server`), with TLS when `tls` is given.
-pub async fn connect_tcp(
+/// A channel over TCP, with TLS when `tls` is given.
+pub async fn channel_tcp(
     addr: SocketAddr,
     tls: Option<&ClientTls>,
-) -> Result<FlowServiceClient<Channel>, ClientError> {
+) -> Result<Channel, ClientError> {
     let unreachable = |reason: String| ClientError::Unreachable {
         addr: addr.to_string(),
         reason,
@@ -92,11 +109,10 @@ pub async fn connect_tcp(
             .tls_config(config)
             .map_err(|err| unreachable(source_chain(&err)))?;
     }
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .map_err(|err| unreachable(source_chain(&err)))?;
-    Ok(FlowServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        .map_err(|err| unreachable(source_chain(&err)))
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {

@@ -3,6 +3,7 @@
 mod demo;
 mod dump;
 mod format;
+mod health;
 mod policy;
 mod run;
 mod status;
@@ -34,6 +35,9 @@ pub enum Command {
     Dump(Box<dump::DumpArgs>),
     /// Print the local agent's status: interfaces, counters, losses.
     Status(status::StatusArgs),
+    /// Ask the agent's gRPC health service (what the Helm chart's probes run): exit 0 when it
+    /// serves, 1 when it does not or does not answer in time.
+    Health(health::HealthArgs),
     /// Show flowd working: two throwaway network namespaces, traffic between them, its flows.
     Demo(demo::DemoArgs),
     /// Network policies: evaluate, check before applying, recommend, explain.
@@ -68,6 +72,10 @@ impl Target {
     async fn connect(
         &self,
     ) -> Result<FlowServiceClient<tonic::transport::Channel>, client::ClientError> {
+        Ok(client::flow_client(self.channel().await?))
+    }
+
+    async fn channel(&self) -> Result<tonic::transport::Channel, client::ClientError> {
         let tls = (self.tls_ca.is_some() || self.tls_cert.is_some()).then(|| client::ClientTls {
             ca: self.tls_ca.clone(),
             cert: self.tls_cert.clone(),
@@ -75,8 +83,8 @@ impl Target {
             server_name: self.tls_server_name.clone(),
         });
         match self.server {
-            Some(addr) => client::connect_tcp(addr, tls.as_ref()).await,
-            None => client::connect_unix(&self.socket).await,
+            Some(addr) => client::channel_tcp(addr, tls.as_ref()).await,
+            None => client::channel_unix(&self.socket).await,
         }
     }
 }
@@ -90,6 +98,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run(args) => run::execute(*args).await,
             Command::Dump(args) => dump::execute(*args).await,
             Command::Status(args) => status::execute(args).await,
+            Command::Health(args) => health::execute(args).await,
             Command::Demo(args) => demo::execute(args).await,
             Command::Policy(command) => policy::execute(command).await,
         }

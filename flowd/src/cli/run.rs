@@ -4,13 +4,18 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigFile, SettingFlags};
+use crate::config::{Config, ConfigError, ConfigFile, SettingFlags};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// YAML settings file (the form a ConfigMap carries); flags override it.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check this settings file (and any flags given) the way `run` would, then exit: 0 when the
+    /// agent accepts it, 2 naming the file, key and fix when not. Loads no programs and needs no
+    /// privileges (the Helm chart's tests run it on every rendered ConfigMap).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
     #[command(flatten)]
     pub settings: SettingFlags,
     /// Log filter (tracing EnvFilter syntax).
@@ -29,14 +34,36 @@ pub enum LogFormat {
 
 impl RunArgs {
     /// Defaults, then the file, then flags; validated.
-    pub fn resolve(&self) -> anyhow::Result<Config> {
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
         let mut config = Config::default();
-        if let Some(path) = &self.config {
+        if let Some(path) = self.config.as_ref().or(self.check_config.as_ref()) {
             config = ConfigFile::load(path)?.apply(config);
         }
         let config = self.settings.as_layer().apply(config);
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// `--check-config`: the verdict on stdout (valid) or stderr (not), with the file named even
+/// when the fault is a value rather than the file's syntax.
+fn check_config(args: &RunArgs, path: &std::path::Path) -> ExitCode {
+    match args.resolve() {
+        Ok(_) => {
+            println!("{}: valid flowd settings", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err @ (ConfigError::Read { .. } | ConfigError::Parse { .. })) => {
+            eprintln!("flowd run --check-config: {err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!(
+                "flowd run --check-config: config file {}: {err}",
+                path.display()
+            );
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -71,6 +98,9 @@ pub fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
 }
 
 pub async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.check_config {
+        return Ok(check_config(&args, path));
+    }
     let config = args.resolve()?;
     init_logging(&args.log_level, args.log_format)?;
     let shutdown = CancellationToken::new();

@@ -142,12 +142,16 @@ settings! {
     policy_files: list PathBuf = Vec::new(), shown "none",
         flag #[arg(long = "policy-file", value_name = "PATH")];
     /// serve Prometheus metrics (`/metrics`) on this address (plain HTTP: beyond loopback
-    /// only with `insecureListen`)
+    /// only with `insecureMetrics`)
     metrics_listen: optional SocketAddr = None, shown "off",
         flag #[arg(long, value_name = "ADDR")];
-    /// allow `listen` beyond loopback without TLS and client certificates, and `metricsListen`
-    /// beyond loopback: anyone who reaches the port reads every flow
+    /// allow `listen` beyond loopback without TLS and client certificates: anyone who reaches
+    /// the port reads every flow
     insecure_listen: switch bool = false, shown "off",
+        flag #[arg(long)];
+    /// allow `metricsListen` beyond loopback (plain HTTP: anyone who reaches the port reads the
+    /// agent's counters, never flows)
+    insecure_metrics: switch bool = false, shown "off",
         flag #[arg(long)];
     /// also write every record as a JSON line here
     export_file: optional PathBuf = None, shown "off",

@@ -270,14 +270,36 @@ fn nothing_listens_beyond_loopback_without_tls_and_client_certificates() {
     assert!(err.contains("metricsListen"), "{err}");
     Config {
         insecure_listen: true,
-        ..open
+        ..open.clone()
     }
     .validate()
     .unwrap();
-    Config {
+    let err = Config {
         insecure_listen: true,
+        ..metrics.clone()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("insecureMetrics"),
+        "the API's plaintext switch does not open the metrics: {err}"
+    );
+    Config {
+        insecure_metrics: true,
         ..metrics
     }
     .validate()
     .unwrap();
+    let err = Config {
+        insecure_metrics: true,
+        ..open
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("insecureListen"),
+        "the metrics' switch does not open the API: {err}"
+    );
 }

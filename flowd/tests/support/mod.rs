@@ -45,6 +45,21 @@ impl PinPath {
         Self(dir.join("bpf"))
     }
 
+    /// A BPF filesystem mounted by the test, as a node provides one to a pod that may not mount.
+    pub fn mounted(dir: &Path) -> Self {
+        let pins = Self::within(dir);
+        std::fs::create_dir_all(&pins.0).expect("create the pin directory");
+        nix::mount::mount(
+            Some("bpf"),
+            &pins.0,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount a BPF filesystem");
+        pins
+    }
+
     pub fn arg(&self) -> &str {
         self.0.to_str().expect("utf-8 path")
     }
@@ -83,9 +98,30 @@ impl AgentProcess {
         store: &Path,
         extra_args: &[&str],
     ) -> Self {
+        Self::launch(Command::new(flowd_binary()), dir, socket, store, extra_args)
+    }
+
+    /// Starts the agent through `launcher` (a program and its arguments, which exec the agent
+    /// given last), e.g. to enter a namespace and drop capabilities first.
+    pub fn start_launched(launcher: &[&str], extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("flowd.sock");
+        let store = dir.path().join("flows.redb");
+        let (program, args) = launcher.split_first().expect("a launcher program");
+        let mut command = Command::new(program);
+        command.args(args).arg(flowd_binary());
+        Self::launch(command, dir, socket, &store, extra_args)
+    }
+
+    fn launch(
+        mut command: Command,
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        store: &Path,
+        extra_args: &[&str],
+    ) -> Self {
         // A test that restarts over pinned state names the path itself, and keeps it.
         let pins = (!extra_args.contains(&"--pin-path")).then(|| PinPath::within(dir.path()));
-        let mut command = Command::new(flowd_binary());
         command
             .arg("run")
             .arg("--socket")

@@ -4,6 +4,7 @@
 
 mod bpf_linker;
 mod cargo_fuzz;
+mod chart_tools;
 mod debian;
 mod rust_src;
 mod tools;
@@ -15,6 +16,7 @@ use clap::Args;
 
 pub use bpf_linker::prove_fresh_install as prove_bpf_linker_install;
 pub use cargo_fuzz::prove_fresh_install as prove_cargo_fuzz_install;
+pub use chart_tools::prove_fresh_install as prove_chart_tools_install;
 pub use tools::current_tool_path;
 
 #[derive(Args, Clone, Copy, Default)]
@@ -61,7 +63,12 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         ensure(step)?;
     }
     if !args.build_only {
-        for step in &[debian::TEST, tools::GRPCURL, cargo_fuzz::STEP] {
+        for step in &[
+            debian::TEST,
+            tools::GRPCURL,
+            chart_tools::STEP,
+            cargo_fuzz::STEP,
+        ] {
             ensure(step)?;
         }
     }
