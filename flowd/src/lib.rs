@@ -21,6 +21,7 @@ pub mod pipeline;
 pub use flowd_policy as policy;
 pub mod proto;
 pub mod query;
+pub mod relay;
 pub mod store;
 pub mod telemetry;
 pub mod testbed;

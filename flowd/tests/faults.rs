@@ -106,6 +106,7 @@ async fn a_full_disk_delays_the_history_and_loses_nothing() {
             hub: hub.clone(),
             telemetry: telemetry.clone(),
             hold_records: 1 << 20,
+            watermark_interval: std::time::Duration::from_secs(1),
         },
         input,
     ));

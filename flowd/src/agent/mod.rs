@@ -239,6 +239,7 @@ pub async fn run(
             hub: hub.clone(),
             telemetry: telemetry.clone(),
             hold_records: config.store_hold_records,
+            watermark_interval: config.watermark_interval,
         },
         aggregated,
     ));

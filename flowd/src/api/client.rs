@@ -71,35 +71,40 @@ pub struct ClientTls {
     pub server_name: Option<String>,
 }
 
-fn read_pem(path: &Path, addr: SocketAddr) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|err| ClientError::Unreachable {
-        addr: addr.to_string(),
-        reason: format!("cannot read {}: {err}", path.display()),
-    })
-}
-
 /// A channel over TCP, with TLS when `tls` is given.
 pub async fn channel_tcp(
     addr: SocketAddr,
     tls: Option<&ClientTls>,
 ) -> Result<Channel, ClientError> {
+    channel_address(&addr.to_string(), tls).await
+}
+
+/// A channel to `host:port` (a name or an address), with TLS when `tls` is given; the name is
+/// what the agent's certificate must carry unless `tls.server_name` says otherwise.
+pub async fn channel_address(
+    address: &str,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, ClientError> {
     let unreachable = |reason: String| ClientError::Unreachable {
-        addr: addr.to_string(),
+        addr: address.to_owned(),
         reason,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|err| unreachable(err.to_string()))?;
     if let Some(tls) = tls {
+        let read_pem = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|err| unreachable(format!("cannot read {}: {err}", path.display())))
+        };
         let mut config = tonic::transport::ClientTlsConfig::new();
         if let Some(ca) = &tls.ca {
-            config =
-                config.ca_certificate(tonic::transport::Certificate::from_pem(read_pem(ca, addr)?));
+            config = config.ca_certificate(tonic::transport::Certificate::from_pem(read_pem(ca)?));
         }
         if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
             config = config.identity(tonic::transport::Identity::from_pem(
-                read_pem(cert, addr)?,
-                read_pem(key, addr)?,
+                read_pem(cert)?,
+                read_pem(key)?,
             ));
         }
         if let Some(name) = &tls.server_name {

@@ -12,6 +12,7 @@ use crate::{
 pub struct Subscription {
     pub backlog: Backlog,
     pub follow: bool,
+    pub watermarks: bool,
     pub matcher: FlowMatcher,
 }
 
@@ -48,6 +49,12 @@ pub fn parse(request: &pb::GetFlowsRequest) -> Result<Subscription, Status> {
             "after_cursor resumes a stream; it cannot be combined with since or until",
         ));
     }
+    if !request.resume_token.is_empty() {
+        return Err(Status::invalid_argument(
+            "resume_token is the relay's position across nodes; an agent resumes with \
+             after_cursor (the cursor of the last flow processed)",
+        ));
+    }
     let matcher = FlowMatcher::new(&request.allow, &request.deny)
         .map_err(|err| Status::invalid_argument(err.to_string()))?;
     let backlog = if let Some(after) = request.after_cursor {
@@ -67,6 +74,7 @@ pub fn parse(request: &pb::GetFlowsRequest) -> Result<Subscription, Status> {
     Ok(Subscription {
         backlog,
         follow: request.follow,
+        watermarks: request.watermarks,
         matcher,
     })
 }

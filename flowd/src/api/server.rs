@@ -118,9 +118,9 @@ impl FlowService for FlowApi {
                  maxSubscribers"
             )));
         }
-        let mut subscription = self
-            .hub
-            .subscribe(query.backlog, query.follow, query.matcher);
+        let mut subscription =
+            self.hub
+                .subscribe_with(query.backlog, query.follow, query.watermarks, query.matcher);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let telemetry = self.telemetry.clone();
         tokio::spawn(async move {
@@ -146,6 +146,12 @@ impl FlowService for FlowApi {
                             count,
                             resume_after,
                             next_cursor,
+                            node: String::new(),
+                        })
+                    }
+                    Ok(SubscriptionEvent::Watermark(ns)) => {
+                        pb::get_flows_response::Event::Watermark(pb::Watermark {
+                            time: Some(crate::flow::wire::timestamp_ns(ns)),
                         })
                     }
                     Err(err) => {
@@ -233,6 +239,7 @@ impl FlowService for FlowApi {
             store_bytes: self.hub.store().record_bytes(),
             store_file_bytes: self.hub.store().file_bytes(),
             history: Some(history),
+            nodes: Vec::new(),
         }))
     }
 }
@@ -265,8 +272,7 @@ impl TlsFiles {
 
 /// Bound listeners: binding happens before the agent reports ready, so clients never race it.
 pub struct Listeners {
-    unix: UnixListener,
-    socket_path: PathBuf,
+    unix: Option<(UnixListener, PathBuf)>,
     tcp: Option<(TcpListener, Option<ServerTlsConfig>)>,
 }
 
@@ -304,9 +310,20 @@ impl Listeners {
             None => None,
         };
         Ok(Self {
-            unix,
-            socket_path: socket.to_owned(),
+            unix: Some((unix, socket.to_owned())),
             tcp,
+        })
+    }
+
+    /// A TCP listener alone (the relay, which has no node-local socket to offer).
+    pub async fn bind_tcp(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<Self, ApiError> {
+        let tls = tls.map(TlsFiles::server_config).transpose()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ApiError::BindTcp { addr, source })?;
+        Ok(Self {
+            unix: None,
+            tcp: Some((listener, tls)),
         })
     }
 
@@ -322,13 +339,21 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
-    let Listeners {
-        unix,
-        socket_path,
-        tcp,
-    } = listeners;
+    let limits = api.limits;
+    serve_service(api, limits, listeners, shutdown).await
+}
+
+/// Serves any FlowService (the agent's, the relay's) with the same health, reflection,
+/// limits and keepalive.
+pub async fn serve_service<S: FlowService + Clone>(
+    api: S,
+    limits: ApiLimits,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
+    let Listeners { unix, tcp } = listeners;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<FlowServiceServer<FlowApi>>().await;
+    health.set_serving::<FlowServiceServer<S>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -339,7 +364,6 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|err| ApiError::Reflection(err.to_string()))?;
-    let limits = api.limits;
     let router = |builder: &mut tonic::transport::Server| {
         builder
             .add_service(
@@ -356,7 +380,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         async move {
             shutdown.cancelled().await;
-            health.set_not_serving::<FlowServiceServer<FlowApi>>().await;
+            health.set_not_serving::<FlowServiceServer<S>>().await;
         }
     };
     tokio::spawn(stop_health);
@@ -368,31 +392,40 @@ pub async fn serve(
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
     };
-    let unix_server = router(&mut builder()).serve_with_incoming_shutdown(
-        tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::UnixListenerStream::new(unix),
-            |stream| stream.map(super::unix_conn::UnixConnection::new),
-        ),
-        shutdown.clone().cancelled_owned(),
-    );
-    let result = match tcp {
-        Some((listener, tls)) => {
-            let mut builder = builder();
-            if let Some(tls) = tls {
-                builder = builder
-                    .tls_config(tls)
-                    .map_err(|err| ApiError::Tls(err.to_string()))?;
-            }
-            let tcp_server = router(&mut builder).serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown.cancelled_owned(),
-            );
-            tokio::try_join!(unix_server, tcp_server).map(|_| ())
-        }
-        None => unix_server.await,
+    let unix_server = async {
+        let Some((unix, socket_path)) = unix else {
+            return Ok(());
+        };
+        let served = router(&mut builder())
+            .serve_with_incoming_shutdown(
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::UnixListenerStream::new(unix),
+                    |stream| stream.map(super::unix_conn::UnixConnection::new),
+                ),
+                shutdown.clone().cancelled_owned(),
+            )
+            .await;
+        let _ = std::fs::remove_file(&socket_path);
+        served
     };
-    let _ = std::fs::remove_file(&socket_path);
-    result.map_err(ApiError::from)
+    let tcp_server = async {
+        let Some((listener, tls)) = tcp else {
+            return Ok(());
+        };
+        let mut builder = builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        router(&mut builder)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown.clone().cancelled_owned(),
+            )
+            .await
+    };
+    tokio::try_join!(unix_server, tcp_server)
+        .map(|_| ())
+        .map_err(ApiError::from)
 }
 
 #[cfg(test)]

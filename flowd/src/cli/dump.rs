@@ -36,8 +36,12 @@ pub struct DumpArgs {
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
     /// Resume after this cursor (from a previous dump's JSON, or a gap message).
-    #[arg(long, value_name = "CURSOR")]
+    #[arg(long, value_name = "CURSOR", conflicts_with = "resume_token")]
     pub after_cursor: Option<u64>,
+    /// Through a relay: resume every node where a checkpoint left off (the token `-o json`
+    /// prints in checkpoint lines, or the one printed when the dump ends).
+    #[arg(long, value_name = "TOKEN")]
+    pub resume_token: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -222,7 +226,10 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|t| parse_time("--until", t, now))
         .transpose()?;
-    let ranged = since.is_some() || until.is_some() || args.after_cursor.is_some();
+    let ranged = since.is_some()
+        || until.is_some()
+        || args.after_cursor.is_some()
+        || args.resume_token.is_some();
     let last = args
         .last
         .unwrap_or(if args.follow || ranged { 0 } else { 20 });
@@ -234,6 +241,8 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
         after_cursor: args.after_cursor,
         allow: args.filter.to_filter()?.into_iter().collect(),
         deny: Vec::new(),
+        watermarks: false,
+        resume_token: args.resume_token.clone().unwrap_or_default(),
     };
     let mut client = args.target.connect().await?;
     let mut stream = client
@@ -252,6 +261,7 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
         Output::Wide => writeln!(out, "{}", format::WIDE_HEADER)?,
         Output::Json => {}
     }
+    let mut resume_token = None;
     while let Some(response) = stream
         .message()
         .await
@@ -272,11 +282,19 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{}", serde_json::to_string(&flow)?)?
             }
             (Some(Event::LostRecords(lost)), output) => {
-                eprintln!(
-                    "flowd: {} records skipped because this reader fell behind; \
-                     `flowd dump --after-cursor {}` replays them",
-                    lost.count, lost.resume_after
-                );
+                if lost.node.is_empty() {
+                    eprintln!(
+                        "flowd: {} records skipped because this reader fell behind; \
+                         `flowd dump --after-cursor {}` replays them",
+                        lost.count, lost.resume_after
+                    );
+                } else {
+                    eprintln!(
+                        "flowd: {} records of node {} are gone from its history (after cursor {}); \
+                         the stream goes on from cursor {}",
+                        lost.count, lost.node, lost.resume_after, lost.next_cursor
+                    );
+                }
                 if output == Output::Json {
                     let marker = pb::GetFlowsResponse {
                         event: Some(Event::LostRecords(lost)),
@@ -284,13 +302,62 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
                     writeln!(out, "{}", serde_json::to_string(&marker)?)?;
                 }
             }
-            (None, _) => {}
+            (Some(Event::NodeStatus(node)), output) => {
+                eprintln!("flowd: {}", node_line(&node));
+                if output == Output::Json {
+                    let marker = pb::GetFlowsResponse {
+                        event: Some(Event::NodeStatus(node)),
+                    };
+                    writeln!(out, "{}", serde_json::to_string(&marker)?)?;
+                }
+            }
+            (Some(Event::Checkpoint(checkpoint)), output) => {
+                if output == Output::Json {
+                    let marker = pb::GetFlowsResponse {
+                        event: Some(Event::Checkpoint(checkpoint.clone())),
+                    };
+                    writeln!(out, "{}", serde_json::to_string(&marker)?)?;
+                }
+                resume_token = Some(checkpoint.resume_token);
+            }
+            (Some(Event::Watermark(_)) | None, _) => {}
         }
         if args.follow {
             out.flush()?;
         }
     }
+    if let Some(token) = resume_token.filter(|_| args.output != Output::Json) {
+        eprintln!("flowd: to go on from here: flowd dump --resume-token {token}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's state as one line: what a relay says about the nodes it reads.
+pub fn node_line(node: &pb::NodeStatus) -> String {
+    let state = pb::NodeState::try_from(node.state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("NODE_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| node.state.to_string());
+    let mut line = format!(
+        "node {} ({}) {}",
+        if node.node.is_empty() {
+            "?"
+        } else {
+            &node.node
+        },
+        node.address,
+        state.replace('_', " ")
+    );
+    if node.lag_records > 0 {
+        line.push_str(&format!(", {} records behind", node.lag_records));
+    }
+    if !node.message.is_empty() {
+        line.push_str(&format!(": {}", node.message));
+    }
+    line
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod dump;
 mod format;
 mod health;
 mod policy;
+mod relay;
 mod run;
 mod status;
 
@@ -40,6 +41,9 @@ pub enum Command {
     Health(health::HealthArgs),
     /// Show flowd working: two throwaway network namespaces, traffic between them, its flows.
     Demo(demo::DemoArgs),
+    /// Serve the flows of many agents as one API (the whole cluster): merged in time order,
+    /// `last` over all nodes, resumable with one token.
+    Relay(Box<relay::RelayArgs>),
     /// Network policies: evaluate, check before applying, recommend, explain.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -101,6 +105,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Health(args) => health::execute(args).await,
             Command::Demo(args) => demo::execute(args).await,
             Command::Policy(command) => policy::execute(command).await,
+            Command::Relay(args) => relay::execute(*args).await,
         }
     })
 }

@@ -26,8 +26,9 @@ pub struct RunArgs {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }

@@ -35,8 +35,7 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
          programs: {}\n\
          flows recorded: {} ({:.1}/s)   followers: {}\n\
          history: {} records, cursors {}..{}, {} bytes of records, file {} bytes\n\
-         kernel flow map: {} of {} entries\n\
-         interfaces:\n",
+         kernel flow map: {} of {} entries\n",
         status.version,
         status.node,
         uptime,
@@ -52,6 +51,15 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
         status.active_flows,
         status.flow_map_capacity,
     );
+    if !status.nodes.is_empty() {
+        text.push_str("nodes:\n");
+    }
+    for node in &status.nodes {
+        text.push_str(&format!("  {}\n", super::dump::node_line(node)));
+    }
+    if status.nodes.is_empty() || !status.interfaces.is_empty() {
+        text.push_str("interfaces:\n");
+    }
     for attached in &status.interfaces {
         if let Some(i) = &attached.interface {
             let netns = if i.netns.is_empty() { "host" } else { &i.netns };

@@ -116,6 +116,10 @@ settings! {
     /// how long a ping may go unanswered before the connection is closed
     keepalive_timeout: duration Duration = crate::api::DEFAULT_KEEPALIVE_TIMEOUT, shown "20s",
         check positive, flag #[arg(long, value_name = "DURATION")];
+    /// how often a follower that asked for watermarks (the relay) hears that the history moved
+    /// on while nothing matches; the relay's merge waits at most this long for a quiet node
+    watermark_interval: duration Duration = Duration::from_secs(1), shown "1s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
     /// capacity of the channels between pipeline stages (batches)
     pipeline_buffer: value usize = 8_192, shown "8192",
         check at_least_one, flag #[arg(long, value_name = "N")];

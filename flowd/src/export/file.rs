@@ -207,6 +207,8 @@ pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
     while let Some(event) = subscription.next().await {
         let flow = match event {
             Ok(SubscriptionEvent::Flow(flow)) => flow,
+            // Not asked for; a file has no use for them.
+            Ok(SubscriptionEvent::Watermark(_)) => continue,
             Ok(SubscriptionEvent::Lost { resume_after, .. }) => {
                 // Fell behind: take the missed records from the store instead.
                 subscription = follow_from(Some(last_written.unwrap_or(resume_after)));

@@ -22,6 +22,14 @@ pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
     }
 }
 
+/// A time given in nanoseconds since the epoch.
+pub fn timestamp_ns(ns: u64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
+}
+
 fn tcp_flags(flags: TcpFlags) -> Option<pb::TcpFlags> {
     let has = |bit: u16| flags.0 & bit != 0;
     (flags.0 != 0).then(|| pb::TcpFlags {
@@ -161,6 +169,8 @@ pub fn to_proto(r: &FlowRecord) -> pb::Flow {
         }),
         egress: r.policy.as_ref().map(|p| decision(&p.egress)),
         ingress: r.policy.as_ref().map(|p| decision(&p.ingress)),
+        // Stamped by the store as it appends.
+        recorded_time: None,
         process: r.process.as_ref().map(|p| pb::ProcessInfo {
             pid: p.pid,
             command: p.command.clone(),

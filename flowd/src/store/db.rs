@@ -100,6 +100,8 @@ struct Counts {
     next_cursor: u64,
     bytes: u64,
     records: u64,
+    /// Recorded time of the newest record at open, so a restart never stamps an earlier one.
+    last_recorded_ns: u64,
 }
 
 pub struct FlowStore {
@@ -119,6 +121,9 @@ pub struct FlowStore {
     /// The same counts as of the last commit, for readers (status, metrics, API handlers on the
     /// async runtime), which must never wait for a writer's fsync.
     published: PublishedCounts,
+    /// No record stored from now on gets a recorded time below this (ns since the epoch): the
+    /// last recorded time given, or a later watermark. Wall-clock steps back cannot break it.
+    recorded_floor: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +216,7 @@ impl FlowStore {
             retention,
             counts: Mutex::new(Counts::default()),
             published: PublishedCounts::default(),
+            recorded_floor: AtomicU64::new(0),
         };
         store.initialise()?;
         Ok(store)
@@ -219,6 +225,8 @@ impl FlowStore {
     /// Creates the tables on first use and recovers the counters after a restart.
     fn initialise(&self) -> Result<(), StoreError> {
         let counts = self.with_db(|db| self.read_counts(db))?;
+        self.recorded_floor
+            .fetch_max(counts.last_recorded_ns, AtomicOrdering::AcqRel);
         self.published.publish(&counts);
         if let Ok(mut guard) = self.counts.lock() {
             *guard = counts;
@@ -246,7 +254,13 @@ impl FlowStore {
                     meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 }
             }
-            let last = records.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            let newest = records.last()?;
+            let last = newest.as_ref().map(|(k, _)| k.value()).unwrap_or(0);
+            let last_recorded_ns = newest
+                .and_then(|(_, v)| pb::Flow::decode(v.value()).ok())
+                .and_then(|flow| flow.recorded_time)
+                .map(|t| time_ns(&t))
+                .unwrap_or(0);
             let bytes = meta.get(META_BYTES)?.map(|v| v.value()).unwrap_or(0);
             // A consumer resuming after a cursor must never be given a smaller one again: the
             // records may all be gone, the counter is not (histories before it had none).
@@ -255,6 +269,7 @@ impl FlowStore {
                 next_cursor: (last + 1).max(persisted),
                 bytes,
                 records: records.len()?,
+                last_recorded_ns,
             }
         };
         txn.commit()?;
@@ -334,6 +349,24 @@ impl FlowStore {
         }
     }
 
+    /// Raises the recorded-time floor to `now` (if later) and returns it: a promise that no
+    /// record stored after this call is stamped earlier. Appends stamp their records with it,
+    /// and the store stage sends it to followers as their watermark.
+    pub fn advance_watermark(&self, now: SystemTime) -> u64 {
+        let now_ns = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        self.recorded_floor
+            .fetch_max(now_ns, AtomicOrdering::AcqRel)
+            .max(now_ns)
+    }
+
+    /// The recorded time of the newest record, or a later watermark already given.
+    pub fn watermark(&self) -> u64 {
+        self.recorded_floor.load(AtomicOrdering::Acquire)
+    }
+
     /// Stores `flows` in one transaction, giving each the next cursor. Durable on return.
     pub fn append(&self, mut flows: Vec<pb::Flow>) -> Result<Vec<Arc<pb::Flow>>, StoreError> {
         self.append_in_place(&mut flows)?;
@@ -357,7 +390,8 @@ impl FlowStore {
             already_stored = landed(flows, counts.next_cursor);
         }
         let rest = &mut flows[already_stored..];
-        let result = self.with_db(|db| Self::write(db, &counts, rest));
+        let recorded_ns = self.advance_watermark(SystemTime::now());
+        let result = self.with_db(|db| Self::write(db, &counts, rest, recorded_ns));
         match result {
             Ok(added_bytes) => {
                 counts.next_cursor += rest.len() as u64;
@@ -383,7 +417,13 @@ impl FlowStore {
     }
 
     /// One transaction adding `flows` after `counts`; returns the encoded bytes added.
-    fn write(db: &Database, counts: &Counts, flows: &mut [pb::Flow]) -> Result<u64, StoreError> {
+    fn write(
+        db: &Database,
+        counts: &Counts,
+        flows: &mut [pb::Flow],
+        recorded_ns: u64,
+    ) -> Result<u64, StoreError> {
+        let recorded = crate::flow::wire::timestamp_ns(recorded_ns);
         let txn = db.begin_write()?;
         let mut added_bytes = 0u64;
         {
@@ -394,6 +434,7 @@ impl FlowStore {
             for (offset, flow) in flows.iter_mut().enumerate() {
                 let cursor = counts.next_cursor + offset as u64;
                 flow.cursor = cursor;
+                flow.recorded_time = Some(recorded);
                 buffer.clear();
                 flow.encode(&mut buffer)
                     .map_err(|err| StoreError::Database(err.to_string()))?;

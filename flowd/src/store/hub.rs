@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{FlowStore, Range, StoreError};
@@ -26,6 +26,9 @@ use crate::{
 pub struct Hub {
     store: Arc<FlowStore>,
     updates: broadcast::Sender<Arc<pb::Flow>>,
+    /// The store's watermark (ns), raised after every fan-out and on a timer: every record
+    /// stamped earlier has been sent on `updates` before the value is.
+    watermark: watch::Sender<u64>,
     /// Cancelled once the store stage has published its last record.
     closed: CancellationToken,
 }
@@ -40,6 +43,9 @@ pub enum SubscriptionEvent {
         resume_after: u64,
         next_cursor: u64,
     },
+    /// No record delivered after this one was recorded before this time (ns); only to
+    /// subscriptions that asked for watermarks.
+    Watermark(u64),
 }
 
 /// What history to replay before following.
@@ -71,16 +77,28 @@ pub struct Subscription {
     updates: Option<broadcast::Receiver<Arc<pb::Flow>>>,
     last_live: u64,
     closed: CancellationToken,
+    watermarks: Option<watch::Receiver<u64>>,
+    /// Live events taken from the broadcast ahead of a watermark, in order, the watermark last.
+    queued: VecDeque<SubscriptionEvent>,
 }
 
 impl Hub {
     pub fn new(store: Arc<FlowStore>, subscriber_buffer: usize) -> Self {
         let (updates, _) = broadcast::channel(subscriber_buffer);
+        let (watermark, _) = watch::channel(store.watermark());
         Self {
             store,
             updates,
+            watermark,
             closed: CancellationToken::new(),
         }
+    }
+
+    /// Raises the watermark to now and tells the followers that asked for it: they learn that
+    /// the node has moved on even when nothing is recorded (the relay merges on it).
+    pub fn pulse_watermark(&self) {
+        let now = self.store.advance_watermark(SystemTime::now());
+        self.watermark.send_replace(now);
     }
 
     pub fn store(&self) -> &Arc<FlowStore> {
@@ -88,6 +106,17 @@ impl Hub {
     }
 
     pub fn subscribe(&self, backlog: Backlog, follow: bool, matcher: FlowMatcher) -> Subscription {
+        self.subscribe_with(backlog, follow, false, matcher)
+    }
+
+    /// As `subscribe`; with `watermarks`, a follow also delivers the store's watermark.
+    pub fn subscribe_with(
+        &self,
+        backlog: Backlog,
+        follow: bool,
+        watermarks: bool,
+        matcher: FlowMatcher,
+    ) -> Subscription {
         // Subscribe before reading the frontier: a record is either at or below the frontier
         // (replayed from the store) or above it (delivered live), never lost in between.
         let updates = follow.then(|| self.updates.subscribe());
@@ -101,6 +130,8 @@ impl Hub {
             updates,
             last_live: frontier,
             closed: self.closed.clone(),
+            watermarks: (follow && watermarks).then(|| self.watermark.subscribe()),
+            queued: VecDeque::new(),
         }
     }
 
@@ -150,6 +181,8 @@ impl Hub {
                     // No receivers is normal: nobody is following right now.
                     let _ = self.updates.send(Arc::new(flow));
                 }
+                // After the records: a follower that sees this value has them queued already.
+                self.watermark.send_replace(self.store.watermark());
                 Ok(())
             }
             Ok((flows, Err(err))) => {
@@ -216,6 +249,9 @@ impl Subscription {
         loop {
             if let Some(flow) = self.buffered.pop_front() {
                 return Some(Ok(SubscriptionEvent::Flow(flow)));
+            }
+            if let Some(event) = self.queued.pop_front() {
+                return Some(Ok(event));
             }
             match self.fill().await {
                 Ok(true) => continue,
@@ -291,11 +327,18 @@ impl Subscription {
     }
 
     async fn next_live(&mut self) -> Option<SubscriptionEvent> {
-        let updates = self.updates.as_mut()?;
         loop {
+            let updates = self.updates.as_mut()?;
             let received = tokio::select! {
                 biased;
                 received = updates.recv() => received,
+                changed = changed(&mut self.watermarks) => {
+                    if changed.is_err() {
+                        self.watermarks = None;
+                        continue;
+                    }
+                    return self.drain_before_watermark();
+                }
                 () = self.closed.cancelled() => match updates.try_recv() {
                     Ok(flow) => Ok(flow),
                     Err(broadcast::error::TryRecvError::Lagged(count)) => {
@@ -304,26 +347,70 @@ impl Subscription {
                     Err(_) => return None,
                 },
             };
-            match received {
-                Ok(flow) if flow.cursor <= self.last_live => continue,
-                Ok(flow) => {
-                    self.last_live = flow.cursor;
-                    if self.matcher.matches(&flow) {
-                        return Some(SubscriptionEvent::Flow(flow));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(count)) => {
-                    let resume_after = self.last_live;
-                    self.last_live += count;
-                    return Some(SubscriptionEvent::Lost {
-                        count,
-                        resume_after,
-                        next_cursor: self.last_live + 1,
-                    });
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            if let Some(event) = self.take_live(received) {
+                return event;
             }
         }
+    }
+
+    /// One broadcast item: `Some` with what to deliver (a matching flow, a loss, or `None` for
+    /// the end), `None` to read on.
+    fn take_live(
+        &mut self,
+        received: Result<Arc<pb::Flow>, broadcast::error::RecvError>,
+    ) -> Option<Option<SubscriptionEvent>> {
+        match received {
+            Ok(flow) if flow.cursor <= self.last_live => None,
+            Ok(flow) => {
+                self.last_live = flow.cursor;
+                self.matcher
+                    .matches(&flow)
+                    .then_some(Some(SubscriptionEvent::Flow(flow)))
+            }
+            Err(broadcast::error::RecvError::Lagged(count)) => {
+                let resume_after = self.last_live;
+                self.last_live += count;
+                Some(Some(SubscriptionEvent::Lost {
+                    count,
+                    resume_after,
+                    next_cursor: self.last_live + 1,
+                }))
+            }
+            Err(broadcast::error::RecvError::Closed) => Some(None),
+        }
+    }
+
+    /// The watermark moved: every record stamped before it is queued on the broadcast already,
+    /// so those go first and the watermark after them.
+    fn drain_before_watermark(&mut self) -> Option<SubscriptionEvent> {
+        let watermark = *self.watermarks.as_mut()?.borrow_and_update();
+        while let Some(updates) = self.updates.as_mut() {
+            let received = match updates.try_recv() {
+                Ok(flow) => Ok(flow),
+                Err(broadcast::error::TryRecvError::Lagged(count)) => {
+                    Err(broadcast::error::RecvError::Lagged(count))
+                }
+                Err(_) => break,
+            };
+            match self.take_live(received) {
+                None => {}
+                Some(Some(event)) => self.queued.push_back(event),
+                Some(None) => break,
+            }
+        }
+        self.queued
+            .push_back(SubscriptionEvent::Watermark(watermark));
+        self.queued.pop_front()
+    }
+}
+
+/// Resolves when the watermark changes; never, for a subscription that did not ask for it.
+async fn changed(
+    watermarks: &mut Option<watch::Receiver<u64>>,
+) -> Result<(), watch::error::RecvError> {
+    match watermarks {
+        Some(receiver) => receiver.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -343,6 +430,8 @@ pub struct StoreStage {
     pub telemetry: Arc<Telemetry>,
     /// Records held in memory while the history cannot be written.
     pub hold_records: usize,
+    /// How often followers that asked for watermarks hear that the node moved on.
+    pub watermark_interval: Duration,
 }
 
 /// Runs the store stage until the flow stage closes its side.
@@ -351,7 +440,10 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
         hub,
         telemetry,
         hold_records,
+        watermark_interval,
     } = stage;
+    let mut watermarks = tokio::time::interval(watermark_interval);
+    watermarks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut held = Held {
         flows: Vec::new(),
         limit: hold_records,
@@ -364,6 +456,7 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
                 Some(records) => held.flush(prepare(&records, &telemetry), &hub, &telemetry).await,
                 None => break,
             },
+            _ = watermarks.tick() => hub.pulse_watermark(),
             _ = housekeeping.tick() => {
                 // Retried here too: a quiet node must not wait for traffic to recover.
                 held.flush(Vec::new(), &hub, &telemetry).await;

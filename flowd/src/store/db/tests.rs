@@ -162,8 +162,10 @@ fn cursors_never_go_back_after_retention_emptied_the_history() {
 #[test]
 fn retention_drops_the_oldest_by_size_and_by_age() {
     let dir = tempfile::tempdir().unwrap();
+    // As stored: with its cursor and the recorded time the store stamps.
     let one = pb::Flow {
         cursor: 1,
+        recorded_time: Some(crate::flow::wire::timestamp(SystemTime::now())),
         ..flow(1, pb::Verdict::Forwarded)
     }
     .encoded_len() as u64;

@@ -1,0 +1,213 @@
+//! The k-way merge of node streams: a record goes out only when no node still streaming can
+//! send an earlier one, which each node proves by its next record or by a watermark.
+
+use std::collections::BTreeMap;
+
+use crate::proto::v1 as pb;
+
+/// Which time orders the merge: node streams arrive sorted by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeOrder {
+    /// When each node stored the record: follow, last N and resumed streams.
+    Recorded,
+    /// When the flow ended: since/until ranges, which nodes read by end time.
+    Ended,
+}
+
+impl MergeOrder {
+    pub fn time_of(self, flow: &pb::Flow) -> u64 {
+        let time = match self {
+            Self::Recorded => flow.recorded_time.as_ref(),
+            Self::Ended => flow.end_time.as_ref(),
+        };
+        time.map(crate::store::time_ns).unwrap_or(0)
+    }
+}
+
+/// Where a node's stream stands, as far as the merge must know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Connecting, connected or catching up: its next record may be the earliest of all.
+    Streaming,
+    /// Not answering: the others go on without it.
+    Unavailable,
+    /// Its stream ended (not following): nothing more comes.
+    Ended,
+}
+
+struct NodeLane {
+    lane: Lane,
+    head: Option<pb::Flow>,
+    /// Nothing later from this node is earlier than this (ns).
+    watermark: u64,
+}
+
+/// The merge state: one head record per node at most, so memory stays bounded by the number
+/// of nodes whatever the consumer's speed.
+pub struct Merger {
+    order: MergeOrder,
+    nodes: BTreeMap<usize, NodeLane>,
+}
+
+impl Merger {
+    pub fn new(order: MergeOrder, nodes: usize) -> Self {
+        Self {
+            order,
+            nodes: (0..nodes)
+                .map(|n| {
+                    (
+                        n,
+                        NodeLane {
+                            lane: Lane::Streaming,
+                            head: None,
+                            watermark: 0,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `node` needs its next event read (no head waiting).
+    pub fn wants(&self, node: usize) -> bool {
+        self.nodes
+            .get(&node)
+            .is_some_and(|n| n.head.is_none() && n.lane != Lane::Ended)
+    }
+
+    /// Takes `node`'s next record; the caller reads a node only while it `wants` more.
+    pub fn offer(&mut self, node: usize, flow: pb::Flow) {
+        if let Some(lane) = self.nodes.get_mut(&node) {
+            lane.watermark = lane.watermark.max(self.order.time_of(&flow));
+            lane.head = Some(flow);
+        }
+    }
+
+    pub fn watermark(&mut self, node: usize, ns: u64) {
+        if let Some(lane) = self.nodes.get_mut(&node) {
+            lane.watermark = lane.watermark.max(ns);
+        }
+    }
+
+    pub fn set_lane(&mut self, node: usize, state: Lane) {
+        if let Some(lane) = self.nodes.get_mut(&node) {
+            lane.lane = state;
+        }
+    }
+
+    /// The earliest head, if no streaming node without a head could still send an earlier one.
+    pub fn pop(&mut self) -> Option<(usize, pb::Flow)> {
+        let (node, time) = self
+            .nodes
+            .iter()
+            .filter_map(|(n, lane)| lane.head.as_ref().map(|f| (*n, self.order.time_of(f))))
+            .min_by_key(|(n, time)| (*time, *n))?;
+        let blocked = self.nodes.iter().any(|(_, lane)| {
+            lane.head.is_none() && lane.lane == Lane::Streaming && lane.watermark < time
+        });
+        if blocked {
+            return None;
+        }
+        let flow = self.nodes.get_mut(&node)?.head.take()?;
+        Some((node, flow))
+    }
+
+    /// True when every node ended and nothing is left to emit.
+    pub fn finished(&self) -> bool {
+        self.nodes
+            .values()
+            .all(|lane| lane.lane == Lane::Ended && lane.head.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(node: &str, cursor: u64, recorded_s: i64) -> pb::Flow {
+        pb::Flow {
+            node: node.into(),
+            cursor,
+            recorded_time: Some(pbjson_types::Timestamp {
+                seconds: recorded_s,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn drain(merger: &mut Merger) -> Vec<(usize, u64)> {
+        std::iter::from_fn(|| merger.pop())
+            .map(|(n, f)| (n, f.cursor))
+            .collect()
+    }
+
+    #[test]
+    fn a_quiet_node_holds_the_merge_until_its_watermark_passes() {
+        let mut merger = Merger::new(MergeOrder::Recorded, 2);
+        merger.offer(0, flow("a", 1, 10));
+        assert!(
+            merger.pop().is_none(),
+            "node 1 might still send something earlier"
+        );
+        merger.watermark(1, 9_000_000_000);
+        assert!(
+            merger.pop().is_none(),
+            "a watermark before the head proves nothing"
+        );
+        merger.watermark(1, 10_000_000_000);
+        assert_eq!(drain(&mut merger), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn records_come_out_in_time_order_across_nodes() {
+        let mut merger = Merger::new(MergeOrder::Recorded, 3);
+        let streams = [
+            vec![flow("a", 1, 1), flow("a", 2, 5), flow("a", 3, 9)],
+            vec![flow("b", 1, 2), flow("b", 2, 3)],
+            vec![flow("c", 1, 4)],
+        ];
+        let mut next = [0usize; 3];
+        let mut out = Vec::new();
+        loop {
+            for node in 0..3 {
+                if merger.wants(node) {
+                    match streams[node].get(next[node]) {
+                        Some(f) => {
+                            merger.offer(node, f.clone());
+                            next[node] += 1;
+                        }
+                        None => merger.set_lane(node, Lane::Ended),
+                    }
+                }
+            }
+            match merger.pop() {
+                Some((_, f)) => out.push(merger.order.time_of(&f) / 1_000_000_000),
+                None if merger.finished() => break,
+                None => {}
+            }
+        }
+        assert_eq!(out, vec![1, 2, 3, 4, 5, 9]);
+    }
+
+    #[test]
+    fn an_unavailable_node_does_not_stall_the_others() {
+        let mut merger = Merger::new(MergeOrder::Recorded, 2);
+        merger.offer(0, flow("a", 1, 10));
+        merger.set_lane(1, Lane::Unavailable);
+        assert_eq!(drain(&mut merger), vec![(0, 1)]);
+        // Back, behind in time: its records go out as they come (it is catching up).
+        merger.set_lane(1, Lane::Streaming);
+        merger.offer(1, flow("b", 7, 3));
+        merger.watermark(0, 3);
+        assert_eq!(drain(&mut merger), vec![(1, 7)]);
+    }
+
+    #[test]
+    fn equal_times_go_by_node() {
+        let mut merger = Merger::new(MergeOrder::Recorded, 2);
+        merger.offer(1, flow("b", 1, 5));
+        merger.offer(0, flow("a", 1, 5));
+        assert_eq!(drain(&mut merger), vec![(0, 1), (1, 1)]);
+    }
+}

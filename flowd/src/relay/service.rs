@@ -1,0 +1,222 @@
+//! The relay's FlowService: the agents' API over all of them.
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status};
+
+use super::{
+    last,
+    merge::MergeOrder,
+    peer::{self, Start},
+    position::Position,
+    stream::{self, MergePlan},
+    RelayOptions,
+};
+use crate::proto::v1::{self as pb, flow_service_server::FlowService};
+
+/// Messages a call may queue for its consumer before the merge waits for it.
+const CONSUMER_BUFFER: usize = 256;
+
+#[derive(Clone)]
+pub struct RelayService {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    options: RelayOptions,
+    subscribers: AtomicUsize,
+    started: Instant,
+}
+
+impl RelayService {
+    pub fn new(options: RelayOptions) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                options,
+                subscribers: AtomicUsize::new(0),
+                started: Instant::now(),
+            }),
+        }
+    }
+}
+
+/// Refuses what the relay cannot answer, the way an agent would, naming the fix.
+fn check(request: &pb::GetFlowsRequest) -> Result<Option<Position>, Status> {
+    if request.after_cursor.is_some() {
+        return Err(Status::invalid_argument(
+            "after_cursor is one node's cursor; through the relay resume with resume_token, \
+             from the last Checkpoint event received",
+        ));
+    }
+    let resume = if request.resume_token.is_empty() {
+        None
+    } else {
+        if request.last > 0 || request.since.is_some() || request.until.is_some() {
+            return Err(Status::invalid_argument(
+                "resume_token continues a stream where it stopped; it cannot be combined with \
+                 last, since or until",
+            ));
+        }
+        Some(
+            Position::decode(&request.resume_token)
+                .map_err(|err| Status::invalid_argument(err.to_string()))?,
+        )
+    };
+    // Everything else as an agent checks it, so a bad filter fails here and not on each node.
+    let plain = pb::GetFlowsRequest {
+        resume_token: String::new(),
+        ..request.clone()
+    };
+    crate::api::request::parse(&plain)?;
+    Ok(resume)
+}
+
+type FlowStream = Pin<Box<dyn Stream<Item = Result<pb::GetFlowsResponse, Status>> + Send>>;
+
+/// Gives the subscription slot back however the call ends.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[tonic::async_trait]
+impl FlowService for RelayService {
+    type GetFlowsStream = FlowStream;
+
+    async fn get_flows(
+        &self,
+        request: Request<pb::GetFlowsRequest>,
+    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        let options = &self.shared.options;
+        options.limits.check(request.get_ref())?;
+        let request = request.into_inner();
+        let resume = check(&request)?;
+        let open = self.shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(self.shared.clone());
+        if open >= options.limits.max_subscribers {
+            return Err(Status::resource_exhausted(format!(
+                "{open} GetFlows calls are open, the relay's maxSubscribers; close one or raise \
+                 maxSubscribers"
+            )));
+        }
+        let ranged = request.since.is_some() || request.until.is_some();
+        let order = if ranged && !request.follow && resume.is_none() {
+            MergeOrder::Ended
+        } else {
+            MergeOrder::Recorded
+        };
+        let (tx, rx) = mpsc::channel(CONSUMER_BUFFER);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let options = &shared.options;
+            let (start, position) = match resume {
+                Some(position) => (Start::After(Arc::new(position.clone())), position),
+                None if request.last > 0 => {
+                    let position =
+                        last::start_positions(&options.peers, &request, options.timing).await;
+                    (Start::After(Arc::new(position.clone())), position)
+                }
+                None => (Start::AsRequested, Position::default()),
+            };
+            let limit = (request.last > 0 && !request.follow).then_some(request.last);
+            let node_request = pb::GetFlowsRequest {
+                resume_token: String::new(),
+                last: if matches!(start, Start::After(_)) {
+                    0
+                } else {
+                    request.last
+                },
+                ..request
+            };
+            let mut receivers = Vec::with_capacity(options.peers.len());
+            for target in &options.peers {
+                let (events, receiver) = mpsc::channel(options.peer_buffer);
+                receivers.push(receiver);
+                tokio::spawn(peer::run(
+                    target.clone(),
+                    node_request.clone(),
+                    start.clone(),
+                    options.timing,
+                    events,
+                ));
+            }
+            let plan = MergePlan {
+                order,
+                limit,
+                checkpoint_interval: options.checkpoint_interval,
+                addresses: options.peers.iter().map(|p| p.address.clone()).collect(),
+                position,
+            };
+            stream::merge(plan, receivers, tx).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let options = &self.shared.options;
+        let asks = options.peers.iter().map(|target| async move {
+            let answer = async {
+                let mut client = peer::connect(target, options.timing).await?;
+                peer::status(&mut client, options.timing).await
+            };
+            (target, answer.await)
+        });
+        let answers = futures::future::join_all(asks).await;
+        let mut status = pb::GetStatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            node: options.name.clone(),
+            uptime: Some(pbjson_types::Duration {
+                seconds: self.shared.started.elapsed().as_secs() as i64,
+                nanos: 0,
+            }),
+            subscribers: self.shared.subscribers.load(Ordering::Relaxed) as u32,
+            ..Default::default()
+        };
+        for (target, answer) in answers {
+            let node = match answer {
+                Ok(node) => {
+                    status.flows_recorded += node.flows_recorded;
+                    status.flows_stored += node.flows_stored;
+                    status.flows_per_second += node.flows_per_second;
+                    status.active_flows += node.active_flows;
+                    status.flow_map_capacity += node.flow_map_capacity;
+                    for (cause, count) in &node.lost {
+                        *status.lost.entry(cause.clone()).or_default() += count;
+                    }
+                    pb::NodeStatus {
+                        node: node.node,
+                        address: target.address.clone(),
+                        state: pb::NodeState::Connected as i32,
+                        lost: node.lost,
+                        last_cursor: node.last_cursor,
+                        ..Default::default()
+                    }
+                }
+                Err(message) => pb::NodeStatus {
+                    address: target.address.clone(),
+                    state: pb::NodeState::Unavailable as i32,
+                    message,
+                    ..Default::default()
+                },
+            };
+            status.nodes.push(node);
+        }
+        Ok(Response::new(status))
+    }
+}
