@@ -82,6 +82,7 @@ mod e2e;
 mod enrichment;
 mod kernel;
 mod policies;
+mod relay;
 mod store;
 
 use agent::agent;
@@ -89,6 +90,7 @@ use e2e::end_to_end;
 use enrichment::enrichment;
 use kernel::kernel_cost;
 use policies::policies;
+use relay::relay;
 use store::{dropped_last_hour, store_ingest, streaming};
 
 /// `FLOWD_BENCH_ONLY=enrichment,policies` runs only the named sections (for iterating on one).
@@ -112,6 +114,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("policies") {
         rows.extend(policies()?);
+    }
+    if wanted("relay") {
+        rows.extend(relay(&runtime)?);
     }
     if !is_root() {
         eprintln!("bench: not root, kernel and agent sections skipped");

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn records(count: usize, not_forwarded_every: usize, end: SystemTime) -> Vec<pb::Flow> {
+pub(crate) fn records(count: usize, not_forwarded_every: usize, end: SystemTime) -> Vec<pb::Flow> {
     (0..count)
         .map(|i| {
             let mut r = FlowRecord::sample((i % 60000) as u16);
@@ -16,7 +16,7 @@ fn records(count: usize, not_forwarded_every: usize, end: SystemTime) -> Vec<pb:
         .collect()
 }
 
-fn open_store(dir: &std::path::Path) -> anyhow::Result<FlowStore> {
+pub(crate) fn open_store(dir: &std::path::Path) -> anyhow::Result<FlowStore> {
     Ok(FlowStore::open(
         &dir.join("flows.redb"),
         Retention {

@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 use super::run::{cancel_on_signal, init_logging, LogFormat};
 use crate::{
     api::{client::ClientTls, ApiLimits, Listeners, TlsFiles},
-    relay::{PeerTarget, PeerTiming, RelayOptions, RelayService},
+    relay::{
+        discovery::{self, ServiceDiscovery},
+        PeerSet, PeerTarget, PeerTiming, RelayOptions, RelayService,
+    },
 };
 
 /// Where the relay listens unless told: loopback, so nothing is exposed without TLS.
@@ -28,6 +31,13 @@ pub struct RelayArgs {
     /// An agent to read, as host:port of its `listen` address; repeat for every node.
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub peers: Vec<String>,
+    /// Find the agents from the EndpointSlices of this headless Service instead (in a pod
+    /// the service account is used; elsewhere KUBECONFIG).
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "peers")]
+    pub kubernetes_service: Option<String>,
+    /// The Service's port that carries the agents' API [default: grpc].
+    #[arg(long, value_name = "NAME")]
+    pub kubernetes_port_name: Option<String>,
     /// Serve the cluster's API here [default: 127.0.0.1:4246]; beyond loopback it needs
     /// --tls-cert, --tls-key and --tls-client-ca (or --insecure-listen).
     #[arg(long, value_name = "ADDR")]
@@ -96,6 +106,8 @@ impl RelayArgs {
             } else {
                 self.peers
             },
+            kubernetes_service: self.kubernetes_service.or(file.kubernetes_service),
+            kubernetes_port_name: self.kubernetes_port_name.or(file.kubernetes_port_name),
             listen: self.listen.or(file.listen),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
@@ -138,10 +150,10 @@ fn load(args: RelayArgs) -> anyhow::Result<RelayArgs> {
 }
 
 /// The options the relay runs with, or what is wrong with the settings and how to fix it.
-pub fn options(args: &RelayArgs) -> anyhow::Result<(RelayOptions, SocketAddr, Option<TlsFiles>)> {
-    if args.peers.is_empty() {
-        bail!("flowd relay needs at least one --peer HOST:PORT (an agent's listen address)");
-    }
+pub fn options(
+    args: &RelayArgs,
+    peers: PeerSet,
+) -> anyhow::Result<(RelayOptions, SocketAddr, Option<TlsFiles>)> {
     let listen = match args.listen {
         Some(addr) => addr,
         None => DEFAULT_LISTEN.parse()?,
@@ -163,13 +175,6 @@ pub fn options(args: &RelayArgs) -> anyhow::Result<(RelayOptions, SocketAddr, Op
              --insecure-listen to serve them in plaintext to anyone who reaches the port"
         );
     }
-    let peer_tls =
-        (args.peer_tls_ca.is_some() || args.peer_tls_cert.is_some()).then(|| ClientTls {
-            ca: args.peer_tls_ca.clone(),
-            cert: args.peer_tls_cert.clone(),
-            key: args.peer_tls_key.clone(),
-            server_name: args.peer_tls_server_name.clone(),
-        });
     let defaults = PeerTiming::default();
     let timing = PeerTiming {
         connect_timeout: args.connect_timeout.unwrap_or(defaults.connect_timeout),
@@ -184,14 +189,7 @@ pub fn options(args: &RelayArgs) -> anyhow::Result<(RelayOptions, SocketAddr, Op
     };
     let options = RelayOptions {
         name: args.name.clone().unwrap_or_else(|| "relay".to_owned()),
-        peers: args
-            .peers
-            .iter()
-            .map(|address| PeerTarget {
-                address: address.clone(),
-                tls: peer_tls.clone(),
-            })
-            .collect(),
+        peers,
         timing,
         peer_buffer: args.peer_buffer.unwrap_or(1024).max(1),
         checkpoint_interval: args
@@ -203,16 +201,67 @@ pub fn options(args: &RelayArgs) -> anyhow::Result<(RelayOptions, SocketAddr, Op
     Ok((options, listen, tls))
 }
 
+fn peer_tls(args: &RelayArgs) -> Option<ClientTls> {
+    (args.peer_tls_ca.is_some() || args.peer_tls_cert.is_some()).then(|| ClientTls {
+        ca: args.peer_tls_ca.clone(),
+        cert: args.peer_tls_cert.clone(),
+        key: args.peer_tls_key.clone(),
+        server_name: args.peer_tls_server_name.clone(),
+    })
+}
+
+/// The agents: the --peer list, or the Service's EndpointSlices followed until `stop`.
+async fn peers(args: &RelayArgs, stop: CancellationToken) -> anyhow::Result<PeerSet> {
+    let tls = peer_tls(args);
+    if let Some(service) = &args.kubernetes_service {
+        let Some((namespace, name)) = service.split_once('/') else {
+            bail!(
+                "--kubernetes-service {service}: expected NAMESPACE/NAME, e.g. flowd/flowd-agents"
+            );
+        };
+        let client = crate::enrich::kubernetes::client().await?;
+        return Ok(discovery::follow_service(
+            client,
+            ServiceDiscovery {
+                namespace: namespace.to_owned(),
+                service: name.to_owned(),
+                port_name: args
+                    .kubernetes_port_name
+                    .clone()
+                    .unwrap_or_else(|| "grpc".to_owned()),
+                tls,
+            },
+            stop,
+        ));
+    }
+    if args.peers.is_empty() {
+        bail!(
+            "flowd relay needs its agents: --peer HOST:PORT (an agent's listen address, once per \
+             node) or --kubernetes-service NAMESPACE/NAME (the agents' headless Service)"
+        );
+    }
+    Ok(PeerSet::fixed(
+        args.peers
+            .iter()
+            .map(|address| PeerTarget {
+                address: address.clone(),
+                tls: tls.clone(),
+            })
+            .collect(),
+    ))
+}
+
 pub async fn execute(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let args = load(args)?;
-    let (options, listen, tls) = options(&args)?;
     init_logging(&args.log_level, args.log_format)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
+    let peers = peers(&args, shutdown.clone()).await?;
+    let (options, listen, tls) = options(&args, peers)?;
     let listeners = Listeners::bind_tcp(listen, tls.as_ref()).await?;
     let bound = listeners.tcp_addr().unwrap_or(listen);
     let limits = options.limits;
-    tracing::info!(listen = %bound, peers = options.peers.len(), "flowd relay ready");
+    tracing::info!(listen = %bound, peers = options.peers.current().len(), "flowd relay ready");
     crate::api::serve_service(RelayService::new(options), limits, listeners, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

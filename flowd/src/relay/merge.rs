@@ -68,6 +68,20 @@ impl Merger {
         }
     }
 
+    /// A node that joined: its lane, streaming, after the existing ones.
+    pub fn add(&mut self) -> usize {
+        let index = self.nodes.len();
+        self.nodes.insert(
+            index,
+            NodeLane {
+                lane: Lane::Streaming,
+                head: None,
+                watermark: 0,
+            },
+        );
+        index
+    }
+
     /// Whether `node` needs its next event read (no head waiting).
     pub fn wants(&self, node: usize) -> bool {
         self.nodes

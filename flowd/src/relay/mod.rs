@@ -5,6 +5,7 @@
 //! relay keeps no history: the nodes' durable histories are the buffer, so a node that was
 //! away, or a consumer that fell behind, is caught up from them.
 
+pub mod discovery;
 mod last;
 mod merge;
 mod peer;
@@ -12,7 +13,9 @@ mod position;
 mod service;
 mod stream;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
 
 pub use merge::{Lane, MergeOrder, Merger};
 pub use peer::{PeerTarget, PeerTiming};
@@ -26,11 +29,59 @@ use crate::api::ApiLimits;
 pub struct RelayOptions {
     /// The name GetStatus gives the relay itself.
     pub name: String,
-    pub peers: Vec<PeerTarget>,
+    pub peers: PeerSet,
     pub timing: PeerTiming,
     /// Events one node may queue for the merge before its stream waits.
     pub peer_buffer: usize,
     /// How often a Checkpoint goes out while records flow.
     pub checkpoint_interval: Duration,
     pub limits: ApiLimits,
+}
+
+/// The agents a relay reads, as they are now: a fixed list, or what discovery last found
+/// (`None` until its first list).
+#[derive(Clone)]
+pub struct PeerSet {
+    receiver: watch::Receiver<Option<Vec<PeerTarget>>>,
+    /// Holds a fixed set's sender, so its channel never reads as closed.
+    _fixed: Option<Arc<watch::Sender<Option<Vec<PeerTarget>>>>>,
+}
+
+impl std::fmt::Debug for PeerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.current()).finish()
+    }
+}
+
+impl PeerSet {
+    pub fn fixed(peers: Vec<PeerTarget>) -> Self {
+        let (sender, receiver) = watch::channel(Some(peers));
+        Self {
+            receiver,
+            _fixed: Some(Arc::new(sender)),
+        }
+    }
+
+    fn followed(receiver: watch::Receiver<Option<Vec<PeerTarget>>>) -> Self {
+        Self {
+            receiver,
+            _fixed: None,
+        }
+    }
+
+    pub fn current(&self) -> Vec<PeerTarget> {
+        self.receiver.borrow().clone().unwrap_or_default()
+    }
+
+    /// Resolves when the set changes (an error once discovery stopped for good).
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.receiver.changed().await
+    }
+
+    /// Waits (at most `timeout`) for discovery's first list, so a call made at start does not
+    /// see an empty cluster.
+    pub async fn wait_listed(&self, timeout: Duration) {
+        let mut receiver = self.receiver.clone();
+        let _ = tokio::time::timeout(timeout, receiver.wait_for(Option::is_some)).await;
+    }
 }

@@ -122,11 +122,16 @@ impl FlowService for RelayService {
         tokio::spawn(async move {
             let _slot = slot;
             let options = &shared.options;
+            options
+                .peers
+                .wait_listed(options.timing.connect_timeout)
+                .await;
             let (start, position) = match resume {
                 Some(position) => (Start::After(Arc::new(position.clone())), position),
                 None if request.last > 0 => {
                     let position =
-                        last::start_positions(&options.peers, &request, options.timing).await;
+                        last::start_positions(&options.peers.current(), &request, options.timing)
+                            .await;
                     (Start::After(Arc::new(position.clone())), position)
                 }
                 None => (Start::AsRequested, Position::default()),
@@ -141,10 +146,9 @@ impl FlowService for RelayService {
                 },
                 ..request
             };
-            let mut receivers = Vec::with_capacity(options.peers.len());
-            for target in &options.peers {
+            let follow = node_request.follow;
+            let spawn = |target: &peer::PeerTarget| {
                 let (events, receiver) = mpsc::channel(options.peer_buffer);
-                receivers.push(receiver);
                 tokio::spawn(peer::run(
                     target.clone(),
                     node_request.clone(),
@@ -152,15 +156,16 @@ impl FlowService for RelayService {
                     options.timing,
                     events,
                 ));
-            }
+                receiver
+            };
             let plan = MergePlan {
                 order,
                 limit,
                 checkpoint_interval: options.checkpoint_interval,
-                addresses: options.peers.iter().map(|p| p.address.clone()).collect(),
+                follow,
                 position,
             };
-            stream::merge(plan, receivers, tx).await;
+            stream::merge(plan, options.peers.clone(), spawn, tx).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -170,7 +175,12 @@ impl FlowService for RelayService {
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let options = &self.shared.options;
-        let asks = options.peers.iter().map(|target| async move {
+        options
+            .peers
+            .wait_listed(options.timing.connect_timeout)
+            .await;
+        let peers = options.peers.current();
+        let asks = peers.iter().map(|target| async move {
             let answer = async {
                 let mut client = peer::connect(target, options.timing).await?;
                 peer::status(&mut client, options.timing).await

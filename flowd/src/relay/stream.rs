@@ -9,8 +9,9 @@ use tonic::Status;
 
 use super::{
     merge::{Lane, MergeOrder, Merger},
-    peer::NodeEvent,
+    peer::{NodeEvent, PeerTarget},
     position::Position,
+    PeerSet,
 };
 use crate::proto::v1::{self as pb, get_flows_response::Event};
 
@@ -23,10 +24,18 @@ pub struct MergePlan {
     pub limit: Option<u64>,
     /// How often a checkpoint goes out while records flow.
     pub checkpoint_interval: Duration,
-    /// The node addresses, index for index with the streams (named in node states).
-    pub addresses: Vec<String>,
+    /// Following: nodes that join the set are added, nodes that leave it end as GONE, and the
+    /// call never ends on its own.
+    pub follow: bool,
     /// Where the call started: its cursors are the first checkpoint's.
     pub position: Position,
+}
+
+/// One node of the call: where it is, what it is called, and its stream (gone: `None`).
+struct NodeIo {
+    address: String,
+    name: String,
+    events: Option<mpsc::Receiver<NodeEvent>>,
 }
 
 fn send_event(event: Event) -> Result<pb::GetFlowsResponse, Status> {
@@ -34,10 +43,23 @@ fn send_event(event: Event) -> Result<pb::GetFlowsResponse, Status> {
 }
 
 /// Runs the merge until every node stream ended (not following), the limit is reached or the
-/// consumer left.
-pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, out: Output) {
-    let mut merger = Merger::new(plan.order, nodes.len());
-    let mut names: Vec<String> = plan.addresses.clone();
+/// consumer left. `spawn` starts one node's stream.
+pub async fn merge(
+    plan: MergePlan,
+    mut peers: PeerSet,
+    spawn: impl Fn(&PeerTarget) -> mpsc::Receiver<NodeEvent>,
+    out: Output,
+) {
+    let initial = peers.current();
+    let mut merger = Merger::new(plan.order, initial.len());
+    let mut nodes: Vec<NodeIo> = initial
+        .iter()
+        .map(|target| NodeIo {
+            address: target.address.clone(),
+            name: target.address.clone(),
+            events: Some(spawn(target)),
+        })
+        .collect();
     let mut position = plan.position;
     // A node the consumer never heard from is read, on resume, from when the call began.
     if position.created_ns == 0 {
@@ -49,7 +71,9 @@ pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, o
     checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some((node, flow)) = merger.pop() {
-            position.cursors.insert(names[node].clone(), flow.cursor);
+            position
+                .cursors
+                .insert(nodes[node].name.clone(), flow.cursor);
             if out.send(send_event(Event::Flow(flow))).await.is_err() {
                 return;
             }
@@ -59,26 +83,37 @@ pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, o
                 return;
             }
         }
-        if merger.finished() {
+        if !plan.follow && merger.finished() {
             checkpoint(&out, &mut position, &mut sent_position).await;
             return;
         }
-        let wanted: Vec<usize> = (0..nodes.len()).filter(|n| merger.wants(*n)).collect();
-        if wanted.is_empty() {
-            // Every node has a head waiting and none can go: cannot happen while the merge
-            // rule holds; end the call rather than spin.
-            tracing::error!("relay merge stalled with every node's head waiting");
-            return;
-        }
-        let reads = nodes
+        let reads: Vec<_> = nodes
             .iter_mut()
             .enumerate()
-            .filter(|(n, _)| wanted.contains(n))
-            .map(|(n, receiver)| Box::pin(async move { (n, receiver.recv().await) }));
+            .filter(|(n, _)| merger.wants(*n))
+            .filter_map(|(n, io)| io.events.as_mut().map(|events| (n, events)))
+            .map(|(n, events)| Box::pin(async move { (n, events.recv().await) }))
+            .collect();
+        let any_read = async {
+            if reads.is_empty() {
+                std::future::pending().await
+            } else {
+                select_all(reads).await.0
+            }
+        };
         let (node, event) = tokio::select! {
-            ((node, event), _, _) = select_all(reads) => (node, event),
+            read = any_read => read,
             _ = checkpoints.tick() => {
                 checkpoint(&out, &mut position, &mut sent_position).await;
+                continue;
+            }
+            changed = peers.changed(), if plan.follow => {
+                if changed.is_ok() {
+                    let current = peers.current();
+                    if !rejoin(&current, &mut nodes, &mut merger, &spawn, &out).await {
+                        return;
+                    }
+                }
                 continue;
             }
             () = out.closed() => return,
@@ -87,12 +122,13 @@ pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, o
             merger.set_lane(node, Lane::Ended);
             continue;
         };
+        let io = &mut nodes[node];
         match event {
             NodeEvent::Identified { node: name, start } => {
                 if let Some(start) = start {
                     position.cursors.entry(name.clone()).or_insert(start);
                 }
-                names[node] = name;
+                io.name = name;
             }
             NodeEvent::Flow(flow) => merger.offer(node, *flow),
             NodeEvent::Watermark(ns) => merger.watermark(node, ns),
@@ -109,14 +145,7 @@ pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, o
                         Lane::Streaming
                     },
                 );
-                let status = pb::NodeStatus {
-                    node: names[node].clone(),
-                    address: plan.addresses[node].clone(),
-                    state: state as i32,
-                    lag_records,
-                    message,
-                    ..Default::default()
-                };
+                let status = node_status(io, state, lag_records, message);
                 if out
                     .send(send_event(Event::NodeStatus(status)))
                     .await
@@ -131,12 +160,12 @@ pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, o
             } => {
                 position
                     .cursors
-                    .insert(names[node].clone(), resume_after + count);
+                    .insert(io.name.clone(), resume_after + count);
                 let lost = pb::LostRecords {
                     count,
                     resume_after,
                     next_cursor: resume_after + count + 1,
-                    node: names[node].clone(),
+                    node: io.name.clone(),
                 };
                 if out
                     .send(send_event(Event::LostRecords(lost)))
@@ -149,6 +178,68 @@ pub async fn merge(plan: MergePlan, mut nodes: Vec<mpsc::Receiver<NodeEvent>>, o
             NodeEvent::Ended => merger.set_lane(node, Lane::Ended),
         }
     }
+}
+
+fn node_status(
+    io: &NodeIo,
+    state: pb::NodeState,
+    lag_records: u64,
+    message: String,
+) -> pb::NodeStatus {
+    pb::NodeStatus {
+        node: io.name.clone(),
+        address: io.address.clone(),
+        state: state as i32,
+        lag_records,
+        message,
+        ..Default::default()
+    }
+}
+
+/// The node set changed: streams for the nodes that joined, GONE for those that left. False
+/// when the consumer left.
+async fn rejoin(
+    current: &[PeerTarget],
+    nodes: &mut Vec<NodeIo>,
+    merger: &mut Merger,
+    spawn: &impl Fn(&PeerTarget) -> mpsc::Receiver<NodeEvent>,
+    out: &Output,
+) -> bool {
+    for (index, io) in nodes.iter_mut().enumerate() {
+        let still = current.iter().any(|t| t.address == io.address);
+        if still || io.events.is_none() {
+            continue;
+        }
+        io.events = None;
+        merger.set_lane(index, Lane::Ended);
+        let status = node_status(
+            io,
+            pb::NodeState::Gone,
+            0,
+            "no longer among the agents".into(),
+        );
+        if out
+            .send(send_event(Event::NodeStatus(status)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    for target in current {
+        let known = nodes
+            .iter()
+            .any(|io| io.address == target.address && io.events.is_some());
+        if !known {
+            merger.add();
+            nodes.push(NodeIo {
+                address: target.address.clone(),
+                name: target.address.clone(),
+                events: Some(spawn(target)),
+            });
+        }
+    }
+    true
 }
 
 /// Sends the position when it moved since the last checkpoint.

@@ -137,6 +137,12 @@ impl Rendered {
             .unwrap_or_else(|| panic!("the chart renders a {kind}"))
     }
 
+    pub fn object_named(&self, kind: &str, name: &str) -> Option<serde_yaml_ng::Value> {
+        self.objects()
+            .into_iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+    }
+
     pub fn has(&self, kind: &str) -> bool {
         self.objects().iter().any(|o| o["kind"] == kind)
     }

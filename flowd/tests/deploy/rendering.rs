@@ -30,6 +30,17 @@ fn value_sets() -> Vec<(&'static str, Value)> {
         ),
         ("privileged", json!({"privileged": true})),
         (
+            "relay with TLS both ways",
+            json!({"listener": {"enabled": true, "tls": {"secretName": "flowd-tls"}},
+                   "relay": {"enabled": true, "tls": {"secretName": "flowd-relay-tls",
+                             "agentServerName": "flowd-agents", "serverName": "flowd-relay"}}}),
+        ),
+        (
+            "relay in plaintext, said explicitly on both sides",
+            json!({"listener": {"enabled": true, "insecure": true},
+                   "relay": {"enabled": true, "insecure": true}}),
+        ),
+        (
             "no BTF or tracefs mounts",
             json!({"hostMounts": {"btf": false, "tracefs": false}, "config": {"dropProbe": "off"}}),
         ),
@@ -67,7 +78,9 @@ fn every_rendered_object_is_valid_for_kubernetes() {
         if rendered.has("ServiceMonitor") {
             let monitor = rendered.object("ServiceMonitor");
             assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics", "{name}");
-            let service = rendered.object("Service");
+            let service = rendered
+                .object_named("Service", "flowd-agents")
+                .expect("the agents' Service");
             let ports = service["spec"]["ports"].as_sequence().expect("ports");
             assert!(ports.iter().any(|p| p["name"] == "metrics"), "{name}");
             assert_eq!(
@@ -122,6 +135,62 @@ fn check_config_names_the_file_the_key_and_the_fix() {
     let (code, output) = run_flowd(&["run", "--check-config", "/nonexistent/flowd.yaml"]);
     assert_eq!(code, 2, "{output}");
     assert!(output.contains("/nonexistent/flowd.yaml"), "{output}");
+}
+
+/// The relay's command line as the Deployment gives it: flags the relay knows (clap refuses an
+/// unknown one before it reaches --help) and the agents' Service it follows.
+#[test]
+fn the_relay_deployment_runs_a_command_the_relay_accepts() {
+    let rendered = rendered(
+        "relay",
+        &json!({"listener": {"enabled": true, "tls": {"secretName": "flowd-tls"}},
+                "relay": {"enabled": true, "tls": {"secretName": "r", "agentServerName": "a",
+                          "serverName": "b"}}}),
+    );
+    let relay = rendered
+        .objects()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("a relay Deployment");
+    let container = &relay["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string").to_owned())
+        .collect();
+    let service = args
+        .iter()
+        .position(|a| a == "--kubernetes-service")
+        .map(|i| args[i + 1].clone());
+    assert_eq!(service.as_deref(), Some("flowd/flowd-agents"), "{args:?}");
+    let agents = rendered
+        .object_named("Service", "flowd-agents")
+        .expect("the Service the relay follows is rendered");
+    assert_eq!(
+        agents["spec"]["clusterIP"], "None",
+        "headless: one endpoint per agent"
+    );
+    let ports = agents["spec"]["ports"].as_sequence().expect("ports");
+    assert!(
+        ports.iter().any(|p| p["name"] == "grpc"),
+        "the port the relay looks for"
+    );
+    let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
+    with_help.push("--help");
+    let (code, output) = run_flowd(&with_help);
+    assert_eq!(code, 0, "flowd {with_help:?}: {output}");
+    let role = rendered
+        .objects()
+        .into_iter()
+        .find(|o| o["kind"] == "Role")
+        .expect("the relay's Role");
+    assert_eq!(role["rules"][0]["resources"][0], "endpointslices");
+    assert_eq!(
+        role["rules"].as_sequence().map(Vec::len),
+        Some(1),
+        "nothing else"
+    );
 }
 
 #[test]
@@ -239,6 +308,16 @@ fn wrong_values_are_refused_with_a_readable_message() {
         (
             json!({"metrics": {"serviceMonitor": {"enabled": true}}}),
             "metrics.enabled",
+        ),
+        (json!({"relay": {"enabled": true}}), "listener.enabled"),
+        (
+            json!({"listener": {"enabled": true, "insecure": true}, "relay": {"enabled": true}}),
+            "relay.tls.secretName",
+        ),
+        (
+            json!({"listener": {"enabled": true, "tls": {"secretName": "t"}},
+                   "relay": {"enabled": true, "insecure": true}}),
+            "listener.insecure",
         ),
     ];
     for (values, named) in cases {

@@ -26,6 +26,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true: the ServiceMonitor scrapes the agents' metrics port" -}}
 {{- end -}}
+{{- if and .Values.relay.enabled (not .Values.listener.enabled) -}}
+{{- fail "relay.enabled needs listener.enabled: the relay reads the agents over their TCP listener" -}}
+{{- end -}}
+{{- if and .Values.relay.enabled (not .Values.relay.tls.secretName) (not .Values.relay.insecure) -}}
+{{- fail "relay.enabled needs relay.tls.secretName (tls.crt, tls.key and ca.crt) or relay.insecure=true: the relay serves every node's flows" -}}
+{{- end -}}
+{{- if and .Values.relay.enabled .Values.relay.tls.secretName (or (not .Values.relay.tls.agentServerName) (not .Values.relay.tls.serverName)) -}}
+{{- fail "relay.tls.secretName needs relay.tls.agentServerName (the name in the agents' certificates) and relay.tls.serverName (the name in the relay's)" -}}
+{{- end -}}
+{{- if and .Values.relay.enabled .Values.relay.insecure (not .Values.listener.insecure) -}}
+{{- fail "relay.insecure=true reads the agents in plaintext, which needs listener.insecure=true too; or give relay.tls.secretName" -}}
+{{- end -}}
 {{- if and .Values.listener.enabled .Values.metrics.enabled (eq (int .Values.listener.port) (int .Values.metrics.port)) -}}
 {{- fail "listener.port and metrics.port are the same port; give them different ones" -}}
 {{- end -}}

@@ -1,0 +1,253 @@
+//! The relay finding its agents from the EndpointSlices of their headless Service, served by a
+//! fake API server speaking the list/watch protocol; the agents are real API servers over real
+//! histories (no kernel needed). A slice that goes away ends its node with GONE.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{body::Body, extract::State, http::Uri, response::Response, routing::get, Router};
+use flowd::{
+    api::{self, client, proto::v1 as pb, FlowApi, Listeners},
+    flow::FlowRecord,
+    relay::{discovery, PeerTiming, RelayOptions, RelayService},
+    store::{FlowStore, Hub, Retention},
+    telemetry::Telemetry,
+};
+use futures::StreamExt as _;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+struct Agent {
+    hub: Hub,
+    telemetry: Arc<Telemetry>,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn agent(node: &str) -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(
+        &dir.path().join("flows.redb"),
+        Retention {
+            max_age: Duration::from_secs(3600),
+            max_bytes: u64::MAX,
+        },
+        4 << 20,
+    )
+    .unwrap();
+    let hub = Hub::new(Arc::new(store), 1024);
+    let telemetry = Arc::new(Telemetry::new(node, 1024));
+    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let addr = listeners.tcp_addr().unwrap();
+    // What the store stage does on a node: tell followers that time moved on.
+    let pulse = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            pulse.pulse_watermark();
+        }
+    });
+    tokio::spawn(api::serve(
+        FlowApi::new(hub.clone(), telemetry.clone()),
+        listeners,
+        CancellationToken::new(),
+    ));
+    Agent {
+        hub,
+        telemetry,
+        addr,
+        _dir: dir,
+    }
+}
+
+impl Agent {
+    async fn publish(&self, ports: std::ops::RangeInclusive<u16>) {
+        let records = ports.map(FlowRecord::sample).collect();
+        self.hub.publish(records, &self.telemetry).await;
+    }
+}
+
+fn slice(name: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "flowd", "resourceVersion": "1",
+                     "labels": {"kubernetes.io/service-name": "flowd-agents"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+        "ports": [{"name": "grpc", "port": port, "protocol": "TCP"}]
+    })
+}
+
+struct Fake {
+    slices: Vec<Value>,
+    /// Fired by the test: the watch then reports the second slice deleted.
+    remove_second: Notify,
+}
+
+async fn endpoint_slices(State(fake): State<Arc<Fake>>, uri: Uri) -> Response {
+    let query = uri.query().unwrap_or_default().to_owned();
+    assert!(
+        query.contains("labelSelector=kubernetes.io%2Fservice-name%3Dflowd-agents"),
+        "the relay selects the agents' Service's slices: {query}"
+    );
+    if query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+    {
+        let fake = fake.clone();
+        let deleted = async move {
+            fake.remove_second.notified().await;
+            let event = json!({"type": "DELETED", "object": fake.slices[1]});
+            Ok::<_, std::io::Error>(format!("{event}\n"))
+        };
+        let body = futures::stream::once(deleted).chain(futures::stream::pending());
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(body))
+            .unwrap();
+    }
+    let list = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList",
+                      "metadata": {"resourceVersion": "1"}, "items": fake.slices});
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(list.to_string()))
+        .unwrap()
+}
+
+fn source_port(flow: &pb::Flow) -> u32 {
+    flow.source.as_ref().map(|s| s.port).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_follows_the_agents_endpoint_slices() {
+    let one = agent("node-one").await;
+    let two = agent("node-two").await;
+    let fake = Arc::new(Fake {
+        slices: vec![
+            slice("flowd-agents-one", one.addr.port()),
+            slice("flowd-agents-two", two.addr.port()),
+        ],
+        remove_second: Notify::new(),
+    });
+    let app = Router::new()
+        .route(
+            "/apis/discovery.k8s.io/v1/namespaces/flowd/endpointslices",
+            get(endpoint_slices),
+        )
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let kube = kube::Client::try_from(kube::Config::new(
+        format!("http://{api_addr}").parse().unwrap(),
+    ))
+    .unwrap();
+
+    let stop = CancellationToken::new();
+    let peers = discovery::follow_service(
+        kube,
+        discovery::ServiceDiscovery {
+            namespace: "flowd".into(),
+            service: "flowd-agents".into(),
+            port_name: "grpc".into(),
+            tls: None,
+        },
+        stop.clone(),
+    );
+    let options = RelayOptions {
+        name: "relay".into(),
+        peers,
+        timing: PeerTiming::default(),
+        peer_buffer: 64,
+        checkpoint_interval: Duration::from_millis(100),
+        limits: api::ApiLimits::default(),
+    };
+    let limits = options.limits;
+    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let relay_addr = listeners.tcp_addr().unwrap();
+    tokio::spawn(api::serve_service(
+        RelayService::new(options),
+        limits,
+        listeners,
+        stop.clone(),
+    ));
+
+    let mut client = client::connect_tcp(relay_addr, None).await.unwrap();
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut states: Vec<(String, pb::NodeState)> = Vec::new();
+    let mut ports = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut published = false;
+    let mut removed = false;
+    let mut published_after_gone = false;
+    loop {
+        let connected = ["node-one", "node-two"].iter().all(|n| {
+            states
+                .iter()
+                .any(|(node, s)| node == n && *s == pb::NodeState::Connected)
+        });
+        if connected && !published {
+            published = true;
+            one.publish(1000..=1002).await;
+            two.publish(2000..=2002).await;
+        }
+        if ports.len() >= 6 && !removed {
+            removed = true;
+            fake.remove_second.notify_one();
+        }
+        let gone = states
+            .iter()
+            .any(|(node, s)| node == "node-two" && *s == pb::NodeState::Gone);
+        if gone && !published_after_gone {
+            published_after_gone = true;
+            // After GONE: the first node still streams, the second no longer does.
+            two.publish(2003..=2003).await;
+            one.publish(1003..=1003).await;
+        }
+        if ports.contains(&1003) {
+            break;
+        }
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("the relay keeps the stream going")
+            .expect("stream")
+            .expect("open");
+        match message.event {
+            Some(pb::get_flows_response::Event::NodeStatus(node)) => states.push((
+                node.node,
+                pb::NodeState::try_from(node.state).unwrap_or_default(),
+            )),
+            Some(pb::get_flows_response::Event::Flow(flow)) => ports.push(source_port(&flow)),
+            _ => {}
+        }
+    }
+    ports.sort();
+    assert_eq!(
+        ports,
+        vec![1000, 1001, 1002, 1003, 2000, 2001, 2002],
+        "both nodes' records, and none of the second's after it was gone"
+    );
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let nodes: Vec<&str> = status.nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["node-one"],
+        "GetStatus lists the nodes the Service has now"
+    );
+    stop.cancel();
+}
