@@ -1,14 +1,17 @@
-//! The relay finding its agents from the EndpointSlices of their headless Service, served by a
-//! fake API server speaking the list/watch protocol; the agents are real API servers over real
-//! histories (no kernel needed). A slice that goes away ends its node with GONE.
+//! The relay over real agent API servers on real histories, in process (no kernel needed):
+//! finding them from the EndpointSlices of their headless Service on a fake API server speaking
+//! the list/watch protocol (a slice that goes away ends its node with GONE), TLS with client
+//! certificates on both sides, and a named gap when retention passed a resumed position.
+
+mod support;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{body::Body, extract::State, http::Uri, response::Response, routing::get, Router};
 use flowd::{
-    api::{self, client, proto::v1 as pb, FlowApi, Listeners},
+    api::{self, client, proto::v1 as pb, FlowApi, Listeners, TlsFiles},
     flow::FlowRecord,
-    relay::{discovery, PeerTiming, RelayOptions, RelayService},
+    relay::{discovery, PeerSet, PeerTarget, PeerTiming, Position, RelayOptions, RelayService},
     store::{FlowStore, Hub, Retention},
     telemetry::Telemetry,
 };
@@ -25,19 +28,24 @@ struct Agent {
 }
 
 async fn agent(node: &str) -> Agent {
+    agent_with(node, None, u64::MAX).await
+}
+
+/// An agent API on loopback TCP (with `tls`), its history kept to `max_bytes`.
+async fn agent_with(node: &str, tls: Option<TlsFiles>, max_bytes: u64) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let store = FlowStore::open(
         &dir.path().join("flows.redb"),
         Retention {
             max_age: Duration::from_secs(3600),
-            max_bytes: u64::MAX,
+            max_bytes,
         },
         4 << 20,
     )
     .unwrap();
     let hub = Hub::new(Arc::new(store), 1024);
     let telemetry = Arc::new(Telemetry::new(node, 1024));
-    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), None)
+    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), tls.as_ref())
         .await
         .unwrap();
     let addr = listeners.tcp_addr().unwrap();
@@ -250,4 +258,181 @@ async fn the_relay_follows_the_agents_endpoint_slices() {
         "GetStatus lists the nodes the Service has now"
     );
     stop.cancel();
+}
+
+/// A relay in process over `peers`, listening on loopback with `tls`.
+async fn relay(peers: Vec<PeerTarget>, tls: Option<TlsFiles>) -> SocketAddr {
+    let options = RelayOptions {
+        name: "relay".into(),
+        peers: PeerSet::fixed(peers),
+        timing: PeerTiming {
+            connect_timeout: Duration::from_secs(2),
+            ..PeerTiming::default()
+        },
+        peer_buffer: 64,
+        checkpoint_interval: Duration::from_millis(100),
+        limits: api::ApiLimits::default(),
+    };
+    let limits = options.limits;
+    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), tls.as_ref())
+        .await
+        .unwrap();
+    let addr = listeners.tcp_addr().unwrap();
+    tokio::spawn(api::serve_service(
+        RelayService::new(options),
+        limits,
+        listeners,
+        CancellationToken::new(),
+    ));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_on_both_sides_of_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tls::certificates(dir.path());
+    let p = |name: &str| dir.path().join(name);
+    let agent_tls = TlsFiles {
+        cert: p("server.pem"),
+        key: p("server.key"),
+        client_ca: Some(p("ca.pem")),
+    };
+    let one = agent_with("tls-one", Some(agent_tls.clone()), u64::MAX).await;
+    let two = agent_with("tls-two", Some(agent_tls), u64::MAX).await;
+    one.publish(1000..=1001).await;
+    two.publish(2000..=2001).await;
+    let as_relay = client::ClientTls {
+        ca: Some(p("ca.pem")),
+        cert: Some(p("relay.pem")),
+        key: Some(p("relay.key")),
+        server_name: None,
+    };
+    let peers = |tls: &client::ClientTls| {
+        [one.addr, two.addr]
+            .map(|addr| PeerTarget {
+                address: addr.to_string(),
+                tls: Some(tls.clone()),
+            })
+            .to_vec()
+    };
+    let relay_tls = TlsFiles {
+        cert: p("relay.pem"),
+        key: p("relay.key"),
+        client_ca: Some(p("ca.pem")),
+    };
+    let addr = relay(peers(&as_relay), Some(relay_tls.clone())).await;
+    let consumer = client::ClientTls {
+        ca: Some(p("ca.pem")),
+        cert: Some(p("client.pem")),
+        key: Some(p("client.key")),
+        server_name: None,
+    };
+    let mut client = client::connect_tcp(addr, Some(&consumer)).await.unwrap();
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            last: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ports = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        if let Some(pb::get_flows_response::Event::Flow(flow)) = message.event {
+            ports.push(source_port(&flow));
+        }
+    }
+    ports.sort();
+    assert_eq!(ports, [1000, 1001, 2000, 2001], "both agents, over TLS");
+
+    // A consumer without a certificate is refused by the relay.
+    let anonymous = client::ClientTls {
+        ca: Some(p("ca.pem")),
+        ..Default::default()
+    };
+    let refused = match client::connect_tcp(addr, Some(&anonymous)).await {
+        Err(_) => true,
+        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
+    };
+    assert!(refused, "the relay requires client certificates");
+
+    // A relay without a client certificate is refused by the agents: it says so per node.
+    let no_cert = client::ClientTls {
+        ca: Some(p("ca.pem")),
+        ..Default::default()
+    };
+    let addr = relay(peers(&no_cert), Some(relay_tls)).await;
+    let mut client = client::connect_tcp(addr, Some(&consumer)).await.unwrap();
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.nodes.len(), 2);
+    for node in &status.nodes {
+        assert_eq!(
+            node.state,
+            pb::NodeState::Unavailable as i32,
+            "an agent refuses a relay without a certificate: {node:?}"
+        );
+        assert!(!node.message.is_empty(), "and the reason is given");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_retention_passed_is_a_gap_naming_the_node() {
+    let one_record = {
+        let mut flow = flowd::flow::wire::to_proto(&FlowRecord::sample(1));
+        flow.cursor = 1;
+        flow.recorded_time = Some(flowd::flow::wire::timestamp(std::time::SystemTime::now()));
+        prost::Message::encoded_len(&flow) as u64
+    };
+    let node = agent_with("short-memory", None, one_record * 10).await;
+    node.publish(1..=40).await;
+    // Retention by size only: the samples ended at the epoch, which an age limit would take
+    // whole.
+    node.hub
+        .store()
+        .enforce_retention(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let (first, last) = node.hub.store().bounds().unwrap().expect("some left");
+    assert!(first > 1, "retention removed the oldest");
+    let addr = relay(
+        vec![PeerTarget {
+            address: node.addr.to_string(),
+            tls: None,
+        }],
+        None,
+    )
+    .await;
+    let position = Position {
+        cursors: [("short-memory".to_owned(), 0)].into_iter().collect(),
+        created_ns: 0,
+    };
+    let mut client = client::connect_tcp(addr, None).await.unwrap();
+    let mut stream = client
+        .get_flows(pb::GetFlowsRequest {
+            resume_token: position.encode(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut gaps = Vec::new();
+    let mut cursors = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        match message.event {
+            Some(pb::get_flows_response::Event::LostRecords(lost)) => gaps.push(lost),
+            Some(pb::get_flows_response::Event::Flow(flow)) => cursors.push(flow.cursor),
+            _ => {}
+        }
+    }
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0].node, "short-memory");
+    assert_eq!(gaps[0].count, first - 1, "the records retention removed");
+    assert_eq!(
+        cursors,
+        (first..=last).collect::<Vec<_>>(),
+        "then everything it holds"
+    );
 }
