@@ -68,7 +68,7 @@ fn options(peers: Vec<PeerTarget>) -> RelayOptions {
         name: "bench-relay".into(),
         peers: PeerSet::fixed(peers),
         timing: PeerTiming::default(),
-        peer_buffer: 1024,
+        peer_buffer: 256,
         checkpoint_interval: Duration::from_secs(1),
         limits: api::ApiLimits::default(),
     }

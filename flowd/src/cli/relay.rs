@@ -73,7 +73,7 @@ pub struct RelayArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub retry_max: Option<Duration>,
-    /// Events one node may queue for the merge before its stream waits [default: 1024].
+    /// Records one node may queue for the merge before its stream waits [default: 256].
     #[arg(long, value_name = "N")]
     pub peer_buffer: Option<usize>,
     /// How often a Checkpoint (resume token) goes out while records flow [default: 1s].
@@ -191,7 +191,7 @@ pub fn options(
         name: args.name.clone().unwrap_or_else(|| "relay".to_owned()),
         peers,
         timing,
-        peer_buffer: args.peer_buffer.unwrap_or(1024).max(1),
+        peer_buffer: args.peer_buffer.unwrap_or(256).max(1),
         checkpoint_interval: args
             .checkpoint_interval
             .unwrap_or(Duration::from_secs(1))

@@ -1,7 +1,7 @@
 //! The k-way merge of node streams: a record goes out only when no node still streaming can
 //! send an earlier one, which each node proves by its next record or by a watermark.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::proto::v1 as pb;
 
@@ -37,13 +37,14 @@ pub enum Lane {
 
 struct NodeLane {
     lane: Lane,
-    head: Option<pb::Flow>,
+    /// The node's next records, in its order.
+    head: VecDeque<pb::Flow>,
     /// Nothing later from this node is earlier than this (ns).
     watermark: u64,
 }
 
-/// The merge state: one head record per node at most, so memory stays bounded by the number
-/// of nodes whatever the consumer's speed.
+/// The merge state: one batch of records per node at most, so memory stays bounded by the
+/// number of nodes whatever the consumer's speed.
 pub struct Merger {
     order: MergeOrder,
     nodes: BTreeMap<usize, NodeLane>,
@@ -59,7 +60,7 @@ impl Merger {
                         n,
                         NodeLane {
                             lane: Lane::Streaming,
-                            head: None,
+                            head: VecDeque::new(),
                             watermark: 0,
                         },
                     )
@@ -75,25 +76,28 @@ impl Merger {
             index,
             NodeLane {
                 lane: Lane::Streaming,
-                head: None,
+                head: VecDeque::new(),
                 watermark: 0,
             },
         );
         index
     }
 
-    /// Whether `node` needs its next event read (no head waiting).
+    /// Whether `node` needs its next event read (nothing of it waiting).
     pub fn wants(&self, node: usize) -> bool {
         self.nodes
             .get(&node)
-            .is_some_and(|n| n.head.is_none() && n.lane != Lane::Ended)
+            .is_some_and(|n| n.head.is_empty() && n.lane != Lane::Ended)
     }
 
-    /// Takes `node`'s next record; the caller reads a node only while it `wants` more.
-    pub fn offer(&mut self, node: usize, flow: pb::Flow) {
+    /// Takes `node`'s next records (in its order); the caller reads a node only while it
+    /// `wants` more.
+    pub fn offer(&mut self, node: usize, flows: Vec<pb::Flow>) {
         if let Some(lane) = self.nodes.get_mut(&node) {
-            lane.watermark = lane.watermark.max(self.order.time_of(&flow));
-            lane.head = Some(flow);
+            if let Some(last) = flows.last() {
+                lane.watermark = lane.watermark.max(self.order.time_of(last));
+            }
+            lane.head.extend(flows);
         }
     }
 
@@ -114,15 +118,15 @@ impl Merger {
         let (node, time) = self
             .nodes
             .iter()
-            .filter_map(|(n, lane)| lane.head.as_ref().map(|f| (*n, self.order.time_of(f))))
+            .filter_map(|(n, lane)| lane.head.front().map(|f| (*n, self.order.time_of(f))))
             .min_by_key(|(n, time)| (*time, *n))?;
         let blocked = self.nodes.iter().any(|(_, lane)| {
-            lane.head.is_none() && lane.lane == Lane::Streaming && lane.watermark < time
+            lane.head.is_empty() && lane.lane == Lane::Streaming && lane.watermark < time
         });
         if blocked {
             return None;
         }
-        let flow = self.nodes.get_mut(&node)?.head.take()?;
+        let flow = self.nodes.get_mut(&node)?.head.pop_front()?;
         Some((node, flow))
     }
 
@@ -130,7 +134,7 @@ impl Merger {
     pub fn finished(&self) -> bool {
         self.nodes
             .values()
-            .all(|lane| lane.lane == Lane::Ended && lane.head.is_none())
+            .all(|lane| lane.lane == Lane::Ended && lane.head.is_empty())
     }
 }
 
@@ -159,7 +163,7 @@ mod tests {
     #[test]
     fn a_quiet_node_holds_the_merge_until_its_watermark_passes() {
         let mut merger = Merger::new(MergeOrder::Recorded, 2);
-        merger.offer(0, flow("a", 1, 10));
+        merger.offer(0, vec![flow("a", 1, 10)]);
         assert!(
             merger.pop().is_none(),
             "node 1 might still send something earlier"
@@ -188,7 +192,7 @@ mod tests {
                 if merger.wants(node) {
                     match streams[node].get(next[node]) {
                         Some(f) => {
-                            merger.offer(node, f.clone());
+                            merger.offer(node, vec![f.clone()]);
                             next[node] += 1;
                         }
                         None => merger.set_lane(node, Lane::Ended),
@@ -207,21 +211,36 @@ mod tests {
     #[test]
     fn an_unavailable_node_does_not_stall_the_others() {
         let mut merger = Merger::new(MergeOrder::Recorded, 2);
-        merger.offer(0, flow("a", 1, 10));
+        merger.offer(0, vec![flow("a", 1, 10)]);
         merger.set_lane(1, Lane::Unavailable);
         assert_eq!(drain(&mut merger), vec![(0, 1)]);
         // Back, behind in time: its records go out as they come (it is catching up).
         merger.set_lane(1, Lane::Streaming);
-        merger.offer(1, flow("b", 7, 3));
+        merger.offer(1, vec![flow("b", 7, 3)]);
         merger.watermark(0, 3);
         assert_eq!(drain(&mut merger), vec![(1, 7)]);
     }
 
     #[test]
+    fn a_batch_is_interleaved_with_the_other_nodes() {
+        let mut merger = Merger::new(MergeOrder::Recorded, 2);
+        merger.offer(0, (1..=6).map(|s| flow("a", s as u64, s)).collect());
+        assert!(merger.pop().is_none(), "node 1 has said nothing yet");
+        merger.offer(1, vec![flow("b", 1, 3)]);
+        assert_eq!(
+            drain(&mut merger),
+            vec![(0, 1), (0, 2), (0, 3), (1, 1)],
+            "node 1's record in its place; then it must speak again"
+        );
+        merger.watermark(1, 10_000_000_000);
+        assert_eq!(drain(&mut merger), vec![(0, 4), (0, 5), (0, 6)]);
+    }
+
+    #[test]
     fn equal_times_go_by_node() {
         let mut merger = Merger::new(MergeOrder::Recorded, 2);
-        merger.offer(1, flow("b", 1, 5));
-        merger.offer(0, flow("a", 1, 5));
+        merger.offer(1, vec![flow("b", 1, 5)]);
+        merger.offer(0, vec![flow("a", 1, 5)]);
         assert_eq!(drain(&mut merger), vec![(0, 1), (1, 1)]);
     }
 }

@@ -31,7 +31,8 @@ pub struct RelayOptions {
     pub name: String,
     pub peers: PeerSet,
     pub timing: PeerTiming,
-    /// Events one node may queue for the merge before its stream waits.
+    /// Records one node may queue for the merge before its stream waits (in batches of
+    /// `peer::BATCH`); with many nodes this is most of the relay's memory.
     pub peer_buffer: usize,
     /// How often a Checkpoint goes out while records flow.
     pub checkpoint_interval: Duration,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
@@ -12,6 +13,14 @@ use crate::{
     api::client::{self, ClientTls},
     proto::v1::{self as pb, flow_service_client::FlowServiceClient},
 };
+
+/// Records handed to the merge at once: one channel operation per batch, not per record.
+pub const BATCH: usize = 64;
+
+/// Hands the batched records over; false when the merge stopped listening.
+async fn flush(events: &mpsc::Sender<NodeEvent>, batch: &mut Vec<pb::Flow>) -> bool {
+    batch.is_empty() || events.send(NodeEvent::Flows(std::mem::take(batch))).await.is_ok()
+}
 
 /// An agent the relay reads: its `host:port` and the TLS to reach it with.
 #[derive(Clone, Debug)]
@@ -47,7 +56,8 @@ pub enum NodeEvent {
         node: String,
         start: Option<u64>,
     },
-    Flow(Box<pb::Flow>),
+    /// Records in the node's order, as many as had arrived together (at most `BATCH`).
+    Flows(Vec<pb::Flow>),
     Watermark(u64),
     State {
         state: pb::NodeState,
@@ -231,10 +241,25 @@ pub async fn run(
             Err(_) => continue,
         };
         let mut caught_up = !catching_up;
+        let mut batch: Vec<pb::Flow> = Vec::new();
         let ended_reason = loop {
-            let message = tokio::select! {
-                message = stream.message() => message,
-                () = events.closed() => return,
+            // Wait only when nothing is batched; otherwise take what has already arrived, and
+            // hand the batch over once nothing more is ready.
+            let message = if batch.is_empty() {
+                tokio::select! {
+                    message = stream.message() => message,
+                    () = events.closed() => return,
+                }
+            } else {
+                match stream.message().now_or_never() {
+                    Some(message) => message,
+                    None => {
+                        if !flush(&events, &mut batch).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             };
             let event = match message {
                 Ok(Some(pb::GetFlowsResponse { event: Some(event) })) => event,
@@ -242,11 +267,19 @@ pub async fn run(
                 Ok(None) => break None,
                 Err(status) => break Some(status.message().to_owned()),
             };
-            let forwarded = match event {
-                pb::get_flows_response::Event::Flow(flow) => {
-                    cursor = Some(flow.cursor);
-                    NodeEvent::Flow(Box::new(flow))
+            if let pb::get_flows_response::Event::Flow(flow) = event {
+                cursor = Some(flow.cursor);
+                batch.push(flow);
+                if batch.len() >= BATCH && !flush(&events, &mut batch).await {
+                    return;
                 }
+                continue;
+            }
+            // Anything else goes after the records before it.
+            if !flush(&events, &mut batch).await {
+                return;
+            }
+            let forwarded = match event {
                 pb::get_flows_response::Event::Watermark(mark) => {
                     if !caught_up {
                         caught_up = true;
@@ -273,6 +306,9 @@ pub async fn run(
                 return;
             }
         };
+        if !flush(&events, &mut batch).await {
+            return;
+        }
         match ended_reason {
             None if !request.follow => {
                 let _ = events.send(NodeEvent::Ended).await;

@@ -148,7 +148,9 @@ impl FlowService for RelayService {
             };
             let follow = node_request.follow;
             let spawn = |target: &peer::PeerTarget| {
-                let (events, receiver) = mpsc::channel(options.peer_buffer);
+                // Batches of up to BATCH records: the budget is in records.
+                let batches = (options.peer_buffer / peer::BATCH).max(1);
+                let (events, receiver) = mpsc::channel(batches);
                 tokio::spawn(peer::run(
                     target.clone(),
                     node_request.clone(),

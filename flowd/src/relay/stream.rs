@@ -31,11 +31,13 @@ pub struct MergePlan {
     pub position: Position,
 }
 
-/// One node of the call: where it is, what it is called, and its stream (gone: `None`).
+/// One node of the call: where it is, what it is called, its stream (gone: `None`) and the
+/// cursor of the last of its records delivered.
 struct NodeIo {
     address: String,
     name: String,
     events: Option<mpsc::Receiver<NodeEvent>>,
+    cursor: Option<u64>,
 }
 
 fn send_event(event: Event) -> Result<pb::GetFlowsResponse, Status> {
@@ -58,6 +60,7 @@ pub async fn merge(
             address: target.address.clone(),
             name: target.address.clone(),
             events: Some(spawn(target)),
+            cursor: None,
         })
         .collect();
     let mut position = plan.position;
@@ -79,12 +82,12 @@ pub async fn merge(
             }
             emitted += 1;
             if plan.limit.is_some_and(|limit| emitted >= limit) {
-                checkpoint(&out, &mut position, &mut sent_position).await;
+                checkpoint(&out, &nodes, &mut position, &mut sent_position).await;
                 return;
             }
         }
         if !plan.follow && merger.finished() {
-            checkpoint(&out, &mut position, &mut sent_position).await;
+            checkpoint(&out, &nodes, &mut position, &mut sent_position).await;
             return;
         }
         let reads: Vec<_> = nodes
@@ -104,7 +107,7 @@ pub async fn merge(
         let (node, event) = tokio::select! {
             read = any_read => read,
             _ = checkpoints.tick() => {
-                checkpoint(&out, &mut position, &mut sent_position).await;
+                checkpoint(&out, &nodes, &mut position, &mut sent_position).await;
                 continue;
             }
             changed = peers.changed(), if plan.follow => {
@@ -130,7 +133,7 @@ pub async fn merge(
                 }
                 io.name = name;
             }
-            NodeEvent::Flow(flow) => merger.offer(node, *flow),
+            NodeEvent::Flows(flows) => merger.offer(node, flows),
             NodeEvent::Watermark(ns) => merger.watermark(node, ns),
             NodeEvent::State {
                 state,
@@ -158,9 +161,7 @@ pub async fn merge(
                 count,
                 resume_after,
             } => {
-                position
-                    .cursors
-                    .insert(io.name.clone(), resume_after + count);
+                io.cursor = Some(resume_after + count);
                 let lost = pb::LostRecords {
                     count,
                     resume_after,
@@ -236,6 +237,7 @@ async fn rejoin(
                 address: target.address.clone(),
                 name: target.address.clone(),
                 events: Some(spawn(target)),
+                cursor: None,
             });
         }
     }
@@ -243,7 +245,17 @@ async fn rejoin(
 }
 
 /// Sends the position when it moved since the last checkpoint.
-async fn checkpoint(out: &Output, position: &mut Position, sent: &mut Option<Position>) {
+async fn checkpoint(
+    out: &Output,
+    nodes: &[NodeIo],
+    position: &mut Position,
+    sent: &mut Option<Position>,
+) {
+    for io in nodes {
+        if let Some(cursor) = io.cursor {
+            position.cursors.insert(io.name.clone(), cursor);
+        }
+    }
     let moved = sent
         .as_ref()
         .is_none_or(|last| last.cursors != position.cursors);
