@@ -46,29 +46,92 @@ pub fn run() -> anyhow::Result<()> {
         "the benchmark failed: {}",
         output.status
     );
-    let table: String = String::from_utf8_lossy(&output.stdout)
+    let fresh: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|l| l.starts_with('|'))
-        .map(|l| format!("{l}\n"))
+        .map(str::to_owned)
         .collect();
-    print!("{table}");
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let document = format!(
-        "# Benchmarks\n\n\
-         Produced by `cargo xtask bench` (as root, so the kernel and agent sections run) on \
-         {machine}, {date}. Each figure is measured next to a baseline run in the same go; the \
-         ratio is flowd / baseline. Rerun after changes that touch the data path.\n\n\
-         {table}\n{notes}",
-        machine = machine(),
-        notes = NOTES
-    );
-    std::fs::write(root.join("BENCHMARKS.md"), document).context("writing BENCHMARKS.md")?;
+    let path = root.join("BENCHMARKS.md");
+    let (table, produced) = match std::env::var("FLOWD_BENCH_ONLY") {
+        // A section rerun: its rows replace theirs in the recorded table, the others stay, and
+        // the header says which sections are newer than the rest.
+        Ok(only) => {
+            let previous = std::fs::read_to_string(&path).unwrap_or_default();
+            let header = previous
+                .lines()
+                .find(|l| l.starts_with("Produced by"))
+                .unwrap_or_default()
+                .split(" Sections `")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            (
+                merge_rows(&previous, &fresh),
+                format!("{header} Sections `{only}` rerun with `FLOWD_BENCH_ONLY={only} cargo xtask bench` on {machine}, {date}.", machine = machine()),
+            )
+        }
+        Err(_) => (
+            fresh.iter().map(|l| format!("{l}\n")).collect(),
+            format!(
+                "Produced by `cargo xtask bench` (as root, so the kernel and agent sections run) \
+                 on {machine}, {date}. Each figure is measured next to a baseline run in the same \
+                 go; the ratio is flowd / baseline. Rerun after changes that touch the data path.",
+                machine = machine()
+            ),
+        ),
+    };
+    print!("{table}");
+    let document = format!("# Benchmarks\n\n{produced}\n\n{table}\n{NOTES}");
+    std::fs::write(&path, document).context("writing BENCHMARKS.md")?;
     println!("xtask: BENCHMARKS.md updated");
     Ok(())
+}
+
+/// The recorded table with each freshly measured row in place of the row of the same
+/// measurement (new measurements appended): a section rerun keeps every other figure.
+fn merge_rows(previous: &str, fresh: &[String]) -> String {
+    let measurement = |row: &str| row.split('|').nth(1).map(|m| m.trim().to_owned());
+    let mut rows: Vec<String> = previous
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(str::to_owned)
+        .collect();
+    if rows.is_empty() {
+        rows = fresh.to_vec();
+    }
+    for row in fresh.iter().skip(2) {
+        match rows
+            .iter()
+            .position(|old| measurement(old) == measurement(row))
+        {
+            Some(at) => rows[at] = row.clone(),
+            None => rows.push(row.clone()),
+        }
+    }
+    rows.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_section_rerun_replaces_its_rows_and_keeps_the_others() {
+        let previous = "# Benchmarks\n\n| measurement | flowd |\n|---|---|\n| a | 1 |\n| b | 2 |\n";
+        let fresh = [
+            "| measurement | flowd |".to_owned(),
+            "|---|---|".to_owned(),
+            "| b | 3 |".to_owned(),
+            "| c | 4 |".to_owned(),
+        ];
+        assert_eq!(
+            super::merge_rows(previous, &fresh),
+            "| measurement | flowd |\n|---|---|\n| a | 1 |\n| b | 3 |\n| c | 4 |\n"
+        );
+    }
 }
 
 const NOTES: &str = "\
@@ -105,6 +168,14 @@ ns per packet: each program's run time during the UDP load over the packets thro
 program that runs only for some packets, like the drop probe, is averaged over all of them). \
 Connections reported: flowd's connection-end records for the server's port against the \
 connections the generator put on the wire, worst round.
+- **relay fan-in**: three agent APIs (no kernel) on loopback TCP over 200,000 stored records each, \
+appended round-robin so their recorded times interleave, and a relay in the same process; one \
+consumer reads everything through the relay (a resume token at cursor 0 on every node, not \
+following), merged in time order. Baseline: the same three streams read directly and side by \
+side, unmerged. Everything shares the 2 cores.
+- **relay RSS**: a `flowd relay` process over 100 agent APIs of 2,000 records each: resident set \
+after a following consumer has read all 200,000 through it (every node stream open), against the \
+same relay before any call.
 - **endpoint lookups**: addresses drawn uniformly at random from the index (nearly every lookup \
 misses the CPU caches at 100,000 pods; real traffic has far more locality). Batches of 512 are what \
 the enrichment stage does: every entry is found before any reference is taken, so the misses \
@@ -114,7 +185,8 @@ overlap. Pods carry four labels, namespaces two, deployments have 20 replicas.
 
 - Runs on this 2-core VM vary by about ±25% (whole sections run slower when a neighbour is busy); \
 compare ratios within one run, and rerun a section alone with `FLOWD_BENCH_ONLY=kernel` \
-(or store, enrichment, policies, agent, e2e) before drawing conclusions. \
+(or store, enrichment, policies, relay, agent, e2e) before drawing conclusions; \
+`cargo xtask bench` with it replaces those sections' rows here and keeps the others. \
 `FLOWD_BENCH_E2E_ROUNDS`, `FLOWD_BENCH_E2E_SECONDS` and `FLOWD_BENCH_E2E_COLLECTORS=flowd,pmacctd` \
 shape the end-to-end section.
 - The tc program for an existing connection: about 76–78 ns (IPv4 TCP, IPv6 UDP) in the kernel \

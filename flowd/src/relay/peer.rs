@@ -19,7 +19,11 @@ pub const BATCH: usize = 64;
 
 /// Hands the batched records over; false when the merge stopped listening.
 async fn flush(events: &mpsc::Sender<NodeEvent>, batch: &mut Vec<pb::Flow>) -> bool {
-    batch.is_empty() || events.send(NodeEvent::Flows(std::mem::take(batch))).await.is_ok()
+    batch.is_empty()
+        || events
+            .send(NodeEvent::Flows(std::mem::take(batch)))
+            .await
+            .is_ok()
 }
 
 /// An agent the relay reads: its `host:port` and the TLS to reach it with.

@@ -117,7 +117,7 @@ impl FlowService for RelayService {
         } else {
             MergeOrder::Recorded
         };
-        let (tx, rx) = mpsc::channel(CONSUMER_BUFFER);
+        let (tx, rx) = mpsc::channel((CONSUMER_BUFFER / stream::OUT_BATCH).max(1));
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -169,7 +169,8 @@ impl FlowService for RelayService {
             };
             stream::merge(plan, options.peers.clone(), spawn, tx).await;
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let messages = futures::StreamExt::flat_map(ReceiverStream::new(rx), futures::stream::iter);
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn get_status(

@@ -15,7 +15,34 @@ use super::{
 };
 use crate::proto::v1::{self as pb, get_flows_response::Event};
 
-pub type Output = mpsc::Sender<Result<pb::GetFlowsResponse, Status>>;
+/// What goes to the consumer: messages in batches, one channel operation per batch.
+pub type Output = mpsc::Sender<Vec<Result<pb::GetFlowsResponse, Status>>>;
+
+/// Messages handed to the consumer per batch at most.
+pub const OUT_BATCH: usize = 64;
+
+/// The consumer's messages, batched until the batch is full or the merge is about to wait.
+struct Outbox {
+    tx: Output,
+    pending: Vec<Result<pb::GetFlowsResponse, Status>>,
+}
+
+impl Outbox {
+    /// False when the consumer left.
+    async fn push(&mut self, event: Event) -> bool {
+        self.pending.push(send_event(event));
+        self.pending.len() < OUT_BATCH || self.flush().await
+    }
+
+    async fn flush(&mut self) -> bool {
+        self.pending.is_empty()
+            || self
+                .tx
+                .send(std::mem::take(&mut self.pending))
+                .await
+                .is_ok()
+    }
+}
 
 /// What the merge of one call needs besides the node streams.
 pub struct MergePlan {
@@ -52,6 +79,11 @@ pub async fn merge(
     spawn: impl Fn(&PeerTarget) -> mpsc::Receiver<NodeEvent>,
     out: Output,
 ) {
+    let left = out.clone();
+    let mut out = Outbox {
+        tx: out,
+        pending: Vec::with_capacity(OUT_BATCH),
+    };
     let initial = peers.current();
     let mut merger = Merger::new(plan.order, initial.len());
     let mut nodes: Vec<NodeIo> = initial
@@ -77,17 +109,23 @@ pub async fn merge(
             position
                 .cursors
                 .insert(nodes[node].name.clone(), flow.cursor);
-            if out.send(send_event(Event::Flow(flow))).await.is_err() {
+            if !out.push(Event::Flow(flow)).await {
                 return;
             }
             emitted += 1;
             if plan.limit.is_some_and(|limit| emitted >= limit) {
-                checkpoint(&out, &nodes, &mut position, &mut sent_position).await;
+                checkpoint(&mut out, &nodes, &mut position, &mut sent_position).await;
+                out.flush().await;
                 return;
             }
         }
         if !plan.follow && merger.finished() {
-            checkpoint(&out, &nodes, &mut position, &mut sent_position).await;
+            checkpoint(&mut out, &nodes, &mut position, &mut sent_position).await;
+            out.flush().await;
+            return;
+        }
+        // About to wait: what is ready goes to the consumer first.
+        if !out.flush().await {
             return;
         }
         let reads: Vec<_> = nodes
@@ -107,19 +145,19 @@ pub async fn merge(
         let (node, event) = tokio::select! {
             read = any_read => read,
             _ = checkpoints.tick() => {
-                checkpoint(&out, &nodes, &mut position, &mut sent_position).await;
+                checkpoint(&mut out, &nodes, &mut position, &mut sent_position).await;
                 continue;
             }
             changed = peers.changed(), if plan.follow => {
                 if changed.is_ok() {
                     let current = peers.current();
-                    if !rejoin(&current, &mut nodes, &mut merger, &spawn, &out).await {
+                    if !rejoin(&current, &mut nodes, &mut merger, &spawn, &mut out).await {
                         return;
                     }
                 }
                 continue;
             }
-            () = out.closed() => return,
+            () = left.closed() => return,
         };
         let Some(event) = event else {
             merger.set_lane(node, Lane::Ended);
@@ -149,11 +187,7 @@ pub async fn merge(
                     },
                 );
                 let status = node_status(io, state, lag_records, message);
-                if out
-                    .send(send_event(Event::NodeStatus(status)))
-                    .await
-                    .is_err()
-                {
+                if !out.push(Event::NodeStatus(status)).await {
                     return;
                 }
             }
@@ -168,11 +202,7 @@ pub async fn merge(
                     next_cursor: resume_after + count + 1,
                     node: io.name.clone(),
                 };
-                if out
-                    .send(send_event(Event::LostRecords(lost)))
-                    .await
-                    .is_err()
-                {
+                if !out.push(Event::LostRecords(lost)).await {
                     return;
                 }
             }
@@ -204,7 +234,7 @@ async fn rejoin(
     nodes: &mut Vec<NodeIo>,
     merger: &mut Merger,
     spawn: &impl Fn(&PeerTarget) -> mpsc::Receiver<NodeEvent>,
-    out: &Output,
+    out: &mut Outbox,
 ) -> bool {
     for (index, io) in nodes.iter_mut().enumerate() {
         let still = current.iter().any(|t| t.address == io.address);
@@ -219,11 +249,7 @@ async fn rejoin(
             0,
             "no longer among the agents".into(),
         );
-        if out
-            .send(send_event(Event::NodeStatus(status)))
-            .await
-            .is_err()
-        {
+        if !out.push(Event::NodeStatus(status)).await {
             return false;
         }
     }
@@ -246,7 +272,7 @@ async fn rejoin(
 
 /// Sends the position when it moved since the last checkpoint.
 async fn checkpoint(
-    out: &Output,
+    out: &mut Outbox,
     nodes: &[NodeIo],
     position: &mut Position,
     sent: &mut Option<Position>,
@@ -263,13 +289,10 @@ async fn checkpoint(
         return;
     }
     let token = position.encode();
-    if out
-        .send(send_event(Event::Checkpoint(pb::Checkpoint {
-            resume_token: token,
-        })))
-        .await
-        .is_ok()
-    {
+    let checkpoint = Event::Checkpoint(pb::Checkpoint {
+        resume_token: token,
+    });
+    if out.push(checkpoint).await {
         *sent = Some(position.clone());
     }
 }
