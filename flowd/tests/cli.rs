@@ -118,3 +118,41 @@ fn help_lists_every_subcommand() {
         assert!(ok, "{sub} --help");
     }
 }
+
+#[test]
+fn the_relay_refuses_what_it_cannot_serve_and_names_the_fix() {
+    let (ok, text) = flowd(&["relay"]);
+    assert!(!ok);
+    assert!(
+        text.contains("--peer") && text.contains("--kubernetes-service"),
+        "{text}"
+    );
+    let (ok, text) = flowd(&[
+        "relay",
+        "--peer",
+        "127.0.0.1:4245",
+        "--listen",
+        "0.0.0.0:4246",
+    ]);
+    assert!(!ok, "beyond loopback without TLS: {text}");
+    assert!(
+        text.contains("--tls-client-ca") && text.contains("--insecure-listen"),
+        "{text}"
+    );
+    let (ok, text) = flowd(&["relay", "--kubernetes-service", "no-slash"]);
+    assert!(!ok);
+    assert!(text.contains("NAMESPACE/NAME"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.yaml");
+    std::fs::write(&path, "peers: [127.0.0.1:4245]\nconnectTimeout: soon\n").unwrap();
+    let (ok, text) = flowd(&["relay", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains("relay.yaml") && text.contains("connectTimeout"),
+        "the file and the key: {text}"
+    );
+    std::fs::write(&path, "peers: [127.0.0.1:4245]\nlisten: 0.0.0.0:4246\n").unwrap();
+    let (ok, text) = flowd(&["relay", "--config", path.to_str().unwrap()]);
+    assert!(!ok, "the file's settings are checked as flags are: {text}");
+    assert!(text.contains("--insecure-listen"), "{text}");
+}

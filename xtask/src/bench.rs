@@ -116,24 +116,6 @@ fn merge_rows(previous: &str, fresh: &[String]) -> String {
     rows.iter().map(|l| format!("{l}\n")).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_section_rerun_replaces_its_rows_and_keeps_the_others() {
-        let previous = "# Benchmarks\n\n| measurement | flowd |\n|---|---|\n| a | 1 |\n| b | 2 |\n";
-        let fresh = [
-            "| measurement | flowd |".to_owned(),
-            "|---|---|".to_owned(),
-            "| b | 3 |".to_owned(),
-            "| c | 4 |".to_owned(),
-        ];
-        assert_eq!(
-            super::merge_rows(previous, &fresh),
-            "| measurement | flowd |\n|---|---|\n| a | 1 |\n| b | 3 |\n| c | 4 |\n"
-        );
-    }
-}
-
 const NOTES: &str = "\
 ## What each line measures
 
@@ -202,3 +184,21 @@ cached per address and metadata entry, evaluations per endpoint pair, port and p
 verdict a record carries (action and trace, formatted) per evaluation; it was about 1 µs while \
 every record formatted its own.
 ";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_section_rerun_replaces_its_rows_and_keeps_the_others() {
+        let previous = "# Benchmarks\n\n| measurement | flowd |\n|---|---|\n| a | 1 |\n| b | 2 |\n";
+        let fresh = [
+            "| measurement | flowd |".to_owned(),
+            "|---|---|".to_owned(),
+            "| b | 3 |".to_owned(),
+            "| c | 4 |".to_owned(),
+        ];
+        assert_eq!(
+            super::merge_rows(previous, &fresh),
+            "| measurement | flowd |\n|---|---|\n| a | 1 |\n| b | 3 |\n| c | 4 |\n"
+        );
+    }
+}
