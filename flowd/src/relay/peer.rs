@@ -318,6 +318,21 @@ pub async fn run(
                 let _ = events.send(NodeEvent::Ended).await;
                 return;
             }
+            Some(reason)
+                if !request.follow && (request.since.is_some() || request.until.is_some()) =>
+            {
+                // A range is read in end-time order, and a cursor cannot resume that order: the
+                // consumer is told this node's part is incomplete rather than given a wrong one.
+                let _ = events
+                    .send(NodeEvent::State {
+                        state: pb::NodeState::Unavailable,
+                        lag_records: 0,
+                        message: format!("the range read was interrupted ({reason}); ask again"),
+                    })
+                    .await;
+                let _ = events.send(NodeEvent::Ended).await;
+                return;
+            }
             None => tracing::info!(node = %status.node, "node stream ended; reconnecting"),
             Some(reason) => {
                 tracing::info!(node = %status.node, %reason, "node stream interrupted; reconnecting")
