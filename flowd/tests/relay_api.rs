@@ -178,7 +178,7 @@ async fn the_relay_follows_the_agents_endpoint_slices() {
         .unwrap();
     let relay_addr = listeners.tcp_addr().unwrap();
     tokio::spawn(api::serve_service(
-        RelayService::new(options),
+        flowd::relay::PassThrough::new(RelayService::new(options), limits.max_request_bytes),
         limits,
         listeners,
         stop.clone(),
@@ -279,7 +279,7 @@ async fn relay(peers: Vec<PeerTarget>, tls: Option<TlsFiles>) -> SocketAddr {
         .unwrap();
     let addr = listeners.tcp_addr().unwrap();
     tokio::spawn(api::serve_service(
-        RelayService::new(options),
+        flowd::relay::PassThrough::new(RelayService::new(options), limits.max_request_bytes),
         limits,
         listeners,
         CancellationToken::new(),

@@ -132,7 +132,10 @@ fn fan_in(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Row> {
         let relay_options = options(peers);
         let limits = relay_options.limits;
         tokio::spawn(api::serve_service(
-            RelayService::new(relay_options),
+            flowd::relay::PassThrough::new(
+                RelayService::new(relay_options),
+                limits.max_request_bytes,
+            ),
             limits,
             listeners,
             shutdown.clone(),

@@ -340,20 +340,35 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let limits = api.limits;
-    serve_service(api, limits, listeners, shutdown).await
+    let service = FlowServiceServer::new(api).max_decoding_message_size(limits.max_request_bytes);
+    serve_service(service, limits, listeners, shutdown).await
 }
 
-/// Serves any FlowService (the agent's, the relay's) with the same health, reflection,
-/// limits and keepalive.
-pub async fn serve_service<S: FlowService + Clone>(
-    api: S,
+/// Serves a flowd.v1.FlowService implementation (the agent's generated server, the relay's
+/// pass-through one) with the same health, reflection, limits and keepalive.
+pub async fn serve_service<S>(
+    service: S,
     limits: ApiLimits,
     listeners: Listeners,
     shutdown: CancellationToken,
-) -> Result<(), ApiError> {
+) -> Result<(), ApiError>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let Listeners { unix, tcp } = listeners;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<FlowServiceServer<S>>().await;
+    health
+        .set_service_status(S::NAME, tonic_health::ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -366,10 +381,7 @@ pub async fn serve_service<S: FlowService + Clone>(
         .map_err(|err| ApiError::Reflection(err.to_string()))?;
     let router = |builder: &mut tonic::transport::Server| {
         builder
-            .add_service(
-                FlowServiceServer::new(api.clone())
-                    .max_decoding_message_size(limits.max_request_bytes),
-            )
+            .add_service(service.clone())
             .add_service(health_service.clone())
             .add_service(reflection.clone())
             .add_service(reflection_alpha.clone())
@@ -380,7 +392,9 @@ pub async fn serve_service<S: FlowService + Clone>(
         let shutdown = shutdown.clone();
         async move {
             shutdown.cancelled().await;
-            health.set_not_serving::<FlowServiceServer<S>>().await;
+            health
+                .set_service_status(S::NAME, tonic_health::ServingStatus::NotServing)
+                .await;
         }
     };
     tokio::spawn(stop_health);

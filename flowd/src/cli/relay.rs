@@ -13,7 +13,7 @@ use crate::{
     api::{client::ClientTls, ApiLimits, Listeners, TlsFiles},
     relay::{
         discovery::{self, ServiceDiscovery},
-        PeerSet, PeerTarget, PeerTiming, RelayOptions, RelayService,
+        PassThrough, PeerSet, PeerTarget, PeerTiming, RelayOptions, RelayService,
     },
 };
 
@@ -262,6 +262,12 @@ pub async fn execute(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let bound = listeners.tcp_addr().unwrap_or(listen);
     let limits = options.limits;
     tracing::info!(listen = %bound, peers = options.peers.current().len(), "flowd relay ready");
-    crate::api::serve_service(RelayService::new(options), limits, listeners, shutdown).await?;
+    crate::api::serve_service(
+        PassThrough::new(RelayService::new(options), limits.max_request_bytes),
+        limits,
+        listeners,
+        shutdown,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

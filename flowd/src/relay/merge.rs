@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::proto::v1 as pb;
+use super::raw::MergedFlow;
 
 /// Which time orders the merge: node streams arrive sorted by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,12 +15,11 @@ pub enum MergeOrder {
 }
 
 impl MergeOrder {
-    pub fn time_of(self, flow: &pb::Flow) -> u64 {
-        let time = match self {
-            Self::Recorded => flow.recorded_time.as_ref(),
-            Self::Ended => flow.end_time.as_ref(),
-        };
-        time.map(crate::store::time_ns).unwrap_or(0)
+    pub fn time_of(self, flow: &MergedFlow) -> u64 {
+        match self {
+            Self::Recorded => flow.recorded_ns,
+            Self::Ended => flow.end_ns,
+        }
     }
 }
 
@@ -38,7 +37,7 @@ pub enum Lane {
 struct NodeLane {
     lane: Lane,
     /// The node's next records, in its order.
-    head: VecDeque<pb::Flow>,
+    head: VecDeque<MergedFlow>,
     /// Nothing later from this node is earlier than this (ns).
     watermark: u64,
 }
@@ -92,7 +91,7 @@ impl Merger {
 
     /// Takes `node`'s next records (in its order); the caller reads a node only while it
     /// `wants` more.
-    pub fn offer(&mut self, node: usize, flows: Vec<pb::Flow>) {
+    pub fn offer(&mut self, node: usize, flows: Vec<MergedFlow>) {
         if let Some(lane) = self.nodes.get_mut(&node) {
             if let Some(last) = flows.last() {
                 lane.watermark = lane.watermark.max(self.order.time_of(last));
@@ -114,7 +113,7 @@ impl Merger {
     }
 
     /// The earliest head, if no streaming node without a head could still send an earlier one.
-    pub fn pop(&mut self) -> Option<(usize, pb::Flow)> {
+    pub fn pop(&mut self) -> Option<(usize, MergedFlow)> {
         let (node, time) = self
             .nodes
             .iter()
@@ -142,15 +141,12 @@ impl Merger {
 mod tests {
     use super::*;
 
-    fn flow(node: &str, cursor: u64, recorded_s: i64) -> pb::Flow {
-        pb::Flow {
-            node: node.into(),
+    fn flow(_node: &str, cursor: u64, recorded_s: i64) -> MergedFlow {
+        MergedFlow {
             cursor,
-            recorded_time: Some(pbjson_types::Timestamp {
-                seconds: recorded_s,
-                nanos: 0,
-            }),
-            ..Default::default()
+            recorded_ns: recorded_s as u64 * 1_000_000_000,
+            end_ns: 0,
+            encoded: bytes::Bytes::new(),
         }
     }
 

@@ -10,6 +10,7 @@ mod last;
 mod merge;
 mod peer;
 mod position;
+mod raw;
 mod service;
 mod stream;
 
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 pub use merge::{Lane, MergeOrder, Merger};
 pub use peer::{PeerTarget, PeerTiming};
 pub use position::{Position, PositionError};
+pub use raw::PassThrough;
 pub use service::RelayService;
 
 use crate::api::ApiLimits;

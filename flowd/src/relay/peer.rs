@@ -8,17 +8,36 @@ use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use super::position::Position;
+use super::{
+    position::Position,
+    raw::{self, Encoded, MergedFlow, NodeCodec, Parsed},
+};
 use crate::{
     api::client::{self, ClientTls},
     proto::v1::{self as pb, flow_service_client::FlowServiceClient},
 };
 
+/// GetFlows on a node with its responses kept encoded.
+async fn get_flows_encoded(
+    channel: Channel,
+    request: pb::GetFlowsRequest,
+) -> Result<tonic::Streaming<Encoded>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20);
+    grpc.ready()
+        .await
+        .map_err(|err| tonic::Status::unavailable(format!("the node is not ready: {err}")))?;
+    let path = http::uri::PathAndQuery::from_static("/flowd.v1.FlowService/GetFlows");
+    Ok(grpc
+        .server_streaming(tonic::Request::new(request), path, NodeCodec)
+        .await?
+        .into_inner())
+}
+
 /// Records handed to the merge at once: one channel operation per batch, not per record.
 pub const BATCH: usize = 64;
 
 /// Hands the batched records over; false when the merge stopped listening.
-async fn flush(events: &mpsc::Sender<NodeEvent>, batch: &mut Vec<pb::Flow>) -> bool {
+async fn flush(events: &mpsc::Sender<NodeEvent>, batch: &mut Vec<MergedFlow>) -> bool {
     batch.is_empty()
         || events
             .send(NodeEvent::Flows(std::mem::take(batch)))
@@ -61,7 +80,7 @@ pub enum NodeEvent {
         start: Option<u64>,
     },
     /// Records in the node's order, as many as had arrived together (at most `BATCH`).
-    Flows(Vec<pb::Flow>),
+    Flows(Vec<MergedFlow>),
     Watermark(u64),
     State {
         state: pb::NodeState,
@@ -89,13 +108,17 @@ pub async fn connect(
     target: &PeerTarget,
     timing: PeerTiming,
 ) -> Result<FlowServiceClient<Channel>, String> {
+    channel(target, timing).await.map(client::flow_client)
+}
+
+async fn channel(target: &PeerTarget, timing: PeerTiming) -> Result<Channel, String> {
     match tokio::time::timeout(
         timing.connect_timeout,
         client::channel_address(&target.address, target.tls.as_ref()),
     )
     .await
     {
-        Ok(Ok(channel)) => Ok(client::flow_client(channel)),
+        Ok(Ok(channel)) => Ok(channel),
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!(
             "no answer within {}",
@@ -135,11 +158,12 @@ pub async fn run(
     let mut retry = timing.retry_min;
     loop {
         let attempt = async {
-            let mut client = connect(&target, timing).await?;
+            let channel = channel(&target, timing).await?;
+            let mut client = client::flow_client(channel.clone());
             let status = status(&mut client, timing).await?;
-            Ok::<_, String>((client, status))
+            Ok::<_, String>((channel, status))
         };
-        let (mut client, status) = match attempt.await {
+        let (channel, status) = match attempt.await {
             Ok(connected) => connected,
             Err(message) => {
                 if !unavailable_said {
@@ -228,8 +252,8 @@ pub async fn run(
         if events.send(state).await.is_err() {
             return;
         }
-        let mut stream = match client.get_flows(node_request).await {
-            Ok(stream) => stream.into_inner(),
+        let mut stream = match get_flows_encoded(channel, node_request).await {
+            Ok(stream) => stream,
             Err(status) if status.code() == tonic::Code::InvalidArgument => {
                 // The node refuses the query itself: the relay would only ask again.
                 let _ = events
@@ -245,7 +269,7 @@ pub async fn run(
             Err(_) => continue,
         };
         let mut caught_up = !catching_up;
-        let mut batch: Vec<pb::Flow> = Vec::new();
+        let mut batch: Vec<MergedFlow> = Vec::new();
         let ended_reason = loop {
             // Wait only when nothing is batched; otherwise take what has already arrived, and
             // hand the batch over once nothing more is ready.
@@ -265,20 +289,23 @@ pub async fn run(
                     }
                 }
             };
-            let event = match message {
-                Ok(Some(pb::GetFlowsResponse { event: Some(event) })) => event,
-                Ok(Some(_)) => continue,
+            let event = match message.map(|m| m.map(raw::parse)) {
+                Ok(Some(Ok(Some(Parsed::Flow(flow))))) => {
+                    cursor = Some(flow.cursor);
+                    batch.push(flow);
+                    if batch.len() >= BATCH && !flush(&events, &mut batch).await {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(Some(Ok(Some(Parsed::Other(event))))) => *event,
+                Ok(Some(Ok(None))) => continue,
+                Ok(Some(Err(err))) => {
+                    break Some(format!("undecodable message from the node: {err}"))
+                }
                 Ok(None) => break None,
                 Err(status) => break Some(status.message().to_owned()),
             };
-            if let pb::get_flows_response::Event::Flow(flow) = event {
-                cursor = Some(flow.cursor);
-                batch.push(flow);
-                if batch.len() >= BATCH && !flush(&events, &mut batch).await {
-                    return;
-                }
-                continue;
-            }
             // Anything else goes after the records before it.
             if !flush(&events, &mut batch).await {
                 return;

@@ -18,6 +18,7 @@ use super::{
     merge::MergeOrder,
     peer::{self, Start},
     position::Position,
+    raw::{EncodedFlows, EncodedStream},
     stream::{self, MergePlan},
     RelayOptions,
 };
@@ -92,13 +93,12 @@ impl Drop for Slot {
 }
 
 #[tonic::async_trait]
-impl FlowService for RelayService {
-    type GetFlowsStream = FlowStream;
-
-    async fn get_flows(
+impl EncodedFlows for RelayService {
+    /// The call as the relay serves it: nodes' records forwarded as they were encoded.
+    async fn open(
         &self,
         request: Request<pb::GetFlowsRequest>,
-    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+    ) -> Result<Response<EncodedStream>, Status> {
         let options = &self.shared.options;
         options.limits.check(request.get_ref())?;
         let request = request.into_inner();
@@ -171,6 +171,26 @@ impl FlowService for RelayService {
         });
         let messages = futures::StreamExt::flat_map(ReceiverStream::new(rx), futures::stream::iter);
         Ok(Response::new(Box::pin(messages)))
+    }
+}
+
+#[tonic::async_trait]
+impl FlowService for RelayService {
+    type GetFlowsStream = FlowStream;
+
+    /// The same call decoded, for in-process users of the trait; the served relay answers
+    /// GetFlows through `PassThrough` and never decodes a record.
+    async fn get_flows(
+        &self,
+        request: Request<pb::GetFlowsRequest>,
+    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        let encoded = self.open(request).await?.into_inner();
+        let decoded = futures::StreamExt::map(encoded, |message| {
+            let message = message?;
+            <pb::GetFlowsResponse as prost::Message>::decode(message.0)
+                .map_err(|err| Status::internal(format!("relay message: {err}")))
+        });
+        Ok(Response::new(Box::pin(decoded)))
     }
 
     async fn get_status(

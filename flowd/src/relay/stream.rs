@@ -11,12 +11,13 @@ use super::{
     merge::{Lane, MergeOrder, Merger},
     peer::{NodeEvent, PeerTarget},
     position::Position,
+    raw::Encoded,
     PeerSet,
 };
 use crate::proto::v1::{self as pb, get_flows_response::Event};
 
 /// What goes to the consumer: messages in batches, one channel operation per batch.
-pub type Output = mpsc::Sender<Vec<Result<pb::GetFlowsResponse, Status>>>;
+pub type Output = mpsc::Sender<Vec<Result<Encoded, Status>>>;
 
 /// Messages handed to the consumer per batch at most.
 pub const OUT_BATCH: usize = 64;
@@ -24,13 +25,19 @@ pub const OUT_BATCH: usize = 64;
 /// The consumer's messages, batched until the batch is full or the merge is about to wait.
 struct Outbox {
     tx: Output,
-    pending: Vec<Result<pb::GetFlowsResponse, Status>>,
+    pending: Vec<Result<Encoded, Status>>,
 }
 
 impl Outbox {
     /// False when the consumer left.
     async fn push(&mut self, event: Event) -> bool {
-        self.pending.push(send_event(event));
+        self.push_encoded(Encoded::of(&pb::GetFlowsResponse { event: Some(event) }))
+            .await
+    }
+
+    /// A node's response as the node encoded it.
+    async fn push_encoded(&mut self, encoded: Encoded) -> bool {
+        self.pending.push(Ok(encoded));
         self.pending.len() < OUT_BATCH || self.flush().await
     }
 
@@ -65,10 +72,6 @@ struct NodeIo {
     name: String,
     events: Option<mpsc::Receiver<NodeEvent>>,
     cursor: Option<u64>,
-}
-
-fn send_event(event: Event) -> Result<pb::GetFlowsResponse, Status> {
-    Ok(pb::GetFlowsResponse { event: Some(event) })
 }
 
 /// Runs the merge until every node stream ended (not following), the limit is reached or the
@@ -109,7 +112,7 @@ pub async fn merge(
             position
                 .cursors
                 .insert(nodes[node].name.clone(), flow.cursor);
-            if !out.push(Event::Flow(flow)).await {
+            if !out.push_encoded(Encoded(flow.encoded)).await {
                 return;
             }
             emitted += 1;
