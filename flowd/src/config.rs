@@ -51,36 +51,49 @@ pub(crate) fn default_node_name() -> String {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text)
+        load_yaml(path)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        // An empty file (or one holding only comments) is a valid "all defaults".
-        if text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            return Ok(Self::default());
-        }
-        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let key = err.path().to_string();
-            let message = err.inner().to_string();
-            ConfigError::Parse {
-                path: path.to_owned(),
-                key: if key == "." {
-                    "(top level)".to_owned()
-                } else {
-                    key
-                },
-                message,
-            }
-        })
+        parse_yaml(path, text)
     }
+}
+
+/// Reads a YAML settings file (the agent's, the relay's) into `T`.
+pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_yaml(path, &text)
+}
+
+/// Parses YAML settings, naming the key a bad value sits at.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    // An empty file (or one holding only comments) is a valid "all defaults".
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(T::default());
+    }
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = err.path().to_string();
+        let message = err.inner().to_string();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            key: if key == "." {
+                "(top level)".to_owned()
+            } else {
+                key
+            },
+            message,
+        }
+    })
 }
 
 impl Config {

@@ -301,12 +301,7 @@ impl Listeners {
         // Nothing is served until the agent is ready, so the moment before this is harmless.
         socket_file::restrict(socket, socket_group)?;
         let tcp = match tcp {
-            Some(addr) => Some((
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ApiError::BindTcp { addr, source })?,
-                tls,
-            )),
+            Some(addr) => Some((tcp_listener(addr).await?, tls)),
             None => None,
         };
         Ok(Self {
@@ -318,18 +313,21 @@ impl Listeners {
     /// A TCP listener alone (the relay, which has no node-local socket to offer).
     pub async fn bind_tcp(addr: SocketAddr, tls: Option<&TlsFiles>) -> Result<Self, ApiError> {
         let tls = tls.map(TlsFiles::server_config).transpose()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ApiError::BindTcp { addr, source })?;
         Ok(Self {
             unix: None,
-            tcp: Some((listener, tls)),
+            tcp: Some((tcp_listener(addr).await?, tls)),
         })
     }
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
+}
+
+async fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, ApiError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError::BindTcp { addr, source })
 }
 
 /// Serves FlowService, gRPC health and server reflection until `shutdown`, then lets open
@@ -408,7 +406,7 @@ where
     };
     let unix_server = async {
         let Some((unix, socket_path)) = unix else {
-            return Ok(());
+            return Ok::<_, ApiError>(());
         };
         let served = router(&mut builder())
             .serve_with_incoming_shutdown(
@@ -420,7 +418,7 @@ where
             )
             .await;
         let _ = std::fs::remove_file(&socket_path);
-        served
+        Ok(served?)
     };
     let tcp_server = async {
         let Some((listener, tls)) = tcp else {
@@ -428,18 +426,19 @@ where
         };
         let mut builder = builder();
         if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
+            builder = builder
+                .tls_config(tls)
+                .map_err(|err| ApiError::Tls(err.to_string()))?;
         }
         router(&mut builder)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 shutdown.clone().cancelled_owned(),
             )
-            .await
+            .await?;
+        Ok::<_, ApiError>(())
     };
-    tokio::try_join!(unix_server, tcp_server)
-        .map(|_| ())
-        .map_err(ApiError::from)
+    tokio::try_join!(unix_server, tcp_server).map(|_| ())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Args;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -133,19 +133,7 @@ fn load(args: RelayArgs) -> anyhow::Result<RelayArgs> {
     let Some(path) = args.config.clone() else {
         return Ok(args);
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read relay settings {}", path.display()))?;
-    let file: RelayArgs = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(
-        &text,
-    ))
-    .map_err(|err| {
-        anyhow::anyhow!(
-            "relay settings {}: key `{}`: {}",
-            path.display(),
-            err.path(),
-            err.inner()
-        )
-    })?;
+    let file: RelayArgs = crate::config::load_yaml(&path)?;
     Ok(args.over(file))
 }
 

@@ -101,7 +101,7 @@ pub async fn merge(
     let mut position = plan.position;
     // A node the consumer never heard from is read, on resume, from when the call began.
     if position.created_ns == 0 {
-        position.created_ns = now_ns();
+        position.created_ns = crate::store::system_time_ns(SystemTime::now());
     }
     let mut sent_position: Option<Position> = None;
     let mut emitted = 0u64;
@@ -298,11 +298,4 @@ async fn checkpoint(
     if out.push(checkpoint).await {
         *sent = Some(position.clone());
     }
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }

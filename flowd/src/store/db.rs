@@ -160,6 +160,13 @@ pub enum Range {
     NotForwarded { since_ns: u64, until_ns: u64 },
 }
 
+/// A wall-clock time in nanoseconds since the epoch (0 before it).
+pub fn system_time_ns(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 pub fn time_ns(time: &pbjson_types::Timestamp) -> u64 {
     (time.seconds.max(0) as u64)
         .saturating_mul(1_000_000_000)
@@ -353,10 +360,7 @@ impl FlowStore {
     /// record stored after this call is stamped earlier. Appends stamp their records with it,
     /// and the store stage sends it to followers as their watermark.
     pub fn advance_watermark(&self, now: SystemTime) -> u64 {
-        let now_ns = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let now_ns = system_time_ns(now);
         self.recorded_floor
             .fetch_max(now_ns, AtomicOrdering::AcqRel)
             .max(now_ns)

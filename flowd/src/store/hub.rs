@@ -339,12 +339,9 @@ impl Subscription {
                     }
                     return self.drain_before_watermark();
                 }
-                () = self.closed.cancelled() => match updates.try_recv() {
-                    Ok(flow) => Ok(flow),
-                    Err(broadcast::error::TryRecvError::Lagged(count)) => {
-                        Err(broadcast::error::RecvError::Lagged(count))
-                    }
-                    Err(_) => return None,
+                () = self.closed.cancelled() => match queued(updates) {
+                    Some(received) => received,
+                    None => return None,
                 },
             };
             if let Some(event) = self.take_live(received) {
@@ -385,12 +382,8 @@ impl Subscription {
     fn drain_before_watermark(&mut self) -> Option<SubscriptionEvent> {
         let watermark = *self.watermarks.as_mut()?.borrow_and_update();
         while let Some(updates) = self.updates.as_mut() {
-            let received = match updates.try_recv() {
-                Ok(flow) => Ok(flow),
-                Err(broadcast::error::TryRecvError::Lagged(count)) => {
-                    Err(broadcast::error::RecvError::Lagged(count))
-                }
-                Err(_) => break,
+            let Some(received) = queued(updates) else {
+                break;
             };
             match self.take_live(received) {
                 None => {}
@@ -401,6 +394,19 @@ impl Subscription {
         self.queued
             .push_back(SubscriptionEvent::Watermark(watermark));
         self.queued.pop_front()
+    }
+}
+
+/// What is already queued on the broadcast, as `recv` would give it; `None` when nothing is.
+fn queued(
+    updates: &mut broadcast::Receiver<Arc<pb::Flow>>,
+) -> Option<Result<Arc<pb::Flow>, broadcast::error::RecvError>> {
+    match updates.try_recv() {
+        Ok(flow) => Some(Ok(flow)),
+        Err(broadcast::error::TryRecvError::Lagged(count)) => {
+            Some(Err(broadcast::error::RecvError::Lagged(count)))
+        }
+        Err(_) => None,
     }
 }
 

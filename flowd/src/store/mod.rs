@@ -4,5 +4,7 @@
 mod db;
 mod hub;
 
-pub use db::{time_ns, FlowStore, Range, Retention, StoreError, WriteFailure, PAGE};
+pub use db::{
+    system_time_ns, time_ns, FlowStore, Range, Retention, StoreError, WriteFailure, PAGE,
+};
 pub use hub::{run, Backlog, Hub, StoreStage, Subscription, SubscriptionEvent};
