@@ -392,16 +392,11 @@ async fn tcp_with_tls_requires_a_client_certificate() {
         ca: Some(p("ca.pem")),
         ..Default::default()
     };
-    let refused = match client::connect_tcp(addr, Some(&without_cert)).await {
-        Err(_) => true,
-        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
-    };
-    assert!(refused, "a client without a certificate must be refused");
-    let plaintext_refused = match client::connect_tcp(addr, None).await {
-        Err(_) => true,
-        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
-    };
-    assert!(plaintext_refused);
+    assert!(
+        support::tls::refused(addr, Some(&without_cert)).await,
+        "a client without a certificate must be refused"
+    );
+    assert!(support::tls::refused(addr, None).await);
     server.stop().await;
 }
 

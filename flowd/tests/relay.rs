@@ -7,10 +7,8 @@ mod support;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead as _, BufReader},
     net::SocketAddr,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
@@ -125,14 +123,7 @@ impl Relay {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start flowd relay");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[relay] {line}");
-                let _ = tx.send(line);
-            }
-        });
+        let rx = support::log_lines(&mut child, "relay");
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
@@ -268,6 +259,25 @@ async fn histories(nodes: &[Node]) -> BTreeSet<(u64, String, u64)> {
     all
 }
 
+/// Reads until every (node, client) of `expected` arrived; fails naming the ones that did not.
+async fn read_all(
+    stream: &mut tonic::Streaming<pb::GetFlowsResponse>,
+    seen: &mut Seen,
+    expected: &BTreeSet<(String, SocketAddr)>,
+    what: &str,
+) {
+    read_until(stream, seen, Duration::from_secs(30), |s| {
+        expected.is_subset(&s.clients())
+    })
+    .await;
+    let clients = seen.clients();
+    assert!(
+        expected.is_subset(&clients),
+        "{what}: missing {:?}",
+        expected.difference(&clients).collect::<Vec<_>>()
+    );
+}
+
 fn follow_all() -> pb::GetFlowsRequest {
     pb::GetFlowsRequest {
         follow: true,
@@ -296,15 +306,13 @@ async fn three_nodes_merge_in_time_order_and_last_counts_in_total() {
         }
     }
     let mut seen = Seen::default();
-    read_until(&mut stream, &mut seen, Duration::from_secs(30), |s| {
-        expected.is_subset(&s.clients())
-    })
+    read_all(
+        &mut stream,
+        &mut seen,
+        &expected,
+        "every node's connections arrive",
+    )
     .await;
-    assert!(
-        expected.is_subset(&seen.clients()),
-        "every node's connections arrive: missing {:?}",
-        expected.difference(&seen.clients()).collect::<Vec<_>>()
-    );
     seen.assert_in_time_order();
     seen.assert_no_record_twice();
     let connected: BTreeSet<&str> = seen
@@ -433,9 +441,12 @@ async fn a_killed_node_is_caught_up_none_twice() {
         let client = tokio::task::block_in_place(|| node.exchange());
         expected.insert((node.name.clone(), client));
     }
-    read_until(&mut stream, &mut seen, Duration::from_secs(30), |s| {
-        expected.is_subset(&s.clients())
-    })
+    read_all(
+        &mut stream,
+        &mut seen,
+        &expected,
+        "every node's connections arrive",
+    )
     .await;
 
     // echo is killed with a connection counted in the kernel and not yet reported (it stays in
@@ -466,15 +477,7 @@ async fn a_killed_node_is_caught_up_none_twice() {
     tokio::task::block_in_place(|| nodes[1].restart());
     let after = tokio::task::block_in_place(|| nodes[1].exchange());
     expected.insert(("echo".to_owned(), after));
-    read_until(&mut stream, &mut seen, Duration::from_secs(30), |s| {
-        expected.is_subset(&s.clients())
-    })
-    .await;
-    assert!(
-        expected.is_subset(&seen.clients()),
-        "missed flows arrive: missing {:?}",
-        expected.difference(&seen.clients()).collect::<Vec<_>>()
-    );
+    read_all(&mut stream, &mut seen, &expected, "missed flows arrive").await;
     seen.assert_no_record_twice();
     // Every record echo holds arrived: its history, cursor by cursor.
     let mut direct = client::connect_tcp(nodes[1].listen, None)
@@ -551,15 +554,13 @@ async fn a_consumer_resumes_from_its_token_after_the_relay_restarts() {
         .expect("GetFlows with a token")
         .into_inner();
     let mut next = Seen::default();
-    read_until(&mut resumed, &mut next, Duration::from_secs(30), |s| {
-        after.is_subset(&s.clients())
-    })
+    read_all(
+        &mut resumed,
+        &mut next,
+        &after,
+        "what came while no relay ran arrives",
+    )
     .await;
-    assert!(
-        after.is_subset(&next.clients()),
-        "what came while no relay ran arrives: missing {:?}",
-        after.difference(&next.clients()).collect::<Vec<_>>()
-    );
     let earlier: BTreeSet<(String, u64)> = seen
         .flows
         .iter()

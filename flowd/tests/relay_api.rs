@@ -164,25 +164,7 @@ async fn the_relay_follows_the_agents_endpoint_slices() {
         },
         stop.clone(),
     );
-    let options = RelayOptions {
-        name: "relay".into(),
-        peers,
-        timing: PeerTiming::default(),
-        peer_buffer: 64,
-        checkpoint_interval: Duration::from_millis(100),
-        limits: api::ApiLimits::default(),
-    };
-    let limits = options.limits;
-    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let relay_addr = listeners.tcp_addr().unwrap();
-    tokio::spawn(api::serve_service(
-        flowd::relay::PassThrough::new(RelayService::new(options), limits.max_request_bytes),
-        limits,
-        listeners,
-        stop.clone(),
-    ));
+    let relay_addr = relay(peers, None).await;
 
     let mut client = client::connect_tcp(relay_addr, None).await.unwrap();
     let mut stream = client
@@ -261,10 +243,10 @@ async fn the_relay_follows_the_agents_endpoint_slices() {
 }
 
 /// A relay in process over `peers`, listening on loopback with `tls`.
-async fn relay(peers: Vec<PeerTarget>, tls: Option<TlsFiles>) -> SocketAddr {
+async fn relay(peers: PeerSet, tls: Option<TlsFiles>) -> SocketAddr {
     let options = RelayOptions {
         name: "relay".into(),
-        peers: PeerSet::fixed(peers),
+        peers,
         timing: PeerTiming {
             connect_timeout: Duration::from_secs(2),
             ..PeerTiming::default()
@@ -320,7 +302,7 @@ async fn client_certificates_on_both_sides_of_the_relay() {
         key: p("relay.key"),
         client_ca: Some(p("ca.pem")),
     };
-    let addr = relay(peers(&as_relay), Some(relay_tls.clone())).await;
+    let addr = relay(PeerSet::fixed(peers(&as_relay)), Some(relay_tls.clone())).await;
     let consumer = client::ClientTls {
         ca: Some(p("ca.pem")),
         cert: Some(p("client.pem")),
@@ -350,18 +332,17 @@ async fn client_certificates_on_both_sides_of_the_relay() {
         ca: Some(p("ca.pem")),
         ..Default::default()
     };
-    let refused = match client::connect_tcp(addr, Some(&anonymous)).await {
-        Err(_) => true,
-        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
-    };
-    assert!(refused, "the relay requires client certificates");
+    assert!(
+        support::tls::refused(addr, Some(&anonymous)).await,
+        "the relay requires client certificates"
+    );
 
     // A relay without a client certificate is refused by the agents: it says so per node.
     let no_cert = client::ClientTls {
         ca: Some(p("ca.pem")),
         ..Default::default()
     };
-    let addr = relay(peers(&no_cert), Some(relay_tls)).await;
+    let addr = relay(PeerSet::fixed(peers(&no_cert)), Some(relay_tls)).await;
     let mut client = client::connect_tcp(addr, Some(&consumer)).await.unwrap();
     let status = client
         .get_status(pb::GetStatusRequest {})
@@ -398,10 +379,10 @@ async fn a_position_retention_passed_is_a_gap_naming_the_node() {
     let (first, last) = node.hub.store().bounds().unwrap().expect("some left");
     assert!(first > 1, "retention removed the oldest");
     let addr = relay(
-        vec![PeerTarget {
+        PeerSet::fixed(vec![PeerTarget {
             address: node.addr.to_string(),
             tls: None,
-        }],
+        }]),
         None,
     )
     .await;

@@ -140,16 +140,7 @@ impl AgentProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn flowd run");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[agent] {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = log_lines(&mut child, "agent");
         let mut agent = Self {
             child,
             socket,
@@ -222,6 +213,21 @@ impl Drop for AgentProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A child's stderr, echoed into the test's output with `tag` and handed over line by line.
+/// The pipe is read to its end even once nobody takes the lines, so the child never blocks
+/// on a full pipe.
+pub fn log_lines(child: &mut Child, tag: &'static str) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{tag}] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    lines
 }
 
 /// Opens a stream of new flows (follow, no backlog).

@@ -1,6 +1,16 @@
 //! Test certificates made with the openssl command line.
 
-use std::{path::Path, process::Command};
+use std::{net::SocketAddr, path::Path, process::Command};
+
+use flowd::api::{client, proto::v1 as pb};
+
+/// Whether the server at `addr` turns this client away: at the handshake, or at its first call.
+pub async fn refused(addr: SocketAddr, tls: Option<&client::ClientTls>) -> bool {
+    match client::connect_tcp(addr, tls).await {
+        Err(_) => true,
+        Ok(mut client) => client.get_status(pb::GetStatusRequest {}).await.is_err(),
+    }
+}
 
 pub fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
