@@ -156,3 +156,116 @@ fn the_relay_refuses_what_it_cannot_serve_and_names_the_fix() {
     assert!(!ok, "the file's settings are checked as flags are: {text}");
     assert!(text.contains("--insecure-listen"), "{text}");
 }
+
+/// The private key's body, line by line: no line of it may show up in a log.
+fn key_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() >= 16)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn no_key_material_reaches_the_log_even_at_trace_level() {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    support::tls::certificates(dir.path());
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let tls = [
+        "--tls-cert",
+        &p("server.pem"),
+        "--tls-key",
+        &p("server.key"),
+        "--tls-client-ca",
+        &p("ca.pem"),
+    ];
+    let mut relay = Command::new(support::flowd_binary())
+        .args(["relay", "--peer", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
+        .args(tls)
+        .args([
+            "--peer-tls-ca",
+            &p("ca.pem"),
+            "--peer-tls-cert",
+            &p("relay.pem"),
+        ])
+        .args(["--peer-tls-key", &p("relay.key"), "--log-level", "trace"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = support::log_lines(&mut relay, "relay");
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the relay says it is ready");
+        let ready = line
+            .contains("flowd relay ready")
+            .then(|| line.split("listen=").nth(1))
+            .flatten()
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|addr| addr.parse::<std::net::SocketAddr>().unwrap());
+        log.push(line);
+        if let Some(addr) = ready {
+            break addr;
+        }
+    };
+    // A handshake with a client certificate and one without, so TLS code paths log what they log.
+    let with_cert = flowd::api::client::ClientTls {
+        ca: Some(p("ca.pem").into()),
+        cert: Some(p("client.pem").into()),
+        key: Some(p("client.key").into()),
+        server_name: None,
+    };
+    let mut client = flowd::api::client::connect_tcp(addr, Some(&with_cert))
+        .await
+        .expect("a client with a certificate");
+    client
+        .get_status(flowd::api::proto::v1::GetStatusRequest {})
+        .await
+        .expect("status through TLS");
+    assert!(support::tls::refused(addr, None).await);
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    log.extend(lines.iter());
+    let log = log.join("\n");
+    assert!(log.contains("TRACE"), "traced at all: {log}");
+    for key in ["server.key", "relay.key", "client.key", "ca.key"] {
+        for line in key_lines(&dir.path().join(key)) {
+            assert!(!log.contains(&line), "{key} appears in the log");
+        }
+    }
+
+    // A key file that is not a key: the error names the file, never its content.
+    let secret = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LW11c3Qtbm90LWxlYWs";
+    std::fs::write(
+        dir.path().join("bad.key"),
+        format!("-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let (ok, text) = flowd(&[
+        "relay",
+        "--peer",
+        "127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &p("server.pem"),
+        "--tls-key",
+        &p("bad.key"),
+        "--tls-client-ca",
+        &p("ca.pem"),
+        "--log-level",
+        "trace",
+    ]);
+    assert!(!ok, "a bad key is refused: {text}");
+    assert!(
+        text.contains("bad.key") && !text.contains("flowd relay ready"),
+        "refused at start, naming the file: {text}"
+    );
+    assert!(!text.contains(secret), "the key's content leaked: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}

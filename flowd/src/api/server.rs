@@ -66,6 +66,15 @@ pub enum ApiError {
     },
     #[error("TLS settings: {0}")]
     Tls(String),
+    #[error(
+        "TLS certificate {cert} with key {key} cannot be used: {reason}. Give a PEM certificate \
+         chain and the PEM private key (PKCS#8, PKCS#1 or SEC1) that belongs to it"
+    )]
+    TlsIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
     #[error("server reflection: {0}")]
     Reflection(String),
     #[error("gRPC server failed: {0}")]
@@ -266,8 +275,29 @@ impl TlsFiles {
         if let Some(ca) = &self.client_ca {
             config = config.client_ca_root(Certificate::from_pem(read(ca)?));
         }
+        // tonic parses the files only when serving, after the agent said it is ready; building
+        // its acceptor now refuses a bad file at start, with tonic's own parser.
+        tonic::transport::Server::builder()
+            .tls_config(config.clone())
+            .map_err(|err| ApiError::TlsIdentity {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                reason: error_chain(&err),
+            })?;
         Ok(config)
     }
+}
+
+/// An error with its causes: tonic's transport error says only "transport error" itself.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Bound listeners: binding happens before the agent reports ready, so clients never race it.

@@ -6,13 +6,16 @@ use crate::netns::NetnsError;
 pub enum CaptureError {
     #[error(
         "loading the kernel programs was refused: {source}. flowd needs root, or CAP_BPF, \
-         CAP_NET_ADMIN and CAP_PERFMON (in Kubernetes: a privileged container)"
+         CAP_NET_ADMIN and CAP_PERFMON (CAP_SYS_ADMIN instead of the first and last before \
+         Linux 5.8); in Kubernetes the chart grants them (value capabilities), or set \
+         privileged: true"
     )]
     Permission { source: aya::EbpfError },
     #[error(
         "flowd lacks {missing}: it loads eBPF programs and attaches them to interfaces. Run it as \
-         root (sudo flowd run), or grant CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_ADMIN \
-         (in Kubernetes: securityContext.privileged: true)"
+         root (sudo flowd run), or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, and CAP_SYSLOG \
+         to name drop locations (CAP_SYS_ADMIN instead of CAP_BPF and CAP_PERFMON before Linux \
+         5.8); in Kubernetes the chart grants them (value capabilities), or set privileged: true"
     )]
     MissingCapabilities { missing: String },
     #[error("loading the kernel programs failed: {0}")]

@@ -5,6 +5,7 @@ use super::CaptureError;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYSLOG: u32 = 34;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
@@ -37,15 +38,28 @@ pub fn missing_capabilities(effective: u64) -> Option<String> {
     (!missing.is_empty()).then(|| missing.join(", "))
 }
 
+/// Whether kernel addresses in /proc/kallsyms are readable: without CAP_SYSLOG the kernel shows
+/// them as zeros and drop locations can only be given as raw addresses.
+pub fn names_drop_locations(effective: u64) -> bool {
+    effective & (1u64 << CAP_SYSLOG) != 0
+}
+
 pub fn check_privileges() -> Result<(), CaptureError> {
     // Unknown (no procfs): let the kernel decide and report.
     let Some(effective) = effective_capabilities() else {
         return Ok(());
     };
-    match missing_capabilities(effective) {
-        Some(missing) => Err(CaptureError::MissingCapabilities { missing }),
-        None => Ok(()),
+    if let Some(missing) = missing_capabilities(effective) {
+        return Err(CaptureError::MissingCapabilities { missing });
     }
+    if !names_drop_locations(effective) {
+        tracing::warn!(
+            missing = "CAP_SYSLOG",
+            "kernel drop locations will be shown as addresses, not function names: /proc/kallsyms \
+             hides addresses without CAP_SYSLOG; grant it to name them"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -61,6 +75,13 @@ mod tests {
     fn unprivileged_user_is_told_what_is_missing() {
         let missing = missing_capabilities(0).unwrap();
         assert_eq!(missing, "CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON");
+    }
+
+    #[test]
+    fn syslog_only_names_drop_locations() {
+        let caps = (1 << CAP_NET_ADMIN) | (1 << CAP_BPF) | (1 << CAP_PERFMON);
+        assert!(!names_drop_locations(caps));
+        assert!(names_drop_locations(caps | (1 << CAP_SYSLOG)));
     }
 
     #[test]
