@@ -318,7 +318,7 @@ fn load_object(obj: &Located<'_>, source: &str, out: &mut LoadResult) {
             Ok(t) => out.policies.tiers.push(t),
             Err(e) => out.errors.push(invalid(e)),
         },
-        ObjectKind::Policy(kind) => match parse_policy(root, kind, source, &label) {
+        ObjectKind::Policy(kind) => match parse_policy(root, kind, source, &label, obj.value) {
             Ok(Parsed::Policy(p, warns)) => {
                 out.warnings.extend(warns);
                 out.policies.policies.push(*p);
@@ -379,12 +379,40 @@ enum Parsed {
     Skipped(String),
 }
 
+/// The parts of a policy object a reader needs, as YAML: what `kubectl apply` took, without the
+/// server's additions (status, managed fields, annotations).
+fn policy_text(object: &Value) -> std::sync::Arc<str> {
+    let mut shown = serde_json::Map::new();
+    for key in ["apiVersion", "kind"] {
+        if let Some(value) = object.get(key) {
+            shown.insert(key.to_owned(), value.clone());
+        }
+    }
+    if let Some(metadata) = object.get("metadata") {
+        let mut kept = serde_json::Map::new();
+        for key in ["name", "namespace", "labels"] {
+            if let Some(value) = metadata.get(key) {
+                kept.insert(key.to_owned(), value.clone());
+            }
+        }
+        shown.insert("metadata".to_owned(), Value::Object(kept));
+    }
+    if let Some(spec) = object.get("spec") {
+        shown.insert("spec".to_owned(), spec.clone());
+    }
+    let text = serde_saphyr::to_string(&Value::Object(shown))
+        .unwrap_or_else(|err| format!("# the policy could not be shown as YAML: {err}\n"));
+    text.into()
+}
+
 fn parse_policy(
     root: Node<'_>,
     kind: PolicyKind,
     source: &str,
     label: &str,
+    object: &Value,
 ) -> Result<Parsed, FieldError> {
+    let text = policy_text(object);
     let (name, ns) = metadata_name(root)?;
     let global = matches!(
         kind,
@@ -427,6 +455,7 @@ fn parse_policy(
                     body: PolicyBody::Kubernetes(p.spec),
                     staged_action,
                     origin: origin.clone(),
+                    text: text.clone(),
                 }))
             }
             _ => {
@@ -445,6 +474,7 @@ fn parse_policy(
                     body: PolicyBody::Calico(p.spec),
                     staged_action: p.staged_action,
                     origin: origin.clone(),
+                    text: text.clone(),
                 }))
             }
         }

@@ -118,6 +118,9 @@ pub struct Policy {
     pub staged_action: Option<StagedAction>,
     /// Where it came from, for messages: "file: Kind ns/name".
     pub origin: String,
+    /// The object as loaded, as YAML (kind, name, labels and spec; no status or managed
+    /// fields), for showing next to the flows it decided.
+    pub text: std::sync::Arc<str>,
 }
 
 impl Policy {

@@ -129,6 +129,19 @@ impl Attributor {
         }
     }
 
+    /// The policies evaluated with now, for the policy board.
+    pub fn loaded_policies(&self) -> Vec<crate::graph::LoadedPolicy> {
+        self.engine()
+            .policies()
+            .iter()
+            .map(|p| crate::graph::LoadedPolicy {
+                reference: crate::flow::wire::policy_ref(&p.reference(), Some(0)),
+                text: p.text.to_string(),
+                origin: p.origin.clone(),
+            })
+            .collect()
+    }
+
     fn engine(&self) -> Arc<PolicyEngine> {
         // A poisoned lock still holds a complete engine: swaps replace it whole.
         self.engine

@@ -147,6 +147,20 @@ impl Config {
                 .of("listen"));
             }
         }
+        if let Some(ui) = self
+            .ui_listen
+            .filter(|addr| !addr.ip().is_loopback() && !self.insecure_ui)
+        {
+            if self.tls_cert.is_none() || self.tls_client_ca.is_none() {
+                return Err(checks::Rejected::new(
+                    ui.to_string(),
+                    "a loopback address, or tlsCert, tlsKey and tlsClientCa so that only \
+                     browsers with a client certificate from that CA see the flows \
+                     (insecureUi: true serves them in plaintext to anyone who reaches the port)",
+                )
+                .of("ui_listen"));
+            }
+        }
         // Its own switch: saying yes to plain-HTTP counters (for a Prometheus scrape) must not
         // also say yes to a plaintext flow API.
         if let Some(metrics) = self

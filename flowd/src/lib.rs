@@ -12,6 +12,7 @@ pub mod export;
 pub mod flow;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+pub mod graph;
 pub mod host;
 pub mod metrics;
 pub mod model;
@@ -25,3 +26,4 @@ pub mod relay;
 pub mod store;
 pub mod telemetry;
 pub mod testbed;
+pub mod ui;

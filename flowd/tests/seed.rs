@@ -286,3 +286,161 @@ async fn the_seed_story_in_one_command() {
     assert!(by_policy.lines().count() >= 2, "{by_policy}");
     assert!(agent.terminate().success());
 }
+
+/// The agent's UI address, from its "UI listening" log line.
+fn ui_url(agent: &AgentProcess) -> String {
+    agent
+        .log_lines
+        .iter()
+        .find(|line| line.contains("UI listening"))
+        .and_then(|line| line.split("url=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the agent logs the UI's address")
+        .to_owned()
+}
+
+/// Resolves when the page has loaded what it asked for (body data-state), rejects with its
+/// error line.
+const PAGE_READY: &str = "new Promise((resolve, reject) => { const check = () => { \
+    const state = document.body && document.body.dataset.state; \
+    if (state === 'ready') resolve(true); \
+    else if (state === 'error') reject(new Error(document.getElementById('error').textContent)); \
+    else setTimeout(check, 25); }; check(); })";
+
+/// Rows of the flows table, as the cells' text.
+const TABLE_ROWS: &str = "[...document.querySelectorAll('#flows-table tbody tr')]\
+    .map((tr) => [...tr.cells].map((td) => td.textContent))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_story_on_the_page() {
+    if !privileged("the_seed_story_on_the_page") {
+        return;
+    }
+    let hosts = TwoHosts::create("seedui").expect("testbed");
+    let _servers = serve(&hosts);
+    let nft = "table inet cni {\n chain input {\n  type filter hook input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(nft.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let (policies, cluster) = (data("policies.yaml"), data("cluster.yaml"));
+    let agent = AgentProcess::start(&[
+        "--netns",
+        hosts.b.path().to_str().unwrap(),
+        "--active-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--unanswered-timeout",
+        "500ms",
+        "--metadata-file",
+        cluster.to_str().unwrap(),
+        "--policy-file",
+        policies.to_str().unwrap(),
+        "--ui-listen",
+        "127.0.0.1:0",
+    ]);
+    let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
+    assert_eq!(answered, [7070]);
+    let recorded = flows_by_port(&agent).await;
+    assert!(recorded.contains_key(&42001), "{:?}", recorded.keys());
+    let url = ui_url(&agent);
+
+    tokio::task::block_in_place(|| {
+        let mut browser = support::browser::Browser::launch(1400, 1000);
+        browser.navigate(&url);
+        browser.eval(PAGE_READY);
+
+        // The engine-to-core edge, drawn red: one of its ports was denied.
+        let edge = browser.eval(
+            "(() => { const e = flowd.cy.edges().filter((e) => \
+                e.source().id().includes('engine-standard-group') && \
+                e.target().id().includes('core'))[0]; \
+              if (!e) return null; \
+              const p = e.renderedMidpoint(); \
+              const r = flowd.cy.container().getBoundingClientRect(); \
+              return { verdict: e.data('verdict'), colour: e.style('line-color'), \
+                       label: e.data('label'), x: r.left + p.x, y: r.top + p.y }; })()",
+        );
+        assert_eq!(edge["verdict"], "VERDICT_DENIED", "{edge}");
+        assert_eq!(
+            edge["colour"], "rgb(214,39,40)",
+            "drawn in the denied colour: {edge}"
+        );
+        assert!(
+            edge["label"].as_str().unwrap().contains("42001-42002"),
+            "{edge}"
+        );
+
+        // Clicking it opens the side panel with the deciding policy and rule.
+        browser.click(edge["x"].as_f64().unwrap(), edge["y"].as_f64().unwrap());
+        let panel = browser.eval(
+            "new Promise((resolve) => { const check = () => { \
+                const panel = document.getElementById('panel'); \
+                const flows = panel.querySelector('.edge-flows'); \
+                if (!panel.hidden && flows && !flows.textContent.startsWith('loading')) \
+                    resolve(panel.textContent); \
+                else setTimeout(check, 25); }; check(); })",
+        );
+        let panel = panel.as_str().unwrap();
+        for expected in [
+            "default-deny-fmeserver",
+            "-1 (end of tier",
+            "7070, 42001-42002",
+            "NETFILTER_DROP",
+            "core-fmeserver",
+            "kind: NetworkPolicy",
+        ] {
+            assert!(
+                panel.contains(expected),
+                "{expected:?} not in the panel:\n{panel}"
+            );
+        }
+        let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-seed.png");
+        browser.screenshot(&screenshot);
+        eprintln!("screenshot: {}", screenshot.display());
+
+        // The policy board counts the denial.
+        let denied = browser.eval(
+            "document.querySelector('#policy-board tr[data-policy=\"fmeserver/default-deny-fmeserver\"] td.denied').textContent",
+        );
+        assert!(
+            denied.as_str().unwrap().parse::<u64>().unwrap() >= 1,
+            "denials on the board: {denied}"
+        );
+
+        // The flows table filtered by port, through the form as a user types it.
+        browser.eval("document.querySelector('#filters [name=port]').value = '42001'");
+        browser.click_element("#filters button[type=submit]");
+        browser.eval(PAGE_READY);
+        let rows = browser.eval(TABLE_ROWS);
+        let rows = rows.as_array().unwrap();
+        assert!(!rows.is_empty(), "flows on 42001");
+        for row in rows {
+            assert_eq!(row[4], "42001", "only port 42001: {row}");
+        }
+        assert!(
+            rows.iter().any(|row| row[5] == "denied"
+                && row[7]
+                    .as_str()
+                    .unwrap()
+                    .contains("fmeserver/default-deny-fmeserver rule -1")),
+            "{rows:?}"
+        );
+        browser.collect_events();
+        assert!(
+            browser.problems.is_empty(),
+            "the page ran without errors or refused loads: {:?}",
+            browser.problems
+        );
+    });
+    assert!(agent.terminate().success());
+}

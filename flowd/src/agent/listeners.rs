@@ -16,6 +16,8 @@ pub struct AgentListeners {
     pub api: Listeners,
     /// `/metrics`, when `metricsListen` is set.
     pub metrics: Option<TcpListener>,
+    /// The web UI, when `uiListen` is set (with the API's TLS settings).
+    pub ui: Option<Listeners>,
 }
 
 impl AgentListeners {
@@ -36,6 +38,17 @@ impl AgentListeners {
             tls.as_ref(),
         )
         .await?;
+        let ui = match config.ui_listen {
+            Some(addr) => {
+                let ui = Listeners::bind_tcp(addr, tls.as_ref()).await?;
+                if let Some(bound) = ui.tcp_addr() {
+                    let scheme = if tls.is_some() { "https" } else { "http" };
+                    tracing::info!(url = %format!("{scheme}://{bound}/"), "UI listening");
+                }
+                Some(ui)
+            }
+            None => None,
+        };
         let metrics = match config.metrics_listen {
             Some(addr) => {
                 let listener = metrics::bind(addr).await?;
@@ -46,6 +59,6 @@ impl AgentListeners {
             }
             None => None,
         };
-        Ok(Self { api, metrics })
+        Ok(Self { api, metrics, ui })
     }
 }

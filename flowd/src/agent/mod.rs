@@ -63,6 +63,7 @@ pub async fn run(
     let AgentListeners {
         api: listeners,
         metrics: metrics_listener,
+        ui: ui_listener,
     } = listeners;
     let netns = config.netns_path();
     capture::check_privileges()?;
@@ -226,6 +227,13 @@ pub async fn run(
         ))],
         None => Vec::new(),
     };
+    let catalog: crate::api::PolicyCatalog = match &attributor {
+        Some(attributor) => {
+            let attributor = attributor.clone();
+            Arc::new(move || attributor.loaded_policies())
+        }
+        None => Arc::new(Vec::new),
+    };
     let attributed = match attributor {
         Some(attributor) => pipeline.then(Attribution::new(attributor, api_policies_rx), enriched),
         None => enriched,
@@ -246,18 +254,22 @@ pub async fn run(
     let export = file_sink
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
     let api_stop = CancellationToken::new();
-    let server = tokio::spawn(api::serve(
-        FlowApi::new(hub, telemetry.clone()).with_limits(crate::api::ApiLimits {
+    let flow_api = FlowApi::new(hub, telemetry.clone())
+        .with_policies(catalog)
+        .with_limits(crate::api::ApiLimits {
             max_subscribers: config.max_subscribers,
             max_filters: config.max_filters,
             max_filter_values: config.max_filter_values,
             max_request_bytes: config.max_request_bytes,
             keepalive_interval: config.keepalive_interval,
             keepalive_timeout: config.keepalive_timeout,
-        }),
-        listeners,
-        api_stop.clone(),
-    ));
+            graph_max_edges: config.graph_max_edges,
+        });
+    let ui_server = ui_listener.map(|listener| {
+        let router = crate::ui::router(Arc::new(flow_api.clone()));
+        tokio::spawn(crate::ui::serve(router, listener, api_stop.clone()))
+    });
+    let server = tokio::spawn(api::serve(flow_api, listeners, api_stop.clone()));
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(metrics::serve(
             listener,
@@ -295,6 +307,11 @@ pub async fn run(
     if let Some(metrics_server) = metrics_server {
         if let Err(err) = metrics_server.await? {
             tracing::warn!(error = %err, "metrics server");
+        }
+    }
+    if let Some(ui_server) = ui_server {
+        if let Err(err) = ui_server.await? {
+            tracing::warn!(error = %err, "UI server");
         }
     }
     capture_result?;

@@ -30,6 +30,8 @@ pub struct ApiLimits {
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is closed.
     pub keepalive_timeout: Duration,
+    /// Edges a GetGraph answer holds when the request does not ask for fewer.
+    pub graph_max_edges: usize,
 }
 
 impl Default for ApiLimits {
@@ -41,6 +43,7 @@ impl Default for ApiLimits {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            graph_max_edges: crate::graph::DEFAULT_MAX_EDGES,
         }
     }
 }
@@ -49,7 +52,24 @@ impl ApiLimits {
     /// Refuses a request with more filters, or longer lists, than the settings allow: compiling
     /// and matching them costs the agent time per stored and per new record.
     pub fn check(&self, request: &pb::GetFlowsRequest) -> Result<(), Status> {
-        let filters = request.allow.len() + request.deny.len();
+        self.check_filters(&request.allow, &request.deny)
+    }
+
+    /// Edges a GetGraph answer may hold: what the request asks, within graphMaxEdges.
+    pub fn graph_edges(&self, asked: u32) -> usize {
+        match usize::try_from(asked) {
+            Ok(0) | Err(_) => self.graph_max_edges,
+            Ok(asked) => asked.min(self.graph_max_edges),
+        }
+    }
+
+    /// As `check`, for any request carrying allow and deny filters.
+    pub fn check_filters(
+        &self,
+        allow: &[pb::FlowFilter],
+        deny: &[pb::FlowFilter],
+    ) -> Result<(), Status> {
+        let filters = allow.len() + deny.len();
         if filters > self.max_filters {
             return Err(Status::invalid_argument(format!(
                 "{filters} filters (allow and deny together), more than maxFilters \
@@ -57,7 +77,7 @@ impl ApiLimits {
                 self.max_filters
             )));
         }
-        for filter in request.allow.iter().chain(&request.deny) {
+        for filter in allow.iter().chain(deny) {
             if let Some((field, count)) = longest_list(filter) {
                 if count > self.max_filter_values {
                     return Err(Status::invalid_argument(format!(

@@ -84,11 +84,15 @@ pub enum ApiError {
 /// Messages a stream may queue for a client before it waits for that client.
 const STREAM_BUFFER: usize = 256;
 
+/// The policies the agent evaluates with now, for the graph's policy board.
+pub type PolicyCatalog = Arc<dyn Fn() -> Vec<crate::graph::LoadedPolicy> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct FlowApi {
     hub: Hub,
     telemetry: Arc<Telemetry>,
     limits: ApiLimits,
+    policies: PolicyCatalog,
 }
 
 impl FlowApi {
@@ -97,13 +101,31 @@ impl FlowApi {
             hub,
             telemetry,
             limits: ApiLimits::default(),
+            policies: Arc::new(Vec::new),
         }
+    }
+
+    /// Where the graph's policy board finds the loaded policies.
+    pub fn with_policies(mut self, policies: PolicyCatalog) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Bounds on subscriptions, filters, request size and idle connections.
     pub fn with_limits(mut self, limits: ApiLimits) -> Self {
         self.limits = limits;
         self
+    }
+}
+
+/// A failed history read as the client sees it.
+fn history_status(err: crate::store::StoreError) -> Status {
+    tracing::error!(error = %err, "reading the flow history");
+    // A history that cannot be opened now (disk full) is a retryable condition for the
+    // client, not a bug in the agent.
+    match err {
+        crate::store::StoreError::Unavailable { .. } => Status::unavailable(err.to_string()),
+        _ => Status::internal(err.to_string()),
     }
 }
 
@@ -164,16 +186,7 @@ impl FlowService for FlowApi {
                         })
                     }
                     Err(err) => {
-                        tracing::error!(error = %err, "reading the flow history");
-                        // A history that cannot be opened now (disk full) is a retryable
-                        // condition for the client, not a bug in the agent.
-                        let status = match err {
-                            crate::store::StoreError::Unavailable { .. } => {
-                                Status::unavailable(err.to_string())
-                            }
-                            _ => Status::internal(err.to_string()),
-                        };
-                        let _ = tx.send(Err(status)).await;
+                        let _ = tx.send(Err(history_status(err))).await;
                         break;
                     }
                 };
@@ -185,6 +198,28 @@ impl FlowService for FlowApi {
             telemetry.subscribers.fetch_sub(1, Ordering::Relaxed);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_graph(
+        &self,
+        request: Request<pb::GetGraphRequest>,
+    ) -> Result<Response<pb::GetGraphResponse>, Status> {
+        let request = request.into_inner();
+        self.limits.check_filters(&request.allow, &request.deny)?;
+        let now = crate::store::system_time_ns(std::time::SystemTime::now());
+        let (since, until) = request::graph_window(&request, now)?;
+        let matcher = crate::query::FlowMatcher::new(&request.allow, &request.deny)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let max_edges = self.limits.graph_edges(request.max_edges);
+        let loaded = (self.policies)();
+        let store = self.hub.store().clone();
+        let graph = tokio::task::spawn_blocking(move || {
+            crate::graph::from_history(&store, &matcher, since, until, max_edges, &loaded)
+        })
+        .await
+        .map_err(|err| Status::internal(err.to_string()))?
+        .map_err(history_status)?;
+        Ok(Response::new(graph))
     }
 
     async fn get_status(
@@ -347,6 +382,11 @@ impl Listeners {
             unix: None,
             tcp: Some((tcp_listener(addr).await?, tls)),
         })
+    }
+
+    /// The TCP listener and its TLS, for a server other than the API's (the UI).
+    pub fn into_tcp(self) -> Option<(TcpListener, Option<ServerTlsConfig>)> {
+        self.tcp
     }
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {

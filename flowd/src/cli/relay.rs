@@ -54,6 +54,14 @@ pub struct RelayArgs {
     /// reads every node's flows.
     #[arg(long)]
     pub insecure_listen: bool,
+    /// Serve the web UI (the cluster's graph, flows and policies) here; beyond loopback it
+    /// needs --tls-cert, --tls-key and --tls-client-ca (or --insecure-ui).
+    #[arg(long, value_name = "ADDR")]
+    pub ui_listen: Option<SocketAddr>,
+    /// Serve the UI beyond loopback without TLS and client certificates: anyone who reaches the
+    /// port sees every node's flows.
+    #[arg(long)]
+    pub insecure_ui: bool,
     /// Verify the agents' certificates against this CA (PEM); enables TLS towards them.
     #[arg(long, value_name = "FILE")]
     pub peer_tls_ca: Option<PathBuf>,
@@ -69,6 +77,10 @@ pub struct RelayArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
+    /// How long a node may take to answer GetGraph (it reads its whole window) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Option<Duration>,
     /// Longest wait between reconnection attempts to an unavailable node [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
@@ -113,11 +125,14 @@ impl RelayArgs {
             tls_key: self.tls_key.or(file.tls_key),
             tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
             insecure_listen: self.insecure_listen || file.insecure_listen,
+            ui_listen: self.ui_listen.or(file.ui_listen),
+            insecure_ui: self.insecure_ui || file.insecure_ui,
             peer_tls_ca: self.peer_tls_ca.or(file.peer_tls_ca),
             peer_tls_cert: self.peer_tls_cert.or(file.peer_tls_cert),
             peer_tls_key: self.peer_tls_key.or(file.peer_tls_key),
             peer_tls_server_name: self.peer_tls_server_name.or(file.peer_tls_server_name),
             connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            query_timeout: self.query_timeout.or(file.query_timeout),
             retry_max: self.retry_max.or(file.retry_max),
             peer_buffer: self.peer_buffer.or(file.peer_buffer),
             checkpoint_interval: self.checkpoint_interval.or(file.checkpoint_interval),
@@ -156,16 +171,26 @@ pub fn options(
         _ => bail!("--tls-cert and --tls-key go together (and --tls-client-ca needs both)"),
     };
     let authenticated = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    if !listen.ip().is_loopback() && !authenticated && !args.insecure_listen {
-        bail!(
-            "--listen {listen} is beyond loopback: give --tls-cert, --tls-key and --tls-client-ca \
-             so that only clients with a certificate from that CA read the cluster's flows, or \
-             --insecure-listen to serve them in plaintext to anyone who reaches the port"
-        );
+    refuse_exposed(
+        "--listen",
+        listen,
+        authenticated,
+        args.insecure_listen,
+        "--insecure-listen",
+    )?;
+    if let Some(ui) = args.ui_listen {
+        refuse_exposed(
+            "--ui-listen",
+            ui,
+            authenticated,
+            args.insecure_ui,
+            "--insecure-ui",
+        )?;
     }
     let defaults = PeerTiming::default();
     let timing = PeerTiming {
         connect_timeout: args.connect_timeout.unwrap_or(defaults.connect_timeout),
+        query_timeout: args.query_timeout.unwrap_or(defaults.query_timeout),
         retry_min: defaults.retry_min,
         retry_max: args.retry_max.unwrap_or(defaults.retry_max),
     };
@@ -187,6 +212,24 @@ pub fn options(
         limits,
     };
     Ok((options, listen, tls))
+}
+
+/// Beyond loopback only with client certificates, or when the user said plaintext is fine.
+fn refuse_exposed(
+    flag: &str,
+    addr: SocketAddr,
+    authenticated: bool,
+    insecure: bool,
+    insecure_flag: &str,
+) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() || authenticated || insecure {
+        return Ok(());
+    }
+    bail!(
+        "{flag} {addr} is beyond loopback: give --tls-cert, --tls-key and --tls-client-ca so \
+         that only clients with a certificate from that CA read the cluster's flows, or \
+         {insecure_flag} to serve them in plaintext to anyone who reaches the port"
+    )
 }
 
 fn peer_tls(args: &RelayArgs) -> Option<ClientTls> {
@@ -249,13 +292,30 @@ pub async fn execute(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let listeners = Listeners::bind_tcp(listen, tls.as_ref()).await?;
     let bound = listeners.tcp_addr().unwrap_or(listen);
     let limits = options.limits;
-    tracing::info!(listen = %bound, peers = options.peers.current().len(), "flowd relay ready");
+    let peer_count = options.peers.current().len();
+    let service = RelayService::new(options);
+    let ui = match args.ui_listen {
+        Some(addr) => {
+            let ui = Listeners::bind_tcp(addr, tls.as_ref()).await?;
+            if let Some(bound) = ui.tcp_addr() {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                tracing::info!(url = %format!("{scheme}://{bound}/"), "UI listening");
+            }
+            let router = crate::ui::router(std::sync::Arc::new(service.clone()));
+            Some(tokio::spawn(crate::ui::serve(router, ui, shutdown.clone())))
+        }
+        None => None,
+    };
+    tracing::info!(listen = %bound, peers = peer_count, "flowd relay ready");
     crate::api::serve_service(
-        PassThrough::new(RelayService::new(options), limits.max_request_bytes),
+        PassThrough::new(service, limits.max_request_bytes),
         limits,
         listeners,
         shutdown,
     )
     .await?;
+    if let Some(ui) = ui {
+        ui.await??;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -149,6 +149,18 @@ settings! {
     /// only with `insecureMetrics`)
     metrics_listen: optional SocketAddr = None, shown "off",
         flag #[arg(long, value_name = "ADDR")];
+    /// serve the web UI (`/`: service graph, flows, policy board) and its JSON API on this
+    /// address; beyond loopback it needs `tlsCert`, `tlsKey` and `tlsClientCa` (or `insecureUi`)
+    ui_listen: optional SocketAddr = None, shown "off",
+        flag #[arg(long, value_name = "ADDR")];
+    /// allow `uiListen` beyond loopback without TLS and client certificates: anyone who
+    /// reaches the port reads every flow
+    insecure_ui: switch bool = false, shown "off",
+        flag #[arg(long)];
+    /// edges in a graph answer (GetGraph, the UI); beyond them the ones with the fewest
+    /// connections are left out, denied and dropped ones last
+    graph_max_edges: value usize = crate::graph::DEFAULT_MAX_EDGES, shown "2000",
+        check at_least_one, flag #[arg(long, value_name = "N")];
     /// allow `listen` beyond loopback without TLS and client certificates: anyone who reaches
     /// the port reads every flow
     insecure_listen: switch bool = false, shown "off",

@@ -95,7 +95,7 @@ fn endpoint(endpoint: &EndpointAddr, meta: Option<&EndpointMeta>) -> pb::Endpoin
     out
 }
 
-fn policy_ref(policy: &crate::policy::PolicyRef, rule: Option<i32>) -> pb::PolicyRef {
+pub fn policy_ref(policy: &crate::policy::PolicyRef, rule: Option<i32>) -> pb::PolicyRef {
     pb::PolicyRef {
         kind: policy.kind.as_str().to_owned(),
         tier: policy.tier.clone(),

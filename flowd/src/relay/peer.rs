@@ -56,6 +56,8 @@ pub struct PeerTarget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerTiming {
     pub connect_timeout: Duration,
+    /// For calls that read a node's history whole (GetGraph).
+    pub query_timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
 }
@@ -64,6 +66,7 @@ impl Default for PeerTiming {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(30),
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
         }
@@ -140,6 +143,21 @@ pub async fn status(
         Ok(Ok(status)) => Ok(status.into_inner()),
         Ok(Err(status)) => Err(status.message().to_owned()),
         Err(_) => Err("GetStatus unanswered".to_owned()),
+    }
+}
+
+pub async fn graph(
+    client: &mut FlowServiceClient<Channel>,
+    request: pb::GetGraphRequest,
+    timing: PeerTiming,
+) -> Result<pb::GetGraphResponse, String> {
+    match tokio::time::timeout(timing.query_timeout, client.get_graph(request)).await {
+        Ok(Ok(graph)) => Ok(graph.into_inner()),
+        Ok(Err(status)) => Err(status.message().to_owned()),
+        Err(_) => Err(format!(
+            "GetGraph unanswered after {:?} (the relay's queryTimeout)",
+            timing.query_timeout
+        )),
     }
 }
 

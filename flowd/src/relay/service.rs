@@ -193,6 +193,60 @@ impl FlowService for RelayService {
         Ok(Response::new(Box::pin(decoded)))
     }
 
+    async fn get_graph(
+        &self,
+        request: Request<pb::GetGraphRequest>,
+    ) -> Result<Response<pb::GetGraphResponse>, Status> {
+        let request = request.into_inner();
+        let options = &self.shared.options;
+        options
+            .limits
+            .check_filters(&request.allow, &request.deny)?;
+        // Every node reads the same window, fixed here rather than by each node's clock.
+        let now = crate::store::system_time_ns(std::time::SystemTime::now());
+        let (since, until) = crate::api::request::graph_window(&request, now)?;
+        let max_edges = options.limits.graph_edges(request.max_edges);
+        let asked = pb::GetGraphRequest {
+            since: Some(crate::flow::wire::timestamp_ns(since)),
+            until: Some(crate::flow::wire::timestamp_ns(until)),
+            max_edges: u32::try_from(max_edges).unwrap_or(u32::MAX),
+            ..request
+        };
+        options
+            .peers
+            .wait_listed(options.timing.connect_timeout)
+            .await;
+        let peers = options.peers.current();
+        let asks = peers.iter().map(|target| {
+            let asked = asked.clone();
+            async move {
+                let answer = async {
+                    let mut client = peer::connect(target, options.timing).await?;
+                    peer::graph(&mut client, asked, options.timing).await
+                };
+                (target, answer.await)
+            }
+        });
+        let mut graphs = Vec::new();
+        let mut unavailable = Vec::new();
+        for (target, answer) in futures::future::join_all(asks).await {
+            match answer {
+                Ok(graph) => graphs.push(graph),
+                Err(message) => unavailable.push(pb::NodeStatus {
+                    address: target.address.clone(),
+                    state: pb::NodeState::Unavailable as i32,
+                    message,
+                    ..Default::default()
+                }),
+            }
+        }
+        let mut graph = crate::graph::merge(graphs, max_edges);
+        graph.since = asked.since;
+        graph.until = asked.until;
+        graph.unavailable.extend(unavailable);
+        Ok(Response::new(graph))
+    }
+
     async fn get_status(
         &self,
         _request: Request<pb::GetStatusRequest>,

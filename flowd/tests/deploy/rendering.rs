@@ -41,6 +41,19 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                    "relay": {"enabled": true, "insecure": true}}),
         ),
         (
+            "UI on the agents and the relay, with TLS",
+            json!({"listener": {"enabled": true, "tls": {"secretName": "flowd-tls"}},
+                   "ui": {"enabled": true},
+                   "relay": {"enabled": true, "ui": {"enabled": true},
+                             "tls": {"secretName": "flowd-relay-tls",
+                             "agentServerName": "flowd-agents", "serverName": "flowd-relay"}}}),
+        ),
+        (
+            "UI in plaintext, said explicitly",
+            json!({"listener": {"enabled": true, "insecure": true}, "ui": {"enabled": true},
+                   "relay": {"enabled": true, "insecure": true, "ui": {"enabled": true}}}),
+        ),
+        (
             "no BTF or tracefs mounts",
             json!({"hostMounts": {"btf": false, "tracefs": false}, "config": {"dropProbe": "off"}}),
         ),
@@ -144,7 +157,8 @@ fn the_relay_deployment_runs_a_command_the_relay_accepts() {
     let rendered = rendered(
         "relay",
         &json!({"listener": {"enabled": true, "tls": {"secretName": "flowd-tls"}},
-                "relay": {"enabled": true, "tls": {"secretName": "r", "agentServerName": "a",
+                "relay": {"enabled": true, "ui": {"enabled": true},
+                          "tls": {"secretName": "r", "agentServerName": "a",
                           "serverName": "b"}}}),
     );
     let relay = rendered
@@ -164,6 +178,11 @@ fn the_relay_deployment_runs_a_command_the_relay_accepts() {
         .position(|a| a == "--kubernetes-service")
         .map(|i| args[i + 1].clone());
     assert_eq!(service.as_deref(), Some("flowd/flowd-agents"), "{args:?}");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--ui-listen" && w[1] == "0.0.0.0:4248"),
+        "the relay serves the cluster's UI: {args:?}"
+    );
     let agents = rendered
         .object_named("Service", "flowd-agents")
         .expect("the Service the relay follows is rendered");
@@ -212,11 +231,33 @@ fn the_settings_follow_the_values() {
         .expect("a TLS volume");
     assert_eq!(secret_volume["secret"]["secretName"], "flowd-tls");
 
+    let ui = rendered(
+        "UI",
+        &json!({"listener": {"enabled": true, "tls": {"secretName": "flowd-tls"}},
+                "ui": {"enabled": true, "port": 4400}}),
+    );
+    let settings: serde_yaml_ng::Value = serde_yaml_ng::from_str(&ui.agent_settings()).unwrap();
+    assert_eq!(settings["uiListen"], "0.0.0.0:4400");
+    assert!(
+        settings.get("insecureUi").is_none(),
+        "the UI gets the listener's TLS"
+    );
+    let ports = &ui.object("Service")["spec"]["ports"];
+    assert!(
+        ports
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "ui" && p["port"] == 4400),
+        "{ports:?}"
+    );
+
     let defaults = rendered("defaults", &json!({}));
     let settings: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&defaults.agent_settings()).unwrap();
     for absent in [
         "listen",
+        "uiListen",
         "metricsListen",
         "insecureListen",
         "insecureMetrics",
@@ -311,6 +352,15 @@ fn wrong_values_are_refused_with_a_readable_message() {
         ),
         (json!({"relay": {"enabled": true}}), "listener.enabled"),
         (
+            json!({"ui": {"enabled": true}}),
+            "ui.enabled needs listener.enabled",
+        ),
+        (
+            json!({"listener": {"enabled": true, "insecure": true},
+                   "ui": {"enabled": true, "port": 4245}}),
+            "ui.port",
+        ),
+        (
             json!({"listener": {"enabled": true, "insecure": true}, "relay": {"enabled": true}}),
             "relay.tls.secretName",
         ),
@@ -331,9 +381,11 @@ fn wrong_values_are_refused_with_a_readable_message() {
     }
 }
 
-/// Settings the chart derives from `listener`, `metrics` and `policiesConfigMap`.
+/// Settings the chart derives from `listener`, `ui`, `metrics` and `policiesConfigMap`.
 const CHART_OWNED: &[&str] = &[
     "listen",
+    "uiListen",
+    "insecureUi",
     "tlsCert",
     "tlsKey",
     "tlsClientCa",

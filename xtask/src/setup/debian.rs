@@ -46,6 +46,36 @@ pub const BENCH: Step = Step {
           and `softflowd -h` run, and read their errors",
 };
 
+/// The UI tests drive Debian's Chromium headless; installed is not enough, it must render.
+const BROWSER_PACKAGES: &[&str] = &["chromium"];
+
+pub const BROWSER: Step = Step {
+    name: "Chromium for the UI tests (Debian chromium)",
+    present: || Ok(missing(BROWSER_PACKAGES).is_empty() && chromium_renders()),
+    install: || install(BROWSER_PACKAGES),
+    fix: "run `apt-get install -y chromium` as root, then `chromium --headless --no-sandbox \
+          --dump-dom 'data:text/html,<p>flowd</p>'` and read its errors",
+};
+
+/// A page rendered by headless Chromium, checked by its serialised DOM.
+fn chromium_renders() -> bool {
+    let profile = std::env::temp_dir().join(format!("flowd-setup-chromium-{}", std::process::id()));
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            "data:text/html,<p id=flowd>rendered</p>",
+        ])
+        .output();
+    let _ = std::fs::remove_dir_all(&profile);
+    matches!(output, Ok(o) if o.status.success()
+        && String::from_utf8_lossy(&o.stdout).contains("<p id=\"flowd\">rendered</p>"))
+}
+
 pub const TEST: Step = Step {
     name: "Debian packages for the tests (iproute2 nftables iputils-ping openssl)",
     present: || Ok(missing(TEST_PACKAGES).is_empty()),

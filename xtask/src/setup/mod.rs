@@ -65,6 +65,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
     if !args.build_only {
         for step in &[
             debian::TEST,
+            debian::BROWSER,
             tools::GRPCURL,
             chart_tools::STEP,
             cargo_fuzz::STEP,

@@ -38,6 +38,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.relay.enabled .Values.relay.insecure (not .Values.listener.insecure) -}}
 {{- fail "relay.insecure=true reads the agents in plaintext, which needs listener.insecure=true too; or give relay.tls.secretName" -}}
 {{- end -}}
+{{- if and .Values.ui.enabled (not .Values.listener.enabled) -}}
+{{- fail "ui.enabled needs listener.enabled: the UI is served with the listener's TLS secret and client certificates (or in plaintext with listener.insecure)" -}}
+{{- end -}}
+{{- if and .Values.ui.enabled (or (eq (int .Values.ui.port) (int .Values.listener.port)) (and .Values.metrics.enabled (eq (int .Values.ui.port) (int .Values.metrics.port)))) -}}
+{{- fail "ui.port is the port of the listener or of the metrics; give it its own" -}}
+{{- end -}}
+{{- if and .Values.relay.enabled .Values.relay.ui.enabled (eq (int .Values.relay.ui.port) (int .Values.relay.port)) -}}
+{{- fail "relay.ui.port is relay.port; give the relay's UI its own port" -}}
+{{- end -}}
 {{- if and .Values.listener.enabled .Values.metrics.enabled (eq (int .Values.listener.port) (int .Values.metrics.port)) -}}
 {{- fail "listener.port and metrics.port are the same port; give them different ones" -}}
 {{- end -}}
@@ -54,6 +63,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $_ := set $settings "tlsClientCa" (printf "/etc/flowd/tls/%s" .Values.listener.tls.clientCaKey) -}}
 {{- else -}}
 {{- $_ := set $settings "insecureListen" true -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.ui.enabled -}}
+{{- $_ := set $settings "uiListen" (printf "0.0.0.0:%d" (int .Values.ui.port)) -}}
+{{- if not .Values.listener.tls.secretName -}}
+{{- $_ := set $settings "insecureUi" true -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.metrics.enabled -}}

@@ -1,0 +1,274 @@
+//! Folding records into nodes and edges, one pass, borrowing from each record: a record that
+//! joins known nodes and an existing edge allocates nothing.
+
+use std::collections::HashMap;
+
+use hashbrown::HashTable;
+
+use super::{identity::Identity, policies, ports::PortSet, top, LoadedPolicy, LISTED_PODS};
+use crate::proto::v1 as pb;
+
+struct NodeAcc {
+    node: pb::GraphNode,
+    hash: u64,
+    pods: std::collections::HashSet<String>,
+}
+
+/// Outcome and verdict enum values are small; counters indexed by them.
+const OUTCOMES: usize = 9;
+const VERDICTS: usize = 5;
+
+struct EdgeAcc {
+    source: u32,
+    destination: u32,
+    protocol: i32,
+    ports: PortSet,
+    connections: u64,
+    flows: u64,
+    bytes: u64,
+    packets: u64,
+    outcomes: [u64; OUTCOMES],
+    verdicts: [u64; VERDICTS],
+    drop_reasons: Vec<(String, u64)>,
+    policies: Vec<pb::EdgePolicy>,
+    first_ns: u64,
+    last_ns: u64,
+    recorded_by: Vec<String>,
+}
+
+pub struct GraphBuilder {
+    state: foldhash::fast::FixedState,
+    nodes: Vec<NodeAcc>,
+    node_index: HashTable<u32>,
+    edges: Vec<EdgeAcc>,
+    edge_index: HashMap<(u32, u32, i32), u32, foldhash::fast::FixedState>,
+    flows: u64,
+}
+
+impl Default for GraphBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn ns(ts: &Option<pbjson_types::Timestamp>) -> u64 {
+    ts.as_ref().map_or(0, crate::store::time_ns)
+}
+
+fn is_icmp(protocol: i32) -> bool {
+    protocol == pb::Protocol::Icmp as i32 || protocol == pb::Protocol::Icmpv6 as i32
+}
+
+impl GraphBuilder {
+    pub fn new() -> Self {
+        let state = foldhash::fast::FixedState::with_seed(0x666c_6f77_6467);
+        Self {
+            edge_index: HashMap::with_hasher(state.clone()),
+            state,
+            nodes: Vec::new(),
+            node_index: HashTable::new(),
+            edges: Vec::new(),
+            flows: 0,
+        }
+    }
+
+    /// Records folded in so far.
+    pub fn flows(&self) -> u64 {
+        self.flows
+    }
+
+    fn node(&mut self, identity: Identity<'_>) -> u32 {
+        let hash = identity.hash(&self.state);
+        let nodes = &self.nodes;
+        let index = match self
+            .node_index
+            .find(hash, |&i| identity.is(&nodes[i as usize].node))
+        {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+                self.nodes.push(NodeAcc {
+                    node: identity.node(),
+                    hash,
+                    pods: Default::default(),
+                });
+                let nodes = &self.nodes;
+                self.node_index
+                    .insert_unique(hash, i, |&j| nodes[j as usize].hash);
+                i
+            }
+        };
+        if let Some(pod) = identity.pod() {
+            let acc = &mut self.nodes[index as usize];
+            if !acc.pods.contains(pod) {
+                acc.pods.insert(pod.to_owned());
+            }
+        }
+        index
+    }
+
+    pub fn add(&mut self, flow: &pb::Flow) {
+        let (Some(source), Some(destination)) = (&flow.source, &flow.destination) else {
+            return;
+        };
+        self.flows += 1;
+        let source_node = self.node(Identity::of(source, &flow.node));
+        let destination_node = self.node(Identity::of(destination, &flow.node));
+        let key = (source_node, destination_node, flow.protocol);
+        let next = u32::try_from(self.edges.len()).unwrap_or(u32::MAX);
+        let index = *self.edge_index.entry(key).or_insert(next);
+        if index == next {
+            self.edges.push(EdgeAcc {
+                source: source_node,
+                destination: destination_node,
+                protocol: flow.protocol,
+                ports: PortSet::default(),
+                connections: 0,
+                flows: 0,
+                bytes: 0,
+                packets: 0,
+                outcomes: [0; OUTCOMES],
+                verdicts: [0; VERDICTS],
+                drop_reasons: Vec::new(),
+                policies: Vec::new(),
+                first_ns: u64::MAX,
+                last_ns: 0,
+                recorded_by: Vec::new(),
+            });
+        }
+        let edge = &mut self.edges[index as usize];
+        let connections = flow.connections.max(1);
+        if !is_icmp(flow.protocol) {
+            edge.ports
+                .insert(u16::try_from(destination.port).unwrap_or(u16::MAX));
+        }
+        edge.connections += connections;
+        edge.flows += 1;
+        for side in [&flow.request, &flow.reply].into_iter().flatten() {
+            edge.bytes += side.bytes;
+            edge.packets += side.packets;
+        }
+        if let Some(count) = usize::try_from(flow.outcome)
+            .ok()
+            .and_then(|i| edge.outcomes.get_mut(i))
+        {
+            *count += connections;
+        }
+        if let Some(count) = usize::try_from(flow.verdict)
+            .ok()
+            .and_then(|i| edge.verdicts.get_mut(i))
+        {
+            *count += connections;
+        }
+        if !flow.drop_reason.is_empty() {
+            match edge
+                .drop_reasons
+                .iter_mut()
+                .find(|(reason, _)| *reason == flow.drop_reason)
+            {
+                Some((_, count)) => *count += connections,
+                None => edge
+                    .drop_reasons
+                    .push((flow.drop_reason.clone(), connections)),
+            }
+        }
+        for (side, decision) in [
+            (pb::PolicySide::Egress, &flow.egress),
+            (pb::PolicySide::Ingress, &flow.ingress),
+        ] {
+            if let Some(decision) = decision {
+                policies::count(&mut edge.policies, side, decision, connections);
+            }
+        }
+        edge.first_ns = edge.first_ns.min(ns(&flow.start_time));
+        edge.last_ns = edge.last_ns.max(ns(&flow.end_time));
+        if !edge.recorded_by.contains(&flow.node) {
+            edge.recorded_by.push(flow.node.clone());
+        }
+    }
+
+    /// The graph, its `max_edges` most telling edges kept, with the policy board over
+    /// `loaded`.
+    pub fn finish(self, max_edges: usize, loaded: &[LoadedPolicy]) -> pb::GetGraphResponse {
+        let nodes: Vec<pb::GraphNode> = self
+            .nodes
+            .into_iter()
+            .map(|acc| {
+                let mut node = acc.node;
+                node.pod_count = acc.pods.len() as u64;
+                let mut pods: Vec<String> = acc.pods.into_iter().collect();
+                pods.sort_unstable();
+                pods.truncate(LISTED_PODS);
+                node.pods = pods;
+                node
+            })
+            .collect();
+        let edges: Vec<pb::GraphEdge> = self
+            .edges
+            .into_iter()
+            .map(|acc| {
+                let timestamp = crate::flow::wire::timestamp_ns;
+                let verdicts: Vec<pb::VerdictCount> = counted(&acc.verdicts)
+                    .map(|(verdict, connections)| pb::VerdictCount {
+                        verdict,
+                        connections,
+                    })
+                    .collect();
+                let mut drop_reasons: Vec<pb::DropReasonCount> = acc
+                    .drop_reasons
+                    .into_iter()
+                    .map(|(reason, connections)| pb::DropReasonCount {
+                        reason,
+                        connections,
+                    })
+                    .collect();
+                drop_reasons.sort_by_key(|c| std::cmp::Reverse(c.connections));
+                pb::GraphEdge {
+                    source: nodes[acc.source as usize].id.clone(),
+                    destination: nodes[acc.destination as usize].id.clone(),
+                    protocol: acc.protocol,
+                    ports: acc.ports.ranges(),
+                    connections: acc.connections,
+                    flows: acc.flows,
+                    bytes: acc.bytes,
+                    packets: acc.packets,
+                    outcomes: counted(&acc.outcomes)
+                        .map(|(outcome, connections)| pb::OutcomeCount {
+                            outcome,
+                            connections,
+                        })
+                        .collect(),
+                    verdict: top::colour(&verdicts) as i32,
+                    verdicts,
+                    drop_reasons,
+                    policies: acc.policies,
+                    first_seen: (acc.first_ns != u64::MAX).then(|| timestamp(acc.first_ns)),
+                    last_seen: Some(timestamp(acc.last_ns)),
+                    recorded_by: acc.recorded_by,
+                }
+            })
+            .collect();
+        let board = policies::board(&edges, loaded);
+        let mut graph = pb::GetGraphResponse {
+            nodes,
+            edges,
+            flows: self.flows,
+            edges_total: 0,
+            policies: board,
+            since: None,
+            until: None,
+            unavailable: Vec::new(),
+        };
+        top::keep(&mut graph, max_edges);
+        graph
+    }
+}
+
+/// (enum value, count) of the non-zero counters.
+fn counted(counts: &[u64]) -> impl Iterator<Item = (i32, u64)> + '_ {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, &n)| (i as i32, n))
+}

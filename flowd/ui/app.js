@@ -1,0 +1,578 @@
+// flowd's page: the service graph, the flows table and the policy board, all from the JSON the
+// agent (or the relay) serves. Everything shown is built with textContent, never parsed as
+// HTML: pod names, labels and process names come from the cluster and are not trusted.
+"use strict";
+
+const COLOURS = {
+  VERDICT_DENIED: "#d62728",
+  VERDICT_DROPPED: "#ff7f0e",
+  VERDICT_NOT_ENFORCED: "#9467bd",
+  VERDICT_FORWARDED: "#2ca02c",
+  VERDICT_UNSPECIFIED: "#9aa0a6",
+};
+const VERDICT_WORDS = {
+  VERDICT_DENIED: "denied",
+  VERDICT_DROPPED: "dropped",
+  VERDICT_NOT_ENFORCED: "not enforced",
+  VERDICT_FORWARDED: "forwarded",
+  VERDICT_UNSPECIFIED: "unknown",
+};
+const SEVERITY = ["VERDICT_DENIED", "VERDICT_DROPPED", "VERDICT_NOT_ENFORCED", "VERDICT_FORWARDED"];
+// Above this many graph nodes the force layout is too slow for an interactive page.
+const FORCE_LAYOUT_LIMIT = 300;
+const TABLE_ROWS = 500;
+
+const state = {
+  graph: null,
+  collapsed: new Set(),
+  hidden: new Set(),
+  cy: null,
+  follow: null,
+  policies: new Map(),
+};
+
+// ---- small DOM helpers ------------------------------------------------------------------
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === "class") node.className = value;
+    else if (key === "on") for (const [ev, fn] of Object.entries(value)) node.addEventListener(ev, fn);
+    else if (key === "data") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+// A record's time as the table shows it (local time of day); the full time is its title.
+function timeCell(text) {
+  const time = new Date(text || 0);
+  const shown = Number.isNaN(time.getTime()) ? "" : time.toLocaleTimeString("en-GB", { hour12: false }) + "." + String(time.getMilliseconds()).padStart(3, "0");
+  return el("td", { title: text || "" }, shown);
+}
+
+function showError(message) {
+  const box = document.getElementById("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+const num = (v) => Number(v || 0);
+const fmt = (v) => num(v).toLocaleString("en");
+
+function bytes(v) {
+  let n = num(v);
+  for (const unit of ["B", "KiB", "MiB", "GiB"]) {
+    if (n < 1024 || unit === "GiB") return `${unit === "B" ? n : n.toFixed(1)} ${unit}`;
+    n /= 1024;
+  }
+  return `${n} B`;
+}
+
+// ---- requests ---------------------------------------------------------------------------
+
+function parseTime(text) {
+  text = text.trim();
+  if (!text) return null;
+  const units = { s: 1, m: 60, h: 3600, d: 86400 };
+  const relative = /^(\d+)\s*([smhd])$/.exec(text);
+  if (relative) return new Date(Date.now() - relative[1] * units[relative[2]] * 1000).toISOString();
+  const absolute = new Date(text);
+  if (Number.isNaN(absolute.getTime())) throw new Error(`${text}: expected a duration ago (30m, 1h) or a time`);
+  return absolute.toISOString();
+}
+
+// The form as one GetFlows filter (the fields `flowd dump` has flags for).
+function formFilter() {
+  const form = document.getElementById("filters");
+  const value = (name) => form.elements[name].value.trim();
+  const filter = {};
+  for (const name of ["namespace", "pod", "workload", "ip", "policy"]) {
+    if (value(name)) filter[name] = value(name).split(",").map((s) => s.trim()).filter(Boolean);
+  }
+  if (value("port")) {
+    filter.port = value("port").split(",").map((p) => {
+      const port = Number(p.trim());
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port ${p}: expected 0-65535`);
+      return port;
+    });
+  }
+  if (value("verdict")) filter.verdict = [value("verdict")];
+  return filter;
+}
+
+function window_() {
+  const form = document.getElementById("filters");
+  return { since: parseTime(form.elements.since.value), until: parseTime(form.elements.until.value) };
+}
+
+async function postJson(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    let message = `${path}: HTTP ${response.status}`;
+    try { message = `${path}: ${(await response.json()).error}`; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+function request(extra) {
+  const filter = formFilter();
+  const { since, until } = window_();
+  const body = Object.assign({}, extra);
+  if (Object.keys(filter).length) body.allow = [filter];
+  if (since) body.since = since;
+  if (until) body.until = until;
+  return body;
+}
+
+// ---- the graph --------------------------------------------------------------------------
+
+function policyKey(p) {
+  return [p.kind || "", p.tier || "", p.namespace || "", p.name || ""].join("|");
+}
+
+function policyName(p) {
+  if (!p) return "no policy";
+  return p.namespace ? `${p.namespace}/${p.name}` : p.name;
+}
+
+function portText(ranges) {
+  if (!ranges || !ranges.length) return "";
+  return ranges.map((r) => (r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`)).join(", ");
+}
+
+function protocolText(p) {
+  return (p || "PROTOCOL_UNSPECIFIED").replace("PROTOCOL_", "");
+}
+
+function groupOf(node) {
+  if (node.namespace) return `ns:${node.namespace}`;
+  if (node.kind === "GRAPH_NODE_KIND_HOST") return "group:hosts";
+  return "group:outside";
+}
+
+function groupLabel(group) {
+  if (group.startsWith("ns:")) return group.slice(3);
+  return group === "group:hosts" ? "hosts" : "outside the cluster";
+}
+
+function nodeLabel(node) {
+  const kind = node.workloadKind && node.workloadKind !== "Pod" ? ` (${node.workloadKind})` : "";
+  return `${node.name}${kind}`;
+}
+
+function worst(verdicts) {
+  return SEVERITY.find((v) => verdicts.has(v)) || "VERDICT_UNSPECIFIED";
+}
+
+// The graph as drawn: hidden nodes left out, collapsed namespaces folded into one node each.
+function drawnElements(graph) {
+  const elements = [];
+  const shownNode = new Map();
+  const groups = new Set();
+  for (const node of graph.nodes || []) {
+    if (state.hidden.has(node.id)) continue;
+    const group = groupOf(node);
+    if (state.collapsed.has(group)) {
+      shownNode.set(node.id, group);
+      continue;
+    }
+    groups.add(group);
+    shownNode.set(node.id, node.id);
+    elements.push({ group: "nodes", data: { id: node.id, label: nodeLabel(node), parent: group, kind: node.kind } });
+  }
+  for (const group of state.collapsed) {
+    if ([...shownNode.values()].includes(group)) {
+      elements.push({ group: "nodes", classes: "collapsed", data: { id: group, label: `${groupLabel(group)} (collapsed)` } });
+    }
+  }
+  for (const group of groups) {
+    elements.push({ group: "nodes", classes: "group", data: { id: group, label: groupLabel(group) } });
+  }
+  const folded = new Map();
+  (graph.edges || []).forEach((edge, index) => {
+    const source = shownNode.get(edge.source);
+    const target = shownNode.get(edge.destination);
+    if (!source || !target) return;
+    const key = `${source}>${target}>${edge.protocol}`;
+    const entry = folded.get(key) || { source, target, protocol: edge.protocol, edges: [], verdicts: new Set(), connections: 0 };
+    entry.edges.push(index);
+    entry.verdicts.add(edge.verdict);
+    entry.connections += num(edge.connections);
+    folded.set(key, entry);
+  });
+  let i = 0;
+  for (const entry of folded.values()) {
+    const verdict = worst(entry.verdicts);
+    const ports = entry.edges.length === 1 ? portText(graph.edges[entry.edges[0]].ports) : "";
+    elements.push({
+      group: "edges",
+      data: {
+        id: `edge-${i++}`,
+        source: entry.source,
+        target: entry.target,
+        verdict,
+        colour: COLOURS[verdict],
+        edges: entry.edges,
+        width: Math.min(8, 1.5 + Math.log10(1 + entry.connections)),
+        label: `${protocolText(entry.protocol)} ${ports}`.trim(),
+      },
+    });
+  }
+  return elements;
+}
+
+function draw() {
+  const graph = state.graph;
+  const elements = drawnElements(graph);
+  const nodeCount = elements.filter((e) => e.group === "nodes").length;
+  if (state.cy) state.cy.destroy();
+  state.cy = cytoscape({
+    container: document.getElementById("graph"),
+    elements,
+    wheelSensitivity: 0.3,
+    style: [
+      { selector: "node", style: { label: "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3, "background-color": "#4c78a8", width: 18, height: 18 } },
+      { selector: 'node[kind = "GRAPH_NODE_KIND_WORLD"]', style: { "background-color": "#9aa0a6", shape: "diamond" } },
+      { selector: 'node[kind = "GRAPH_NODE_KIND_HOST"]', style: { "background-color": "#72b7b2", shape: "round-rectangle" } },
+      { selector: "node.group", style: { "background-color": "#f3f5f8", "border-color": "#c4cad3", "border-width": 1, "text-valign": "top", "font-weight": "bold", shape: "round-rectangle", padding: 12 } },
+      { selector: "node.collapsed", style: { "background-color": "#c4cad3", shape: "round-rectangle", width: 30, height: 22 } },
+      { selector: "edge", style: { width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)", "target-arrow-shape": "triangle", "curve-style": "bezier", label: "data(label)", "font-size": 9, "text-rotation": "autorotate", "text-background-color": "#fff", "text-background-opacity": 0.8 } },
+      { selector: ":selected", style: { "overlay-color": "#1f5fbf", "overlay-opacity": 0.2 } },
+    ],
+    layout: nodeCount <= FORCE_LAYOUT_LIMIT
+      ? { name: "cose", animate: false, randomize: false, nodeDimensionsIncludeLabels: true }
+      : { name: "grid", avoidOverlap: false },
+  });
+  state.cy.on("tap", "edge", (event) => showEdges(event.target.data("edges")));
+  state.cy.on("tap", "node", (event) => {
+    const node = event.target;
+    if (node.hasClass("group") || node.hasClass("collapsed")) {
+      const group = node.id();
+      if (state.collapsed.has(group)) state.collapsed.delete(group);
+      else state.collapsed.add(group);
+      draw();
+      return;
+    }
+    showNode(node.id());
+  });
+  const summary = document.getElementById("graph-summary");
+  const total = num(graph.edgesTotal);
+  const shown = (graph.edges || []).length;
+  summary.textContent = `${fmt(graph.flows)} flows, ${fmt(shown)} edges${total > shown ? ` (top ${fmt(shown)} of ${fmt(total)})` : ""}`;
+  const unavailable = (graph.unavailable || []).map((n) => `${n.address}: ${n.message}`);
+  if (unavailable.length) showError(`not in this graph: ${unavailable.join("; ")}`);
+  renderHidden();
+}
+
+function renderHidden() {
+  const box = document.getElementById("hidden-nodes");
+  box.replaceChildren();
+  for (const id of state.hidden) {
+    box.append(el("button", { type: "button", class: "link", title: "show again", on: { click: () => { state.hidden.delete(id); draw(); } } }, `show ${id}`), " ");
+  }
+}
+
+// ---- side panel -------------------------------------------------------------------------
+
+function openPanel(...children) {
+  const panel = document.getElementById("panel");
+  document.getElementById("panel-body").replaceChildren(...children);
+  panel.hidden = false;
+  // The graph gave up width to the panel: cytoscape measures its container again.
+  if (state.cy) state.cy.resize().fit(undefined, 20);
+}
+
+function closePanel() {
+  document.getElementById("panel").hidden = true;
+  if (state.cy) state.cy.resize().fit(undefined, 20);
+}
+
+function definitionList(pairs) {
+  return el("dl", {}, pairs.filter(([, v]) => v !== "" && v !== null && v !== undefined).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+function counts(list, name, label) {
+  return (list || []).map((c) => `${label(c[name])}: ${fmt(c.connections)}`).join(", ");
+}
+
+function nodeById(id) {
+  return (state.graph.nodes || []).find((n) => n.id === id);
+}
+
+function edgeTitle(edge) {
+  const source = nodeById(edge.source);
+  const destination = nodeById(edge.destination);
+  return `${source ? nodeLabel(source) : edge.source} → ${destination ? nodeLabel(destination) : edge.destination}`;
+}
+
+function policySection(decision) {
+  const p = decision.policy;
+  const side = decision.side === "POLICY_SIDE_EGRESS" ? "egress (at the source)" : "ingress (at the destination)";
+  // proto3 JSON leaves out zeros: no ruleIndex is rule 0.
+  const index = p ? p.ruleIndex || 0 : null;
+  const rule = index === null ? "" : index === -1 ? "-1 (end of tier: no rule allowed it)" : `${index}`;
+  const loaded = p ? state.policies.get(policyKey(p)) : null;
+  return el("div", { class: "decision" },
+    el("h3", { class: decision.allowed ? "verdict-VERDICT_FORWARDED" : "verdict-VERDICT_DENIED" },
+      `${decision.allowed ? "allowed" : "denied"} on ${side}`),
+    definitionList([
+      ["policy", p ? policyName(p) : "none applied"],
+      ["kind", p ? p.kind : ""],
+      ["tier", p ? p.tier : ""],
+      ["rule", rule],
+      ["action", decision.action],
+      ["connections", fmt(decision.connections)],
+    ]),
+    loaded && loaded.text ? el("pre", { class: "policy" }, loaded.text) : null);
+}
+
+function sameNode(endpoint, id, recordedOn) {
+  return endpointId(endpoint, recordedOn) === id;
+}
+
+// The graph node id of a record's endpoint, as the server computes it (graph/identity.rs).
+function endpointId(e, recordedOn) {
+  if (!e) return "";
+  switch (e.kind) {
+    case "ENDPOINT_KIND_POD": {
+      const w = e.workload && e.workload.name ? e.workload : { kind: "Pod", name: e.name };
+      return `workload:${e.namespace || ""}/${w.kind || "Pod"}/${w.name}`;
+    }
+    case "ENDPOINT_KIND_HOST":
+    case "ENDPOINT_KIND_NODE":
+      return `host:${e.node || e.name || recordedOn}`;
+    case "ENDPOINT_KIND_SERVICE":
+      return `service:${e.namespace || ""}/${e.name}`;
+    default:
+      return `world:${e.ip}`;
+  }
+}
+
+function showEdges(indexes) {
+  const edges = indexes.map((i) => state.graph.edges[i]);
+  const sections = edges.map((edge) => el("section", { class: "edge", data: { source: edge.source, destination: edge.destination } },
+    el("h3", { class: `verdict-${edge.verdict}` }, `${edgeTitle(edge)}: ${VERDICT_WORDS[edge.verdict] || edge.verdict}`),
+    definitionList([
+      ["protocol", protocolText(edge.protocol)],
+      ["ports", portText(edge.ports)],
+      ["connections", fmt(edge.connections)],
+      ["records", fmt(edge.flows)],
+      ["traffic", `${bytes(edge.bytes)}, ${fmt(edge.packets)} packets`],
+      ["verdicts", counts(edge.verdicts, "verdict", (v) => VERDICT_WORDS[v] || v)],
+      ["outcomes", counts(edge.outcomes, "outcome", (o) => (o || "").replace("OUTCOME_", "").toLowerCase())],
+      ["kernel drops", counts(edge.dropReasons, "reason", (r) => r)],
+      ["seen", `${edge.firstSeen || ""} – ${edge.lastSeen || ""}`],
+      ["recorded by", (edge.recordedBy || []).join(", ")],
+    ]),
+    // Denials first: they are why someone clicked.
+    (edge.policies || []).slice().sort((a, b) => Number(a.allowed || false) - Number(b.allowed || false)).map(policySection),
+    el("h3", {}, "Flows behind it"),
+    el("div", { class: "edge-flows" }, "loading…")));
+  openPanel(...sections);
+  edges.forEach((edge, i) => edgeFlows(edge, sections[i].querySelector(".edge-flows")));
+}
+
+async function edgeFlows(edge, box) {
+  const source = nodeById(edge.source);
+  const filter = { protocol: [edge.protocol] };
+  if (source && source.kind === "GRAPH_NODE_KIND_WORKLOAD") filter.workload = [`${source.workloadKind}/${source.name}`];
+  else if (source && source.kind === "GRAPH_NODE_KIND_WORLD") filter.ip = [source.name];
+  const { since, until } = window_();
+  const body = { allow: [filter], since: since || new Date(Date.now() - 3600e3).toISOString() };
+  if (until) body.until = until;
+  try {
+    const flows = (await readFlows(await postJson("/api/v1/flows", body), null))
+      .filter((f) => sameNode(f.source, edge.source, f.node) && sameNode(f.destination, edge.destination, f.node));
+    const table = el("table", {}, el("thead", {}, el("tr", {}, ["end", "port", "verdict", "outcome", "process"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, flows.slice(-50).reverse().map((f) => el("tr", {},
+        timeCell(f.endTime),
+        el("td", {}, f.destination ? f.destination.port : ""),
+        el("td", { class: `verdict-${f.verdict}` }, VERDICT_WORDS[f.verdict] || ""),
+        el("td", {}, (f.outcome || "").replace("OUTCOME_", "").toLowerCase()),
+        el("td", {}, f.process ? `${f.process.command} (${f.process.pid})` : "")))));
+    box.replaceChildren(flows.length ? table : "none in the window");
+  } catch (err) {
+    box.replaceChildren(String(err.message || err));
+  }
+}
+
+function showNode(id) {
+  const node = nodeById(id);
+  const edges = (state.graph.edges || []).map((e, i) => [e, i]);
+  const list = (pairs) => el("ul", {}, pairs.map(([edge, i]) => el("li", {},
+    el("button", { type: "button", class: `link verdict-${edge.verdict}`, on: { click: () => showEdges([i]) } },
+      `${edgeTitle(edge)} ${protocolText(edge.protocol)} ${portText(edge.ports)}`),
+    ` ${fmt(edge.connections)} connections`)));
+  openPanel(
+    el("h3", {}, node ? nodeLabel(node) : id),
+    definitionList([
+      ["id", id],
+      ["namespace", node ? node.namespace : ""],
+      ["pods", node && num(node.podCount) ? `${(node.pods || []).join(", ")}${num(node.podCount) > (node.pods || []).length ? " …" : ""} (${fmt(node.podCount)})` : ""],
+    ]),
+    el("button", { type: "button", on: { click: () => { state.hidden.add(id); closePanel(); draw(); } } }, "Hide this node"),
+    el("h3", {}, "Outbound"), list(edges.filter(([e]) => e.source === id)),
+    el("h3", {}, "Inbound"), list(edges.filter(([e]) => e.destination === id)));
+}
+
+// ---- flows table and policy board -------------------------------------------------------
+
+function endpointText(e) {
+  if (!e) return "";
+  const who = e.namespace && e.name ? `${e.namespace}/${e.name}` : e.name || e.ip;
+  return `${who}${e.port ? `:${e.port}` : ""}`;
+}
+
+function flowRow(f) {
+  const policy = f.policy ? `${policyName(f.policy)} rule ${f.policy.ruleIndex || 0}` : "";
+  return el("tr", { data: { cursor: f.cursor || "" } },
+    timeCell(f.endTime),
+    el("td", {}, endpointText(f.source)),
+    el("td", {}, endpointText(f.destination)),
+    el("td", {}, protocolText(f.protocol)),
+    el("td", {}, f.destination ? f.destination.port || "" : ""),
+    el("td", { class: `verdict-${f.verdict}` }, VERDICT_WORDS[f.verdict] || ""),
+    el("td", {}, (f.outcome || "").replace("OUTCOME_", "").toLowerCase()),
+    el("td", {}, policy),
+    el("td", {}, f.dropReason || ""),
+    el("td", {}, f.process ? `${f.process.command} (${f.process.pid})` : ""),
+    el("td", {}, f.node || ""));
+}
+
+// Reads a JSON-lines answer; with `onFlow`, hands over each flow as it arrives (following).
+async function readFlows(response, onFlow) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const flows = [];
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    let newline;
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      if (!line.trim()) continue;
+      const event = JSON.parse(line);
+      if (event.error) throw new Error(event.error);
+      if (event.flow) {
+        flows.push(event.flow);
+        if (onFlow) onFlow(event.flow);
+      } else if (event.lostRecords && onFlow) {
+        showError(`${fmt(event.lostRecords.count)} records skipped: this page read too slowly`);
+      }
+    }
+  }
+  return flows;
+}
+
+async function loadFlows() {
+  if (state.follow) state.follow.abort();
+  state.follow = null;
+  const form = document.getElementById("filters");
+  const tbody = document.querySelector("#flows-table tbody");
+  const summary = document.getElementById("flows-summary");
+  const follow = form.elements.follow.checked;
+  const body = follow ? request({ last: TABLE_ROWS, follow: true }) : request({});
+  if (follow) { delete body.since; delete body.until; }
+  if (!follow && !body.since) body.last = TABLE_ROWS;
+  const controller = new AbortController();
+  const response = await fetch("/api/v1/flows", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal: controller.signal,
+  });
+  if (!response.ok) throw new Error(`/api/v1/flows: ${(await response.json()).error}`);
+  tbody.replaceChildren();
+  if (follow) {
+    state.follow = controller;
+    summary.textContent = "live";
+    readFlows(response, (flow) => {
+      tbody.prepend(flowRow(flow));
+      while (tbody.rows.length > TABLE_ROWS) tbody.deleteRow(-1);
+    }).catch((err) => { if (err.name !== "AbortError") showError(String(err.message || err)); });
+    return;
+  }
+  const flows = await readFlows(response, null);
+  const shown = flows.slice(-TABLE_ROWS).reverse();
+  tbody.replaceChildren(...shown.map(flowRow));
+  summary.textContent = `${fmt(shown.length)}${flows.length > shown.length ? ` of ${fmt(flows.length)}` : ""}`;
+}
+
+function renderBoard(graph) {
+  state.policies = new Map();
+  for (const usage of graph.policies || []) state.policies.set(policyKey(usage.policy || {}), usage);
+  const rows = (graph.policies || []).slice().sort((a, b) => num(b.deniedConnections) - num(a.deniedConnections) || num(b.allowedConnections) - num(a.allowedConnections));
+  document.querySelector("#policy-board tbody").replaceChildren(...rows.map((usage) => {
+    const p = usage.policy || {};
+    return el("tr", { class: "clickable", title: "show this policy's flows", data: { policy: policyName(p) },
+      on: { click: () => { document.getElementById("filters").elements.policy.value = policyName(p); refresh(); } } },
+      el("td", {}, policyName(p)),
+      el("td", {}, p.kind || ""),
+      el("td", {}, p.tier || ""),
+      el("td", { class: "allowed" }, fmt(usage.allowedConnections)),
+      el("td", { class: num(usage.deniedConnections) ? "denied verdict-VERDICT_DENIED" : "denied" }, fmt(usage.deniedConnections)));
+  }));
+}
+
+// ---- putting it together ----------------------------------------------------------------
+
+async function loadGraph() {
+  const response = await postJson("/api/v1/graph", request({}));
+  state.graph = await response.json();
+  renderBoard(state.graph);
+  draw();
+}
+
+async function loadScope() {
+  try {
+    const status = await (await fetch("/api/v1/status")).json();
+    const nodes = status.nodes && status.nodes.length ? `, ${status.nodes.length} nodes` : "";
+    document.getElementById("scope").textContent = `${status.node}${nodes}`;
+  } catch (_) { /* the scope line is a nicety */ }
+}
+
+async function refresh() {
+  document.body.dataset.state = "loading";
+  showError("");
+  try {
+    await Promise.all([loadGraph(), loadFlows()]);
+    document.body.dataset.state = "ready";
+  } catch (err) {
+    showError(String(err.message || err));
+    document.body.dataset.state = "error";
+  }
+}
+
+function exportShown() {
+  const rows = [...document.querySelectorAll("#flows-table tbody tr")].map((tr) => [...tr.cells].map((td) => td.textContent));
+  const blob = new Blob([JSON.stringify({ request: request({}), graph: state.graph, flows: rows }, null, 2)], { type: "application/json" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: "flowd-export.json" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+function start() {
+  // Tests and scripts read the page's state from here.
+  window.flowd = state;
+  document.getElementById("filters").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+  document.getElementById("panel-close").addEventListener("click", closePanel);
+  document.getElementById("export").addEventListener("click", exportShown);
+  loadScope();
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", start);
