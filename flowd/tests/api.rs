@@ -81,6 +81,21 @@ impl Server {
         self.hub.publish(records, &self.telemetry).await;
     }
 
+    /// The web UI over this server's history, on a loopback port of its own.
+    async fn ui(&self, tls: Option<TlsFiles>) -> std::net::SocketAddr {
+        let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), tls.as_ref())
+            .await
+            .expect("bind the UI");
+        let addr = listeners.tcp_addr().unwrap();
+        let api = FlowApi::new(self.hub.clone(), self.telemetry.clone());
+        tokio::spawn(flowd::ui::serve(
+            flowd::ui::router(Arc::new(api)),
+            listeners,
+            self.shutdown.clone(),
+        ));
+        addr
+    }
+
     async fn stop(self) {
         self.hub.close();
         self.shutdown.cancel();
@@ -147,7 +162,7 @@ async fn grpcurl_sees_reflection_health_and_flows() {
     let server = Server::start(dir.path(), 64, None).await;
     server.publish(1000..=1002).await;
     let socket = server.socket.clone();
-    let (services, named_authority, health, flows, described) =
+    let (services, named_authority, health, flows, described, graph) =
         tokio::task::spawn_blocking(move || {
             (
                 run_grpcurl(&socket, &[], &["list"]),
@@ -159,6 +174,14 @@ async fn grpcurl_sees_reflection_health_and_flows() {
                     &["flowd.v1.FlowService/GetFlows"],
                 ),
                 run_grpcurl(&socket, &[], &["describe", "flowd.v1.Flow"]),
+                run_grpcurl(
+                    &socket,
+                    &[
+                        "-d",
+                        r#"{"since": "1970-01-01T00:00:00Z", "until": "1970-01-02T00:00:00Z"}"#,
+                    ],
+                    &["flowd.v1.FlowService/GetGraph"],
+                ),
             )
         })
         .await
@@ -185,6 +208,11 @@ async fn grpcurl_sees_reflection_health_and_flows() {
         "{flows}"
     );
     assert!(flows.contains("\"ip\": \"198.18.0.1\""), "{flows}");
+    // The three records as one edge between the two addresses.
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    assert_eq!(graph["flows"], "3", "{graph}");
+    assert_eq!(graph["edges"][0]["source"], "world:198.18.0.1", "{graph}");
+    assert_eq!(graph["edges"][0]["connections"], "3", "{graph}");
     server.stop().await;
 }
 
@@ -586,5 +614,136 @@ async fn a_frozen_client_is_noticed_by_keepalive_and_its_follower_released() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     let _ = dump.kill();
     let _ = dump.wait();
+    server.stop().await;
+}
+
+/// The records of `publish`, which ended at the epoch.
+const EPOCH_WINDOW: &str = r#"{"since": "1970-01-01T00:00:00Z", "until": "1970-01-02T00:00:00Z"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_serves_its_page_and_json_and_refuses_nonsense() {
+    use support::http;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 64, None).await;
+    server.publish(1000..=1002).await;
+    let addr = server.ui(None).await;
+    tokio::task::spawn_blocking(move || {
+        let page = http::request(addr, "GET", "/", None, "");
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("<title>flowd</title>"), "{}", page.body);
+        assert_eq!(
+            page.header("content-security-policy"),
+            Some(flowd::ui::CONTENT_SECURITY_POLICY)
+        );
+        assert_eq!(page.header("x-frame-options"), Some("DENY"));
+        let library = http::request(addr, "GET", "/vendor/cytoscape.min.js", None, "");
+        assert_eq!(library.status, 200);
+        assert!(library
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript"));
+
+        let graph = http::post_json(addr, "/api/v1/graph", EPOCH_WINDOW);
+        assert_eq!(graph.status, 200, "{}", graph.body);
+        let graph = graph.json();
+        assert_eq!(graph["flows"], "3", "{graph}");
+        assert_eq!(graph["edges"][0]["destination"], "world:198.18.0.2");
+        assert_eq!(graph["edges"][0]["ports"][0]["first"], 53);
+
+        let flows = http::post_json(addr, "/api/v1/flows", r#"{"last": 2}"#);
+        assert_eq!(flows.status, 200, "{}", flows.body);
+        assert_eq!(flows.header("content-type"), Some("application/x-ndjson"));
+        let cursors: Vec<String> = flows
+            .body
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .map(|event| event["flow"]["cursor"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(cursors, ["2", "3"]);
+
+        // What a browser on another site could send without a preflight is not accepted.
+        let form = http::request(addr, "POST", "/api/v1/graph", Some("text/plain"), "{}");
+        assert_eq!(form.status, 415, "{}", form.body);
+        let garbage = http::post_json(addr, "/api/v1/graph", "{not json");
+        assert!((400..500).contains(&garbage.status), "{}", garbage.body);
+        let empty = http::post_json(
+            addr,
+            "/api/v1/graph",
+            r#"{"since": "1970-01-02T00:00:00Z", "until": "1970-01-01T00:00:00Z"}"#,
+        );
+        assert_eq!(empty.status, 400);
+        assert!(
+            empty.json()["error"].as_str().unwrap().contains("until"),
+            "{}",
+            empty.body
+        );
+        let filter = http::post_json(
+            addr,
+            "/api/v1/flows",
+            r#"{"allow": [{"ip": ["nonsense"]}]}"#,
+        );
+        assert_eq!(filter.status, 400, "{}", filter.body);
+        assert_eq!(http::request(addr, "GET", "/nowhere", None, "").status, 404);
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}
+
+/// `openssl s_client` asking for the page; whether the page came back.
+fn page_over_tls(addr: std::net::SocketAddr, dir: &Path, certificate: bool) -> bool {
+    use std::io::Write as _;
+    let mut command = Command::new("openssl");
+    command
+        .current_dir(dir)
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-CAfile",
+            "ca.pem",
+        ])
+        .args(["-servername", "localhost", "-connect", &addr.to_string()]);
+    if certificate {
+        command.args(["-cert", "client.pem", "-key", "client.key"]);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).contains("<title>flowd</title>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_over_tls_wants_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tls::certificates(dir.path());
+    let server = Server::start(dir.path(), 64, None).await;
+    let tls = TlsFiles {
+        cert: dir.path().join("server.pem"),
+        key: dir.path().join("server.key"),
+        client_ca: Some(dir.path().join("ca.pem")),
+    };
+    let addr = server.ui(Some(tls)).await;
+    let path = dir.path().to_owned();
+    let (with, without) = tokio::task::spawn_blocking(move || {
+        (
+            page_over_tls(addr, &path, true),
+            page_over_tls(addr, &path, false),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(with, "a browser with a client certificate gets the page");
+    assert!(!without, "one without gets nothing");
     server.stop().await;
 }

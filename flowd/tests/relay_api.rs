@@ -244,6 +244,36 @@ async fn the_relay_follows_the_agents_endpoint_slices() {
 
 /// A relay in process over `peers`, listening on loopback with `tls`.
 async fn relay(peers: PeerSet, tls: Option<TlsFiles>) -> SocketAddr {
+    let (service, limits) = relay_service(peers);
+    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), tls.as_ref())
+        .await
+        .unwrap();
+    let addr = listeners.tcp_addr().unwrap();
+    tokio::spawn(api::serve_service(
+        flowd::relay::PassThrough::new(service, limits.max_request_bytes),
+        limits,
+        listeners,
+        CancellationToken::new(),
+    ));
+    addr
+}
+
+/// The relay's web UI in process over `peers`, on plain loopback.
+async fn relay_ui(peers: PeerSet) -> SocketAddr {
+    let (service, _) = relay_service(peers);
+    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let addr = listeners.tcp_addr().unwrap();
+    tokio::spawn(flowd::ui::serve(
+        flowd::ui::router(Arc::new(service)),
+        listeners,
+        CancellationToken::new(),
+    ));
+    addr
+}
+
+fn relay_service(peers: PeerSet) -> (RelayService, api::ApiLimits) {
     let options = RelayOptions {
         name: "relay".into(),
         peers,
@@ -256,17 +286,7 @@ async fn relay(peers: PeerSet, tls: Option<TlsFiles>) -> SocketAddr {
         limits: api::ApiLimits::default(),
     };
     let limits = options.limits;
-    let listeners = Listeners::bind_tcp("127.0.0.1:0".parse().unwrap(), tls.as_ref())
-        .await
-        .unwrap();
-    let addr = listeners.tcp_addr().unwrap();
-    tokio::spawn(api::serve_service(
-        flowd::relay::PassThrough::new(RelayService::new(options), limits.max_request_bytes),
-        limits,
-        listeners,
-        CancellationToken::new(),
-    ));
-    addr
+    (RelayService::new(options), limits)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,4 +436,60 @@ async fn a_position_retention_passed_is_a_gap_naming_the_node() {
         (first..=last).collect::<Vec<_>>(),
         "then everything it holds"
     );
+}
+
+fn fixed(addresses: &[String]) -> PeerSet {
+    PeerSet::fixed(
+        addresses
+            .iter()
+            .map(|address| PeerTarget {
+                address: address.clone(),
+                tls: None,
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_graph_adds_up_its_nodes_and_names_the_missing_one() {
+    let (one, two) = (agent("graph-one").await, agent("graph-two").await);
+    one.publish(1000..=1001).await;
+    two.publish(2000..=2002).await;
+    // Nothing listens here: that node's graph is missing, and the answer says so.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = gone.local_addr().unwrap().to_string();
+    drop(gone);
+    let peers = [one.addr.to_string(), two.addr.to_string(), nobody.clone()];
+    let addr = relay(fixed(&peers), None).await;
+    let mut client = client::connect_tcp(addr, None).await.unwrap();
+    let window = pb::GetGraphRequest {
+        since: Some(pbjson_types::Timestamp::default()),
+        until: Some(pbjson_types::Timestamp {
+            seconds: 86_400,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let graph = client.get_graph(window).await.unwrap().into_inner();
+    assert_eq!(graph.flows, 5, "{graph:?}");
+    assert_eq!(graph.edges.len(), 1, "the same two addresses on both nodes");
+    assert_eq!(graph.edges[0].connections, 5);
+    assert_eq!(graph.unavailable.len(), 1, "{:?}", graph.unavailable);
+    assert_eq!(graph.unavailable[0].address, nobody);
+
+    // The cluster's page reads the same graph as JSON.
+    let ui = relay_ui(fixed(&peers[..2])).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        support::http::post_json(
+            ui,
+            "/api/v1/graph",
+            r#"{"since": "1970-01-01T00:00:00Z", "until": "1970-01-02T00:00:00Z"}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json = answer.json();
+    assert_eq!(json["flows"], "5", "{json}");
+    assert_eq!(json["edges"][0]["connections"], "5", "{json}");
 }

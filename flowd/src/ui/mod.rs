@@ -10,4 +10,5 @@ mod assets;
 mod json;
 mod serve;
 
+pub use assets::CONTENT_SECURITY_POLICY;
 pub use serve::{router, serve};
