@@ -26,8 +26,12 @@ enum Task {
     /// Setup, then formatting, clippy and every test. As root the privileged tests must run:
     /// any skip fails the run.
     Test(test::TestArgs),
-    /// Setup, build, then `flowd demo`: two namespaces, real capture, generated traffic.
-    Demo,
+    /// Setup, build, then `flowd demo`: two namespaces, real capture, generated traffic, and
+    /// the seed story on the web UI (arguments after `--` go to `flowd demo`, e.g. `--ui-for 0s`).
+    Demo {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Setup, then each fuzz target (`fuzz/`) for a while.
     Fuzz(fuzz::FuzzArgs),
     /// Setup, then a real agent for N minutes under traffic, churn, coming and going followers
@@ -80,11 +84,11 @@ fn main() -> anyhow::Result<()> {
             })?;
             bench::run()
         }
-        Task::Demo => {
+        Task::Demo { args } => {
             setup::run(setup::SetupArgs::default())?;
             cargo(&["build", "--package", "flowd"])?;
             let flowd = workspace_root()?.join("target/debug/flowd");
-            run(Command::new(flowd).arg("demo"))
+            run(Command::new(flowd).arg("demo").args(args))
         }
     }
 }

@@ -18,6 +18,12 @@ pub struct DemoArgs {
     /// Give up waiting for the generated flows after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Where the seed story's web UI listens (loopback).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4247")]
+    pub ui_listen: std::net::SocketAddr,
+    /// How long the page stays up after the story (Ctrl-C ends it sooner; 0s not at all).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub ui_for: Duration,
 }
 
 pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -108,7 +114,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("demo: {missing} generated connections never showed up as flows");
     }
     println!("\ndemo: every generated connection was captured.\n");
-    seed_story(&hosts, args.timeout).await?;
+    seed_story(&hosts, &args).await?;
     println!("\ndemo: done; namespaces removed.");
     Ok(ExitCode::SUCCESS)
 }
@@ -119,7 +125,7 @@ const SEED_CLUSTER: &str = include_str!("../../../deploy/examples/seed/cluster.y
 /// The story flowd exists for: a default-deny policy missed the engine's port range. Host A is
 /// the engine pod, host B the core pod; nftables in B stands in for the CNI enforcing the
 /// policies; flowd on B names the policy and rule behind the drop.
-async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
+async fn seed_story(hosts: &TwoHosts, args: &DemoArgs) -> anyhow::Result<()> {
     println!("demo: the seed story: engine ({}) -> core ({}) on 7070 and 42001; the policies forgot 42000-43000",
         testbed::HOST_A_V4, testbed::HOST_B_V4);
     let workdir = std::env::temp_dir().join(format!("flowd-demo-seed-{}", std::process::id()));
@@ -166,9 +172,25 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
         unanswered_timeout: Duration::from_millis(500),
         policy_files: vec![policies],
         metadata_files: vec![cluster],
+        ui_listen: Some(args.ui_listen),
         ..Config::default()
     };
-    let agent = RunningAgent::start(config).await?;
+    config.validate()?;
+    let listeners = crate::agent::AgentListeners::bind(&config)
+        .await
+        .with_context(|| format!("the demo's web UI on {} (--ui-listen)", args.ui_listen))?;
+    let ui = listeners
+        .ui
+        .as_ref()
+        .and_then(|ui| ui.tcp_addr())
+        .unwrap_or(args.ui_listen);
+    let socket = config.socket.clone();
+    let agent = RunningAgent::start_on(
+        config,
+        listeners,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
     let mut stream = agent.follow().await?;
     let answered = tokio::task::block_in_place(|| {
         hosts.a.run(|| {
@@ -199,7 +221,7 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
         "demo: `flowd dump --verdict denied -o wide` on the core's node says why:\n\n{}",
         format::WIDE_HEADER
     );
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + args.timeout;
     let mut denied = None;
     while denied.is_none() {
         let Ok(Ok(Some(response))) = tokio::time::timeout_at(deadline, stream.message()).await
@@ -213,8 +235,6 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
             }
         }
     }
-    agent.stop().await?;
-    let _ = std::fs::remove_dir_all(&workdir);
     let flow = denied.context("the denied connection never showed up")?;
     if let Some(policy) = &flow.policy {
         println!(
@@ -227,5 +247,38 @@ async fn seed_story(hosts: &TwoHosts, timeout: Duration) -> anyhow::Result<()> {
             flow.drop_reason
         );
     }
+    let shown = red_edge(&socket).await?;
+    println!(
+        "\ndemo: the page shows it as the red edge {shown}:\n\n    http://{ui}/\n\n\
+         demo: click the edge for the policy and rule; the page stays up for {} (Ctrl-C ends it)",
+        humantime::format_duration(args.ui_for)
+    );
+    tokio::select! {
+        () = tokio::time::sleep(args.ui_for) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    agent.stop().await?;
+    let _ = std::fs::remove_dir_all(&workdir);
     Ok(())
+}
+
+/// The denied edge from the engine's workload to the core's, as the page reads it (GetGraph),
+/// so the URL printed is known to show it.
+async fn red_edge(socket: &std::path::Path) -> anyhow::Result<String> {
+    let mut client = crate::api::client::connect_unix(socket).await?;
+    let graph = client
+        .get_graph(pb::GetGraphRequest::default())
+        .await
+        .context("GetGraph from the demo's agent")?
+        .into_inner();
+    graph
+        .edges
+        .iter()
+        .find(|e| {
+            e.verdict == pb::Verdict::Denied as i32
+                && e.source.contains("engine")
+                && e.destination.contains("core")
+        })
+        .map(|e| format!("{} -> {}", e.source, e.destination))
+        .context("the graph has no denied edge from the engine to the core")
 }
