@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod api;
 pub mod attribution;
+#[cfg(feature = "testing")]
+pub mod browser;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -355,7 +355,7 @@ async fn the_seed_story_on_the_page() {
     let url = ui_url(&agent);
 
     tokio::task::block_in_place(|| {
-        let mut browser = support::browser::Browser::launch(1400, 1000);
+        let mut browser = flowd::browser::Browser::launch(1400, 1000);
         browser.navigate(&url);
         browser.eval(PAGE_READY);
 
@@ -435,6 +435,47 @@ async fn the_seed_story_on_the_page() {
                     .contains("fmeserver/default-deny-fmeserver rule -1")),
             "{rows:?}"
         );
+        // Collapsed, the namespace is one node and the denial stays visible on it; a click on
+        // that node opens it again.
+        browser.eval("document.getElementById('collapse-all').click()");
+        let collapsed = browser.eval(
+            "(() => { const n = flowd.cy.$id('ns:fmeserver'); \
+              const loop = flowd.cy.edges().filter((e) => e.source().id() === 'ns:fmeserver' \
+                && e.target().id() === 'ns:fmeserver')[0]; \
+              const p = n.renderedPosition(); const r = flowd.cy.container().getBoundingClientRect(); \
+              return { collapsed: n.hasClass('collapsed'), loop: loop ? loop.data('verdict') : null, \
+                       x: r.left + p.x, y: r.top + p.y }; })()",
+        );
+        assert_eq!(collapsed["collapsed"], true, "{collapsed}");
+        assert_eq!(collapsed["loop"], "VERDICT_DENIED", "{collapsed}");
+        browser.click(
+            collapsed["x"].as_f64().unwrap(),
+            collapsed["y"].as_f64().unwrap(),
+        );
+        let opened = browser.eval(
+            "flowd.cy.nodes().filter((n) => n.id().includes('engine-standard-group')).length",
+        );
+        assert_eq!(opened, 1, "a click opened the namespace again");
+
+        // Live: with the box ticked the table follows, and new connections appear as they end.
+        browser.eval("document.querySelector('#filters [name=port]').value = '7070'");
+        browser.eval("document.querySelector('#filters [name=follow]').checked = true");
+        browser.click_element("#filters button[type=submit]");
+        browser.eval(PAGE_READY);
+        // Rows of connections made from now on: their cursors are past the history's last.
+        let before = browser.eval(
+            "fetch('/api/v1/status').then((r) => r.json()).then((s) => Number(s.lastCursor || 0))",
+        );
+        assert_eq!(engine_talks(&hosts), [7070]);
+        let live = browser.eval(&format!(
+            "new Promise((resolve) => {{ const check = () => {{ \
+                const row = [...document.querySelectorAll('#flows-table tbody tr')] \
+                  .find((tr) => Number(tr.dataset.cursor) > {before}); \
+                if (row) resolve(row.cells[4].textContent); \
+                else setTimeout(check, 25); }}; check(); }})"
+        ));
+        assert_eq!(live, "7070", "a new connection showed up live");
+
         browser.collect_events();
         assert!(
             browser.problems.is_empty(),

@@ -20,6 +20,13 @@ const VERDICT_WORDS = {
 const SEVERITY = ["VERDICT_DENIED", "VERDICT_DROPPED", "VERDICT_NOT_ENFORCED", "VERDICT_FORWARDED"];
 // Above this many graph nodes the force layout is too slow for an interactive page.
 const FORCE_LAYOUT_LIMIT = 300;
+// Above this many workloads the graph opens with every namespace collapsed (one node each, edges
+// between them folded): drawing thousands of nodes in their groups takes seconds, and nobody
+// reads them at once. A click opens a namespace; "expand all" opens every one.
+const COLLAPSE_NODE_COUNT = 300;
+// Above this many edges, edges are drawn straight and without labels (the panel has them), and
+// hidden while panning: a bezier with a label per edge costs seconds at 10,000 edges.
+const LARGE_EDGE_COUNT = 1000;
 const TABLE_ROWS = 500;
 
 const state = {
@@ -29,6 +36,9 @@ const state = {
   cy: null,
   follow: null,
   policies: new Map(),
+  timings: {},
+  // Whether the user chose what is collapsed (then a reload keeps it).
+  chosen: false,
 };
 
 // ---- small DOM helpers ------------------------------------------------------------------
@@ -233,13 +243,20 @@ function drawnElements(graph) {
 
 function draw() {
   const graph = state.graph;
+  let started = performance.now();
   const elements = drawnElements(graph);
+  timed("elements", started);
+  started = performance.now();
   const nodeCount = elements.filter((e) => e.group === "nodes").length;
+  const large = elements.length - nodeCount > LARGE_EDGE_COUNT;
   if (state.cy) state.cy.destroy();
   state.cy = cytoscape({
     container: document.getElementById("graph"),
     elements,
     wheelSensitivity: 0.3,
+    hideEdgesOnViewport: large,
+    textureOnViewport: large,
+    pixelRatio: large ? 1 : "auto",
     style: [
       { selector: "node", style: { label: "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3, "background-color": "#4c78a8", width: 18, height: 18 } },
       { selector: 'node[kind = "GRAPH_NODE_KIND_WORLD"]', style: { "background-color": "#9aa0a6", shape: "diamond" } },
@@ -248,11 +265,12 @@ function draw() {
       { selector: "node.collapsed", style: { "background-color": "#c4cad3", shape: "round-rectangle", width: 30, height: 22 } },
       { selector: "edge", style: { width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)", "target-arrow-shape": "triangle", "curve-style": "bezier", label: "data(label)", "font-size": 9, "text-rotation": "autorotate", "text-background-color": "#fff", "text-background-opacity": 0.8 } },
       { selector: ":selected", style: { "overlay-color": "#1f5fbf", "overlay-opacity": 0.2 } },
-    ],
+    ].concat(large ? [{ selector: "edge", style: { label: "", "curve-style": "straight", "arrow-scale": 0.6 } }] : []),
     layout: nodeCount <= FORCE_LAYOUT_LIMIT
       ? { name: "cose", animate: false, randomize: false, nodeDimensionsIncludeLabels: true }
       : { name: "grid", avoidOverlap: false },
   });
+  timed("cytoscape", started);
   state.cy.on("tap", "edge", (event) => showEdges(event.target.data("edges")));
   state.cy.on("tap", "node", (event) => {
     const node = event.target;
@@ -260,6 +278,7 @@ function draw() {
       const group = node.id();
       if (state.collapsed.has(group)) state.collapsed.delete(group);
       else state.collapsed.add(group);
+      state.chosen = true;
       draw();
       return;
     }
@@ -268,7 +287,8 @@ function draw() {
   const summary = document.getElementById("graph-summary");
   const total = num(graph.edgesTotal);
   const shown = (graph.edges || []).length;
-  summary.textContent = `${fmt(graph.flows)} flows, ${fmt(shown)} edges${total > shown ? ` (top ${fmt(shown)} of ${fmt(total)})` : ""}`;
+  const folded = state.collapsed.size ? `; ${fmt(state.collapsed.size)} namespaces collapsed, click one to open it` : "";
+  summary.textContent = `${fmt(graph.flows)} flows, ${fmt((graph.nodes || []).length)} nodes, ${fmt(shown)} edges${total > shown ? ` (top ${fmt(shown)} of ${fmt(total)})` : ""}${folded}`;
   const unavailable = (graph.unavailable || []).map((n) => `${n.address}: ${n.message}`);
   if (unavailable.length) showError(`not in this graph: ${unavailable.join("; ")}`);
   renderHidden();
@@ -529,11 +549,38 @@ function renderBoard(graph) {
 
 // ---- putting it together ----------------------------------------------------------------
 
+// Where a load's time went (milliseconds), for whoever wonders why a page is slow.
+function timed(name, started) {
+  state.timings[name] = Math.round(performance.now() - started);
+}
+
+function allGroups(graph) {
+  return new Set((graph.nodes || []).map(groupOf));
+}
+
+function setAllCollapsed(collapse) {
+  state.collapsed = collapse ? allGroups(state.graph) : new Set();
+  state.chosen = true;
+  const started = performance.now();
+  draw();
+  timed("graphDraw", started);
+}
+
 async function loadGraph() {
+  let started = performance.now();
   const response = await postJson("/api/v1/graph", request({}));
-  state.graph = await response.json();
+  const text = await response.text();
+  timed("graphFetch", started);
+  started = performance.now();
+  state.graph = JSON.parse(text);
+  timed("graphParse", started);
+  if (!state.chosen && (state.graph.nodes || []).length > COLLAPSE_NODE_COUNT) {
+    state.collapsed = allGroups(state.graph);
+  }
+  started = performance.now();
   renderBoard(state.graph);
   draw();
+  timed("graphDraw", started);
 }
 
 async function loadScope() {
@@ -548,7 +595,8 @@ async function refresh() {
   document.body.dataset.state = "loading";
   showError("");
   try {
-    await Promise.all([loadGraph(), loadFlows()]);
+    const started = performance.now();
+    await Promise.all([loadGraph(), loadFlows().then(() => timed("flows", started))]);
     document.body.dataset.state = "ready";
   } catch (err) {
     showError(String(err.message || err));
@@ -571,6 +619,8 @@ function start() {
   document.getElementById("filters").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
   document.getElementById("panel-close").addEventListener("click", closePanel);
   document.getElementById("export").addEventListener("click", exportShown);
+  document.getElementById("expand-all").addEventListener("click", () => setAllCollapsed(false));
+  document.getElementById("collapse-all").addEventListener("click", () => setAllCollapsed(true));
   loadScope();
   refresh();
 }

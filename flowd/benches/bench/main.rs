@@ -80,6 +80,7 @@ fn is_root() -> bool {
 mod agent;
 mod e2e;
 mod enrichment;
+mod graph;
 mod kernel;
 mod policies;
 mod relay;
@@ -88,6 +89,7 @@ mod store;
 use agent::agent;
 use e2e::end_to_end;
 use enrichment::enrichment;
+use graph::graph;
 use kernel::kernel_cost;
 use policies::policies;
 use relay::relay;
@@ -117,6 +119,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("relay") {
         rows.extend(relay(&runtime)?);
+    }
+    if wanted("graph") {
+        rows.extend(graph(&runtime)?);
     }
     if !is_root() {
         eprintln!("bench: not root, kernel and agent sections skipped");

@@ -1,7 +1,7 @@
 //! Folding records into nodes and edges, one pass, borrowing from each record: a record that
 //! joins known nodes and an existing edge allocates nothing.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::BuildHasher as _};
 
 use hashbrown::HashTable;
 
@@ -11,8 +11,15 @@ use crate::proto::v1 as pb;
 struct NodeAcc {
     node: pb::GraphNode,
     hash: u64,
-    pods: std::collections::HashSet<String>,
+    /// Distinct pods by their names' hashes (no allocation per pod), up to MAX_COUNTED_PODS.
+    pods: hashbrown::HashSet<u64, foldhash::fast::FixedState>,
+    /// The first LISTED_PODS names, to show.
+    names: Vec<String>,
 }
+
+/// Beyond this many distinct pods a graph node's pod count stops growing (a lower bound):
+/// pods that come and go (jobs) must not grow the graph without bound.
+const MAX_COUNTED_PODS: usize = 65_536;
 
 /// Outcome and verdict enum values are small; counters indexed by them.
 const OUTCOMES: usize = 9;
@@ -90,7 +97,8 @@ impl GraphBuilder {
                 self.nodes.push(NodeAcc {
                     node: identity.node(),
                     hash,
-                    pods: Default::default(),
+                    pods: hashbrown::HashSet::with_hasher(self.state.clone()),
+                    names: Vec::new(),
                 });
                 let nodes = &self.nodes;
                 self.node_index
@@ -99,9 +107,13 @@ impl GraphBuilder {
             }
         };
         if let Some(pod) = identity.pod() {
+            let pod_hash = self.state.hash_one(pod);
             let acc = &mut self.nodes[index as usize];
-            if !acc.pods.contains(pod) {
-                acc.pods.insert(pod.to_owned());
+            if acc.pods.len() < MAX_COUNTED_PODS
+                && acc.pods.insert(pod_hash)
+                && acc.names.len() < LISTED_PODS
+            {
+                acc.names.push(pod.to_owned());
             }
         }
         index
@@ -196,9 +208,8 @@ impl GraphBuilder {
             .map(|acc| {
                 let mut node = acc.node;
                 node.pod_count = acc.pods.len() as u64;
-                let mut pods: Vec<String> = acc.pods.into_iter().collect();
+                let mut pods = acc.names;
                 pods.sort_unstable();
-                pods.truncate(LISTED_PODS);
                 node.pods = pods;
                 node
             })

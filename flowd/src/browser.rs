@@ -1,18 +1,20 @@
 //! Headless Chromium (Debian's package, installed by setup) driven over the DevTools protocol
 //! on a pipe (`--remote-debugging-pipe`: commands on fd 3, answers on fd 4, NUL-separated
-//! JSON), so the page is checked by a real browser with no driver library in between.
+//! JSON), so the page is checked by a real browser with no driver library in between. For the
+//! UI's tests and its render benchmark (feature `testing`); panics name what went wrong.
 
 use std::{
     fs::File,
     io::{BufRead as _, BufReader, Write as _},
     os::fd::{FromRawFd as _, RawFd},
     os::unix::process::CommandExt as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
+use nix::libc;
 use serde_json::{json, Value};
 
 /// Longest wait for one answer from the browser.
@@ -26,7 +28,7 @@ pub struct Browser {
     session: String,
     /// Console errors, uncaught exceptions and refused loads (CSP violations among them).
     pub problems: Vec<String>,
-    _profile: tempfile::TempDir,
+    profile: PathBuf,
 }
 
 fn pipe() -> (RawFd, RawFd) {
@@ -40,7 +42,13 @@ fn pipe() -> (RawFd, RawFd) {
 impl Browser {
     /// Starts Chromium with a page of `width` x `height` pixels, attached to one blank tab.
     pub fn launch(width: u32, height: u32) -> Self {
-        let profile = tempfile::tempdir().unwrap();
+        static PROFILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let profile = std::env::temp_dir().join(format!(
+            "flowd-chromium-{}-{}",
+            std::process::id(),
+            PROFILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&profile).unwrap();
         let (commands_read, commands_write) = pipe();
         let (answers_read, answers_write) = pipe();
         let mut command = Command::new("chromium");
@@ -54,7 +62,7 @@ impl Browser {
                 "--disable-extensions",
                 "--remote-debugging-pipe",
                 &format!("--window-size={width},{height}"),
-                &format!("--user-data-dir={}", profile.path().display()),
+                &format!("--user-data-dir={}", profile.display()),
                 "about:blank",
             ])
             .stdin(Stdio::null())
@@ -102,7 +110,7 @@ impl Browser {
             next_id: 0,
             session: String::new(),
             problems: Vec::new(),
-            _profile: profile,
+            profile,
         };
         let target = browser.call_browser("Target.createTarget", json!({ "url": "about:blank" }));
         let attached = browser.call_browser(
@@ -231,5 +239,6 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
