@@ -71,6 +71,8 @@ pub struct Attributor {
     engine: std::sync::RwLock<Arc<PolicyEngine>>,
     /// Policies from files, kept to be combined with those the API reports.
     file_policies: policy::PolicySet,
+    /// What the engine was built from (files and API), for what-if checks that add to it.
+    policy_set: std::sync::RwLock<Arc<policy::PolicySet>>,
     pods: StaticPods,
     /// Endpoints resolved once per (address, metadata entry), with their evaluation keys: the
     /// per-flow path is then a map lookup and a cached evaluation. A new metadata entry (a pod
@@ -122,11 +124,48 @@ impl Attributor {
         tracing::info!(policies = loaded.policies.policies.len(), "policies loaded");
         Self {
             engine: std::sync::RwLock::new(Arc::new(PolicyEngine::new(&loaded.policies))),
+            policy_set: std::sync::RwLock::new(Arc::new(loaded.policies.clone())),
             file_policies: loaded.policies,
             pods: pods.pods,
             endpoints: std::sync::Mutex::new(std::collections::HashMap::new()),
             verdicts: std::sync::Mutex::new(VerdictCache::new()),
         }
+    }
+
+    /// The policies evaluated with now (files and API), as loaded.
+    pub fn policy_set(&self) -> Arc<policy::PolicySet> {
+        self.policy_set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The evaluator's view of a stored record's endpoint: the metadata files' pod at that
+    /// address when there is one, else what the record says (namespace, name, labels; the
+    /// namespace's name label, which the API server sets on every namespace), else an outside
+    /// address.
+    pub fn record_endpoint(&self, endpoint: &crate::proto::v1::Endpoint) -> Option<Endpoint> {
+        let ip: IpAddr = endpoint.ip.parse().ok()?;
+        if let Ok(known) = self.pods.resolve(&endpoint.ip) {
+            if known.is_pod() {
+                return Some(known);
+            }
+        }
+        if endpoint.kind() != crate::proto::v1::EndpointKind::Pod {
+            return Some(Endpoint::external(ip));
+        }
+        let mut pod = Endpoint::pod(&endpoint.namespace, &endpoint.name, ip);
+        pod.labels = endpoint
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        pod.namespace_labels = [(
+            "kubernetes.io/metadata.name".to_owned(),
+            endpoint.namespace.clone(),
+        )]
+        .into();
+        Some(pod)
     }
 
     /// The policies evaluated with now, for the policy board.
@@ -160,6 +199,10 @@ impl Attributor {
             .engine
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = engine;
+        *self
+            .policy_set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(combined);
         if let Ok(mut cache) = self.endpoints.lock() {
             cache.clear();
         }

@@ -205,10 +205,11 @@ impl Browser {
         }
     }
 
-    /// Clicks the middle of the element `selector` finds.
+    /// Scrolls the element `selector` finds into view and clicks its middle.
     pub fn click_element(&mut self, selector: &str) {
         let rect = self.eval(&format!(
-            "(() => {{ const r = document.querySelector({}).getBoundingClientRect(); \
+            "(() => {{ const e = document.querySelector({}); e.scrollIntoView({{ block: 'center' }}); \
+             const r = e.getBoundingClientRect(); \
              return {{ x: r.left + r.width / 2, y: r.top + r.height / 2 }}; }})()",
             serde_json::to_string(selector).unwrap()
         ));

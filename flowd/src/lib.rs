@@ -22,6 +22,7 @@ pub mod netns;
 pub mod pipeline;
 /// The policy engine, its own crate (`flowd-policy`).
 pub use flowd_policy as policy;
+pub mod proposal;
 pub mod proto;
 pub mod query;
 pub mod relay;

@@ -684,6 +684,14 @@ async fn the_ui_serves_its_page_and_json_and_refuses_nonsense() {
         );
         assert_eq!(filter.status, 400, "{}", filter.body);
         assert_eq!(http::request(addr, "GET", "/nowhere", None, "").status, 404);
+        // No policies loaded: nothing to recommend from, and the answer says what to give.
+        let recommend = http::post_json(
+            addr,
+            "/api/v1/recommend",
+            r#"{"source": "world:198.18.0.1", "destination": "world:198.18.0.2"}"#,
+        );
+        assert_eq!(recommend.status, 400, "{}", recommend.body);
+        assert!(recommend.body.contains("policyFiles"), "{}", recommend.body);
     })
     .await
     .unwrap();

@@ -408,6 +408,29 @@ async fn the_seed_story_on_the_page() {
         browser.screenshot(&screenshot);
         eprintln!("screenshot: {}", screenshot.display());
 
+        // The recommendation for the denied side, checked against the history.
+        browser.click_element("#panel button.recommend");
+        let proposal = browser.eval(
+            "new Promise((resolve) => { const check = () => { \
+                const box = document.querySelector('#panel .proposal'); \
+                if (box.dataset.state) resolve({ state: box.dataset.state, text: box.textContent, \
+                    yaml: (box.querySelector('.proposal-yaml') || {}).textContent || '' }); \
+                else setTimeout(check, 25); }; check(); })",
+        );
+        assert_eq!(proposal["state"], "ready", "{proposal}");
+        let yaml = proposal["yaml"].as_str().unwrap();
+        assert!(
+            yaml.contains("projectcalico.org/v3") && yaml.contains("42001:42002"),
+            "a Calico policy for the missing range:\n{yaml}"
+        );
+        let text = proposal["text"].as_str().unwrap();
+        assert!(
+            text.contains("2 denied connections allowed, 0 still denied"),
+            "{text}"
+        );
+        assert!(text.contains("0 newly denied"), "{text}");
+        browser.screenshot(&screenshot.with_file_name("ui-seed-proposal.png"));
+
         // The policy board counts the denial.
         let denied = browser.eval(
             "document.querySelector('#policy-board tr[data-policy=\"fmeserver/default-deny-fmeserver\"] td.denied').textContent",

@@ -396,10 +396,46 @@ function showEdges(indexes) {
     ]),
     // Denials first: they are why someone clicked.
     (edge.policies || []).slice().sort((a, b) => Number(a.allowed || false) - Number(b.allowed || false)).map(policySection),
+    (edge.policies || []).some((p) => !p.allowed && p.policy)
+      ? el("div", { class: "proposal" },
+          el("button", { type: "button", class: "recommend", on: { click: (event) => recommend(edge, event.target.parentNode) } },
+            "Recommend a policy that allows it"))
+      : null,
     el("h3", {}, "Flows behind it"),
     el("div", { class: "edge-flows" }, "loading…")));
   openPanel(...sections);
   edges.forEach((edge, i) => edgeFlows(edge, sections[i].querySelector(".edge-flows")));
+}
+
+// What `flowd policy recommend` would propose for the side that denied the edge, and how the
+// window's history fares with it (the server evaluates every flow with and without it).
+async function recommend(edge, box) {
+  box.replaceChildren("checking against the history…");
+  const { since, until } = window_();
+  const body = { source: edge.source, destination: edge.destination, protocol: edge.protocol };
+  if (since) body.since = since;
+  if (until) body.until = until;
+  try {
+    const answer = await (await postJson("/api/v1/recommend", body)).json();
+    const w = answer.whatIf || {};
+    const side = answer.side === "POLICY_SIDE_EGRESS" ? "egress at the source" : "ingress at the destination";
+    const examples = (w.newlyDeniedExamples || []).map((e) => el("li", {}, e));
+    box.replaceChildren(
+      el("h3", {}, `Proposed for ${side}`),
+      answer.yaml ? el("pre", { class: "policy proposal-yaml" }, answer.yaml) : null,
+      (answer.notes || []).length ? el("ul", { class: "notes" }, answer.notes.map((n) => el("li", {}, n))) : null,
+      el("h3", {}, "What if it were applied"),
+      definitionList([
+        ["flows checked", fmt(w.flowsChecked)],
+        ["this edge", `${fmt(w.edgeAllowed)} denied connections allowed, ${fmt(w.edgeStillDenied)} still denied`],
+        ["elsewhere", `${fmt(w.newlyDenied)} newly denied, ${fmt(w.newlyAllowedElsewhere)} newly allowed`],
+      ]),
+      examples.length ? el("ul", { class: "newly-denied" }, examples) : null);
+    box.dataset.state = "ready";
+  } catch (err) {
+    box.replaceChildren(String(err.message || err));
+    box.dataset.state = "error";
+  }
 }
 
 async function edgeFlows(edge, box) {

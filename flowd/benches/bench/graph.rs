@@ -38,7 +38,7 @@ fn record(i: usize, end: SystemTime) -> pb::Flow {
     let edge = i % EDGES;
     let source = edge % WORKLOADS;
     let destination = (source * 7 + edge / WORKLOADS + 1) % WORKLOADS;
-    let denied = edge % 50 == 0;
+    let denied = edge.is_multiple_of(50);
     let decision = |allowed: bool| pb::PolicyDecision {
         allowed,
         policy: Some(pb::PolicyRef {

@@ -227,13 +227,7 @@ pub async fn run(
         ))],
         None => Vec::new(),
     };
-    let catalog: crate::api::PolicyCatalog = match &attributor {
-        Some(attributor) => {
-            let attributor = attributor.clone();
-            Arc::new(move || attributor.loaded_policies())
-        }
-        None => Arc::new(Vec::new),
-    };
+    let policies_for_api = attributor.clone();
     let attributed = match attributor {
         Some(attributor) => pipeline.then(Attribution::new(attributor, api_policies_rx), enriched),
         None => enriched,
@@ -254,17 +248,19 @@ pub async fn run(
     let export = file_sink
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
     let api_stop = CancellationToken::new();
-    let flow_api = FlowApi::new(hub, telemetry.clone())
-        .with_policies(catalog)
-        .with_limits(crate::api::ApiLimits {
-            max_subscribers: config.max_subscribers,
-            max_filters: config.max_filters,
-            max_filter_values: config.max_filter_values,
-            max_request_bytes: config.max_request_bytes,
-            keepalive_interval: config.keepalive_interval,
-            keepalive_timeout: config.keepalive_timeout,
-            graph_max_edges: config.graph_max_edges,
-        });
+    let mut flow_api = FlowApi::new(hub, telemetry.clone());
+    if let Some(attributor) = policies_for_api {
+        flow_api = flow_api.with_policies(attributor);
+    }
+    let flow_api = flow_api.with_limits(crate::api::ApiLimits {
+        max_subscribers: config.max_subscribers,
+        max_filters: config.max_filters,
+        max_filter_values: config.max_filter_values,
+        max_request_bytes: config.max_request_bytes,
+        keepalive_interval: config.keepalive_interval,
+        keepalive_timeout: config.keepalive_timeout,
+        graph_max_edges: config.graph_max_edges,
+    });
     let ui_server = ui_listener.map(|listener| {
         let router = crate::ui::router(Arc::new(flow_api.clone()));
         tokio::spawn(crate::ui::serve(router, listener, api_stop.clone()))

@@ -14,4 +14,4 @@ pub use limits::{
     ApiLimits, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_FILTERS,
     DEFAULT_MAX_FILTER_VALUES, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_SUBSCRIBERS,
 };
-pub use server::{serve, serve_service, ApiError, FlowApi, Listeners, PolicyCatalog, TlsFiles};
+pub use server::{serve, serve_service, ApiError, FlowApi, Listeners, TlsFiles};

@@ -79,12 +79,16 @@ pub fn parse(request: &pb::GetFlowsRequest) -> Result<Subscription, Status> {
     })
 }
 
-/// The window a GetGraph request covers, as [since, until) in nanoseconds: until defaults to
-/// `now_ns`, since to graph::DEFAULT_WINDOW before until.
-pub fn graph_window(request: &pb::GetGraphRequest, now_ns: u64) -> Result<(u64, u64), Status> {
-    let until = timestamp("until", &request.until)?.unwrap_or(now_ns);
-    let window = crate::graph::DEFAULT_WINDOW.as_nanos() as u64;
-    let since = timestamp("since", &request.since)?.unwrap_or(until.saturating_sub(window));
+/// The window a GetGraph (or RecommendPolicy) request covers, as [since, until) in nanoseconds:
+/// until defaults to `now_ns`, since to graph::DEFAULT_WINDOW before until.
+pub fn window(
+    since: &Option<pbjson_types::Timestamp>,
+    until: &Option<pbjson_types::Timestamp>,
+    now_ns: u64,
+) -> Result<(u64, u64), Status> {
+    let until = timestamp("until", until)?.unwrap_or(now_ns);
+    let default = crate::graph::DEFAULT_WINDOW.as_nanos() as u64;
+    let since = timestamp("since", since)?.unwrap_or(until.saturating_sub(default));
     if until <= since {
         return Err(Status::invalid_argument(
             "until must be later than since: the time range is empty",

@@ -84,15 +84,14 @@ pub enum ApiError {
 /// Messages a stream may queue for a client before it waits for that client.
 const STREAM_BUFFER: usize = 256;
 
-/// The policies the agent evaluates with now, for the graph's policy board.
-pub type PolicyCatalog = Arc<dyn Fn() -> Vec<crate::graph::LoadedPolicy> + Send + Sync>;
-
 #[derive(Clone)]
 pub struct FlowApi {
     hub: Hub,
     telemetry: Arc<Telemetry>,
     limits: ApiLimits,
-    policies: PolicyCatalog,
+    /// The policy stage's evaluator, when policies are loaded: the graph's policy board and
+    /// the recommendations with their what-if checks read it.
+    attributor: Option<Arc<crate::attribution::Attributor>>,
 }
 
 impl FlowApi {
@@ -101,13 +100,13 @@ impl FlowApi {
             hub,
             telemetry,
             limits: ApiLimits::default(),
-            policies: Arc::new(Vec::new),
+            attributor: None,
         }
     }
 
-    /// Where the graph's policy board finds the loaded policies.
-    pub fn with_policies(mut self, policies: PolicyCatalog) -> Self {
-        self.policies = policies;
+    /// The policies the agent evaluates with, for the policy board and recommendations.
+    pub fn with_policies(mut self, attributor: Arc<crate::attribution::Attributor>) -> Self {
+        self.attributor = Some(attributor);
         self
     }
 
@@ -207,11 +206,15 @@ impl FlowService for FlowApi {
         let request = request.into_inner();
         self.limits.check_filters(&request.allow, &request.deny)?;
         let now = crate::store::system_time_ns(std::time::SystemTime::now());
-        let (since, until) = request::graph_window(&request, now)?;
+        let (since, until) = request::window(&request.since, &request.until, now)?;
         let matcher = crate::query::FlowMatcher::new(&request.allow, &request.deny)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let max_edges = self.limits.graph_edges(request.max_edges);
-        let loaded = (self.policies)();
+        let loaded = self
+            .attributor
+            .as_ref()
+            .map(|a| a.loaded_policies())
+            .unwrap_or_default();
         let store = self.hub.store().clone();
         let graph = tokio::task::spawn_blocking(move || {
             crate::graph::from_history(&store, &matcher, since, until, max_edges, &loaded)
@@ -220,6 +223,39 @@ impl FlowService for FlowApi {
         .map_err(|err| Status::internal(err.to_string()))?
         .map_err(history_status)?;
         Ok(Response::new(graph))
+    }
+
+    async fn recommend_policy(
+        &self,
+        request: Request<pb::RecommendPolicyRequest>,
+    ) -> Result<Response<pb::RecommendPolicyResponse>, Status> {
+        let request = request.into_inner();
+        let Some(attributor) = self.attributor.clone() else {
+            return Err(Status::failed_precondition(
+                "this agent evaluates no policies: give it policyFiles, or kubernetes: true \
+                 to read them from the API",
+            ));
+        };
+        let now = crate::store::system_time_ns(std::time::SystemTime::now());
+        let (since, until) = request::window(&request.since, &request.until, now)?;
+        let store = self.hub.store().clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let query = crate::proposal::EdgeQuery {
+                source: &request.source,
+                destination: &request.destination,
+                protocol: request.protocol,
+                since_ns: since,
+                until_ns: until,
+            };
+            crate::proposal::propose(&store, &attributor, &query)
+        })
+        .await
+        .map_err(|err| Status::internal(err.to_string()))?;
+        match answer {
+            Ok(response) => Ok(Response::new(response)),
+            Err(crate::proposal::ProposalError::Store(err)) => Err(history_status(err)),
+            Err(err) => Err(Status::internal(err.to_string())),
+        }
     }
 
     async fn get_status(

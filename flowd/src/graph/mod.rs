@@ -20,6 +20,12 @@ pub use history::from_history;
 pub use merge::merge;
 pub use policies::LoadedPolicy;
 
+/// The id of the graph node `endpoint` belongs to (as GraphNode.id), `recorded_on` naming the
+/// host when the endpoint does not.
+pub fn node_id(endpoint: &crate::proto::v1::Endpoint, recorded_on: &str) -> String {
+    identity::Identity::of(endpoint, recorded_on).node().id
+}
+
 /// Edges kept when a request does not say (`graphMaxEdges`).
 pub const DEFAULT_MAX_EDGES: usize = 2000;
 /// The window a request without `since` covers.

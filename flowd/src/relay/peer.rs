@@ -161,6 +161,20 @@ pub async fn graph(
     }
 }
 
+pub async fn recommend(
+    client: &mut FlowServiceClient<Channel>,
+    request: pb::RecommendPolicyRequest,
+    timing: PeerTiming,
+) -> Result<pb::RecommendPolicyResponse, tonic::Status> {
+    match tokio::time::timeout(timing.query_timeout, client.recommend_policy(request)).await {
+        Ok(answer) => answer.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "RecommendPolicy unanswered after {:?} (the relay's queryTimeout)",
+            timing.query_timeout
+        ))),
+    }
+}
+
 /// Streams one node into `events` until the stream ends (not following) or the merge stops
 /// listening.
 pub async fn run(

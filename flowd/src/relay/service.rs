@@ -204,7 +204,7 @@ impl FlowService for RelayService {
             .check_filters(&request.allow, &request.deny)?;
         // Every node reads the same window, fixed here rather than by each node's clock.
         let now = crate::store::system_time_ns(std::time::SystemTime::now());
-        let (since, until) = crate::api::request::graph_window(&request, now)?;
+        let (since, until) = crate::api::request::window(&request.since, &request.until, now)?;
         let max_edges = options.limits.graph_edges(request.max_edges);
         let asked = pb::GetGraphRequest {
             since: Some(crate::flow::wire::timestamp_ns(since)),
@@ -245,6 +245,78 @@ impl FlowService for RelayService {
         graph.until = asked.until;
         graph.unavailable.extend(unavailable);
         Ok(Response::new(graph))
+    }
+
+    /// Every node checks the proposal against its own history; the proposal is the one of the
+    /// node that saw the most of the edge denied, and the what-if counts add up.
+    async fn recommend_policy(
+        &self,
+        request: Request<pb::RecommendPolicyRequest>,
+    ) -> Result<Response<pb::RecommendPolicyResponse>, Status> {
+        let request = request.into_inner();
+        let options = &self.shared.options;
+        let now = crate::store::system_time_ns(std::time::SystemTime::now());
+        let (since, until) = crate::api::request::window(&request.since, &request.until, now)?;
+        let asked = pb::RecommendPolicyRequest {
+            since: Some(crate::flow::wire::timestamp_ns(since)),
+            until: Some(crate::flow::wire::timestamp_ns(until)),
+            ..request
+        };
+        options
+            .peers
+            .wait_listed(options.timing.connect_timeout)
+            .await;
+        let peers = options.peers.current();
+        let asks = peers.iter().map(|target| {
+            let asked = asked.clone();
+            async move {
+                let mut client = peer::connect(target, options.timing)
+                    .await
+                    .map_err(Status::unavailable)?;
+                peer::recommend(&mut client, asked, options.timing).await
+            }
+        });
+        let mut best: Option<pb::RecommendPolicyResponse> = None;
+        let mut total = pb::WhatIf::default();
+        let mut errors = Vec::new();
+        for (target, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(status) => {
+                    errors.push(format!("{}: {}", target.address, status.message()));
+                    continue;
+                }
+            };
+            if let Some(w) = &answer.what_if {
+                total.flows_checked += w.flows_checked;
+                total.edge_allowed += w.edge_allowed;
+                total.edge_still_denied += w.edge_still_denied;
+                total.newly_denied += w.newly_denied;
+                total.newly_allowed_elsewhere += w.newly_allowed_elsewhere;
+                total
+                    .newly_denied_examples
+                    .extend(w.newly_denied_examples.iter().cloned());
+            }
+            let denied = |r: &pb::RecommendPolicyResponse| {
+                r.what_if
+                    .as_ref()
+                    .map_or(0, |w| w.edge_allowed + w.edge_still_denied)
+            };
+            if best.as_ref().is_none_or(|b| denied(&answer) > denied(b)) {
+                best = Some(answer);
+            }
+        }
+        let Some(mut best) = best else {
+            return Err(Status::unavailable(format!(
+                "no node answered: {}",
+                errors.join("; ")
+            )));
+        };
+        total.newly_denied_examples.truncate(10);
+        best.what_if = Some(total);
+        best.notes
+            .extend(errors.into_iter().map(|e| format!("not checked on {e}")));
+        Ok(Response::new(best))
     }
 
     async fn get_status(

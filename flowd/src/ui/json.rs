@@ -52,6 +52,13 @@ pub async fn graph<S: FlowService>(
     answer(service.get_graph(Request::new(request)).await)
 }
 
+pub async fn recommend<S: FlowService>(
+    State(service): State<Arc<S>>,
+    Json(request): Json<pb::RecommendPolicyRequest>,
+) -> Response {
+    answer(service.recommend_policy(Request::new(request)).await)
+}
+
 pub async fn status<S: FlowService>(State(service): State<Arc<S>>) -> Response {
     answer(
         service

@@ -20,6 +20,7 @@ pub fn router<S: FlowService>(service: Arc<S>) -> Router {
     let mut router = Router::new()
         .route("/api/v1/graph", post(json::graph::<S>))
         .route("/api/v1/flows", post(json::flows::<S>))
+        .route("/api/v1/recommend", post(json::recommend::<S>))
         .route("/api/v1/status", get(json::status::<S>))
         .with_state(service);
     for asset in assets::ASSETS {
