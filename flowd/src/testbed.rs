@@ -66,6 +66,30 @@ impl Netns {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
+    /// Loads an nftables ruleset in this namespace (`nft -f -`), as a CNI enforcing a policy
+    /// would.
+    pub fn nft(&self, ruleset: &str) -> Result<(), TestbedError> {
+        use std::io::Write as _;
+        let command = format!("ip netns exec {} nft -f -", self.name);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(TestbedError::MissingTool)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(ruleset.as_bytes())?;
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            return Err(TestbedError::Command {
+                command,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `work` inside this namespace.
     pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, TestbedError> {
         Ok(netns::run_in(Some(&self.path()), work)?)

@@ -10,7 +10,6 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
-    process::Command,
     time::Duration,
 };
 
@@ -18,6 +17,10 @@ use flowd::{proto::v1 as pb, testbed::TwoHosts};
 use support::{collect_until, privileged, AgentProcess};
 
 const PORTS: [u16; 3] = [7070, 42001, 42002];
+
+/// What the CNI makes of the seed's policies in the core's namespace: the engine's range dropped.
+const ENFORCE_SEED_POLICIES: &str = "table inet cni {\n chain input {\n  type filter hook \
+    input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -189,19 +192,7 @@ async fn the_seed_story_in_one_command() {
     assert!(agent.terminate().success());
 
     // The policies go live: the CNI (nftables here) enforces them, flowd is told about them.
-    let nft = "table inet cni {\n chain input {\n  type filter hook input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(nft.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
     let mut args = base.to_vec();
     args.extend(["--policy-file", policies.to_str().unwrap()]);
     let agent = AgentProcess::start(&args);
@@ -318,19 +309,7 @@ async fn the_seed_story_on_the_page() {
     }
     let hosts = TwoHosts::create("seedui").expect("testbed");
     let _servers = serve(&hosts);
-    let nft = "table inet cni {\n chain input {\n  type filter hook input priority 0;\n  ip saddr 198.18.0.1 tcp dport 42000-43000 drop\n }\n}\n";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(nft.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
     let (policies, cluster) = (data("policies.yaml"), data("cluster.yaml"));
     let agent = AgentProcess::start(&[
         "--netns",

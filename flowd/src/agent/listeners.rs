@@ -39,14 +39,7 @@ impl AgentListeners {
         )
         .await?;
         let ui = match config.ui_listen {
-            Some(addr) => {
-                let ui = Listeners::bind_tcp(addr, tls.as_ref()).await?;
-                if let Some(bound) = ui.tcp_addr() {
-                    let scheme = if tls.is_some() { "https" } else { "http" };
-                    tracing::info!(url = %format!("{scheme}://{bound}/"), "UI listening");
-                }
-                Some(ui)
-            }
+            Some(addr) => Some(crate::ui::bind(addr, tls.as_ref()).await?),
             None => None,
         };
         let metrics = match config.metrics_listen {

@@ -137,15 +137,10 @@ async fn seed_story(hosts: &TwoHosts, args: &DemoArgs) -> anyhow::Result<()> {
         "table inet cni {{\n chain input {{\n  type filter hook input priority 0;\n  ip saddr {} tcp dport 42000-43000 drop\n }}\n}}\n",
         testbed::HOST_A_V4
     );
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &hosts.b.name, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("running nft (nftables) in the core's namespace")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        std::io::Write::write_all(&mut stdin, nft.as_bytes())?;
-    }
-    anyhow::ensure!(child.wait()?.success(), "nft refused the enforcement rules");
+    hosts
+        .b
+        .nft(&nft)
+        .context("loading the enforcement rules (nftables) in the core's namespace")?;
 
     let listeners = [7070u16, 42001]
         .iter()

@@ -296,11 +296,7 @@ pub async fn execute(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let service = RelayService::new(options);
     let ui = match args.ui_listen {
         Some(addr) => {
-            let ui = Listeners::bind_tcp(addr, tls.as_ref()).await?;
-            if let Some(bound) = ui.tcp_addr() {
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                tracing::info!(url = %format!("{scheme}://{bound}/"), "UI listening");
-            }
+            let ui = crate::ui::bind(addr, tls.as_ref()).await?;
             let router = crate::ui::router(std::sync::Arc::new(service.clone()));
             Some(tokio::spawn(crate::ui::serve(router, ui, shutdown.clone())))
         }

@@ -174,6 +174,31 @@ impl EncodedFlows for RelayService {
     }
 }
 
+type Timestamp = Option<pbjson_types::Timestamp>;
+
+impl RelayService {
+    /// A window every node reads alike (fixed here, not by each node's clock), and the nodes
+    /// known once the first list arrived.
+    async fn window_and_peers(
+        &self,
+        since: &Timestamp,
+        until: &Timestamp,
+    ) -> Result<(Timestamp, Timestamp, Vec<super::PeerTarget>), Status> {
+        let options = &self.shared.options;
+        let now = crate::store::system_time_ns(std::time::SystemTime::now());
+        let (since, until) = crate::api::request::window(since, until, now)?;
+        options
+            .peers
+            .wait_listed(options.timing.connect_timeout)
+            .await;
+        Ok((
+            Some(crate::flow::wire::timestamp_ns(since)),
+            Some(crate::flow::wire::timestamp_ns(until)),
+            options.peers.current(),
+        ))
+    }
+}
+
 #[tonic::async_trait]
 impl FlowService for RelayService {
     type GetFlowsStream = FlowStream;
@@ -202,21 +227,16 @@ impl FlowService for RelayService {
         options
             .limits
             .check_filters(&request.allow, &request.deny)?;
-        // Every node reads the same window, fixed here rather than by each node's clock.
-        let now = crate::store::system_time_ns(std::time::SystemTime::now());
-        let (since, until) = crate::api::request::window(&request.since, &request.until, now)?;
+        let (since, until, peers) = self
+            .window_and_peers(&request.since, &request.until)
+            .await?;
         let max_edges = options.limits.graph_edges(request.max_edges);
         let asked = pb::GetGraphRequest {
-            since: Some(crate::flow::wire::timestamp_ns(since)),
-            until: Some(crate::flow::wire::timestamp_ns(until)),
+            since,
+            until,
             max_edges: u32::try_from(max_edges).unwrap_or(u32::MAX),
             ..request
         };
-        options
-            .peers
-            .wait_listed(options.timing.connect_timeout)
-            .await;
-        let peers = options.peers.current();
         let asks = peers.iter().map(|target| {
             let asked = asked.clone();
             async move {
@@ -255,18 +275,14 @@ impl FlowService for RelayService {
     ) -> Result<Response<pb::RecommendPolicyResponse>, Status> {
         let request = request.into_inner();
         let options = &self.shared.options;
-        let now = crate::store::system_time_ns(std::time::SystemTime::now());
-        let (since, until) = crate::api::request::window(&request.since, &request.until, now)?;
+        let (since, until, peers) = self
+            .window_and_peers(&request.since, &request.until)
+            .await?;
         let asked = pb::RecommendPolicyRequest {
-            since: Some(crate::flow::wire::timestamp_ns(since)),
-            until: Some(crate::flow::wire::timestamp_ns(until)),
+            since,
+            until,
             ..request
         };
-        options
-            .peers
-            .wait_listed(options.timing.connect_timeout)
-            .await;
-        let peers = options.peers.current();
         let asks = peers.iter().map(|target| {
             let asked = asked.clone();
             async move {

@@ -11,4 +11,4 @@ mod json;
 mod serve;
 
 pub use assets::CONTENT_SECURITY_POLICY;
-pub use serve::{router, serve};
+pub use serve::{bind, router, serve};

@@ -31,6 +31,19 @@ pub fn router<S: FlowService>(service: Arc<S>) -> Router {
     }))
 }
 
+/// Binds the UI's listener (TLS checked at once, as the API's) and logs its URL.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    tls: Option<&crate::api::TlsFiles>,
+) -> Result<Listeners, ApiError> {
+    let listeners = Listeners::bind_tcp(addr, tls).await?;
+    if let Some(bound) = listeners.tcp_addr() {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(url = %format!("{scheme}://{bound}/"), "UI listening");
+    }
+    Ok(listeners)
+}
+
 /// Serves `router` on the TCP listener of `listeners` until `shutdown`.
 pub async fn serve(
     router: Router,

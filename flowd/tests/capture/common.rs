@@ -116,24 +116,6 @@ pub fn scrape(addr: &str) -> String {
 pub const DROP_TCP_42001_ON_INPUT: &str =
     "table inet flowd_test {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n";
 
-pub fn nft(netns: &str, script: &str) {
-    let status = std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(script.as_bytes())?;
-            child.wait()
-        })
-        .expect("run nft (nftables)");
-    assert!(status.success(), "nft -f failed: {script}");
-}
-
 pub fn ip(args: &[&str]) {
     let status = std::process::Command::new("ip")
         .args(args)

@@ -11,7 +11,7 @@ async fn kernel_drops_carry_their_reason_and_outcomes_are_told_apart() {
     }
     let hosts = TwoHosts::create("drops").expect("testbed");
     // Host A drops TCP to 42001 on input, as a CNI enforcing a policy would.
-    nft(&hosts.a.name, DROP_TCP_42001_ON_INPUT);
+    hosts.a.nft(DROP_TCP_42001_ON_INPUT).expect("nftables");
     let agent = agent_on(
         &hosts,
         &[
@@ -122,7 +122,7 @@ async fn the_classic_tracepoint_fallback_ties_drops_to_flows_too() {
         return;
     }
     let hosts = TwoHosts::create("droptp").expect("testbed");
-    nft(&hosts.a.name, DROP_TCP_42001_ON_INPUT);
+    hosts.a.nft(DROP_TCP_42001_ON_INPUT).expect("nftables");
     let agent = agent_on(
         &hosts,
         &[
@@ -295,14 +295,14 @@ async fn ipv6_drops_refusals_and_blackholed_answers() {
     }
     let hosts = TwoHosts::create("drops6").expect("testbed");
     // A drops TCP to 42001; B's answers from port 42003 vanish on their way out (a blackhole).
-    nft(
-        &hosts.a.name,
-        "table inet t {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n",
-    );
-    nft(
-        &hosts.b.name,
-        "table inet t {\n chain output {\n  type filter hook output priority 0;\n  ip6 daddr fd00:f10d::1 tcp sport 42003 drop\n }\n}\n",
-    );
+    hosts
+        .a
+        .nft("table inet t {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 42001 drop\n }\n}\n")
+        .expect("nftables");
+    hosts
+        .b
+        .nft("table inet t {\n chain output {\n  type filter hook output priority 0;\n  ip6 daddr fd00:f10d::1 tcp sport 42003 drop\n }\n}\n")
+        .expect("nftables");
     let blackholed = hosts
         .b
         .run(|| std::net::TcpListener::bind("[fd00:f10d::2]:42003"))
