@@ -54,9 +54,10 @@ impl Following<'_> {
         }
     }
 
-    /// Attaches to every wanted link in `current` (a full list) and forgets every attachment
-    /// whose link is not in it.
-    pub fn resync(&mut self, current: Vec<LinkEvent>) {
+    /// Attaches to every wanted link in `current` (a dump of the links) and returns the
+    /// attached links it does not list. A dump can miss links (an overrun cuts it short), so
+    /// the caller forgets those only once the kernel confirms they are gone.
+    pub fn resync(&mut self, current: Vec<LinkEvent>) -> Vec<u32> {
         let mut present = HashSet::new();
         for event in current {
             if let LinkEvent::Added {
@@ -70,16 +71,12 @@ impl Following<'_> {
                 self.added(&name, index, loopback, peer_netns);
             }
         }
-        let gone: Vec<u32> = self
-            .attachments
+        self.attachments
             .attached
             .iter()
             .map(|a| a.interface.index)
             .filter(|index| !present.contains(index))
-            .collect();
-        for index in gone {
-            self.removed(index);
-        }
+            .collect()
     }
 }
 

@@ -14,6 +14,9 @@ use rtnetlink::MulticastGroup;
 use super::CaptureError;
 use crate::netns;
 
+/// Dumps of the link list tried before a partial one is used.
+const DUMP_ATTEMPTS: u32 = 5;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
     /// A link appeared or changed (new links and state changes share one message).
@@ -71,22 +74,56 @@ impl LinkWatch {
         Self::start(self.netns.as_deref(), self.receive_buffer)
     }
 
-    /// The links there are now, as `Added` events (a dump over the same connection).
+    /// The links there are now, as `Added` events (a dump over the same connection). A dump
+    /// that fails part way (ENOBUFS while links churn) is tried again, up to DUMP_ATTEMPTS
+    /// times; after that the partial list is returned, and the caller treats a link missing
+    /// from it as unknown, not gone.
     pub async fn current(&self) -> Vec<LinkEvent> {
         use futures::TryStreamExt as _;
-        let mut links = self.handle.link().get().execute();
         let mut events = Vec::new();
-        loop {
-            match links.try_next().await {
-                Ok(Some(link)) => events.extend(added(&link)),
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::warn!(error = %err, "listing links");
-                    break;
+        for attempt in 1..=DUMP_ATTEMPTS {
+            events.clear();
+            let mut links = self.handle.link().get().execute();
+            let failed = loop {
+                match links.try_next().await {
+                    Ok(Some(link)) => events.extend(added(&link)),
+                    Ok(None) => break None,
+                    Err(err) => break Some(err),
                 }
+            };
+            match failed {
+                None => return events,
+                Some(err) => tracing::warn!(error = %err, attempt, "listing links"),
             }
         }
         events
+    }
+
+    /// Whether the link with `index` exists now: `Some(false)` only when the kernel says there
+    /// is no such device, `None` when it could not be asked. A dump that overran its buffer is
+    /// not complete, so a link missing from it is asked about before it is forgotten.
+    pub async fn exists(&self, index: u32) -> Option<bool> {
+        use futures::TryStreamExt as _;
+        match self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await
+        {
+            Ok(found) => Some(found.is_some()),
+            Err(rtnetlink::Error::NetlinkError(message))
+                if message.to_io().raw_os_error() == Some(nix::libc::ENODEV) =>
+            {
+                Some(false)
+            }
+            Err(err) => {
+                tracing::warn!(ifindex = index, error = %err, "asking whether a link exists");
+                None
+            }
+        }
     }
 
     /// The next link event; `None` if the netlink connection ended.

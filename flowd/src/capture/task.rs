@@ -120,10 +120,20 @@ pub async fn run(
             }
         };
     }
+    // A full relist: attach what is missing; forget what the kernel confirms gone.
+    macro_rules! resync {
+        ($watch:expr) => {
+            for index in following!().resync($watch.current().await) {
+                if $watch.exists(index).await == Some(false) {
+                    following!().removed(index);
+                }
+            }
+        };
+    }
     publish_interfaces(&attachments, &interfaces, &telemetry);
     if let Some(links) = &links {
         // What appeared or went while attaching, and where each veth's far end is.
-        following!().resync(links.current().await);
+        resync!(links);
     }
     let mut ticker = tokio::time::interval(sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -145,7 +155,7 @@ pub async fn run(
                     tracing::warn!("link notifications were lost (rtnetlink overrun); listing the links again");
                     telemetry.add_counter(Counter::InterfaceResyncs, 1);
                     if let Some(watch) = &links {
-                        following!().resync(watch.current().await);
+                        resync!(watch);
                     }
                 }
                 None => {
@@ -155,7 +165,7 @@ pub async fn run(
                         Some(Ok(watch)) => {
                             tracing::warn!("link notifications ended; subscribed again");
                             telemetry.add_counter(Counter::InterfaceResyncs, 1);
-                            following!().resync(watch.current().await);
+                            resync!(watch);
                             Some(watch)
                         }
                         Some(Err(err)) => {
