@@ -30,6 +30,8 @@ pub struct EdgeQuery<'a> {
     pub protocol: i32,
     pub since_ns: u64,
     pub until_ns: u64,
+    /// A proposal to check (YAML) instead of making one.
+    pub proposal: Option<&'a str>,
 }
 
 /// One flow as the evaluator sees it.
@@ -87,27 +89,28 @@ fn on_edge(flow: &pb::Flow, query: &EdgeQuery<'_>) -> bool {
 
 /// The side that denied most of the edge's connections, and the kind of policy that did.
 fn denying_side(flows: &[pb::Flow]) -> Option<(pb::PolicySide, String)> {
-    let mut counts = [
-        (pb::PolicySide::Ingress, 0u64, String::new()),
-        (pb::PolicySide::Egress, 0, String::new()),
-    ];
+    // (side, kind) -> denied connections: the side and kind that denied most.
+    let mut denied: std::collections::BTreeMap<(i32, String), u64> = Default::default();
     for flow in flows {
-        for (slot, decision) in [(0, &flow.ingress), (1, &flow.egress)] {
+        for (side, decision) in [
+            (pb::PolicySide::Ingress, &flow.ingress),
+            (pb::PolicySide::Egress, &flow.egress),
+        ] {
             if let Some(policy) = decision
                 .as_ref()
                 .filter(|d| !d.allowed)
                 .and_then(|d| d.policy.as_ref())
             {
-                counts[slot].1 += flow.connections.max(1);
-                counts[slot].2 = policy.kind.clone();
+                *denied
+                    .entry((side as i32, policy.kind.clone()))
+                    .or_default() += flow.connections.max(1);
             }
         }
     }
-    counts
+    denied
         .into_iter()
-        .filter(|(_, n, _)| *n > 0)
-        .max_by_key(|(_, n, _)| *n)
-        .map(|(side, _, kind)| (side, kind))
+        .max_by_key(|(_, n)| *n)
+        .and_then(|((side, kind), _)| Some((pb::PolicySide::try_from(side).ok()?, kind)))
 }
 
 fn summary(e: &Evaluable) -> String {
@@ -132,6 +135,11 @@ pub fn propose(
         }
     })?;
     let mut response = pb::RecommendPolicyResponse::default();
+    if let Some(given) = query.proposal {
+        response.side = denying_side(&edge).map_or(0, |(side, _)| side as i32);
+        response.yaml = given.to_owned();
+        return check(store, attributor, query, response);
+    }
     let Some((side, kind)) = denying_side(&edge) else {
         response.notes.push(format!(
             "no connection from {} to {} was denied by a policy in the window: nothing to allow",
@@ -159,9 +167,18 @@ pub fn propose(
             .push("the denied side is not a pod: no policy selects it".to_owned());
         return Ok(response);
     };
+    let labels = stable_labels(&target.labels);
+    if labels.is_empty() {
+        // A selector without labels would select the whole namespace.
+        response.notes.push(format!(
+            "{} carries no stable labels to select it by: no policy is proposed",
+            target.display_name()
+        ));
+        return Ok(response);
+    }
     let scope = policy::RecommendScope::Workload {
         namespace: target.pod_namespace().unwrap_or_default().to_owned(),
-        labels: stable_labels(&target.labels),
+        labels,
     };
     let options = policy::RecommendOptions {
         ingress: side == pb::PolicySide::Ingress,
@@ -178,13 +195,27 @@ pub fn propose(
         })
         .collect();
     let recommendations = policy::recommend(&observed, &scope, &options)?;
-    // Calico's own kinds in Calico's dialect; a Kubernetes NetworkPolicy otherwise.
-    let calico = kind != "NetworkPolicy";
+    // Calico's own kinds in Calico's dialect; a Kubernetes NetworkPolicy for Kubernetes ones.
+    let calico = !matches!(
+        kind.as_str(),
+        "NetworkPolicy" | "StagedKubernetesNetworkPolicy"
+    );
     response.yaml = policy::recommend::to_yaml_stream(&recommendations, calico);
     response.notes = recommendations
         .iter()
         .flat_map(|r| r.notes.clone())
         .collect();
+    check(store, attributor, query, response)
+}
+
+/// The what-if of `response.yaml` over the window: every flow with the loaded policies, and with
+/// them plus the proposal.
+fn check(
+    store: &FlowStore,
+    attributor: &Attributor,
+    query: &EdgeQuery<'_>,
+    mut response: pb::RecommendPolicyResponse,
+) -> Result<pb::RecommendPolicyResponse, ProposalError> {
     let proposed = policy::load_str(&response.yaml, "the proposal");
     response.notes.extend(
         proposed

@@ -684,6 +684,18 @@ async fn the_ui_serves_its_page_and_json_and_refuses_nonsense() {
         );
         assert_eq!(filter.status, 400, "{}", filter.body);
         assert_eq!(http::request(addr, "GET", "/nowhere", None, "").status, 404);
+        // A name DNS rebinding points at loopback is not this UI's.
+        let rebound = http::request_with_host(addr, "evil.example:80", "GET", "/", None, "");
+        assert_eq!(rebound.status, 421, "{}", rebound.body);
+        let named = http::request_with_host(
+            addr,
+            &format!("localhost:{}", addr.port()),
+            "GET",
+            "/",
+            None,
+            "",
+        );
+        assert_eq!(named.status, 200);
         // No policies loaded: nothing to recommend from, and the answer says what to give.
         let recommend = http::post_json(
             addr,

@@ -28,6 +28,9 @@ const COLLAPSE_NODE_COUNT = 300;
 // hidden while panning: a bezier with a label per edge costs seconds at 10,000 edges.
 const LARGE_EDGE_COUNT = 1000;
 const TABLE_ROWS = 500;
+// Flows read for one edge's panel, and edge sections whose flows load without a click.
+const EDGE_FLOWS = 200;
+const EDGE_SECTIONS_LOADED = 5;
 
 const state = {
   graph: null,
@@ -39,6 +42,8 @@ const state = {
   timings: {},
   // Whether the user chose what is collapsed (then a reload keeps it).
   chosen: false,
+  // Bumped by every load; answers of an older one are dropped.
+  generation: 0,
 };
 
 // ---- small DOM helpers ------------------------------------------------------------------
@@ -84,6 +89,12 @@ function bytes(v) {
 }
 
 // ---- requests ---------------------------------------------------------------------------
+
+// Whether RFC 3339 time `a` is before `b` (a time that does not parse is not before anything).
+function before(a, b) {
+  const [x, y] = [Date.parse(a || ""), Date.parse(b || "")];
+  return !Number.isNaN(x) && !Number.isNaN(y) && x < y;
+}
 
 function parseTime(text) {
   text = text.trim();
@@ -321,8 +332,9 @@ function definitionList(pairs) {
   return el("dl", {}, pairs.filter(([, v]) => v !== "" && v !== null && v !== undefined).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
 
-function counts(list, name, label) {
-  return (list || []).map((c) => `${label(c[name])}: ${fmt(c.connections)}`).join(", ");
+// proto3 JSON leaves a zero enum out: such a count is of the UNSPECIFIED value.
+function counts(list, name, label, unspecified) {
+  return (list || []).map((c) => `${label(c[name] || unspecified)}: ${fmt(c.connections)}`).join(", ");
 }
 
 function nodeById(id) {
@@ -388,9 +400,9 @@ function showEdges(indexes) {
       ["connections", fmt(edge.connections)],
       ["records", fmt(edge.flows)],
       ["traffic", `${bytes(edge.bytes)}, ${fmt(edge.packets)} packets`],
-      ["verdicts", counts(edge.verdicts, "verdict", (v) => VERDICT_WORDS[v] || v)],
-      ["outcomes", counts(edge.outcomes, "outcome", (o) => (o || "").replace("OUTCOME_", "").toLowerCase())],
-      ["kernel drops", counts(edge.dropReasons, "reason", (r) => r)],
+      ["verdicts", counts(edge.verdicts, "verdict", (v) => VERDICT_WORDS[v] || v, "VERDICT_UNSPECIFIED")],
+      ["outcomes", counts(edge.outcomes, "outcome", (o) => o.replace("OUTCOME_", "").toLowerCase(), "OUTCOME_UNSPECIFIED")],
+      ["kernel drops", counts(edge.dropReasons, "reason", (r) => r, "")],
       ["seen", `${edge.firstSeen || ""} – ${edge.lastSeen || ""}`],
       ["recorded by", (edge.recordedBy || []).join(", ")],
     ]),
@@ -404,7 +416,13 @@ function showEdges(indexes) {
     el("h3", {}, "Flows behind it"),
     el("div", { class: "edge-flows" }, "loading…")));
   openPanel(...sections);
-  edges.forEach((edge, i) => edgeFlows(edge, sections[i].querySelector(".edge-flows")));
+  // A folded edge between collapsed namespaces can stand for hundreds: the first few load
+  // their flows, the others on a click.
+  edges.forEach((edge, i) => {
+    const box = sections[i].querySelector(".edge-flows");
+    if (i < EDGE_SECTIONS_LOADED) edgeFlows(edge, box);
+    else box.replaceChildren(el("button", { type: "button", class: "link", on: { click: () => edgeFlows(edge, box) } }, "show its flows"));
+  });
 }
 
 // What `flowd policy recommend` would propose for the side that denied the edge, and how the
@@ -438,17 +456,35 @@ async function recommend(edge, box) {
   }
 }
 
+// A filter the server can apply for one end of an edge (the rest is checked here).
+function endFilter(node) {
+  if (!node) return {};
+  switch (node.kind) {
+    case "GRAPH_NODE_KIND_WORKLOAD":
+      // A bare pod has no workload on its records: ask for it by name.
+      return node.workloadKind === "Pod"
+        ? { pod: [`${node.namespace}/${node.name}`] }
+        : { namespace: [node.namespace], workload: [`${node.workloadKind}/${node.name}`] };
+    case "GRAPH_NODE_KIND_WORLD":
+      return { ip: [node.name] };
+    case "GRAPH_NODE_KIND_SERVICE":
+      return { service: [`${node.namespace}/${node.name}`] };
+    default:
+      return { node: [node.name] };
+  }
+}
+
+// The latest flows of an edge: the server's `last` with filters for both ends (either side
+// matches, so the exact direction is checked here), never the whole window.
 async function edgeFlows(edge, box) {
-  const source = nodeById(edge.source);
-  const filter = { protocol: [edge.protocol] };
-  if (source && source.kind === "GRAPH_NODE_KIND_WORKLOAD") filter.workload = [`${source.workloadKind}/${source.name}`];
-  else if (source && source.kind === "GRAPH_NODE_KIND_WORLD") filter.ip = [source.name];
+  const filter = Object.assign({ protocol: [edge.protocol] }, endFilter(nodeById(edge.source)));
   const { since, until } = window_();
-  const body = { allow: [filter], since: since || new Date(Date.now() - 3600e3).toISOString() };
-  if (until) body.until = until;
+  const inWindow = (f) => (!since || !before(f.endTime, since)) && (!until || before(f.endTime, until));
   try {
-    const flows = (await readFlows(await postJson("/api/v1/flows", body), null))
-      .filter((f) => sameNode(f.source, edge.source, f.node) && sameNode(f.destination, edge.destination, f.node));
+    const flows = (await readFlows(await postJson("/api/v1/flows", { allow: [filter], last: EDGE_FLOWS }), null))
+      .filter((f) => sameNode(f.source, edge.source, f.node) && sameNode(f.destination, edge.destination, f.node))
+      .filter(inWindow);
+
     const table = el("table", {}, el("thead", {}, el("tr", {}, ["end", "port", "verdict", "outcome", "process"].map((h) => el("th", {}, h)))),
       el("tbody", {}, flows.slice(-50).reverse().map((f) => el("tr", {},
         timeCell(f.endTime),
@@ -533,17 +569,20 @@ async function readFlows(response, onFlow) {
   return flows;
 }
 
-async function loadFlows() {
+async function loadFlows(generation) {
   if (state.follow) state.follow.abort();
-  state.follow = null;
+  const controller = new AbortController();
+  state.follow = controller;
   const form = document.getElementById("filters");
   const tbody = document.querySelector("#flows-table tbody");
   const summary = document.getElementById("flows-summary");
   const follow = form.elements.follow.checked;
-  const body = follow ? request({ last: TABLE_ROWS, follow: true }) : request({});
-  if (follow) { delete body.since; delete body.until; }
-  if (!follow && !body.since) body.last = TABLE_ROWS;
-  const controller = new AbortController();
+  const { since, until } = window_();
+  // The newest TABLE_ROWS matching, from the server's `last`; only a window with an end
+  // (a past range) is read as a range, since `last` and a range do not go together.
+  const body = until && !follow ? request({}) : request({ last: TABLE_ROWS, follow });
+  if (!(until && !follow)) { delete body.since; delete body.until; }
+  const inWindow = (f) => follow || until || !since || !before(f.endTime, since);
   const response = await fetch("/api/v1/flows", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -551,9 +590,9 @@ async function loadFlows() {
     signal: controller.signal,
   });
   if (!response.ok) throw new Error(`/api/v1/flows: ${(await response.json()).error}`);
+  if (generation !== state.generation) return;
   tbody.replaceChildren();
   if (follow) {
-    state.follow = controller;
     summary.textContent = "live";
     readFlows(response, (flow) => {
       tbody.prepend(flowRow(flow));
@@ -561,7 +600,8 @@ async function loadFlows() {
     }).catch((err) => { if (err.name !== "AbortError") showError(String(err.message || err)); });
     return;
   }
-  const flows = await readFlows(response, null);
+  const flows = (await readFlows(response, null)).filter(inWindow);
+  if (generation !== state.generation) return;
   const shown = flows.slice(-TABLE_ROWS).reverse();
   tbody.replaceChildren(...shown.map(flowRow));
   summary.textContent = `${fmt(shown.length)}${flows.length > shown.length ? ` of ${fmt(flows.length)}` : ""}`;
@@ -602,11 +642,13 @@ function setAllCollapsed(collapse) {
   timed("graphDraw", started);
 }
 
-async function loadGraph() {
+async function loadGraph(generation) {
   let started = performance.now();
   const response = await postJson("/api/v1/graph", request({}));
   const text = await response.text();
   timed("graphFetch", started);
+  // A newer load started meanwhile: its answer is the one to show.
+  if (generation !== state.generation) return;
   started = performance.now();
   state.graph = JSON.parse(text);
   timed("graphParse", started);
@@ -628,11 +670,15 @@ async function loadScope() {
 }
 
 async function refresh() {
+  const generation = ++state.generation;
   document.body.dataset.state = "loading";
   showError("");
+  // Panels hold edges of the graph being replaced.
+  closePanel();
   try {
     const started = performance.now();
-    await Promise.all([loadGraph(), loadFlows().then(() => timed("flows", started))]);
+    await Promise.all([loadGraph(generation), loadFlows(generation).then(() => timed("flows", started))]);
+    if (generation !== state.generation) return;
     document.body.dataset.state = "ready";
   } catch (err) {
     showError(String(err.message || err));

@@ -260,6 +260,7 @@ pub async fn run(
         keepalive_interval: config.keepalive_interval,
         keepalive_timeout: config.keepalive_timeout,
         graph_max_edges: config.graph_max_edges,
+        max_queries: config.max_queries,
     });
     let ui_server = ui_listener.map(|listener| {
         let router = crate::ui::router(Arc::new(flow_api.clone()));

@@ -10,6 +10,8 @@ use crate::proto::v1 as pb;
 /// The defaults of the `maxSubscribers`, `maxFilters`, `maxFilterValues`, `maxRequestBytes`,
 /// `keepaliveInterval` and `keepaliveTimeout` settings.
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 256;
+/// GetGraph and RecommendPolicy calls at once (each reads its whole window): `maxQueries`.
+pub const DEFAULT_MAX_QUERIES: usize = 4;
 pub const DEFAULT_MAX_FILTERS: usize = 64;
 pub const DEFAULT_MAX_FILTER_VALUES: usize = 1024;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -32,6 +34,8 @@ pub struct ApiLimits {
     pub keepalive_timeout: Duration,
     /// Edges a GetGraph answer holds when the request does not ask for fewer.
     pub graph_max_edges: usize,
+    /// GetGraph and RecommendPolicy calls served at once; one more gets RESOURCE_EXHAUSTED.
+    pub max_queries: usize,
 }
 
 impl Default for ApiLimits {
@@ -44,6 +48,7 @@ impl Default for ApiLimits {
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             graph_max_edges: crate::graph::DEFAULT_MAX_EDGES,
+            max_queries: DEFAULT_MAX_QUERIES,
         }
     }
 }
@@ -53,6 +58,18 @@ impl ApiLimits {
     /// and matching them costs the agent time per stored and per new record.
     pub fn check(&self, request: &pb::GetFlowsRequest) -> Result<(), Status> {
         self.check_filters(&request.allow, &request.deny)
+    }
+
+    /// A permit for one window-reading call, or RESOURCE_EXHAUSTED naming the setting.
+    pub fn query_permit(
+        queries: &std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        queries.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(
+                "as many GetGraph and RecommendPolicy calls as maxQueries allows are running \
+                 (each reads its whole window); retry when one ends, or raise maxQueries",
+            )
+        })
     }
 
     /// Edges a GetGraph answer may hold: what the request asks, within graphMaxEdges.
@@ -122,6 +139,21 @@ fn longest_list(f: &pb::FlowFilter) -> Option<(&'static str, usize)> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn queries_beyond_max_queries_are_refused_naming_it() {
+        let queries = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let first = ApiLimits::query_permit(&queries).expect("one fits");
+        let refused = ApiLimits::query_permit(&queries).expect_err("a second does not");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("maxQueries"), "{refused:?}");
+        drop(first);
+        assert!(
+            ApiLimits::query_permit(&queries).is_ok(),
+            "the permit came back"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -92,6 +92,8 @@ pub struct FlowApi {
     /// The policy stage's evaluator, when policies are loaded: the graph's policy board and
     /// the recommendations with their what-if checks read it.
     attributor: Option<Arc<crate::attribution::Attributor>>,
+    /// Window-reading calls (GetGraph, RecommendPolicy) running, bounded by maxQueries.
+    queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl FlowApi {
@@ -101,6 +103,9 @@ impl FlowApi {
             telemetry,
             limits: ApiLimits::default(),
             attributor: None,
+            queries: Arc::new(tokio::sync::Semaphore::new(
+                ApiLimits::default().max_queries,
+            )),
         }
     }
 
@@ -113,6 +118,7 @@ impl FlowApi {
     /// Bounds on subscriptions, filters, request size and idle connections.
     pub fn with_limits(mut self, limits: ApiLimits) -> Self {
         self.limits = limits;
+        self.queries = Arc::new(tokio::sync::Semaphore::new(limits.max_queries));
         self
     }
 }
@@ -210,6 +216,7 @@ impl FlowService for FlowApi {
         let matcher = crate::query::FlowMatcher::new(&request.allow, &request.deny)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let max_edges = self.limits.graph_edges(request.max_edges);
+        let permit = ApiLimits::query_permit(&self.queries)?;
         let loaded = self
             .attributor
             .as_ref()
@@ -217,6 +224,7 @@ impl FlowService for FlowApi {
             .unwrap_or_default();
         let store = self.hub.store().clone();
         let graph = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             crate::graph::from_history(&store, &matcher, since, until, max_edges, &loaded)
         })
         .await
@@ -238,14 +246,17 @@ impl FlowService for FlowApi {
         };
         let now = crate::store::system_time_ns(std::time::SystemTime::now());
         let (since, until) = request::window(&request.since, &request.until, now)?;
+        let permit = ApiLimits::query_permit(&self.queries)?;
         let store = self.hub.store().clone();
         let answer = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let query = crate::proposal::EdgeQuery {
                 source: &request.source,
                 destination: &request.destination,
                 protocol: request.protocol,
                 since_ns: since,
                 until_ns: until,
+                proposal: (!request.proposal.is_empty()).then_some(request.proposal.as_str()),
             };
             crate::proposal::propose(&store, &attributor, &query)
         })

@@ -95,6 +95,8 @@ impl LinkWatch {
                 None => return events,
                 Some(err) => tracing::warn!(error = %err, attempt, "listing links"),
             }
+            // The burst that filled the socket buffer is usually over a moment later.
+            tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await;
         }
         events
     }

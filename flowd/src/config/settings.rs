@@ -157,6 +157,10 @@ settings! {
     /// reaches the port reads every flow
     insecure_ui: switch bool = false, shown "off",
         flag #[arg(long)];
+    /// GetGraph and RecommendPolicy calls served at once (each reads its whole window); one
+    /// more is refused with RESOURCE_EXHAUSTED
+    max_queries: value usize = crate::api::DEFAULT_MAX_QUERIES, shown "4",
+        check at_least_one, flag #[arg(long, value_name = "N")];
     /// edges in a graph answer (GetGraph, the UI); beyond them the ones with the fewest
     /// connections are left out, denied and dropped ones last
     graph_max_edges: value usize = crate::graph::DEFAULT_MAX_EDGES, shown "2000",

@@ -37,12 +37,18 @@ fn severity(verdict: i32) -> u8 {
 pub(super) fn keep(graph: &mut pb::GetGraphResponse, max_edges: usize) {
     graph.edges_total = graph.edges.len() as u64;
     if graph.edges.len() > max_edges {
+        // Ties broken by the edge's identity, so equal requests keep equal edges whatever
+        // order the edges came in (the relay's merge has none).
         graph.edges.sort_by(|a, b| {
-            (severity(b.verdict), b.connections, b.bytes).cmp(&(
-                severity(a.verdict),
-                a.connections,
-                a.bytes,
-            ))
+            (severity(b.verdict), b.connections, b.bytes)
+                .cmp(&(severity(a.verdict), a.connections, a.bytes))
+                .then_with(|| {
+                    (&a.source, &a.destination, a.protocol).cmp(&(
+                        &b.source,
+                        &b.destination,
+                        b.protocol,
+                    ))
+                })
         });
         graph.edges.truncate(max_edges);
         let joined: HashSet<&str> = graph

@@ -36,12 +36,15 @@ struct Shared {
     options: RelayOptions,
     subscribers: AtomicUsize,
     started: Instant,
+    /// GetGraph and RecommendPolicy calls running (each asks every node), up to maxQueries.
+    queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl RelayService {
     pub fn new(options: RelayOptions) -> Self {
         Self {
             shared: Arc::new(Shared {
+                queries: Arc::new(tokio::sync::Semaphore::new(options.limits.max_queries)),
                 options,
                 subscribers: AtomicUsize::new(0),
                 started: Instant::now(),
@@ -177,6 +180,33 @@ impl EncodedFlows for RelayService {
 type Timestamp = Option<pbjson_types::Timestamp>;
 
 impl RelayService {
+    /// RecommendPolicy on every node: the answers, and the nodes that did not give one.
+    async fn ask_recommend(
+        &self,
+        peers: &[super::PeerTarget],
+        asked: &pb::RecommendPolicyRequest,
+    ) -> (Vec<pb::RecommendPolicyResponse>, Vec<String>) {
+        let timing = self.shared.options.timing;
+        let asks = peers.iter().map(|target| {
+            let asked = asked.clone();
+            async move {
+                let mut client = peer::connect(target, timing)
+                    .await
+                    .map_err(Status::unavailable)?;
+                peer::recommend(&mut client, asked, timing).await
+            }
+        });
+        let mut answers = Vec::new();
+        let mut errors = Vec::new();
+        for (target, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
+            match answer {
+                Ok(answer) => answers.push(answer),
+                Err(status) => errors.push(format!("{}: {}", target.address, status.message())),
+            }
+        }
+        (answers, errors)
+    }
+
     /// A window every node reads alike (fixed here, not by each node's clock), and the nodes
     /// known once the first list arrived.
     async fn window_and_peers(
@@ -227,6 +257,7 @@ impl FlowService for RelayService {
         options
             .limits
             .check_filters(&request.allow, &request.deny)?;
+        let _permit = crate::api::ApiLimits::query_permit(&self.shared.queries)?;
         let (since, until, peers) = self
             .window_and_peers(&request.since, &request.until)
             .await?;
@@ -274,7 +305,7 @@ impl FlowService for RelayService {
         request: Request<pb::RecommendPolicyRequest>,
     ) -> Result<Response<pb::RecommendPolicyResponse>, Status> {
         let request = request.into_inner();
-        let options = &self.shared.options;
+        let _permit = crate::api::ApiLimits::query_permit(&self.shared.queries)?;
         let (since, until, peers) = self
             .window_and_peers(&request.since, &request.until)
             .await?;
@@ -283,27 +314,29 @@ impl FlowService for RelayService {
             until,
             ..request
         };
-        let asks = peers.iter().map(|target| {
-            let asked = asked.clone();
-            async move {
-                let mut client = peer::connect(target, options.timing)
-                    .await
-                    .map_err(Status::unavailable)?;
-                peer::recommend(&mut client, asked, options.timing).await
-            }
-        });
-        let mut best: Option<pb::RecommendPolicyResponse> = None;
-        let mut total = pb::WhatIf::default();
-        let mut errors = Vec::new();
-        for (target, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(status) => {
-                    errors.push(format!("{}: {}", target.address, status.message()));
-                    continue;
-                }
+        // First every node proposes from what it saw; the proposal of the node that saw most of
+        // the edge denied is the one, and then every node checks that one against its history.
+        let (proposals, mut errors) = self.ask_recommend(&peers, &asked).await;
+        let denied = |r: &pb::RecommendPolicyResponse| {
+            r.what_if
+                .as_ref()
+                .map_or(0, |w| w.edge_allowed + w.edge_still_denied)
+        };
+        let Some(mut best) = proposals.into_iter().max_by_key(denied) else {
+            return Err(Status::unavailable(format!(
+                "no node answered: {}",
+                errors.join("; ")
+            )));
+        };
+        if !best.yaml.is_empty() && asked.proposal.is_empty() {
+            let check = pb::RecommendPolicyRequest {
+                proposal: best.yaml.clone(),
+                ..asked
             };
-            if let Some(w) = &answer.what_if {
+            let (checks, check_errors) = self.ask_recommend(&peers, &check).await;
+            errors = check_errors;
+            let mut total = pb::WhatIf::default();
+            for w in checks.iter().filter_map(|c| c.what_if.as_ref()) {
                 total.flows_checked += w.flows_checked;
                 total.edge_allowed += w.edge_allowed;
                 total.edge_still_denied += w.edge_still_denied;
@@ -313,23 +346,9 @@ impl FlowService for RelayService {
                     .newly_denied_examples
                     .extend(w.newly_denied_examples.iter().cloned());
             }
-            let denied = |r: &pb::RecommendPolicyResponse| {
-                r.what_if
-                    .as_ref()
-                    .map_or(0, |w| w.edge_allowed + w.edge_still_denied)
-            };
-            if best.as_ref().is_none_or(|b| denied(&answer) > denied(b)) {
-                best = Some(answer);
-            }
+            total.newly_denied_examples.truncate(10);
+            best.what_if = Some(total);
         }
-        let Some(mut best) = best else {
-            return Err(Status::unavailable(format!(
-                "no node answered: {}",
-                errors.join("; ")
-            )));
-        };
-        total.newly_denied_examples.truncate(10);
-        best.what_if = Some(total);
         best.notes
             .extend(errors.into_iter().map(|e| format!("not checked on {e}")));
         Ok(Response::new(best))

@@ -31,6 +31,48 @@ pub fn router<S: FlowService>(service: Arc<S>) -> Router {
     }))
 }
 
+/// Answers only requests that name the loopback address or `localhost`: another site's page
+/// whose name a DNS server points at 127.0.0.1 (DNS rebinding) would otherwise read the flows
+/// as if it were this page. With TLS the certificate's name does that check.
+fn only_local_names(router: Router, local: std::net::SocketAddr) -> Router {
+    let port = local.port();
+    let allowed: std::sync::Arc<std::collections::HashSet<String>> = std::sync::Arc::new(
+        [
+            local.to_string(),
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+        ]
+        .into(),
+    );
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let allowed = allowed.clone();
+            async move {
+                let host = request
+                    .headers()
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+                    .or_else(|| request.uri().authority().map(|a| a.to_string()));
+                match host {
+                    Some(host) if allowed.contains(&host) => next.run(request).await,
+                    _ => {
+                        use axum::response::IntoResponse as _;
+                        (
+                            axum::http::StatusCode::MISDIRECTED_REQUEST,
+                            "this UI answers to its loopback address and localhost only \
+                             (a page on another name could be DNS rebinding); open \
+                             http://localhost:PORT/",
+                        )
+                            .into_response()
+                    }
+                }
+            }
+        },
+    ))
+}
+
 /// Binds the UI's listener (TLS checked at once, as the API's) and logs its URL.
 pub async fn bind(
     addr: std::net::SocketAddr,
@@ -52,6 +94,10 @@ pub async fn serve(
 ) -> Result<(), ApiError> {
     let Some((listener, tls)) = listeners.into_tcp() else {
         return Ok(());
+    };
+    let router = match listener.local_addr() {
+        Ok(local) if tls.is_none() && local.ip().is_loopback() => only_local_names(router, local),
+        _ => router,
     };
     let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = tls {

@@ -47,9 +47,21 @@ pub fn request(
     content_type: Option<&str>,
     body: &str,
 ) -> Answer {
+    request_with_host(addr, &addr.to_string(), method, path, content_type, body)
+}
+
+/// As `request`, naming `host` in the Host header.
+pub fn request_with_host(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Answer {
     let mut stream = TcpStream::connect(addr).expect("connect to the UI");
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     if let Some(content_type) = content_type {
