@@ -33,6 +33,16 @@ async fn agent(node: &str) -> Agent {
 
 /// An agent API on loopback TCP (with `tls`), its history kept to `max_bytes`.
 async fn agent_with(node: &str, tls: Option<TlsFiles>, max_bytes: u64) -> Agent {
+    agent_serving(node, tls, max_bytes, None).await
+}
+
+/// As `agent_with`, evaluating `policies` (for the policy board and recommendations).
+async fn agent_serving(
+    node: &str,
+    tls: Option<TlsFiles>,
+    max_bytes: u64,
+    policies: Option<Arc<flowd::attribution::Attributor>>,
+) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let store = FlowStore::open(
         &dir.path().join("flows.redb"),
@@ -57,11 +67,11 @@ async fn agent_with(node: &str, tls: Option<TlsFiles>, max_bytes: u64) -> Agent 
             pulse.pulse_watermark();
         }
     });
-    tokio::spawn(api::serve(
-        FlowApi::new(hub.clone(), telemetry.clone()),
-        listeners,
-        CancellationToken::new(),
-    ));
+    let mut flow_api = FlowApi::new(hub.clone(), telemetry.clone());
+    if let Some(policies) = policies {
+        flow_api = flow_api.with_policies(policies);
+    }
+    tokio::spawn(api::serve(flow_api, listeners, CancellationToken::new()));
     Agent {
         hub,
         telemetry,
@@ -492,4 +502,107 @@ async fn the_relays_graph_adds_up_its_nodes_and_names_the_missing_one() {
     let json = answer.json();
     assert_eq!(json["flows"], "5", "{json}");
     assert_eq!(json["edges"][0]["connections"], "5", "{json}");
+}
+
+fn seed_file(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/examples/seed")
+        .join(name)
+}
+
+/// The engine's connection to the core on `port`, denied at the core's ingress by the seed's
+/// default deny, as a node records it.
+fn denied_engine_to_core(node: &str, port: u32) -> pb::Flow {
+    let pod = |ip: &str, name: &str, workload: (&str, &str), port: u32| pb::Endpoint {
+        ip: ip.into(),
+        port,
+        kind: pb::EndpointKind::Pod as i32,
+        namespace: "fmeserver".into(),
+        name: name.into(),
+        workload: Some(pb::Workload {
+            kind: workload.0.into(),
+            name: workload.1.into(),
+        }),
+        ..Default::default()
+    };
+    let now = flowd::flow::wire::timestamp(std::time::SystemTime::now());
+    pb::Flow {
+        node: node.into(),
+        protocol: pb::Protocol::Tcp as i32,
+        start_time: Some(now),
+        end_time: Some(now),
+        source: Some(pod(
+            "198.18.0.1",
+            "engine-standard-group-5d9c7b-x2x7q",
+            ("Deployment", "engine-standard-group"),
+            40_000,
+        )),
+        destination: Some(pod("198.18.0.2", "core-0", ("StatefulSet", "core"), port)),
+        verdict: pb::Verdict::Denied as i32,
+        connections: 1,
+        ingress: Some(pb::PolicyDecision {
+            allowed: false,
+            policy: Some(pb::PolicyRef {
+                kind: "CalicoNetworkPolicy".into(),
+                tier: "default".into(),
+                namespace: "fmeserver".into(),
+                name: "default-deny-fmeserver".into(),
+                rule_index: -1,
+            }),
+            action: "EndOfTierDeny".into(),
+            trace: Vec::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Two nodes saw the denied edge on different ports; the relay's what-if is of the one
+/// proposal it shows, checked on both: the other node's port stays denied under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_recommendation_is_checked_on_every_node() {
+    let policies = || {
+        Some(Arc::new(flowd::attribution::Attributor::load(
+            &[seed_file("policies.yaml")],
+            &[seed_file("cluster.yaml")],
+        )))
+    };
+    let one = agent_serving("rec-one", None, u64::MAX, policies()).await;
+    let two = agent_serving("rec-two", None, u64::MAX, policies()).await;
+    one.hub
+        .store()
+        .append(vec![
+            denied_engine_to_core("rec-one", 42001),
+            denied_engine_to_core("rec-one", 42001),
+        ])
+        .unwrap();
+    two.hub
+        .store()
+        .append(vec![denied_engine_to_core("rec-two", 42500)])
+        .unwrap();
+    let addr = relay(fixed(&[one.addr.to_string(), two.addr.to_string()]), None).await;
+    let mut client = client::connect_tcp(addr, None).await.unwrap();
+    let answer = client
+        .recommend_policy(pb::RecommendPolicyRequest {
+            source: "workload:fmeserver/Deployment/engine-standard-group".into(),
+            destination: "workload:fmeserver/StatefulSet/core".into(),
+            protocol: pb::Protocol::Tcp as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.yaml.contains("42001"), "{}", answer.yaml);
+    assert!(
+        !answer.yaml.contains("42500"),
+        "node one's proposal: {}",
+        answer.yaml
+    );
+    assert_eq!(answer.side, pb::PolicySide::Ingress as i32);
+    let what_if = answer.what_if.expect("a what-if");
+    assert_eq!(
+        (what_if.edge_allowed, what_if.edge_still_denied),
+        (2, 1),
+        "node two checked node one's proposal: {what_if:?}"
+    );
+    assert_eq!(what_if.newly_denied, 0, "{what_if:?}");
 }
