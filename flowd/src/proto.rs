@@ -9,3 +9,49 @@ pub mod v1 {
 /// Encoded descriptors of every API file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/flowd_descriptor.bin"));
+
+/// The proto3 JSON mapping names enum values and has none for an IP protocol the proto does not
+/// list: such a protocol goes out as PROTOCOL_UNSPECIFIED in JSON (gRPC and the history keep the
+/// number), so one exotic packet cannot fail an answer, a dump or an export line.
+pub fn json_protocol(protocol: i32) -> i32 {
+    if v1::Protocol::try_from(protocol).is_ok() {
+        protocol
+    } else {
+        v1::Protocol::Unspecified as i32
+    }
+}
+
+/// A flow in the proto3 JSON mapping, its protocol as `json_protocol` says.
+pub fn flow_json(flow: &v1::Flow) -> serde_json::Result<String> {
+    if json_protocol(flow.protocol) == flow.protocol {
+        return serde_json::to_string(flow);
+    }
+    serde_json::to_string(&v1::Flow {
+        protocol: json_protocol(flow.protocol),
+        ..flow.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protocol_the_proto_does_not_name_still_writes_json() {
+        let flow = v1::Flow {
+            protocol: 253,
+            ..Default::default()
+        };
+        assert!(
+            serde_json::to_string(&flow).is_err(),
+            "the mapping itself refuses"
+        );
+        let line = flow_json(&flow).expect("written");
+        assert!(line.contains("PROTOCOL_UNSPECIFIED"), "{line}");
+        let gre = v1::Flow {
+            protocol: 47,
+            ..Default::default()
+        };
+        assert!(flow_json(&gre).unwrap().contains("PROTOCOL_GRE"));
+    }
+}

@@ -54,10 +54,9 @@ impl Following<'_> {
         }
     }
 
-    /// Attaches to every wanted link in `current` (a dump of the links) and returns the
-    /// attached links it does not list. A dump can miss links (an overrun cuts it short), so
-    /// the caller forgets those only once the kernel confirms they are gone.
-    pub fn resync(&mut self, current: Vec<LinkEvent>) -> Vec<u32> {
+    /// Attaches to every wanted link in `current` (a complete dump of the links) and forgets
+    /// every attachment whose link is not in it.
+    pub fn resync(&mut self, current: Vec<LinkEvent>) {
         let mut present = HashSet::new();
         for event in current {
             if let LinkEvent::Added {
@@ -71,12 +70,16 @@ impl Following<'_> {
                 self.added(&name, index, loopback, peer_netns);
             }
         }
-        self.attachments
+        let gone: Vec<u32> = self
+            .attachments
             .attached
             .iter()
             .map(|a| a.interface.index)
             .filter(|index| !present.contains(index))
-            .collect()
+            .collect();
+        for index in gone {
+            self.removed(index);
+        }
     }
 }
 

@@ -14,8 +14,10 @@ use rtnetlink::MulticastGroup;
 use super::CaptureError;
 use crate::netns;
 
-/// Dumps of the link list tried before a partial one is used.
+/// Dumps of the link list tried before the relist is given up until the next one.
 const DUMP_ATTEMPTS: u32 = 5;
+/// How long one dump may take; a reply lost to an overflowing socket must not stall capture.
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -74,58 +76,31 @@ impl LinkWatch {
         Self::start(self.netns.as_deref(), self.receive_buffer)
     }
 
-    /// The links there are now, as `Added` events (a dump over the same connection). A dump
-    /// that fails part way (ENOBUFS while links churn) is tried again, up to DUMP_ATTEMPTS
-    /// times; after that the partial list is returned, and the caller treats a link missing
-    /// from it as unknown, not gone.
-    pub async fn current(&self) -> Vec<LinkEvent> {
+    /// The links there are now, as `Added` events (a dump over the same connection), or
+    /// `None` when no complete list could be had: a dump that fails part way (ENOBUFS while
+    /// links churn) or does not finish within DUMP_TIMEOUT is tried again, up to
+    /// DUMP_ATTEMPTS times. A partial list must not be taken for the whole: the links it
+    /// misses are not gone.
+    pub async fn current(&self) -> Option<Vec<LinkEvent>> {
         use futures::TryStreamExt as _;
-        let mut events = Vec::new();
         for attempt in 1..=DUMP_ATTEMPTS {
-            events.clear();
-            let mut links = self.handle.link().get().execute();
-            let failed = loop {
-                match links.try_next().await {
-                    Ok(Some(link)) => events.extend(added(&link)),
-                    Ok(None) => break None,
-                    Err(err) => break Some(err),
+            let dump = async {
+                let mut links = self.handle.link().get().execute();
+                let mut events = Vec::new();
+                while let Some(link) = links.try_next().await? {
+                    events.extend(added(&link));
                 }
+                Ok::<_, rtnetlink::Error>(events)
             };
-            match failed {
-                None => return events,
-                Some(err) => tracing::warn!(error = %err, attempt, "listing links"),
+            match tokio::time::timeout(DUMP_TIMEOUT, dump).await {
+                Ok(Ok(events)) => return Some(events),
+                Ok(Err(err)) => tracing::warn!(error = %err, attempt, "listing links"),
+                Err(_) => tracing::warn!(attempt, "listing links timed out"),
             }
             // The burst that filled the socket buffer is usually over a moment later.
             tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await;
         }
-        events
-    }
-
-    /// Whether the link with `index` exists now: `Some(false)` only when the kernel says there
-    /// is no such device, `None` when it could not be asked. A dump that overran its buffer is
-    /// not complete, so a link missing from it is asked about before it is forgotten.
-    pub async fn exists(&self, index: u32) -> Option<bool> {
-        use futures::TryStreamExt as _;
-        match self
-            .handle
-            .link()
-            .get()
-            .match_index(index)
-            .execute()
-            .try_next()
-            .await
-        {
-            Ok(found) => Some(found.is_some()),
-            Err(rtnetlink::Error::NetlinkError(message))
-                if message.to_io().raw_os_error() == Some(nix::libc::ENODEV) =>
-            {
-                Some(false)
-            }
-            Err(err) => {
-                tracing::warn!(ifindex = index, error = %err, "asking whether a link exists");
-                None
-            }
-        }
+        None
     }
 
     /// The next link event; `None` if the netlink connection ended.

@@ -120,13 +120,13 @@ pub async fn run(
             }
         };
     }
-    // A full relist: attach what is missing; forget what the kernel confirms gone.
+    // A full relist, when a complete list could be had; otherwise the next overrun or link
+    // event brings another chance, and nothing is forgotten on a partial one.
     macro_rules! resync {
         ($watch:expr) => {
-            for index in following!().resync($watch.current().await) {
-                if $watch.exists(index).await == Some(false) {
-                    following!().removed(index);
-                }
+            match $watch.current().await {
+                Some(current) => following!().resync(current),
+                None => tracing::warn!("no complete link list; attachments kept as they are"),
             }
         };
     }

@@ -279,7 +279,7 @@ pub async fn execute(args: DumpArgs) -> anyhow::Result<ExitCode> {
                 format::colourise(format::wide_line(&flow), &flow, colour)
             )?,
             (Some(Event::Flow(flow)), Output::Json) => {
-                writeln!(out, "{}", serde_json::to_string(&flow)?)?
+                writeln!(out, "{}", crate::proto::flow_json(&flow)?)?
             }
             (Some(Event::LostRecords(lost)), output) => {
                 if lost.node.is_empty() {

@@ -223,7 +223,7 @@ pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
                 continue;
             }
         };
-        let line = match serde_json::to_string(&*flow) {
+        let line = match crate::proto::flow_json(&flow) {
             Ok(line) => line,
             Err(err) => {
                 tracing::error!(cursor = flow.cursor, error = %err, "encoding a record for export");

@@ -45,22 +45,13 @@ fn answer<T: serde::Serialize>(result: Result<tonic::Response<T>, Status>) -> Re
     }
 }
 
-/// The proto3 JSON mapping writes enums by name and has none for an IANA protocol number the
-/// proto does not list; such a protocol is sent as PROTOCOL_UNSPECIFIED here (gRPC keeps the
-/// number), so one exotic packet cannot fail a whole answer.
-fn known_protocol(protocol: &mut i32) {
-    if pb::Protocol::try_from(*protocol).is_err() {
-        *protocol = pb::Protocol::Unspecified as i32;
-    }
-}
-
 pub async fn graph<S: FlowService>(
     State(service): State<Arc<S>>,
     Json(request): Json<pb::GetGraphRequest>,
 ) -> Response {
     let graph = service.get_graph(Request::new(request)).await.map(|mut r| {
         for edge in &mut r.get_mut().edges {
-            known_protocol(&mut edge.protocol);
+            edge.protocol = crate::proto::json_protocol(edge.protocol);
         }
         r
     });
@@ -96,7 +87,7 @@ pub async fn flows<S: FlowService>(
         let value = match item {
             Ok(mut message) => {
                 if let Some(pb::get_flows_response::Event::Flow(flow)) = &mut message.event {
-                    known_protocol(&mut flow.protocol);
+                    flow.protocol = crate::proto::json_protocol(flow.protocol);
                 }
                 serde_json::to_vec(&message)
             }
