@@ -3,8 +3,6 @@
 //! Two reads of the window: one for the edge's flows, one evaluating every flow twice, so
 //! memory is the edge's, not the window's.
 
-use std::ops::ControlFlow;
-
 use crate::{
     attribution::Attributor,
     graph,
@@ -57,22 +55,13 @@ fn evaluable(attributor: &Attributor, flow: &pb::Flow) -> Option<Evaluable> {
 fn each_flow(
     store: &FlowStore,
     query: &EdgeQuery<'_>,
-    mut visit: impl FnMut(pb::Flow),
+    visit: impl FnMut(pb::Flow),
 ) -> Result<(), StoreError> {
     let range = Range::EndTime {
         since_ns: query.since_ns,
         until_ns: query.until_ns,
     };
-    let mut resume = None;
-    loop {
-        resume = store.page(range, resume, |flow| {
-            visit(flow);
-            ControlFlow::Continue(())
-        })?;
-        if resume.is_none() {
-            return Ok(());
-        }
-    }
+    store.visit(range, visit)
 }
 
 fn on_edge(flow: &pb::Flow, query: &EdgeQuery<'_>) -> bool {

@@ -122,19 +122,8 @@ async fn the_seed_story_in_one_command() {
     let _servers = serve(&hosts);
     let policies = data("policies.yaml");
     let cluster = data("cluster.yaml");
-    let netns = hosts.b.path();
-    let base = [
-        "--netns",
-        netns.to_str().unwrap(),
-        "--active-timeout",
-        "1s",
-        "--sweep-interval",
-        "200ms",
-        "--unanswered-timeout",
-        "500ms",
-        "--metadata-file",
-        cluster.to_str().unwrap(),
-    ];
+    let base = core_agent_args(&hosts);
+    let base: Vec<&str> = base.iter().map(String::as_str).collect();
 
     // Before the policies are applied: everything works, and `policy check` already knows
     // which of today's flows the new policies would break.
@@ -278,6 +267,24 @@ async fn the_seed_story_in_one_command() {
     assert!(agent.terminate().success());
 }
 
+/// The agent on the core's side, reporting fast, with the seed's pods.
+fn core_agent_args(hosts: &TwoHosts) -> Vec<String> {
+    [
+        "--netns",
+        hosts.b.path().to_str().unwrap(),
+        "--active-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--unanswered-timeout",
+        "500ms",
+        "--metadata-file",
+        data("cluster.yaml").to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// The agent's UI address, from its "UI listening" log line.
 fn ui_url(agent: &AgentProcess) -> String {
     agent
@@ -310,23 +317,16 @@ async fn the_seed_story_on_the_page() {
     let hosts = TwoHosts::create("seedui").expect("testbed");
     let _servers = serve(&hosts);
     hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
-    let (policies, cluster) = (data("policies.yaml"), data("cluster.yaml"));
-    let agent = AgentProcess::start(&[
-        "--netns",
-        hosts.b.path().to_str().unwrap(),
-        "--active-timeout",
-        "1s",
-        "--sweep-interval",
-        "200ms",
-        "--unanswered-timeout",
-        "500ms",
-        "--metadata-file",
-        cluster.to_str().unwrap(),
+    let policies = data("policies.yaml");
+    let base = core_agent_args(&hosts);
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend([
         "--policy-file",
         policies.to_str().unwrap(),
         "--ui-listen",
         "127.0.0.1:0",
     ]);
+    let agent = AgentProcess::start(&args);
     let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
     assert_eq!(answered, [7070]);
     let recorded = flows_by_port(&agent).await;

@@ -134,23 +134,13 @@ fn aggregation() -> anyhow::Result<Vec<Row>> {
 
     let started = Instant::now();
     let mut read = 0usize;
-    let mut resume = None;
-    loop {
-        resume = store.page(
-            Range::EndTime {
-                since_ns: since,
-                until_ns: until,
-            },
-            resume,
-            |flow| {
-                read += usize::from(flow.source.is_some());
-                ControlFlow::Continue(())
-            },
-        )?;
-        if resume.is_none() {
-            break;
-        }
-    }
+    store.visit(
+        Range::EndTime {
+            since_ns: since,
+            until_ns: until,
+        },
+        |flow| read += usize::from(flow.source.is_some()),
+    )?;
     let read_rate = read as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     let built = graph::from_history(&store, &FlowMatcher::all(), since, until, EDGES, &[])?;

@@ -1,8 +1,6 @@
 //! A node's graph from its history: one read of the window, page by page, so memory is the
 //! graph's, not the window's.
 
-use std::ops::ControlFlow;
-
 use super::{GraphBuilder, LoadedPolicy};
 use crate::{
     proto::v1 as pb,
@@ -25,18 +23,11 @@ pub fn from_history(
         Range::EndTime { since_ns, until_ns }
     };
     let mut builder = GraphBuilder::new();
-    let mut resume = None;
-    loop {
-        resume = store.page(range, resume, |flow| {
-            if matcher.matches(&flow) {
-                builder.add(&flow);
-            }
-            ControlFlow::Continue(())
-        })?;
-        if resume.is_none() {
-            break;
+    store.visit(range, |flow| {
+        if matcher.matches(&flow) {
+            builder.add(&flow);
         }
-    }
+    })?;
     let mut graph = builder.finish(max_edges, loaded);
     graph.since = Some(crate::flow::wire::timestamp_ns(since_ns));
     graph.until = Some(crate::flow::wire::timestamp_ns(until_ns));

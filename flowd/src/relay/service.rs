@@ -22,7 +22,9 @@ use super::{
     stream::{self, MergePlan},
     RelayOptions,
 };
-use crate::proto::v1::{self as pb, flow_service_server::FlowService};
+use crate::proto::v1::{
+    self as pb, flow_service_client::FlowServiceClient, flow_service_server::FlowService,
+};
 
 /// Messages a call may queue for its consumer before the merge waits for it.
 const CONSUMER_BUFFER: usize = 256;
@@ -180,6 +182,27 @@ impl EncodedFlows for RelayService {
 type Timestamp = Option<pbjson_types::Timestamp>;
 
 impl RelayService {
+    /// `call` on every node at once: each node's answer, or why it gave none.
+    async fn on_every_node<'p, T, Answer>(
+        &self,
+        peers: &'p [super::PeerTarget],
+        call: impl Fn(FlowServiceClient<tonic::transport::Channel>) -> Answer,
+    ) -> Vec<(&'p super::PeerTarget, Result<T, String>)>
+    where
+        Answer: std::future::Future<Output = Result<T, String>>,
+    {
+        let timing = self.shared.options.timing;
+        let call = &call;
+        let asks = peers.iter().map(|target| async move {
+            let answer = match peer::connect(target, timing).await {
+                Ok(client) => call(client).await,
+                Err(message) => Err(message),
+            };
+            (target, answer)
+        });
+        futures::future::join_all(asks).await
+    }
+
     /// RecommendPolicy on every node: the answers, and the nodes that did not give one.
     async fn ask_recommend(
         &self,
@@ -187,24 +210,25 @@ impl RelayService {
         asked: &pb::RecommendPolicyRequest,
     ) -> (Vec<pb::RecommendPolicyResponse>, Vec<String>) {
         let timing = self.shared.options.timing;
-        let asks = peers.iter().map(|target| {
-            let asked = asked.clone();
-            async move {
-                let mut client = peer::connect(target, timing)
-                    .await
-                    .map_err(Status::unavailable)?;
-                peer::recommend(&mut client, asked, timing).await
-            }
-        });
-        let mut answers = Vec::new();
+        let answers = self
+            .on_every_node(peers, |mut client| {
+                let asked = asked.clone();
+                async move {
+                    peer::recommend(&mut client, asked, timing)
+                        .await
+                        .map_err(|status| status.message().to_owned())
+                }
+            })
+            .await;
+        let mut proposals = Vec::new();
         let mut errors = Vec::new();
-        for (target, answer) in peers.iter().zip(futures::future::join_all(asks).await) {
+        for (target, answer) in answers {
             match answer {
-                Ok(answer) => answers.push(answer),
-                Err(status) => errors.push(format!("{}: {}", target.address, status.message())),
+                Ok(answer) => proposals.push(answer),
+                Err(message) => errors.push(format!("{}: {message}", target.address)),
             }
         }
-        (answers, errors)
+        (proposals, errors)
     }
 
     /// A window every node reads alike (fixed here, not by each node's clock), and the nodes
@@ -268,19 +292,16 @@ impl FlowService for RelayService {
             max_edges: u32::try_from(max_edges).unwrap_or(u32::MAX),
             ..request
         };
-        let asks = peers.iter().map(|target| {
-            let asked = asked.clone();
-            async move {
-                let answer = async {
-                    let mut client = peer::connect(target, options.timing).await?;
-                    peer::graph(&mut client, asked, options.timing).await
-                };
-                (target, answer.await)
-            }
-        });
+        let timing = options.timing;
+        let answers = self
+            .on_every_node(&peers, |mut client| {
+                let asked = asked.clone();
+                async move { peer::graph(&mut client, asked, timing).await }
+            })
+            .await;
         let mut graphs = Vec::new();
         let mut unavailable = Vec::new();
-        for (target, answer) in futures::future::join_all(asks).await {
+        for (target, answer) in answers {
             match answer {
                 Ok(graph) => graphs.push(graph),
                 Err(message) => unavailable.push(pb::NodeStatus {
@@ -364,14 +385,12 @@ impl FlowService for RelayService {
             .wait_listed(options.timing.connect_timeout)
             .await;
         let peers = options.peers.current();
-        let asks = peers.iter().map(|target| async move {
-            let answer = async {
-                let mut client = peer::connect(target, options.timing).await?;
-                peer::status(&mut client, options.timing).await
-            };
-            (target, answer.await)
-        });
-        let answers = futures::future::join_all(asks).await;
+        let timing = options.timing;
+        let answers = self
+            .on_every_node(&peers, |mut client| async move {
+                peer::status(&mut client, timing).await
+            })
+            .await;
         let mut status = pb::GetStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             node: options.name.clone(),

@@ -605,6 +605,21 @@ impl FlowStore {
         })
     }
 
+    /// Visits every stored flow of `range` in its order, a page per read transaction, so a
+    /// long range never holds the database or memory for all of it at once.
+    pub fn visit(&self, range: Range, mut visit: impl FnMut(pb::Flow)) -> Result<(), StoreError> {
+        let mut resume = None;
+        loop {
+            resume = self.page(range, resume, |flow| {
+                visit(flow);
+                ControlFlow::Continue(())
+            })?;
+            if resume.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
     /// The cursor where the newest `limit` flows up to cursor `upto` begin, counting only those
     /// `keep` accepts (`None` keeps all, without decoding). `None` when none is kept. A replay of
     /// `last` then pages forward from there, so its memory is a page whatever `limit` is.
