@@ -245,6 +245,10 @@ pub async fn run(
         },
         aggregated,
     ));
+    let summaries = tokio::spawn(crate::graph::summary::run(
+        hub.clone(),
+        summary_settle(&config),
+    ));
     let export = file_sink
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
     let api_stop = CancellationToken::new();
@@ -291,6 +295,7 @@ pub async fn run(
         task.await?;
     }
     store_stage.await?;
+    summaries.await?;
     // An orderly stop flushed every count: nothing of flowd stays in the kernel. After a failed
     // capture the maps stay pinned, and the next agent reports what they hold.
     if let (Ok(()), Some(pins)) = (&capture_result, &pins) {
@@ -314,4 +319,21 @@ pub async fn run(
     capture_result?;
     server_result?;
     Ok(())
+}
+
+/// How long after a minute ends its records may still be stored: a flow is reported at the
+/// latest an idle timeout after its last packet, a sweep later, and folding levels hold it for
+/// their interval; a margin covers the pipeline. Later records are still stored; they only
+/// cost that minute its graph summary.
+pub fn summary_settle(config: &crate::config::Config) -> std::time::Duration {
+    let folding = if config.aggregation == crate::flow::aggregate::Level::Connection {
+        std::time::Duration::ZERO
+    } else {
+        config.aggregation_interval
+    };
+    config.idle_timeout
+        + config.active_timeout
+        + config.sweep_interval
+        + folding
+        + std::time::Duration::from_secs(10)
 }

@@ -8,13 +8,13 @@ use hashbrown::HashTable;
 use super::{identity::Identity, policies, ports::PortSet, top, LoadedPolicy, LISTED_PODS};
 use crate::proto::v1 as pb;
 
-struct NodeAcc {
-    node: pb::GraphNode,
+pub(super) struct NodeAcc {
+    pub node: pb::GraphNode,
     hash: u64,
     /// Distinct pods by their names' hashes (no allocation per pod), up to MAX_COUNTED_PODS.
     pods: hashbrown::HashSet<u64, foldhash::fast::FixedState>,
-    /// The first LISTED_PODS names, to show.
-    names: Vec<String>,
+    /// The first LISTED_PODS names, to show (all of them in a builder for a summary).
+    pub names: Vec<String>,
 }
 
 /// Beyond this many distinct pods a graph node's pod count stops growing (a lower bound):
@@ -22,34 +22,71 @@ struct NodeAcc {
 const MAX_COUNTED_PODS: usize = 65_536;
 
 /// Outcome and verdict enum values are small; counters indexed by them.
-const OUTCOMES: usize = 9;
-const VERDICTS: usize = 5;
+pub(super) const OUTCOMES: usize = 9;
+pub(super) const VERDICTS: usize = 5;
 
-struct EdgeAcc {
-    source: u32,
-    destination: u32,
-    protocol: i32,
-    ports: PortSet,
-    connections: u64,
-    flows: u64,
-    bytes: u64,
-    packets: u64,
-    outcomes: [u64; OUTCOMES],
-    verdicts: [u64; VERDICTS],
-    drop_reasons: Vec<(String, u64)>,
-    policies: Vec<pb::EdgePolicy>,
-    first_ns: u64,
-    last_ns: u64,
-    recorded_by: Vec<String>,
+pub(super) struct EdgeAcc {
+    pub source: u32,
+    pub destination: u32,
+    pub protocol: i32,
+    pub ports: PortSet,
+    pub connections: u64,
+    pub flows: u64,
+    pub bytes: u64,
+    pub packets: u64,
+    pub outcomes: [u64; OUTCOMES],
+    pub verdicts: [u64; VERDICTS],
+    pub drop_reasons: Vec<(String, u64)>,
+    pub policies: Vec<pb::EdgePolicy>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub recorded_by: Vec<String>,
+}
+
+impl EdgeAcc {
+    fn new(source: u32, destination: u32, protocol: i32) -> Self {
+        Self {
+            source,
+            destination,
+            protocol,
+            ports: PortSet::default(),
+            connections: 0,
+            flows: 0,
+            bytes: 0,
+            packets: 0,
+            outcomes: [0; OUTCOMES],
+            verdicts: [0; VERDICTS],
+            drop_reasons: Vec::new(),
+            policies: Vec::new(),
+            first_ns: u64::MAX,
+            last_ns: 0,
+            recorded_by: Vec::new(),
+        }
+    }
+
+    pub fn count_drop_reason(&mut self, reason: &str, connections: u64) {
+        match self.drop_reasons.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, count)) => *count += connections,
+            None => self.drop_reasons.push((reason.to_owned(), connections)),
+        }
+    }
+
+    pub fn recorded_on(&mut self, node: &str) {
+        if !self.recorded_by.iter().any(|n| n == node) {
+            self.recorded_by.push(node.to_owned());
+        }
+    }
 }
 
 pub struct GraphBuilder {
     state: foldhash::fast::FixedState,
-    nodes: Vec<NodeAcc>,
+    pub(super) nodes: Vec<NodeAcc>,
     node_index: HashTable<u32>,
-    edges: Vec<EdgeAcc>,
+    pub(super) edges: Vec<EdgeAcc>,
     edge_index: HashMap<(u32, u32, i32), u32, foldhash::fast::FixedState>,
-    flows: u64,
+    pub(super) flows: u64,
+    /// Pod names kept per node: LISTED_PODS to show, or every one for a summary.
+    listed_pods: usize,
 }
 
 impl Default for GraphBuilder {
@@ -76,6 +113,16 @@ impl GraphBuilder {
             node_index: HashTable::new(),
             edges: Vec::new(),
             flows: 0,
+            listed_pods: LISTED_PODS,
+        }
+    }
+
+    /// A builder whose nodes keep every pod name, so summaries of periods add up to the
+    /// window's exact pod count.
+    pub(super) fn keeping_all_pods() -> Self {
+        Self {
+            listed_pods: MAX_COUNTED_PODS,
+            ..Self::new()
         }
     }
 
@@ -85,6 +132,15 @@ impl GraphBuilder {
     }
 
     fn node(&mut self, identity: Identity<'_>) -> u32 {
+        let index = self.node_of(identity);
+        if let Some(pod) = identity.pod() {
+            self.add_pod(index, pod);
+        }
+        index
+    }
+
+    /// The index of `identity`'s node, added if new (without its pod).
+    pub(super) fn node_of(&mut self, identity: Identity<'_>) -> u32 {
         let hash = identity.hash(&self.state);
         let nodes = &self.nodes;
         let index = match self
@@ -106,17 +162,31 @@ impl GraphBuilder {
                 i
             }
         };
-        if let Some(pod) = identity.pod() {
-            let pod_hash = self.state.hash_one(pod);
-            let acc = &mut self.nodes[index as usize];
-            if acc.pods.len() < MAX_COUNTED_PODS
-                && acc.pods.insert(pod_hash)
-                && acc.names.len() < LISTED_PODS
-            {
-                acc.names.push(pod.to_owned());
-            }
-        }
         index
+    }
+
+    pub(super) fn add_pod(&mut self, node: u32, pod: &str) {
+        let pod_hash = self.state.hash_one(pod);
+        let acc = &mut self.nodes[node as usize];
+        if acc.pods.len() < MAX_COUNTED_PODS
+            && acc.pods.insert(pod_hash)
+            && acc.names.len() < self.listed_pods
+        {
+            acc.names.push(pod.to_owned());
+        }
+    }
+
+    /// The edge from `source` to `destination` over `protocol`, added if new.
+    pub(super) fn edge(&mut self, source: u32, destination: u32, protocol: i32) -> &mut EdgeAcc {
+        let next = u32::try_from(self.edges.len()).unwrap_or(u32::MAX);
+        let index = *self
+            .edge_index
+            .entry((source, destination, protocol))
+            .or_insert(next);
+        if index == next {
+            self.edges.push(EdgeAcc::new(source, destination, protocol));
+        }
+        &mut self.edges[index as usize]
     }
 
     pub fn add(&mut self, flow: &pb::Flow) {
@@ -126,29 +196,7 @@ impl GraphBuilder {
         self.flows += 1;
         let source_node = self.node(Identity::of(source, &flow.node));
         let destination_node = self.node(Identity::of(destination, &flow.node));
-        let key = (source_node, destination_node, flow.protocol);
-        let next = u32::try_from(self.edges.len()).unwrap_or(u32::MAX);
-        let index = *self.edge_index.entry(key).or_insert(next);
-        if index == next {
-            self.edges.push(EdgeAcc {
-                source: source_node,
-                destination: destination_node,
-                protocol: flow.protocol,
-                ports: PortSet::default(),
-                connections: 0,
-                flows: 0,
-                bytes: 0,
-                packets: 0,
-                outcomes: [0; OUTCOMES],
-                verdicts: [0; VERDICTS],
-                drop_reasons: Vec::new(),
-                policies: Vec::new(),
-                first_ns: u64::MAX,
-                last_ns: 0,
-                recorded_by: Vec::new(),
-            });
-        }
-        let edge = &mut self.edges[index as usize];
+        let edge = self.edge(source_node, destination_node, flow.protocol);
         let connections = flow.connections.max(1);
         if !is_icmp(flow.protocol) {
             edge.ports
@@ -173,16 +221,7 @@ impl GraphBuilder {
             *count += connections;
         }
         if !flow.drop_reason.is_empty() {
-            match edge
-                .drop_reasons
-                .iter_mut()
-                .find(|(reason, _)| *reason == flow.drop_reason)
-            {
-                Some((_, count)) => *count += connections,
-                None => edge
-                    .drop_reasons
-                    .push((flow.drop_reason.clone(), connections)),
-            }
+            edge.count_drop_reason(&flow.drop_reason, connections);
         }
         for (side, decision) in [
             (pb::PolicySide::Egress, &flow.egress),
@@ -194,9 +233,7 @@ impl GraphBuilder {
         }
         edge.first_ns = edge.first_ns.min(ns(&flow.start_time));
         edge.last_ns = edge.last_ns.max(ns(&flow.end_time));
-        if !edge.recorded_by.contains(&flow.node) {
-            edge.recorded_by.push(flow.node.clone());
-        }
+        edge.recorded_on(&flow.node);
     }
 
     /// The graph, its `max_edges` most telling edges kept, with the policy board over
@@ -233,7 +270,16 @@ impl GraphBuilder {
                         connections,
                     })
                     .collect();
-                drop_reasons.sort_by_key(|c| std::cmp::Reverse(c.connections));
+                // Ties by name, and decisions and nodes in one order, so a graph is the same
+                // however its records were visited (one by one, or through summaries).
+                drop_reasons.sort_by(|a, b| {
+                    (std::cmp::Reverse(a.connections), &a.reason)
+                        .cmp(&(std::cmp::Reverse(b.connections), &b.reason))
+                });
+                let mut policies = acc.policies;
+                policies.sort_by(|a, b| policies::order(a, b));
+                let mut recorded_by = acc.recorded_by;
+                recorded_by.sort_unstable();
                 pb::GraphEdge {
                     source: nodes[acc.source as usize].id.clone(),
                     destination: nodes[acc.destination as usize].id.clone(),
@@ -252,10 +298,10 @@ impl GraphBuilder {
                     verdict: top::colour(&verdicts) as i32,
                     verdicts,
                     drop_reasons,
-                    policies: acc.policies,
+                    policies,
                     first_seen: (acc.first_ns != u64::MAX).then(|| timestamp(acc.first_ns)),
                     last_seen: Some(timestamp(acc.last_ns)),
-                    recorded_by: acc.recorded_by,
+                    recorded_by,
                 }
             })
             .collect();

@@ -62,6 +62,28 @@ impl<'a> Identity<'a> {
         }
     }
 
+    /// The identity of a node a graph already holds (its pods are not part of it).
+    pub fn of_node(node: &'a pb::GraphNode) -> Self {
+        use pb::GraphNodeKind as K;
+        match node.kind() {
+            K::Workload => Identity::Workload {
+                namespace: &node.namespace,
+                kind: &node.workload_kind,
+                name: &node.name,
+                pod: "",
+            },
+            K::Host => Identity::Host(&node.name),
+            K::Service => Identity::Service {
+                namespace: &node.namespace,
+                name: &node.name,
+            },
+            K::World | K::Unspecified => Identity::World {
+                ip: &node.name,
+                public: node.public,
+            },
+        }
+    }
+
     pub fn hash(&self, state: &foldhash::fast::FixedState) -> u64 {
         let mut h = state.build_hasher();
         match self {

@@ -13,6 +13,7 @@ mod identity;
 mod merge;
 mod policies;
 mod ports;
+pub mod summary;
 mod top;
 
 pub use build::GraphBuilder;

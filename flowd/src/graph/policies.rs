@@ -21,22 +21,61 @@ pub(super) fn count(
     decision: &pb::PolicyDecision,
     connections: u64,
 ) {
+    count_parts(
+        decisions,
+        side as i32,
+        decision.policy.as_ref(),
+        &decision.action,
+        decision.allowed,
+        connections,
+    );
+}
+
+/// As `count`, from a decision's parts: nothing is copied unless the decision is new here.
+pub(super) fn count_parts(
+    decisions: &mut Vec<pb::EdgePolicy>,
+    side: i32,
+    policy: Option<&pb::PolicyRef>,
+    action: &str,
+    allowed: bool,
+    connections: u64,
+) {
     let same = |e: &&mut pb::EdgePolicy| {
-        e.side == side as i32
-            && e.allowed == decision.allowed
-            && e.action == decision.action
-            && e.policy == decision.policy
+        e.side == side && e.allowed == allowed && e.action == action && e.policy.as_ref() == policy
     };
     match decisions.iter_mut().find(same) {
         Some(entry) => entry.connections += connections,
         None => decisions.push(pb::EdgePolicy {
-            side: side as i32,
-            policy: decision.policy.clone(),
-            action: decision.action.clone(),
-            allowed: decision.allowed,
+            side,
+            policy: policy.cloned(),
+            action: action.to_owned(),
+            allowed,
             connections,
         }),
     }
+}
+
+/// One order of an edge's decisions: side, then policy, action and whether allowed.
+pub(super) fn order(a: &pb::EdgePolicy, b: &pb::EdgePolicy) -> std::cmp::Ordering {
+    type Rank<'a> = (
+        i32,
+        Option<(&'a str, &'a str, &'a str, &'a str, i32)>,
+        &'a str,
+        bool,
+    );
+    fn rank(e: &pb::EdgePolicy) -> Rank<'_> {
+        let policy = e.policy.as_ref().map(|p| {
+            (
+                p.kind.as_str(),
+                p.tier.as_str(),
+                p.namespace.as_str(),
+                p.name.as_str(),
+                p.rule_index,
+            )
+        });
+        (e.side, policy, &e.action, e.allowed)
+    }
+    rank(a).cmp(&rank(b))
 }
 
 /// The key a policy is listed under: kind, tier, namespace, name.

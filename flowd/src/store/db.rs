@@ -7,8 +7,10 @@
 //! - `not_forwarded`: (end time ns, cursor) -> () for "what was dropped or denied" on big histories
 //! - `meta`: counters kept in the same transactions (total encoded bytes, the next cursor: cursors
 //!   never go back, even after retention emptied the history)
+//! - `summaries`: period -> a caller's summary of that period's records (see `summaries`)
 
 use std::{
+    collections::BTreeSet,
     ops::ControlFlow,
     path::{Path, PathBuf},
     sync::{
@@ -24,6 +26,7 @@ use redb::{
     TableDefinition,
 };
 
+use super::summaries::{self, SUMMARIES};
 use crate::proto::v1 as pb;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -33,6 +36,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_BYTES: &str = "record_bytes";
 const META_SCHEMA: &str = "schema";
 const META_NEXT_CURSOR: &str = "next_cursor";
+/// The next cursor and record bytes as of the last write that kept the summaries true: a
+/// history written since by a flowd that knows no summaries has other values, and its
+/// summaries are dropped at open.
+const META_SUMMARIES_CURSOR: &str = "summaries_cursor";
+const META_SUMMARIES_BYTES: &str = "summaries_bytes";
 const SCHEMA_VERSION: u64 = 1;
 
 /// Records read per read transaction while paging through history.
@@ -102,6 +110,8 @@ struct Counts {
     records: u64,
     /// Recorded time of the newest record at open, so a restart never stamps an earlier one.
     last_recorded_ns: u64,
+    /// Periods that have a summary.
+    summarised: BTreeSet<u64>,
 }
 
 pub struct FlowStore {
@@ -272,11 +282,22 @@ impl FlowStore {
             // A consumer resuming after a cursor must never be given a smaller one again: the
             // records may all be gone, the counter is not (histories before it had none).
             let persisted = meta.get(META_NEXT_CURSOR)?.map(|v| v.value()).unwrap_or(0);
+            let stamp = (
+                meta.get(META_SUMMARIES_CURSOR)?.map(|v| v.value()),
+                meta.get(META_SUMMARIES_BYTES)?.map(|v| v.value()),
+            );
+            let mut table = txn.open_table(SUMMARIES)?;
+            if stamp != (Some(persisted), Some(bytes)) {
+                table.retain(|_, _| false)?;
+                meta.insert(META_SUMMARIES_CURSOR, persisted)?;
+                meta.insert(META_SUMMARIES_BYTES, bytes)?;
+            }
             Counts {
                 next_cursor: (last + 1).max(persisted),
                 bytes,
                 records: records.len()?,
                 last_recorded_ns,
+                summarised: summaries::periods(&table)?,
             }
         };
         txn.commit()?;
@@ -397,10 +418,13 @@ impl FlowStore {
         let recorded_ns = self.advance_watermark(SystemTime::now());
         let result = self.with_db(|db| Self::write(db, &counts, rest, recorded_ns));
         match result {
-            Ok(added_bytes) => {
+            Ok((added_bytes, invalidated)) => {
                 counts.next_cursor += rest.len() as u64;
                 counts.bytes += added_bytes;
                 counts.records += rest.len() as u64;
+                for period in invalidated {
+                    counts.summarised.remove(&period);
+                }
                 self.published.publish(&counts);
                 self.note_success();
                 Ok(())
@@ -420,13 +444,14 @@ impl FlowStore {
         }
     }
 
-    /// One transaction adding `flows` after `counts`; returns the encoded bytes added.
+    /// One transaction adding `flows` after `counts`; returns the encoded bytes added and the
+    /// periods whose summaries it deleted.
     fn write(
         db: &Database,
         counts: &Counts,
         flows: &mut [pb::Flow],
         recorded_ns: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Vec<u64>), StoreError> {
         let recorded = crate::flow::wire::timestamp_ns(recorded_ns);
         let txn = db.begin_write()?;
         let mut added_bytes = 0u64;
@@ -451,11 +476,17 @@ impl FlowStore {
                 added_bytes += buffer.len() as u64;
             }
             let mut meta = txn.open_table(META)?;
-            meta.insert(META_BYTES, counts.bytes + added_bytes)?;
-            meta.insert(META_NEXT_CURSOR, counts.next_cursor + flows.len() as u64)?;
+            let bytes = counts.bytes + added_bytes;
+            let next_cursor = counts.next_cursor + flows.len() as u64;
+            meta.insert(META_BYTES, bytes)?;
+            meta.insert(META_NEXT_CURSOR, next_cursor)?;
+            meta.insert(META_SUMMARIES_BYTES, bytes)?;
+            meta.insert(META_SUMMARIES_CURSOR, next_cursor)?;
         }
+        let invalidated = summaries::touched(&counts.summarised, flows.iter().map(end_ns));
+        summaries::invalidate(&txn, &invalidated)?;
         txn.commit()?;
-        Ok(added_bytes)
+        Ok((added_bytes, invalidated))
     }
 
     /// Deletes the oldest records beyond the age or size bound; returns how many went.
@@ -473,8 +504,13 @@ impl FlowStore {
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        match self.with_db(|db| self.remove_oldest(db, counts.bytes, oldest_allowed)) {
-            Ok((removed, bytes)) => {
+        match self
+            .with_db(|db| self.remove_oldest(db, counts.bytes, oldest_allowed, &counts.summarised))
+        {
+            Ok((removed, bytes, invalidated)) => {
+                for period in invalidated {
+                    counts.summarised.remove(&period);
+                }
                 counts.bytes = bytes;
                 counts.records = counts.records.saturating_sub(removed);
                 self.published.publish(&counts);
@@ -490,17 +526,19 @@ impl FlowStore {
         }
     }
 
-    /// One transaction removing the oldest records beyond the bounds; returns how many went
-    /// and the record bytes left.
+    /// One transaction removing the oldest records beyond the bounds; returns how many went,
+    /// the record bytes left and the periods whose summaries it deleted.
     fn remove_oldest(
         &self,
         db: &Database,
         mut bytes: u64,
         oldest_allowed: u64,
-    ) -> Result<(u64, u64), StoreError> {
+        summarised: &BTreeSet<u64>,
+    ) -> Result<(u64, u64, Vec<u64>), StoreError> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut removed = 0u64;
+        let mut removed_ends = Vec::new();
         {
             let mut records = txn.open_table(RECORDS)?;
             let mut by_end = txn.open_table(BY_END_TIME)?;
@@ -535,12 +573,75 @@ impl FlowStore {
                 not_forwarded.remove((end, cursor))?;
                 bytes = bytes.saturating_sub(encoded_len);
                 removed += 1;
+                removed_ends.push(end);
             }
             let mut meta = txn.open_table(META)?;
             meta.insert(META_BYTES, bytes)?;
+            meta.insert(META_SUMMARIES_BYTES, bytes)?;
         }
+        let invalidated = summaries::touched(summarised, removed_ends.into_iter());
+        summaries::invalidate(&txn, &invalidated)?;
         txn.commit()?;
-        Ok((removed, bytes))
+        Ok((removed, bytes, invalidated))
+    }
+
+    /// Stores `summary` for `period` if it covers exactly the records of that period held now
+    /// (`records` of them); returns whether it was stored. A history that changed since the
+    /// caller folded the period (a record it did not see, one removed) refuses it.
+    pub fn put_summary(
+        &self,
+        period: u64,
+        records: u64,
+        summary: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut counts = self
+            .counts
+            .lock()
+            .map_err(|_| StoreError::Database("counter lock poisoned".into()))?;
+        if self.write_failure().is_some() {
+            return Ok(false);
+        }
+        let stored = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let span = summaries::period_span(period);
+            let held = {
+                let by_end = txn.open_table(BY_END_TIME)?;
+                let mut held = 0u64;
+                for entry in by_end.range((span.start, 0)..(span.end, 0))? {
+                    entry?;
+                    held += 1;
+                }
+                held
+            };
+            if held != records {
+                txn.abort()?;
+                return Ok(false);
+            }
+            txn.open_table(SUMMARIES)?.insert(period, summary)?;
+            txn.commit()?;
+            Ok(true)
+        })?;
+        if stored {
+            counts.summarised.insert(period);
+        }
+        Ok(stored)
+    }
+
+    /// Visits the stored summaries of `periods`, ascending, in one read transaction.
+    pub fn visit_summaries(
+        &self,
+        periods: std::ops::Range<u64>,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(SUMMARIES)?;
+            for entry in table.range(periods)? {
+                let (period, summary) = entry?;
+                visit(period.value(), summary.value());
+            }
+            Ok(())
+        })
     }
 
     /// Visits up to `PAGE` stored flows of `range`, in its order, starting after `resume` (the

@@ -1,0 +1,106 @@
+//! Open periods: the graph of each recent period of end times, folded as its records are
+//! stored, until no more records can arrive for it and it is offered to the history.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+
+use super::convert;
+use crate::graph::GraphBuilder;
+use crate::proto::v1 as pb;
+use crate::store::{period_span, summary_period, time_ns, FlowStore, StoreError};
+
+struct Open {
+    builder: GraphBuilder,
+    records: u64,
+}
+
+/// The periods being folded, by period.
+#[derive(Default)]
+pub struct Periods {
+    open: BTreeMap<u64, Open>,
+}
+
+/// A period no longer folded, to be offered to the history.
+pub struct ClosedPeriod {
+    period: u64,
+    records: u64,
+    builder: GraphBuilder,
+}
+
+impl Periods {
+    pub fn add(&mut self, flow: &pb::Flow) {
+        let end = flow.end_time.as_ref().map_or(0, time_ns);
+        let open = self
+            .open
+            .entry(summary_period(end))
+            .or_insert_with(|| Open {
+                builder: GraphBuilder::keeping_all_pods(),
+                records: 0,
+            });
+        // Counted whether or not the graph uses it: the history counts every record.
+        open.records += 1;
+        open.builder.add(flow);
+    }
+
+    /// Periods that ended at or before `before_ns`.
+    pub fn take_closed(&mut self, before_ns: u64) -> Vec<ClosedPeriod> {
+        let still_open = self
+            .open
+            .keys()
+            .copied()
+            .find(|&p| period_span(p).end > before_ns);
+        let mut closed = match still_open {
+            Some(first_open) => {
+                let later = self.open.split_off(&first_open);
+                std::mem::replace(&mut self.open, later)
+            }
+            None => std::mem::take(&mut self.open),
+        };
+        let mut periods = Vec::with_capacity(closed.len());
+        while let Some((period, open)) = closed.pop_first() {
+            periods.push(ClosedPeriod {
+                period,
+                records: open.records,
+                builder: open.builder,
+            });
+        }
+        periods
+    }
+
+    /// Every open period (at shutdown).
+    pub fn take_all(&mut self) -> Vec<ClosedPeriod> {
+        self.take_closed(u64::MAX)
+    }
+
+    /// Forgets every open period: some of their records were not seen.
+    pub fn clear(&mut self) {
+        self.open.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+impl ClosedPeriod {
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    #[cfg(test)]
+    pub(super) fn builder_for_tests(&self) -> &GraphBuilder {
+        &self.builder
+    }
+
+    /// Stores the period's summary; `false` when the history holds other records for it than
+    /// were folded (it then stays read record by record).
+    pub fn store(&self, store: &FlowStore) -> Result<bool, StoreError> {
+        let summary = convert::summarise(&self.builder).encode_to_vec();
+        store.put_summary(self.period, self.records, &summary)
+    }
+}
