@@ -277,7 +277,7 @@ impl GraphBuilder {
                         .cmp(&(std::cmp::Reverse(b.connections), &b.reason))
                 });
                 let mut policies = acc.policies;
-                policies.sort_by(|a, b| policies::order(a, b));
+                policies.sort_by(policies::order);
                 let mut recorded_by = acc.recorded_by;
                 recorded_by.sort_unstable();
                 pb::GraphEdge {
