@@ -21,17 +21,15 @@ pub fn from_history(
     loaded: &[LoadedPolicy],
 ) -> Result<pb::GetGraphResponse, StoreError> {
     let mut builder = GraphBuilder::new();
-    if matcher.only_not_forwarded() {
-        let range = Range::NotForwarded { since_ns, until_ns };
-        store.visit(range, |flow| {
-            if matcher.matches(&flow) {
-                builder.add(&flow);
-            }
-        })?;
-    } else if matcher.matches_everything() {
+    if matcher.matches_everything() {
         fold_summarised(store, &mut builder, since_ns, until_ns)?;
     } else {
-        store.visit(Range::EndTime { since_ns, until_ns }, |flow| {
+        let range = if matcher.only_not_forwarded() {
+            Range::NotForwarded { since_ns, until_ns }
+        } else {
+            Range::EndTime { since_ns, until_ns }
+        };
+        store.visit(range, |flow| {
             if matcher.matches(&flow) {
                 builder.add(&flow);
             }

@@ -57,25 +57,13 @@ pub(super) fn count_parts(
 
 /// One order of an edge's decisions: side, then policy, action and whether allowed.
 pub(super) fn order(a: &pb::EdgePolicy, b: &pb::EdgePolicy) -> std::cmp::Ordering {
-    type Rank<'a> = (
-        i32,
-        Option<(&'a str, &'a str, &'a str, &'a str, i32)>,
-        &'a str,
-        bool,
-    );
-    fn rank(e: &pb::EdgePolicy) -> Rank<'_> {
-        let policy = e.policy.as_ref().map(|p| {
-            (
-                p.kind.as_str(),
-                p.tier.as_str(),
-                p.namespace.as_str(),
-                p.name.as_str(),
-                p.rule_index,
-            )
-        });
-        (e.side, policy, &e.action, e.allowed)
-    }
-    rank(a).cmp(&rank(b))
+    let (pa, pb) = (a.policy.as_ref().map(rule), b.policy.as_ref().map(rule));
+    (a.side, pa, a.action.as_str(), a.allowed).cmp(&(b.side, pb, b.action.as_str(), b.allowed))
+}
+
+/// A policy reference down to its rule, borrowed: what tells two decisions apart.
+pub(super) fn rule(p: &pb::PolicyRef) -> (&str, &str, &str, &str, i32) {
+    (&p.kind, &p.tier, &p.namespace, &p.name, p.rule_index)
 }
 
 /// The key a policy is listed under: kind, tier, namespace, name.

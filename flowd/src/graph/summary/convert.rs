@@ -11,41 +11,27 @@ use crate::graph::{
 };
 use crate::proto::v1 as pb;
 
-/// Strings listed once, referred to by index.
+/// Strings listed once, referred to by index; borrowed from the builder until encoded.
 #[derive(Default)]
-struct Strings {
+struct Strings<'a> {
     list: Vec<String>,
-    index: HashMap<String, u32>,
+    index: HashMap<&'a str, u32>,
 }
 
-impl Strings {
-    fn of(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
-        self.list.push(s.to_owned());
-        self.index.insert(s.to_owned(), i);
-        i
+impl<'a> Strings<'a> {
+    fn of(&mut self, s: &'a str) -> u32 {
+        let next = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+        *self.index.entry(s).or_insert_with(|| {
+            self.list.push(s.to_owned());
+            next
+        })
     }
-}
-
-type PolicyKey = (String, String, String, String, i32);
-
-fn policy_key(p: &pb::PolicyRef) -> PolicyKey {
-    (
-        p.kind.clone(),
-        p.tier.clone(),
-        p.namespace.clone(),
-        p.name.clone(),
-        p.rule_index,
-    )
 }
 
 pub(crate) fn summarise(builder: &GraphBuilder) -> Summary {
     let mut strings = Strings::default();
     let mut policies: Vec<pb::PolicyRef> = Vec::new();
-    let mut policy_index: HashMap<PolicyKey, u32> = HashMap::new();
+    let mut policy_index: HashMap<(&str, &str, &str, &str, i32), u32> = HashMap::new();
     let nodes = builder
         .nodes
         .iter()
@@ -91,7 +77,7 @@ pub(crate) fn summarise(builder: &GraphBuilder) -> Summary {
                     side: d.side,
                     policy: d.policy.as_ref().map_or(0, |p| {
                         let next = u32::try_from(policies.len()).unwrap_or(u32::MAX);
-                        let i = *policy_index.entry(policy_key(p)).or_insert_with(|| {
+                        let i = *policy_index.entry(policies::rule(p)).or_insert_with(|| {
                             policies.push(p.clone());
                             next
                         });

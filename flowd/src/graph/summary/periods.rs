@@ -8,7 +8,7 @@ use prost::Message as _;
 use super::convert;
 use crate::graph::GraphBuilder;
 use crate::proto::v1 as pb;
-use crate::store::{period_span, summary_period, time_ns, FlowStore, StoreError};
+use crate::store::{summary_period, time_ns, FlowStore, StoreError};
 
 struct Open {
     builder: GraphBuilder,
@@ -45,27 +45,16 @@ impl Periods {
 
     /// Periods that ended at or before `before_ns`.
     pub fn take_closed(&mut self, before_ns: u64) -> Vec<ClosedPeriod> {
-        let still_open = self
-            .open
-            .keys()
-            .copied()
-            .find(|&p| period_span(p).end > before_ns);
-        let mut closed = match still_open {
-            Some(first_open) => {
-                let later = self.open.split_off(&first_open);
-                std::mem::replace(&mut self.open, later)
-            }
-            None => std::mem::take(&mut self.open),
-        };
-        let mut periods = Vec::with_capacity(closed.len());
-        while let Some((period, open)) = closed.pop_first() {
-            periods.push(ClosedPeriod {
+        // A period has ended by `before_ns` exactly when it precedes the one `before_ns` is in.
+        let still_open = self.open.split_off(&summary_period(before_ns));
+        std::mem::replace(&mut self.open, still_open)
+            .into_iter()
+            .map(|(period, open)| ClosedPeriod {
                 period,
                 records: open.records,
                 builder: open.builder,
-            });
-        }
-        periods
+            })
+            .collect()
     }
 
     /// Every open period (at shutdown).
