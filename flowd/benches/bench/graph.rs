@@ -115,10 +115,16 @@ fn fill(
         let stored = store.append(batch)?;
         if let Some(periods) = periods.as_deref_mut() {
             stored.iter().for_each(|flow| periods.add(flow));
-            let settled = flowd::store::system_time_ns(end - settle);
-            for period in periods.take_closed(settled) {
-                period.store(store)?;
-            }
+            // The stage's clock: the history is filled as if in real time, so a minute has
+            // settled once the newest record is `settle` past it.
+            let newest = stored
+                .iter()
+                .filter_map(|flow| flow.end_time.as_ref())
+                .map(flowd::store::time_ns)
+                .max()
+                .unwrap_or(0);
+            let settled = newest.saturating_sub(settle.as_nanos() as u64);
+            graph::summary::store_closed(store, periods.take_closed(settled), settled);
         }
         Ok(())
     };
@@ -162,7 +168,14 @@ fn aggregation() -> anyhow::Result<Vec<Row>> {
     )?;
     let summarised_ingest = STORED as f64 / started.elapsed().as_secs_f64();
     let (since, until) = (ns(end - HOUR)?, ns(end)?);
-
+    let summaries = store.summarised_periods()?;
+    // Every whole minute but the ones still settling at the end has one, and the ten minutes
+    // made of them.
+    anyhow::ensure!(
+        summaries.len() >= 57 + 5,
+        "the summarised history holds {} summaries of its 60 minutes",
+        summaries.len()
+    );
     let started = Instant::now();
     let mut read = 0usize;
     store.visit(

@@ -1,6 +1,6 @@
 //! A node's graph from its history: one read of the window, page by page, so memory is the
-//! graph's, not the window's. An unfiltered graph reads the summaries of the whole minutes it
-//! covers and only the records of the others.
+//! graph's, not the window's. An unfiltered graph reads the summaries of the whole periods it
+//! covers and only the records of the rest.
 
 use prost::Message as _;
 
@@ -8,7 +8,7 @@ use super::{summary, GraphBuilder, LoadedPolicy};
 use crate::{
     proto::v1 as pb,
     query::FlowMatcher,
-    store::{period_span, FlowStore, Range, StoreError, SUMMARY_PERIOD_NS},
+    store::{FlowStore, Range, StoreError},
 };
 
 /// Folds the stored flows that ended in [since_ns, until_ns) and match `matcher`.
@@ -41,38 +41,31 @@ pub fn from_history(
     Ok(graph)
 }
 
-/// Every record of [since_ns, until_ns): whole periods from their summaries where the history
-/// has one, the rest (partial periods at the ends, periods without one) record by record.
+/// Every record of [since_ns, until_ns): the coarsest summaries that fit where the history has
+/// them, the rest (partial minutes at the ends, periods without one) record by record.
 fn fold_summarised(
     store: &FlowStore,
     builder: &mut GraphBuilder,
     since_ns: u64,
     until_ns: u64,
 ) -> Result<(), StoreError> {
-    let first_whole = since_ns.div_ceil(SUMMARY_PERIOD_NS);
-    let past_whole = until_ns / SUMMARY_PERIOD_NS;
-    let mut covered = Vec::new();
-    if first_whole < past_whole {
-        store.visit_summaries(first_whole..past_whole, |period, bytes| {
-            match summary::Summary::decode(bytes) {
-                Ok(summary) => {
-                    summary::fold(builder, &summary);
-                    covered.push(period);
-                }
-                // Its records are still there: read them instead.
-                Err(err) => {
-                    tracing::warn!(period, error = %err, "a graph summary cannot be decoded")
-                }
+    let gaps = store.visit_summaries(since_ns, until_ns, |period, bytes| {
+        match summary::Summary::decode(bytes) {
+            Ok(summary) => {
+                summary::fold(builder, &summary);
+                true
             }
-        })?;
+            // Its records are still there: finer summaries or the records are read instead.
+            Err(err) => {
+                tracing::warn!(?period, error = %err, "a graph summary cannot be decoded");
+                false
+            }
+        }
+    })?;
+    for gap in gaps {
+        read_records(store, builder, gap.start, gap.end)?;
     }
-    let mut from = since_ns;
-    for period in covered {
-        let span = period_span(period);
-        read_records(store, builder, from, span.start)?;
-        from = span.end;
-    }
-    read_records(store, builder, from, until_ns)
+    Ok(())
 }
 
 fn read_records(

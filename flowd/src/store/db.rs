@@ -26,7 +26,7 @@ use redb::{
     TableDefinition,
 };
 
-use super::summaries::{self, SUMMARIES};
+use super::summaries::{self, Period, SUMMARIES};
 use crate::proto::v1 as pb;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -111,7 +111,7 @@ struct Counts {
     /// Recorded time of the newest record at open, so a restart never stamps an earlier one.
     last_recorded_ns: u64,
     /// Periods that have a summary.
-    summarised: BTreeSet<u64>,
+    summarised: BTreeSet<Period>,
 }
 
 pub struct FlowStore {
@@ -451,7 +451,7 @@ impl FlowStore {
         counts: &Counts,
         flows: &mut [pb::Flow],
         recorded_ns: u64,
-    ) -> Result<(u64, Vec<u64>), StoreError> {
+    ) -> Result<(u64, Vec<Period>), StoreError> {
         let recorded = crate::flow::wire::timestamp_ns(recorded_ns);
         let txn = db.begin_write()?;
         let mut added_bytes = 0u64;
@@ -533,8 +533,8 @@ impl FlowStore {
         db: &Database,
         mut bytes: u64,
         oldest_allowed: u64,
-        summarised: &BTreeSet<u64>,
-    ) -> Result<(u64, u64, Vec<u64>), StoreError> {
+        summarised: &BTreeSet<Period>,
+    ) -> Result<(u64, u64, Vec<Period>), StoreError> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut removed = 0u64;
@@ -585,14 +585,61 @@ impl FlowStore {
         Ok((removed, bytes, invalidated))
     }
 
-    /// Stores `summary` for `period` if it covers exactly the records of that period held now
-    /// (`records` of them); returns whether it was stored. A history that changed since the
-    /// caller folded the period (a record it did not see, one removed) refuses it.
+    /// Stores `summary` for the minute `period` if it covers exactly the records of that
+    /// minute held now (`records` of them); returns whether it was stored. A history that
+    /// changed since the caller folded the minute (a record it did not see, one removed)
+    /// refuses it.
     pub fn put_summary(
         &self,
-        period: u64,
+        period: Period,
         records: u64,
         summary: &[u8],
+    ) -> Result<bool, StoreError> {
+        if period.level() != 0 {
+            return Ok(false);
+        }
+        self.store_summary(period, |txn| {
+            let span = period.span();
+            let by_end = txn.open_table(BY_END_TIME)?;
+            let mut held = 0u64;
+            for entry in by_end.range((span.start, 0)..(span.end, 0))? {
+                entry?;
+                held += 1;
+            }
+            Ok((held == records).then(|| summary.to_vec()))
+        })
+    }
+
+    /// Stores a summary of the coarser `period` made by `combine` from the stored summaries of
+    /// all its parts, in one transaction, so it covers exactly what they cover; returns
+    /// whether it was stored (not when a part has none, or `combine` gives none).
+    pub fn combine_summaries(
+        &self,
+        period: Period,
+        combine: impl FnOnce(&[Vec<u8>]) -> Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let parts = period.parts();
+        if parts.is_empty() {
+            return Ok(false);
+        }
+        self.store_summary(period, |txn| {
+            let table = txn.open_table(SUMMARIES)?;
+            let mut summaries = Vec::with_capacity(parts.len());
+            for part in &parts {
+                match table.get(part.key())? {
+                    Some(summary) => summaries.push(summary.value().to_vec()),
+                    None => return Ok(None),
+                }
+            }
+            Ok(combine(&summaries))
+        })
+    }
+
+    /// In one write transaction, stores for `period` the summary `make` gives (none: nothing).
+    fn store_summary(
+        &self,
+        period: Period,
+        make: impl FnOnce(&redb::WriteTransaction) -> Result<Option<Vec<u8>>, StoreError>,
     ) -> Result<bool, StoreError> {
         let mut counts = self
             .counts
@@ -603,21 +650,12 @@ impl FlowStore {
         }
         let stored = self.with_db(|db| {
             let txn = db.begin_write()?;
-            let span = summaries::period_span(period);
-            let held = {
-                let by_end = txn.open_table(BY_END_TIME)?;
-                let mut held = 0u64;
-                for entry in by_end.range((span.start, 0)..(span.end, 0))? {
-                    entry?;
-                    held += 1;
-                }
-                held
-            };
-            if held != records {
+            let Some(summary) = make(&txn)? else {
                 txn.abort()?;
                 return Ok(false);
-            }
-            txn.open_table(SUMMARIES)?.insert(period, summary)?;
+            };
+            txn.open_table(SUMMARIES)?
+                .insert(period.key(), summary.as_slice())?;
             txn.commit()?;
             Ok(true)
         })?;
@@ -627,20 +665,28 @@ impl FlowStore {
         Ok(stored)
     }
 
-    /// Visits the stored summaries of `periods`, ascending, in one read transaction.
+    /// Every period that has a summary, ascending by level, then time.
+    pub fn summarised_periods(&self) -> Result<Vec<Period>, StoreError> {
+        let counts = self
+            .counts
+            .lock()
+            .map_err(|_| StoreError::Database("counter lock poisoned".into()))?;
+        Ok(counts.summarised.iter().copied().collect())
+    }
+
+    /// Covers end times [since_ns, until_ns) with the stored summaries, coarsest first, in one
+    /// read transaction: `visit` is given each (false: it cannot use it, finer ones are tried),
+    /// and the ranges no summary covers are returned, ascending, to be read record by record.
     pub fn visit_summaries(
         &self,
-        periods: std::ops::Range<u64>,
-        mut visit: impl FnMut(u64, &[u8]),
-    ) -> Result<(), StoreError> {
+        since_ns: u64,
+        until_ns: u64,
+        mut visit: impl FnMut(Period, &[u8]) -> bool,
+    ) -> Result<Vec<std::ops::Range<u64>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(SUMMARIES)?;
-            for entry in table.range(periods)? {
-                let (period, summary) = entry?;
-                visit(period.value(), summary.value());
-            }
-            Ok(())
+            summaries::cover(&table, since_ns, until_ns, &mut visit)
         })
     }
 

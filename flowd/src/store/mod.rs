@@ -9,4 +9,4 @@ pub use db::{
     system_time_ns, time_ns, FlowStore, Range, Retention, StoreError, WriteFailure, PAGE,
 };
 pub use hub::{run, Backlog, Hub, StoreStage, Subscription, SubscriptionEvent};
-pub use summaries::{period_span, summary_period, SUMMARY_PERIOD_NS};
+pub use summaries::Period;

@@ -175,3 +175,20 @@ pub(crate) fn fold(builder: &mut GraphBuilder, summary: &Summary) {
         }
     }
 }
+
+/// The summary of a coarser period from its parts' encoded summaries; none if one cannot be
+/// decoded (that period is then read from its parts).
+pub(crate) fn combine(parts: &[Vec<u8>]) -> Option<Vec<u8>> {
+    use prost::Message as _;
+    let mut builder = GraphBuilder::keeping_all_pods();
+    for part in parts {
+        match Summary::decode(part.as_slice()) {
+            Ok(summary) => fold(&mut builder, &summary),
+            Err(err) => {
+                tracing::warn!(error = %err, "a graph summary cannot be decoded; not combined");
+                return None;
+            }
+        }
+    }
+    Some(summarise(&builder).encode_to_vec())
+}

@@ -8,7 +8,7 @@ use prost::Message as _;
 use super::convert;
 use crate::graph::GraphBuilder;
 use crate::proto::v1 as pb;
-use crate::store::{summary_period, time_ns, FlowStore, StoreError};
+use crate::store::{time_ns, FlowStore, Period, StoreError};
 
 struct Open {
     builder: GraphBuilder,
@@ -18,12 +18,12 @@ struct Open {
 /// The periods being folded, by period.
 #[derive(Default)]
 pub struct Periods {
-    open: BTreeMap<u64, Open>,
+    open: BTreeMap<Period, Open>,
 }
 
 /// A period no longer folded, to be offered to the history.
 pub struct ClosedPeriod {
-    period: u64,
+    period: Period,
     records: u64,
     builder: GraphBuilder,
 }
@@ -33,7 +33,7 @@ impl Periods {
         let end = flow.end_time.as_ref().map_or(0, time_ns);
         let open = self
             .open
-            .entry(summary_period(end))
+            .entry(Period::minute_of(end))
             .or_insert_with(|| Open {
                 builder: GraphBuilder::keeping_all_pods(),
                 records: 0,
@@ -46,7 +46,7 @@ impl Periods {
     /// Periods that ended at or before `before_ns`.
     pub fn take_closed(&mut self, before_ns: u64) -> Vec<ClosedPeriod> {
         // A period has ended by `before_ns` exactly when it precedes the one `before_ns` is in.
-        let still_open = self.open.split_off(&summary_period(before_ns));
+        let still_open = self.open.split_off(&Period::minute_of(before_ns));
         std::mem::replace(&mut self.open, still_open)
             .into_iter()
             .map(|(period, open)| ClosedPeriod {
@@ -77,7 +77,7 @@ impl Periods {
 }
 
 impl ClosedPeriod {
-    pub fn period(&self) -> u64 {
+    pub fn period(&self) -> Period {
         self.period
     }
 

@@ -4,13 +4,15 @@ use super::*;
 use crate::graph::{from_history, GraphBuilder, LoadedPolicy, DEFAULT_MAX_EDGES};
 use crate::proto::v1 as pb;
 use crate::query::FlowMatcher;
-use crate::store::{FlowStore, Retention, SUMMARY_PERIOD_NS};
+use crate::store::{FlowStore, Period, Retention};
+
+const MINUTE_NS: u64 = 60_000_000_000;
 
 /// A minute well after the epoch, so windows can start before it.
 const BASE: u64 = 29_000_000;
 
 fn at(period: u64, second: u64) -> u64 {
-    period * SUMMARY_PERIOD_NS + second * 1_000_000_000
+    period * MINUTE_NS + second * 1_000_000_000
 }
 
 fn endpoint(i: usize) -> pb::Endpoint {
@@ -140,24 +142,30 @@ const FOREVER: Retention = Retention {
     max_bytes: u64::MAX,
 };
 
-/// Stores `flows` and, as the summary stage does, offers every period they fall in.
+/// Stores `flows` and, as the summary stage does, offers every period they fall in as if all
+/// had ended; returns how many minutes were summarised.
 fn store_with_summaries(store: &FlowStore, flows: &[pb::Flow]) -> usize {
     store.append(flows.to_vec()).unwrap();
     let mut periods = Periods::default();
     flows.iter().for_each(|f| periods.add(f));
-    periods
-        .take_all()
-        .iter()
-        .filter(|p| p.store(store).unwrap())
-        .count()
+    store_closed(store, periods.take_all(), u64::MAX);
+    summarised(store).len()
 }
 
+/// The summarised minutes, counted from BASE.
 fn summarised(store: &FlowStore) -> Vec<u64> {
-    let mut periods = Vec::new();
+    coarser(store, 0)
+}
+
+/// The summarised periods of `level`, as minutes from BASE to their start.
+fn coarser(store: &FlowStore, level: u8) -> Vec<u64> {
     store
-        .visit_summaries(0..u64::MAX, |period, _| periods.push(period - BASE))
-        .unwrap();
-    periods
+        .summarised_periods()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.level() == level)
+        .map(|p| p.span().start / MINUTE_NS - BASE)
+        .collect()
 }
 
 fn graph(store: &FlowStore, since_ns: u64, until_ns: u64) -> pb::GetGraphResponse {
@@ -329,4 +337,56 @@ fn summaries_of_a_history_written_without_them_are_dropped_at_open() {
     }
     let store = open(&dir, FOREVER);
     assert_eq!(summarised(&store), Vec::<u64>::new());
+}
+
+#[test]
+fn ten_whole_minutes_are_combined_into_one_summary_that_a_late_record_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, FOREVER);
+    // Minutes BASE..BASE+12: one ten-minute period (BASE is on a boundary) and two minutes.
+    let flows = varied(|i| at(BASE + (i % 12) as u64, (i as u64 * 7) % 60));
+    assert_eq!(store_with_summaries(&store, &flows), 12);
+    assert_eq!(coarser(&store, 1), [0]);
+    let window = (at(BASE, 0), at(BASE + 12, 0));
+    let mut read = Vec::new();
+    let gaps = store
+        .visit_summaries(window.0, window.1, |p, _| {
+            read.push(p.level());
+            true
+        })
+        .unwrap();
+    assert_eq!(read, [1, 0, 0], "one ten-minute summary, then two minutes");
+    assert!(gaps.is_empty(), "{gaps:?}");
+    let mut got = graph(&store, window.0, window.1);
+    (got.since, got.until) = (None, None);
+    assert_eq!(got, from_records(&flows));
+
+    let late = varied(|_| at(BASE + 4, 59)).remove(4);
+    store.append(vec![late.clone()]).unwrap();
+    assert_eq!(coarser(&store, 1), Vec::<u64>::new());
+    assert_eq!(summarised(&store).len(), 11);
+    let mut all = flows.clone();
+    all.push(late);
+    let mut got = graph(&store, window.0, window.1);
+    (got.since, got.until) = (None, None);
+    assert_eq!(got, from_records(&all));
+}
+
+#[test]
+fn a_period_still_open_is_not_combined() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, FOREVER);
+    let flows = varied(|i| at(BASE + (i % 10) as u64, (i as u64 * 7) % 60));
+    store.append(flows.clone()).unwrap();
+    let mut periods = Periods::default();
+    flows.iter().for_each(|f| periods.add(f));
+    // Every minute has closed, but the ten minutes end only at BASE + 10.
+    store_closed(&store, periods.take_all(), at(BASE + 9, 59));
+    assert_eq!(summarised(&store).len(), 10);
+    assert_eq!(coarser(&store, 1), Vec::<u64>::new());
+    let period = Period::minute_of(at(BASE, 0)).parent().unwrap();
+    assert!(store
+        .combine_summaries(period, super::convert::combine)
+        .unwrap());
+    assert_eq!(coarser(&store, 1), [0]);
 }
