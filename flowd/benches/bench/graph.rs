@@ -149,7 +149,7 @@ fn ns(t: SystemTime) -> anyhow::Result<u64> {
 /// GetGraph over the last hour of a history of 1M records, end to end, against reading
 /// (decoding) them all; what keeping summaries costs the history's writes; and the fold alone
 /// over decoded records, against visiting them.
-fn aggregation() -> anyhow::Result<Vec<Row>> {
+pub(crate) fn aggregation() -> anyhow::Result<Vec<Row>> {
     const STORED: usize = 1_000_000;
     let end = SystemTime::now();
     let (plain_dir, dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
@@ -314,7 +314,7 @@ fn render_seconds(
     (median(loads), drawn, median(expansions), expanded)
 }
 
-fn render(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+pub(crate) fn render(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let shutdown = CancellationToken::new();
     let (full_dir, empty_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let full = open_store(full_dir.path())?;
@@ -357,10 +357,4 @@ fn render(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
             "< 1000",
         ),
     ])
-}
-
-pub(crate) fn graph(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
-    let mut rows = aggregation()?;
-    rows.extend(render(runtime)?);
-    Ok(rows)
 }

@@ -89,7 +89,6 @@ mod store;
 use agent::agent;
 use e2e::end_to_end;
 use enrichment::enrichment;
-use graph::graph;
 use kernel::kernel_cost;
 use policies::policies;
 use relay::relay;
@@ -121,7 +120,10 @@ fn main() -> anyhow::Result<()> {
         rows.extend(relay(&runtime)?);
     }
     if wanted("graph") {
-        rows.extend(graph(&runtime)?);
+        rows.extend(graph::aggregation()?);
+    }
+    if wanted("page") {
+        rows.extend(graph::render(&runtime)?);
     }
     if !is_root() {
         eprintln!("bench: not root, kernel and agent sections skipped");
