@@ -17,6 +17,19 @@ use std::{
 use nix::libc;
 use serde_json::{json, Value};
 
+/// Resolves, once flowd's page has drawn its first graph, to the edges it drew; rejects with
+/// the page's error if it shows one.
+pub const PAGE_READY: &str = "new Promise((resolve, reject) => { const check = () => { \
+    const state = document.body && document.body.dataset.state; \
+    if (state === 'ready') resolve(flowd.drawnEdges); \
+    else if (state === 'error') reject(new Error(document.getElementById('error').textContent)); \
+    else setTimeout(check, 5); }; check(); })";
+
+/// Clicks "expand all" and resolves, once that draw is painted, to the edges it drew.
+pub const EXPAND_ALL: &str = "new Promise((resolve) => { \
+    document.getElementById('expand-all').click(); \
+    requestAnimationFrame(() => requestAnimationFrame(() => resolve(flowd.drawnEdges))); })";
+
 /// Longest wait for one answer from the browser.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 

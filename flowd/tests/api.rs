@@ -767,3 +767,63 @@ async fn the_ui_over_tls_wants_a_client_certificate() {
     assert!(!without, "one without gets nothing");
     server.stop().await;
 }
+
+/// A graph too large for cytoscape's edges (1,200 of them, every namespace expanded): the page
+/// draws them on its edge layer, and a click on one opens its side panel, as on a small graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_graph_draws_every_edge_and_a_click_on_one_opens_it() {
+    const EDGES: usize = 1_200;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 64, None).await;
+    let now = std::time::SystemTime::now();
+    let records = (0..EDGES)
+        .map(|i| {
+            let mut record = FlowRecord::sample(40_000);
+            record.destination.ip =
+                std::net::IpAddr::from([198, 19, (i / 250) as u8, (i % 250) as u8]);
+            (record.start, record.end) = (now, now);
+            record
+        })
+        .collect();
+    server.hub.publish(records, &server.telemetry).await;
+    let addr = server.ui(None).await;
+    tokio::task::spawn_blocking(move || {
+        let mut browser = flowd::browser::Browser::launch(1400, 1000);
+        browser.navigate(&format!("http://{addr}/"));
+        // Over 300 nodes the page opens with the outside world folded into one node.
+        assert_eq!(browser.eval(flowd::browser::PAGE_READY), 1);
+        assert_eq!(browser.eval(flowd::browser::EXPAND_ALL), EDGES);
+        let edge = browser.eval(
+            // An edge whose middle no node covers (a click there would open the node) and no
+            // other edge crosses (a click there picks the one on top).
+            "(() => { const boxes = flowd.cy.nodes().map((n) => n.renderedBoundingBox({ includeLabels: false })); \
+              let e = null; \
+              for (let i = 0; i < flowd.edgeLayer.count && !e; i++) { \
+                const c = flowd.edgeLayer.edge(i); \
+                if (flowd.edgeLayer.at(c.x, c.y) === i && \
+                    !boxes.some((b) => c.x >= b.x1 - 4 && c.x <= b.x2 + 4 && c.y >= b.y1 - 4 && c.y <= b.y2 + 4)) e = c; } \
+              const r = flowd.cy.container().getBoundingClientRect(); \
+              return { x: r.left + e.x, y: r.top + e.y, \
+                       destination: flowd.graph.edges[e.edges[0]].destination, \
+                       cytoscapeEdges: flowd.cy.edges().length }; })()",
+        );
+        assert_eq!(edge["cytoscapeEdges"], 0, "{edge}");
+        let destination = edge["destination"].as_str().unwrap().to_owned();
+        browser.click(edge["x"].as_f64().unwrap(), edge["y"].as_f64().unwrap());
+        let panel = browser.eval(
+            "new Promise((resolve) => { const check = () => { \
+                const panel = document.getElementById('panel'); \
+                if (!panel.hidden) resolve(panel.textContent); \
+                else setTimeout(check, 25); }; check(); })",
+        );
+        let address = destination.trim_start_matches("world:");
+        assert!(
+            panel.as_str().unwrap().contains(address),
+            "the panel of the edge to {address}: {panel}"
+        );
+        assert!(browser.problems.is_empty(), "{:?}", browser.problems);
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}

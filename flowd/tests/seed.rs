@@ -299,12 +299,6 @@ fn ui_url(agent: &AgentProcess) -> String {
 
 /// Resolves when the page has loaded what it asked for (body data-state), rejects with its
 /// error line.
-const PAGE_READY: &str = "new Promise((resolve, reject) => { const check = () => { \
-    const state = document.body && document.body.dataset.state; \
-    if (state === 'ready') resolve(true); \
-    else if (state === 'error') reject(new Error(document.getElementById('error').textContent)); \
-    else setTimeout(check, 25); }; check(); })";
-
 /// Rows of the flows table, as the cells' text.
 const TABLE_ROWS: &str = "[...document.querySelectorAll('#flows-table tbody tr')]\
     .map((tr) => [...tr.cells].map((td) => td.textContent))";
@@ -336,7 +330,7 @@ async fn the_seed_story_on_the_page() {
     tokio::task::block_in_place(|| {
         let mut browser = flowd::browser::Browser::launch(1400, 1000);
         browser.navigate(&url);
-        browser.eval(PAGE_READY);
+        browser.eval(flowd::browser::PAGE_READY);
 
         // The engine-to-core edge, drawn red: one of its ports was denied.
         let edge = browser.eval(
@@ -422,7 +416,7 @@ async fn the_seed_story_on_the_page() {
         // The flows table filtered by port, through the form as a user types it.
         browser.eval("document.querySelector('#filters [name=port]').value = '42001'");
         browser.click_element("#filters button[type=submit]");
-        browser.eval(PAGE_READY);
+        browser.eval(flowd::browser::PAGE_READY);
         let rows = browser.eval(TABLE_ROWS);
         let rows = rows.as_array().unwrap();
         assert!(!rows.is_empty(), "flows on 42001");
@@ -463,7 +457,7 @@ async fn the_seed_story_on_the_page() {
         browser.eval("document.querySelector('#filters [name=port]').value = '7070'");
         browser.eval("document.querySelector('#filters [name=follow]').checked = true");
         browser.click_element("#filters button[type=submit]");
-        browser.eval(PAGE_READY);
+        browser.eval(flowd::browser::PAGE_READY);
         // Rows of connections made from now on: their cursors are past the history's last.
         let before = browser.eval(
             "fetch('/api/v1/status').then((r) => r.json()).then((s) => Number(s.lastCursor || 0))",

@@ -275,12 +275,6 @@ async fn serve_ui(store: FlowStore, shutdown: CancellationToken) -> anyhow::Resu
     Ok(addr)
 }
 
-const PAGE_READY: &str = "new Promise((resolve, reject) => { const check = () => { \
-    const state = document.body && document.body.dataset.state; \
-    if (state === 'ready') resolve(flowd.cy.edges().length); \
-    else if (state === 'error') reject(new Error(document.getElementById('error').textContent)); \
-    else setTimeout(check, 5); }; check(); })";
-
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -299,14 +293,14 @@ fn render_seconds(
         browser.navigate("about:blank");
         let started = Instant::now();
         browser.navigate(url);
-        drawn = browser.eval(PAGE_READY).as_u64().unwrap_or(0);
+        drawn = browser
+            .eval(flowd::browser::PAGE_READY)
+            .as_u64()
+            .unwrap_or(0);
         loads.push(started.elapsed().as_secs_f64());
         let started = Instant::now();
         expanded = browser
-            .eval(
-                "new Promise((resolve) => { document.getElementById('expand-all').click(); \
-                 requestAnimationFrame(() => resolve(flowd.cy.edges().length)); })",
-            )
+            .eval(flowd::browser::EXPAND_ALL)
             .as_u64()
             .unwrap_or(0);
         expansions.push(started.elapsed().as_secs_f64());
