@@ -12,7 +12,7 @@ use std::{
 
 mod counter;
 
-pub use counter::{Counter, EventKind};
+pub use counter::{Counter, EventKind, ExportCount, Exporter};
 
 /// Why records were lost: the `cause` label of `flowd_lost_records_total` and the keys of
 /// GetStatus's `lost`.

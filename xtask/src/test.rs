@@ -2,7 +2,7 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Skip `cargo fmt --check`, clippy and the fresh bpf-linker, cargo-fuzz and chart-tool installs
+    /// Skip `cargo fmt --check`, clippy and the fresh bpf-linker, cargo-fuzz and PyPI installs
     /// (quicker local runs; CI never passes it).
     #[arg(long)]
     quick: bool,
@@ -12,7 +12,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     if !args.quick {
         crate::setup::prove_bpf_linker_install()?;
         crate::setup::prove_cargo_fuzz_install()?;
-        crate::setup::prove_chart_tools_install()?;
+        crate::setup::CHART_TOOLS.prove_fresh_install()?;
+        crate::setup::RECEIVERS.prove_fresh_install()?;
         crate::cargo(&["fmt", "--all", "--", "--check"])?;
         crate::cargo(&[
             "clippy",

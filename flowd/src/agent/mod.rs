@@ -5,6 +5,7 @@
 //! serves until it fires, and [`RunningAgent`] is the in-process handle the demo, `flowd run`
 //! and tests start and stop.
 
+mod exporters;
 mod handle;
 mod listeners;
 
@@ -48,6 +49,8 @@ pub enum AgentError {
     Kubernetes(#[from] enrich::kubernetes::KubernetesError),
     #[error(transparent)]
     Export(#[from] FileSinkError),
+    #[error(transparent)]
+    Exporter(#[from] exporters::ExporterError),
     #[error("pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -141,6 +144,7 @@ pub async fn run(
         )?),
         None => None,
     };
+    let exporters = exporters::Sinks::from_config(&config)?;
     let hub = Hub::new(store.clone(), config.subscriber_buffer);
     let drop_names = programs.drop_names.clone();
     if let Ok(mut loaded) = telemetry.programs.lock() {
@@ -251,6 +255,7 @@ pub async fn run(
     ));
     let export = file_sink
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
+    let exporters = exporters.spawn(&config, &hub, &telemetry);
     let api_stop = CancellationToken::new();
     let mut flow_api = FlowApi::new(hub, telemetry.clone());
     if let Some(attributor) = policies_for_api {
@@ -303,6 +308,9 @@ pub async fn run(
     }
     if let Some(export) = export {
         export.await?;
+    }
+    for exporter in exporters {
+        exporter.await?;
     }
     api_stop.cancel();
     let server_result = server.await?;

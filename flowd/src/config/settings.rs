@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     capture::{DropProbeMode, TcAttach},
+    export::{KafkaCompression, KafkaFormat, KafkaSasl},
     flow::aggregate::Level,
 };
 
@@ -182,4 +183,60 @@ settings! {
     /// rotated export files kept
     export_file_max_files: value usize = 5, shown "5",
         flag #[arg(long, value_name = "N")];
+    /// also send every record, at least once, to this OTLP/gRPC receiver (an OpenTelemetry
+    /// Collector) as a log record: `http://HOST:PORT`
+    otlp_endpoint: optional String = None, shown "off",
+        flag #[arg(long, value_name = "URL")];
+    /// records in one OTLP export request at most
+    otlp_batch_records: value usize = 1000, shown "1000",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// an OTLP export request unanswered this long fails and is retried
+    otlp_timeout: duration Duration = Duration::from_secs(10), shown "10s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// also send every record, at least once, to the Kafka cluster these brokers bootstrap
+    /// (`HOST:PORT[,...]`)
+    kafka_brokers: list String = Vec::new(), shown "off",
+        flag #[arg(long, value_delimiter = ',', value_name = "HOST:PORT[,...]")];
+    /// the topic records go to (it must exist, or the brokers create topics)
+    kafka_topic: value String = "flowd.flows".to_owned(), shown "flowd.flows",
+        flag #[arg(long, value_name = "NAME")];
+    /// a message's value: `protobuf` (a `flowd.v1.Flow`) or `json` (its proto3 JSON mapping)
+    kafka_format: value KafkaFormat = KafkaFormat::Protobuf, shown "protobuf",
+        flag #[arg(long, value_enum, value_name = "FORMAT")];
+    /// compression of produced batches: `none`, `gzip` or `snappy`
+    kafka_compression: value KafkaCompression = KafkaCompression::Snappy, shown "snappy",
+        flag #[arg(long, value_enum, value_name = "CODEC")];
+    /// records in one produce round (split by partition) at most
+    kafka_batch_records: value usize = 5000, shown "5000",
+        check at_least_one, flag #[arg(long, value_name = "N")];
+    /// a produce round unanswered (by every in-sync replica) this long fails and is retried
+    kafka_timeout: duration Duration = Duration::from_secs(10), shown "10s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// speak TLS to the brokers, trusting this CA (PEM file)
+    kafka_tls_ca: optional PathBuf = None, shown "off (plaintext)",
+        flag #[arg(long, value_name = "FILE")];
+    /// client certificate for the brokers (PEM file); needs `kafkaTlsKey` and `kafkaTlsCa`
+    kafka_tls_cert: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "FILE")];
+    /// the client certificate's private key (PEM file)
+    kafka_tls_key: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "FILE")];
+    /// SASL authentication: `plain`, `scram-sha-256` or `scram-sha-512`; needs
+    /// `kafkaSaslUsername` and `kafkaSaslPasswordFile`
+    kafka_sasl_mechanism: optional KafkaSasl = None, shown "off",
+        flag #[arg(long, value_enum, value_name = "MECHANISM")];
+    /// SASL user name
+    kafka_sasl_username: optional String = None, shown "off",
+        flag #[arg(long, value_name = "NAME")];
+    /// a file holding the SASL password (a file, so the password is in no flag or settings file)
+    kafka_sasl_password_file: optional PathBuf = None, shown "off",
+        flag #[arg(long, value_name = "FILE")];
+    /// how long an exporter's batch waits to fill once its first record is there
+    export_batch_wait: duration Duration = Duration::from_millis(200), shown "200ms",
+        check positive, flag #[arg(long, value_name = "DURATION")];
+    /// the longest pause between an exporter's retries (the first is 200 ms, then doubling);
+    /// what waits is in the history, so an outage delays delivery and loses nothing the node
+    /// still holds
+    export_retry_max: duration Duration = Duration::from_secs(30), shown "30s",
+        check positive, flag #[arg(long, value_name = "DURATION")];
 }

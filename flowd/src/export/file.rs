@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::cursor::CursorFile;
 use crate::{
     query::FlowMatcher,
     store::{Backlog, Hub, Range, SubscriptionEvent},
@@ -147,33 +148,24 @@ impl FileSink {
         Ok(moved)
     }
 
-    fn cursor_path(&self) -> PathBuf {
+    fn cursor(&self) -> CursorFile {
         let mut name = self.path.as_os_str().to_owned();
         name.push(".cursor");
-        PathBuf::from(name)
+        CursorFile::new(PathBuf::from(name))
     }
 
     /// The cursor of the last record written before the agent last stopped, if any.
     pub fn saved_cursor(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.cursor_path()).ok()?;
-        match text.trim().parse() {
-            Ok(cursor) => Some(cursor),
-            Err(_) => {
-                tracing::warn!(path = %self.cursor_path().display(), "unreadable export cursor; exporting from now on");
-                None
-            }
-        }
+        self.cursor().load()
     }
 
     /// Records `cursor` as written, replacing the saved one in one rename.
     fn save_cursor(&self, cursor: u64) -> Result<(), FileSinkError> {
-        let path = self.cursor_path();
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
-        std::fs::write(&temporary, format!("{cursor}\n"))
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .map_err(|source| FileSinkError::Io { path, source })
+        let file = self.cursor();
+        file.save(cursor).map_err(|source| FileSinkError::Io {
+            path: file.path().to_owned(),
+            source,
+        })
     }
 }
 

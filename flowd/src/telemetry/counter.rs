@@ -22,6 +22,58 @@ pub enum Counter {
     InterfaceResyncs,
     /// Failed writes to the export file; each is retried from the store, so none loses a record.
     ExportFileWriteErrors,
+    /// One exporter's delivery (`export_<exporter>_<count>`): records sent, refused, skipped;
+    /// attempts failed and retried; lag as it stands.
+    Export(Exporter, ExportCount),
+}
+
+/// A system records are exported to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exporter {
+    Otlp,
+    Kafka,
+}
+
+impl Exporter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Exporter::Otlp => "otlp",
+            Exporter::Kafka => "kafka",
+        }
+    }
+}
+
+/// What an exporter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExportCount {
+    /// Records the receiving end acknowledged.
+    Sent,
+    /// Records it acknowledged but refused, or refused for good: not exported.
+    Rejected,
+    /// Records retention removed before the exporter reached them.
+    Skipped,
+    /// Batches whose delivery failed (each is retried).
+    Failed,
+    /// Retries after a failure.
+    Retried,
+    /// Records stored and not yet delivered (a gauge).
+    LagRecords,
+    /// Age of the oldest record not yet delivered, in seconds (a gauge).
+    LagSeconds,
+}
+
+impl ExportCount {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExportCount::Sent => "sent",
+            ExportCount::Rejected => "rejected",
+            ExportCount::Skipped => "skipped",
+            ExportCount::Failed => "failed",
+            ExportCount::Retried => "retried",
+            ExportCount::LagRecords => "lag_records",
+            ExportCount::LagSeconds => "lag_seconds",
+        }
+    }
 }
 
 /// Events the kernel programs put on the ring buffer.
@@ -62,6 +114,9 @@ impl Counter {
             Counter::HistoryMovedAside => "history_moved_aside".to_owned(),
             Counter::ExportFileWriteErrors => "export_file_write_errors".to_owned(),
             Counter::InterfaceResyncs => "interface_resyncs".to_owned(),
+            Counter::Export(exporter, count) => {
+                format!("export_{}_{}", exporter.name(), count.as_str())
+            }
         }
     }
 }

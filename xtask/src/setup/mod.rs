@@ -4,8 +4,9 @@
 
 mod bpf_linker;
 mod cargo_fuzz;
-mod chart_tools;
 mod debian;
+mod kafka_broker;
+mod python_packages;
 mod rust_src;
 mod tools;
 
@@ -16,7 +17,7 @@ use clap::Args;
 
 pub use bpf_linker::prove_fresh_install as prove_bpf_linker_install;
 pub use cargo_fuzz::prove_fresh_install as prove_cargo_fuzz_install;
-pub use chart_tools::prove_fresh_install as prove_chart_tools_install;
+pub use python_packages::{CHART_TOOLS, RECEIVERS};
 pub use tools::current_tool_path;
 
 #[derive(Args, Clone, Copy, Default)]
@@ -67,7 +68,9 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
             debian::TEST,
             debian::BROWSER,
             tools::GRPCURL,
-            chart_tools::STEP,
+            python_packages::CHART_TOOLS_STEP,
+            python_packages::RECEIVERS_STEP,
+            kafka_broker::STEP,
             cargo_fuzz::STEP,
         ] {
             ensure(step)?;

@@ -1,0 +1,273 @@
+//! The OTLP exporter against a receiver built from the official protobuf definitions (PyPI's
+//! opentelemetry-proto with grpcio, `tests/receivers/otlp_receiver.py`), fed from an
+//! in-process store: every record arrives through an outage of the receiver, a restart of the
+//! exporter resumes from its cursor, and what cannot be delivered (refused, or removed by
+//! retention first) is counted.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use flowd::{
+    export::{self, CursorFile, Delivery, OtlpSink},
+    flow::FlowRecord,
+    query::FlowMatcher,
+    store::{FlowStore, Hub, Retention},
+    telemetry::{Counter, ExportCount, Exporter, Telemetry},
+};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The receiver process; killed on drop.
+struct Receiver(Child);
+
+impl Receiver {
+    fn start(port: u16, out: &Path, extra: &[&str]) -> Self {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/otlp_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(out)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the OTLP receiver (python3 with opentelemetry-proto and grpcio: cargo xtask setup)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the receiver's first line");
+        assert_eq!(
+            line.trim(),
+            format!("ready {port}"),
+            "the receiver did not start"
+        );
+        Self(child)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Records received, by cursor: how many times each arrived.
+fn received(out: &Path) -> BTreeMap<u64, u32> {
+    let mut cursors = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(out) else {
+        return cursors;
+    };
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let cursor = record["attributes"]["flowd.cursor"]
+            .as_u64()
+            .expect("every record carries flowd.cursor");
+        *cursors.entry(cursor).or_default() += 1;
+    }
+    cursors
+}
+
+struct Node {
+    hub: Hub,
+    telemetry: Arc<Telemetry>,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new(max_bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FlowStore::open(
+            &dir.path().join("flows.redb"),
+            Retention {
+                max_age: Duration::from_secs(3600),
+                max_bytes,
+            },
+            4 << 20,
+        )
+        .expect("open the history");
+        Self {
+            hub: Hub::new(Arc::new(store), 1024),
+            telemetry: Arc::new(Telemetry::new("node-a", 1024)),
+            dir,
+        }
+    }
+
+    fn exporter(&self, port: u16) -> tokio::task::JoinHandle<()> {
+        let sink = OtlpSink::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
+            .expect("an OTLP client");
+        let delivery = Delivery {
+            exporter: Exporter::Otlp,
+            cursor: CursorFile::new(self.dir.path().join("flows.redb.otlp.cursor")),
+            matcher: FlowMatcher::all(),
+            batch_records: 100,
+            batch_wait: Duration::from_millis(20),
+            retry_max: Duration::from_millis(300),
+        };
+        tokio::spawn(export::run_delivery(
+            sink,
+            delivery,
+            self.hub.clone(),
+            self.telemetry.clone(),
+        ))
+    }
+
+    async fn publish(&self, count: usize) {
+        let now = SystemTime::now();
+        let records = (0..count)
+            .map(|i| {
+                let mut record = FlowRecord::sample(10_000 + i as u16);
+                (record.start, record.end) = (now, now);
+                record
+            })
+            .collect();
+        self.hub.publish(records, &self.telemetry).await;
+    }
+
+    fn counter(&self, count: ExportCount) -> u64 {
+        self.telemetry
+            .counter(&Counter::Export(Exporter::Otlp, count))
+            .unwrap_or(0)
+    }
+
+    fn cursors(&self) -> std::ops::RangeInclusive<u64> {
+        let (first, last) = self.hub.store().bounds().unwrap().expect("records");
+        first..=last
+    }
+}
+
+/// Waits for `done`, checking every 20 ms, at most 30 s.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart() {
+    let node = Node::new(u64::MAX);
+    let out = node.dir.path().join("received.jsonl");
+    let port = free_port();
+    let receiver = Receiver::start(port, &out, &[]);
+    let exporter = node.exporter(port);
+    // A first run exports what is stored from its start on.
+    until("the exporter saved its first cursor", || {
+        node.dir.path().join("flows.redb.otlp.cursor").exists()
+    })
+    .await;
+    node.publish(300).await;
+    until("300 records received", || received(&out).len() == 300).await;
+
+    drop(receiver);
+    node.publish(300).await;
+    until("the outage noticed", || {
+        node.counter(ExportCount::Failed) > 0
+    })
+    .await;
+    assert!(node.counter(ExportCount::LagRecords) > 0);
+    let _receiver = Receiver::start(port, &out, &[]);
+    until("every record received after the outage", || {
+        received(&out).len() == 600
+    })
+    .await;
+    assert!(node.counter(ExportCount::Retried) > 0);
+
+    // The exporter stops and starts again: it resumes after its saved cursor.
+    exporter.abort();
+    let _ = exporter.await;
+    node.publish(100).await;
+    let exporter = node.exporter(port);
+    until("the records stored while it was down", || {
+        received(&out).len() == 700
+    })
+    .await;
+    let got = received(&out);
+    let all: Vec<u64> = node.cursors().collect();
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        all,
+        "every record, none else"
+    );
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    // Only a batch acknowledged as the exporter was aborted can come again.
+    assert!(twice.len() <= 100, "sent twice: {twice:?}");
+    assert_eq!(node.counter(ExportCount::Skipped), 0);
+    assert_eq!(node.counter(ExportCount::Rejected), 0);
+    until("no lag", || node.counter(ExportCount::LagRecords) == 0).await;
+
+    // What arrived is what the node holds, in OpenTelemetry's names.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["attributes"]["source.address"], "198.18.0.1");
+    assert_eq!(first["attributes"]["destination.port"], 53);
+    assert_eq!(first["attributes"]["network.transport"], "udp");
+    assert_eq!(first["attributes"]["flowd.verdict"], "forwarded");
+    assert_eq!(first["resource"]["k8s.node.name"], "node-1");
+    assert_eq!(first["event_name"], "flowd.flow");
+    exporter.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_records_and_records_retention_removed_first_are_counted() {
+    let node = Node::new(20_000);
+    let out = node.dir.path().join("received.jsonl");
+    let port = free_port();
+    let receiver = Receiver::start(port, &out, &["--reject-multiple", "10"]);
+    let exporter = node.exporter(port);
+    until("the exporter saved its first cursor", || {
+        node.dir.path().join("flows.redb.otlp.cursor").exists()
+    })
+    .await;
+    node.publish(50).await;
+    until("50 records acknowledged", || {
+        node.counter(ExportCount::Sent) + node.counter(ExportCount::Rejected) == 50
+    })
+    .await;
+    let refused = node.cursors().filter(|c| c % 10 == 0).count() as u64;
+    assert_eq!(node.counter(ExportCount::Rejected), refused);
+    assert_eq!(received(&out).len() as u64, 50 - refused);
+
+    // The exporter is stopped while the history outgrows its size bound: retention removes
+    // records it never read.
+    exporter.abort();
+    let _ = exporter.await;
+    drop(receiver);
+    node.publish(400).await;
+    let removed = node
+        .hub
+        .store()
+        .enforce_retention(SystemTime::now())
+        .unwrap();
+    assert!(removed > 100, "retention removed {removed}");
+    let _receiver = Receiver::start(port, &out, &[]);
+    let exporter = node.exporter(port);
+    let held = node.cursors();
+    until("what the node still holds arrives", || {
+        let got = received(&out);
+        held.clone().all(|c| got.contains_key(&c))
+    })
+    .await;
+    assert_eq!(node.counter(ExportCount::Skipped), removed - 50);
+    let got = received(&out);
+    assert_eq!(
+        got.keys().filter(|c| **c > 50).count() as u64,
+        400 - (removed - 50),
+        "every record of the 400 is delivered or counted as skipped"
+    );
+    exporter.abort();
+}
