@@ -11,24 +11,14 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use flowd::{
-    export::{self, CursorFile, Delivery, OtlpSink},
-    flow::FlowRecord,
-    query::FlowMatcher,
-    store::{FlowStore, Hub, Retention},
-    telemetry::{Counter, ExportCount, Exporter, Telemetry},
+    export::OtlpSink,
+    telemetry::{ExportCount, Exporter},
 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use support::export::{free_port, until, ExportNode};
 
 /// The receiver process; killed on drop.
 struct Receiver(Child);
@@ -81,117 +71,45 @@ fn received(out: &Path) -> BTreeMap<u64, u32> {
     cursors
 }
 
-struct Node {
-    hub: Hub,
-    telemetry: Arc<Telemetry>,
-    dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn new(max_bytes: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FlowStore::open(
-            &dir.path().join("flows.redb"),
-            Retention {
-                max_age: Duration::from_secs(3600),
-                max_bytes,
-            },
-            4 << 20,
-        )
-        .expect("open the history");
-        Self {
-            hub: Hub::new(Arc::new(store), 1024),
-            telemetry: Arc::new(Telemetry::new("node-a", 1024)),
-            dir,
-        }
-    }
-
-    fn exporter(&self, port: u16) -> tokio::task::JoinHandle<()> {
-        let sink = OtlpSink::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
-            .expect("an OTLP client");
-        let delivery = Delivery {
-            exporter: Exporter::Otlp,
-            cursor: CursorFile::new(self.dir.path().join("flows.redb.otlp.cursor")),
-            matcher: FlowMatcher::all(),
-            batch_records: 100,
-            batch_wait: Duration::from_millis(20),
-            retry_max: Duration::from_millis(300),
-        };
-        tokio::spawn(export::run_delivery(
-            sink,
-            delivery,
-            self.hub.clone(),
-            self.telemetry.clone(),
-        ))
-    }
-
-    async fn publish(&self, count: usize) {
-        let now = SystemTime::now();
-        let records = (0..count)
-            .map(|i| {
-                let mut record = FlowRecord::sample(10_000 + i as u16);
-                (record.start, record.end) = (now, now);
-                record
-            })
-            .collect();
-        self.hub.publish(records, &self.telemetry).await;
-    }
-
-    fn counter(&self, count: ExportCount) -> u64 {
-        self.telemetry
-            .counter(&Counter::Export(Exporter::Otlp, count))
-            .unwrap_or(0)
-    }
-
-    fn cursors(&self) -> std::ops::RangeInclusive<u64> {
-        let (first, last) = self.hub.store().bounds().unwrap().expect("records");
-        first..=last
-    }
-}
-
-/// Waits for `done`, checking every 20 ms, at most 30 s.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn otlp(port: u16) -> OtlpSink {
+    OtlpSink::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
+        .expect("an OTLP client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart() {
-    let node = Node::new(u64::MAX);
+    let node = ExportNode::new(u64::MAX);
     let out = node.dir.path().join("received.jsonl");
     let port = free_port();
     let receiver = Receiver::start(port, &out, &[]);
-    let exporter = node.exporter(port);
+    let exporter = node.export(Exporter::Otlp, otlp(port));
     // A first run exports what is stored from its start on.
     until("the exporter saved its first cursor", || {
-        node.dir.path().join("flows.redb.otlp.cursor").exists()
+        node.cursor_file(Exporter::Otlp).exists()
     })
     .await;
-    node.publish(300).await;
+    node.publish(300, 300).await;
     until("300 records received", || received(&out).len() == 300).await;
 
     drop(receiver);
-    node.publish(300).await;
+    node.publish(300, 300).await;
     until("the outage noticed", || {
-        node.counter(ExportCount::Failed) > 0
+        node.counter(Exporter::Otlp, ExportCount::Failed) > 0
     })
     .await;
-    assert!(node.counter(ExportCount::LagRecords) > 0);
+    assert!(node.counter(Exporter::Otlp, ExportCount::LagRecords) > 0);
     let _receiver = Receiver::start(port, &out, &[]);
     until("every record received after the outage", || {
         received(&out).len() == 600
     })
     .await;
-    assert!(node.counter(ExportCount::Retried) > 0);
+    assert!(node.counter(Exporter::Otlp, ExportCount::Retried) > 0);
 
     // The exporter stops and starts again: it resumes after its saved cursor.
     exporter.abort();
     let _ = exporter.await;
-    node.publish(100).await;
-    let exporter = node.exporter(port);
+    node.publish(100, 100).await;
+    let exporter = node.export(Exporter::Otlp, otlp(port));
     until("the records stored while it was down", || {
         received(&out).len() == 700
     })
@@ -206,9 +124,12 @@ async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart(
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     // Only a batch acknowledged as the exporter was aborted can come again.
     assert!(twice.len() <= 100, "sent twice: {twice:?}");
-    assert_eq!(node.counter(ExportCount::Skipped), 0);
-    assert_eq!(node.counter(ExportCount::Rejected), 0);
-    until("no lag", || node.counter(ExportCount::LagRecords) == 0).await;
+    assert_eq!(node.counter(Exporter::Otlp, ExportCount::Skipped), 0);
+    assert_eq!(node.counter(Exporter::Otlp, ExportCount::Rejected), 0);
+    until("no lag", || {
+        node.counter(Exporter::Otlp, ExportCount::LagRecords) == 0
+    })
+    .await;
 
     // What arrived is what the node holds, in OpenTelemetry's names.
     let text = std::fs::read_to_string(&out).unwrap();
@@ -224,22 +145,24 @@ async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_records_and_records_retention_removed_first_are_counted() {
-    let node = Node::new(20_000);
+    let node = ExportNode::new(20_000);
     let out = node.dir.path().join("received.jsonl");
     let port = free_port();
     let receiver = Receiver::start(port, &out, &["--reject-multiple", "10"]);
-    let exporter = node.exporter(port);
+    let exporter = node.export(Exporter::Otlp, otlp(port));
     until("the exporter saved its first cursor", || {
-        node.dir.path().join("flows.redb.otlp.cursor").exists()
+        node.cursor_file(Exporter::Otlp).exists()
     })
     .await;
-    node.publish(50).await;
+    node.publish(50, 50).await;
     until("50 records acknowledged", || {
-        node.counter(ExportCount::Sent) + node.counter(ExportCount::Rejected) == 50
+        node.counter(Exporter::Otlp, ExportCount::Sent)
+            + node.counter(Exporter::Otlp, ExportCount::Rejected)
+            == 50
     })
     .await;
     let refused = node.cursors().filter(|c| c % 10 == 0).count() as u64;
-    assert_eq!(node.counter(ExportCount::Rejected), refused);
+    assert_eq!(node.counter(Exporter::Otlp, ExportCount::Rejected), refused);
     assert_eq!(received(&out).len() as u64, 50 - refused);
 
     // The exporter is stopped while the history outgrows its size bound: retention removes
@@ -247,7 +170,7 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
     exporter.abort();
     let _ = exporter.await;
     drop(receiver);
-    node.publish(400).await;
+    node.publish(400, 400).await;
     let removed = node
         .hub
         .store()
@@ -255,14 +178,17 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
         .unwrap();
     assert!(removed > 100, "retention removed {removed}");
     let _receiver = Receiver::start(port, &out, &[]);
-    let exporter = node.exporter(port);
+    let exporter = node.export(Exporter::Otlp, otlp(port));
     let held = node.cursors();
     until("what the node still holds arrives", || {
         let got = received(&out);
         held.clone().all(|c| got.contains_key(&c))
     })
     .await;
-    assert_eq!(node.counter(ExportCount::Skipped), removed - 50);
+    assert_eq!(
+        node.counter(Exporter::Otlp, ExportCount::Skipped),
+        removed - 50
+    );
     let got = received(&out);
     assert_eq!(
         got.keys().filter(|c| **c > 50).count() as u64,

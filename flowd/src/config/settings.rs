@@ -204,7 +204,7 @@ settings! {
     kafka_format: value KafkaFormat = KafkaFormat::Protobuf, shown "protobuf",
         flag #[arg(long, value_enum, value_name = "FORMAT")];
     /// compression of produced batches: `none`, `gzip` or `snappy`
-    kafka_compression: value KafkaCompression = KafkaCompression::Snappy, shown "snappy",
+    kafka_compression: value KafkaCompression = KafkaCompression::Gzip, shown "gzip",
         flag #[arg(long, value_enum, value_name = "CODEC")];
     /// records in one produce round (split by partition) at most
     kafka_batch_records: value usize = 5000, shown "5000",

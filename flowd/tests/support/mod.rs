@@ -1,6 +1,7 @@
 //! Shared by the integration tests: privilege gate, a real agent process, flow collection.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod export;
 pub mod http;
 pub mod tls;
 

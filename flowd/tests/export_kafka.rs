@@ -1,0 +1,235 @@
+//! The Kafka exporter against a real Kafka-protocol broker (crates.io's tansu, durable on
+//! sqlite, installed by setup), read back with kafka-python (`tests/receivers/kafka_tool.py`):
+//! every record the node holds arrives through a broker killed and restarted mid-stream, each
+//! connection's records in one partition (the one Kafka's default partitioner picks for its
+//! key) and in order; both value formats decode.
+
+mod support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use flowd::{
+    export::{KafkaCompression, KafkaFormat, KafkaSettings, KafkaSink},
+    proto::v1 as pb,
+    telemetry::{ExportCount, Exporter},
+};
+use prost::Message as _;
+use support::export::{free_port, until, ExportNode};
+
+const TOPIC: &str = "flowd.flows";
+
+/// A tansu broker on `port`, its data in `dir`; killed on drop.
+struct Broker(Child);
+
+impl Broker {
+    fn start(port: u16, dir: &Path) -> Self {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            // Relative to the working directory: its data survives a restart there.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu (cargo xtask setup installs it)");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        for line in stdout.lines() {
+            let line = line.expect("tansu's output");
+            if line.starts_with("ready") {
+                return Self(child);
+            }
+        }
+        panic!("tansu ended before it was ready");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kafka_tool(args: &[&str]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/kafka_tool.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .status()
+        .expect("python3 with kafka-python (cargo xtask setup)");
+    assert!(status.success(), "kafka_tool.py {args:?}: {status}");
+}
+
+struct Message {
+    partition: u64,
+    key: String,
+    value: Vec<u8>,
+    headers: serde_json::Value,
+    default_partition: u64,
+}
+
+/// Every message of the topic, partition by partition in offset order, read by kafka-python.
+fn consume(broker: &str, out: &Path) -> Vec<Message> {
+    kafka_tool(&["consume", broker, TOPIC, out.to_str().unwrap()]);
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let m: serde_json::Value = serde_json::from_str(line).unwrap();
+            Message {
+                partition: m["partition"].as_u64().unwrap(),
+                key: m["key"].as_str().unwrap().to_owned(),
+                value: base64::engine::general_purpose::STANDARD
+                    .decode(m["value"].as_str().unwrap())
+                    .unwrap(),
+                headers: m["headers"].clone(),
+                default_partition: m["default_partition"].as_u64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn kafka(port: u16, format: KafkaFormat) -> KafkaSink {
+    KafkaSink::new(KafkaSettings {
+        brokers: vec![format!("127.0.0.1:{port}")],
+        topic: TOPIC.into(),
+        format,
+        compression: KafkaCompression::default(),
+        timeout: Duration::from_secs(3),
+        tls: None,
+        sasl: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_through_a_broker_restart_each_connection_in_order() {
+    let node = ExportNode::new(u64::MAX);
+    let port = free_port();
+    let broker_address = format!("127.0.0.1:{port}");
+    let broker_dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(port, broker_dir.path());
+    tokio::task::block_in_place(|| kafka_tool(&["create-topic", &broker_address, TOPIC, "3"]));
+    let exporter = node.export(Exporter::Kafka, kafka(port, KafkaFormat::Protobuf));
+    until("the exporter saved its first cursor", || {
+        node.cursor_file(Exporter::Kafka).exists()
+    })
+    .await;
+    let sent = || node.counter(Exporter::Kafka, ExportCount::Sent);
+    node.publish(300, 40).await;
+    until("300 records acknowledged", || sent() >= 300).await;
+
+    // The broker dies mid-stream; what the node captures meanwhile waits in its history.
+    drop(broker);
+    node.publish(300, 40).await;
+    until("the outage noticed", || {
+        node.counter(Exporter::Kafka, ExportCount::Failed) > 0
+    })
+    .await;
+    let _broker = Broker::start(port, broker_dir.path());
+    until("every record acknowledged after the restart", || {
+        node.counter(Exporter::Kafka, ExportCount::LagRecords) == 0 && sent() >= 600
+    })
+    .await;
+    exporter.abort();
+
+    let out = node.dir.path().join("consumed.jsonl");
+    let messages = tokio::task::block_in_place(|| consume(&broker_address, &out));
+    let mut arrived: BTreeMap<u64, u32> = BTreeMap::new();
+    // A connection's records, in the order its partition holds them.
+    let mut by_key: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
+    for message in &messages {
+        let flow = pb::Flow::decode(message.value.as_slice()).expect("a flowd.v1.Flow");
+        *arrived.entry(flow.cursor).or_default() += 1;
+        assert_eq!(message.key, flowd::export::kafka_key(&flow));
+        assert_eq!(
+            message.partition, message.default_partition,
+            "the partition Kafka's default partitioner picks for {:?}",
+            message.key
+        );
+        assert_eq!(message.headers["flowd-node"], "node-1");
+        let (partition, cursors) = by_key
+            .entry(message.key.clone())
+            .or_insert((message.partition, Vec::new()));
+        assert_eq!(
+            *partition, message.partition,
+            "one partition per connection"
+        );
+        cursors.push(flow.cursor);
+    }
+    let all: BTreeSet<u64> = node.cursors().collect();
+    assert_eq!(
+        arrived.keys().copied().collect::<BTreeSet<_>>(),
+        all,
+        "every record the node holds, none else"
+    );
+    let twice = arrived.values().filter(|n| **n > 1).count();
+    // Only a batch the broker stored as it died, before answering, can come again.
+    assert!(twice <= 100, "{twice} records arrived twice");
+    assert_eq!(by_key.len(), 40);
+    let partitions: BTreeSet<u64> = by_key.values().map(|(p, _)| *p).collect();
+    assert!(
+        partitions.len() > 1,
+        "40 connections over 3 partitions: {partitions:?}"
+    );
+    for (key, (_, cursors)) in &by_key {
+        // First arrivals in order; a batch sent again repeats a run of them.
+        let mut first: Vec<u64> = Vec::new();
+        for cursor in cursors {
+            if !first.contains(cursor) {
+                first.push(*cursor);
+            }
+        }
+        assert!(first.windows(2).all(|w| w[0] < w[1]), "{key}: {cursors:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_messages_are_the_proto3_json_of_the_records() {
+    let node = ExportNode::new(u64::MAX);
+    let port = free_port();
+    let broker_address = format!("127.0.0.1:{port}");
+    let broker_dir = tempfile::tempdir().unwrap();
+    let _broker = Broker::start(port, broker_dir.path());
+    tokio::task::block_in_place(|| kafka_tool(&["create-topic", &broker_address, TOPIC, "1"]));
+    let exporter = node.export(Exporter::Kafka, kafka(port, KafkaFormat::Json));
+    until("the exporter saved its first cursor", || {
+        node.cursor_file(Exporter::Kafka).exists()
+    })
+    .await;
+    node.publish(20, 20).await;
+    until("20 records acknowledged", || {
+        node.counter(Exporter::Kafka, ExportCount::Sent) == 20
+    })
+    .await;
+    exporter.abort();
+    let out = node.dir.path().join("consumed.jsonl");
+    let messages = tokio::task::block_in_place(|| consume(&broker_address, &out));
+    assert_eq!(messages.len(), 20);
+    let cursors: BTreeSet<String> = messages
+        .iter()
+        .map(|m| {
+            assert_eq!(m.headers["content-type"], "application/json");
+            let flow: serde_json::Value = serde_json::from_slice(&m.value).expect("JSON");
+            assert_eq!(flow["destination"]["port"], 53, "{flow}");
+            assert_eq!(flow["protocol"], "PROTOCOL_UDP", "{flow}");
+            // proto3 JSON writes 64-bit integers as strings.
+            flow["cursor"].as_str().expect("cursor").to_owned()
+        })
+        .collect();
+    let expected: BTreeSet<String> = node.cursors().map(|c| c.to_string()).collect();
+    assert_eq!(cursors, expected);
+}
