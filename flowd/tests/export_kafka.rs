@@ -46,14 +46,15 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu (cargo xtask setup installs it)");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        for line in stdout.lines() {
-            let line = line.expect("tansu's output");
-            if line.starts_with("ready") {
-                return Self(child);
-            }
-        }
-        panic!("tansu ended before it was ready");
+        let stdout = child.stdout.take().expect("stdout");
+        // Killed and waited for on drop, whatever happens next.
+        let broker = Self(child);
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with("ready"));
+        assert!(ready, "tansu ended before it was ready");
+        broker
     }
 }
 
