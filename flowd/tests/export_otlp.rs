@@ -35,8 +35,11 @@ impl Receiver {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the OTLP receiver (python3 with opentelemetry-proto and grpcio: cargo xtask setup)");
+        let stdout = child.stdout.take().expect("stdout");
+        // Killed and waited for on drop, whatever happens next.
+        let receiver = Self(child);
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        BufReader::new(stdout)
             .read_line(&mut line)
             .expect("the receiver's first line");
         assert_eq!(
@@ -44,7 +47,7 @@ impl Receiver {
             format!("ready {port}"),
             "the receiver did not start"
         );
-        Self(child)
+        receiver
     }
 }
 
