@@ -34,7 +34,7 @@ fn endpoint(workload: usize, pod: usize, port: u32) -> pb::Endpoint {
 
 /// Record `i` of a cluster of WORKLOADS workloads talking over EDGES distinct edges: ports,
 /// verdicts and policy decisions vary as they do in a real history.
-fn record(i: usize, end: SystemTime) -> pb::Flow {
+pub(crate) fn record(i: usize, end: SystemTime) -> pb::Flow {
     let edge = i % EDGES;
     let source = edge % WORKLOADS;
     let destination = (source * 7 + edge / WORKLOADS + 1) % WORKLOADS;

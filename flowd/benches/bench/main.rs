@@ -80,6 +80,7 @@ fn is_root() -> bool {
 mod agent;
 mod e2e;
 mod enrichment;
+mod export;
 mod graph;
 mod kernel;
 mod policies;
@@ -121,6 +122,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("graph") {
         rows.extend(graph::aggregation()?);
+    }
+    if wanted("export") {
+        rows.extend(export::export(&runtime)?);
     }
     if wanted("page") {
         rows.extend(graph::render(&runtime)?);

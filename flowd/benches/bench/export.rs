@@ -1,0 +1,239 @@
+//! Exporters end to end: 200,000 stored records delivered, acknowledged batch by batch, to an
+//! OTLP/gRPC receiver (an in-process tonic server built from the official protobufs, counting
+//! what it receives) and to a local Kafka-protocol broker (tansu, in memory, acks from all
+//! in-sync replicas), each against reading the same records from the history as an exporter
+//! does (its input, without a receiving end).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flowd::{
+    export::{
+        self, CursorFile, Delivery, KafkaCompression, KafkaFormat, KafkaSettings, KafkaSink,
+        OtlpSink, Sink,
+    },
+    query::FlowMatcher,
+    store::Backlog,
+    telemetry::{Counter, ExportCount, Exporter},
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    logs_service_server::{LogsService, LogsServiceServer},
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+
+use super::*;
+use crate::store::open_store;
+
+const RECORDS: usize = 200_000;
+
+/// Counts the log records it receives.
+#[derive(Clone, Default)]
+struct CountingReceiver(Arc<AtomicU64>);
+
+#[tonic::async_trait]
+impl LogsService for CountingReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let records: usize = request
+            .get_ref()
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        self.0.fetch_add(records as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// A history of RECORDS records, and a cursor file that starts an exporter at its beginning.
+fn history(dir: &std::path::Path) -> anyhow::Result<Hub> {
+    let store = open_store(dir)?;
+    let end = SystemTime::now();
+    for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(5_000) {
+        store.append(
+            chunk
+                .iter()
+                .map(|i| super::graph::record(*i, end))
+                .collect(),
+        )?;
+    }
+    Ok(Hub::new(Arc::new(store), 16_384))
+}
+
+/// Seconds to deliver the whole history through `sink`, until `delivered` says all arrived.
+async fn deliver<S: Sink + 'static>(
+    hub: &Hub,
+    dir: &std::path::Path,
+    exporter: Exporter,
+    sink: S,
+    batch_records: usize,
+    telemetry: &Arc<Telemetry>,
+    delivered: impl Fn() -> u64,
+) -> anyhow::Result<f64> {
+    let cursor = CursorFile::new(dir.join(format!("{}.cursor", exporter.name())));
+    cursor.save(0)?;
+    let started = Instant::now();
+    let task = tokio::spawn(export::run_delivery(
+        sink,
+        Delivery {
+            exporter,
+            cursor,
+            matcher: FlowMatcher::all(),
+            batch_records,
+            batch_wait: Duration::from_millis(200),
+            retry_max: Duration::from_secs(1),
+        },
+        hub.clone(),
+        telemetry.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while delivered() < RECORDS as u64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} delivered {} of {RECORDS} in 300 s (failed {:?})",
+            exporter.name(),
+            delivered(),
+            telemetry.counter(&Counter::Export(exporter, ExportCount::Failed))
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    task.abort();
+    Ok(seconds)
+}
+
+/// Seconds to read the whole history as an exporter's subscription does.
+async fn read(hub: &Hub) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut subscription = hub.subscribe(
+        Backlog::Range(Range::AfterCursor(0)),
+        false,
+        FlowMatcher::all(),
+    );
+    let mut read = 0usize;
+    while let Some(event) = subscription.next().await {
+        if let flowd::store::SubscriptionEvent::Flow(_) = event? {
+            read += 1;
+        }
+    }
+    anyhow::ensure!(read == RECORDS, "read {read} of {RECORDS}");
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// A tansu broker in memory on a free loopback port, with the topic; killed on drop.
+struct Broker(std::process::Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn broker(port: u16) -> anyhow::Result<Broker> {
+    use std::io::BufRead as _;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("start tansu (cargo xtask setup installs it)")?;
+    let stdout = child.stdout.take().context("tansu's stdout")?;
+    let broker = Broker(child);
+    let ready = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("ready"));
+    anyhow::ensure!(ready, "tansu ended before it was ready");
+    let tool =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/kafka_tool.py");
+    let status = Command::new("python3")
+        .arg(tool)
+        .args([
+            "create-topic",
+            &format!("127.0.0.1:{port}"),
+            "flowd.flows",
+            "3",
+        ])
+        .status()?;
+    anyhow::ensure!(status.success(), "creating the topic: {status}");
+    Ok(broker)
+}
+
+pub(crate) fn export(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let hub = history(dir.path())?;
+    let telemetry = Arc::new(Telemetry::new("bench", 1));
+    runtime.block_on(async {
+        let read_s = read(&hub).await?;
+        let read_rate = RECORDS as f64 / read_s;
+
+        let receiver = CountingReceiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .add_service(LogsServiceServer::new(receiver.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown.clone().cancelled_owned(),
+            );
+        let server = tokio::spawn(server);
+        let sink = OtlpSink::new(&format!("http://{addr}"), Duration::from_secs(10))?;
+        let received = receiver.0.clone();
+        let otlp_s = deliver(&hub, dir.path(), Exporter::Otlp, sink, 1000, &telemetry, || {
+            received.load(Ordering::Relaxed)
+        })
+        .await?;
+        shutdown.cancel();
+        let _ = server.await;
+
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let _broker = tokio::task::block_in_place(|| broker(port))?;
+        let sink = KafkaSink::new(KafkaSettings {
+            brokers: vec![format!("127.0.0.1:{port}")],
+            topic: "flowd.flows".into(),
+            format: KafkaFormat::Protobuf,
+            compression: KafkaCompression::default(),
+            timeout: Duration::from_secs(10),
+            tls: None,
+            sasl: None,
+        });
+        let sent = || {
+            telemetry
+                .counter(&Counter::Export(Exporter::Kafka, ExportCount::Sent))
+                .unwrap_or(0)
+        };
+        let kafka_s = deliver(&hub, dir.path(), Exporter::Kafka, sink, 5000, &telemetry, sent).await?;
+        let baseline = format!("{read_rate:.0} (reading the same records)");
+        anyhow::Ok(vec![
+            row(
+                "OTLP export, 200,000 records to an OTLP/gRPC receiver, acknowledged (records/s)",
+                format!("{:.0}", RECORDS as f64 / otlp_s),
+                baseline.clone(),
+                read_s / otlp_s,
+                ">= 200000",
+            ),
+            row(
+                "Kafka export, 200,000 records to a local broker (tansu, memory), acks=all, gzip (records/s)",
+                format!("{:.0}", RECORDS as f64 / kafka_s),
+                baseline,
+                read_s / kafka_s,
+                ">= 200000",
+            ),
+        ])
+    })
+}
