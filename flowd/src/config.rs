@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 #[macro_use]
 mod declare;
 mod checks;
+mod flow_filter;
 mod settings;
 pub mod table;
 
 pub use checks::HumanDuration;
+pub use flow_filter::{flow_filters, FlowFilterSetting};
 pub use settings::{Config, ConfigFile, SettingFlags, SETTINGS};
 pub use table::Setting;
 

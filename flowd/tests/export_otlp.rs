@@ -200,3 +200,35 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
     );
     exporter.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_what_the_filters_match_is_exported_and_the_cursor_passes_the_rest() {
+    let node = ExportNode::new(u64::MAX);
+    let out = node.dir.path().join("received.jsonl");
+    let port = free_port();
+    let _receiver = Receiver::start(port, &out, &[]);
+    // The settings' form: a GetFlows filter as JSON.
+    let allow: flowd::config::FlowFilterSetting =
+        r#"{"sourcePort": [10003, 10004]}"#.parse().unwrap();
+    let deny: flowd::config::FlowFilterSetting = r#"{"sourcePort": [10004]}"#.parse().unwrap();
+    let matcher = flowd::query::FlowMatcher::new(&[allow.0], &[deny.0]).unwrap();
+    let exporter = node.export_matching(Exporter::Otlp, otlp(port), matcher);
+    until("the exporter saved its first cursor", || {
+        node.cursor_file(Exporter::Otlp).exists()
+    })
+    .await;
+    node.publish(100, 10).await;
+    until("the cursor passed every record", || {
+        node.counter(Exporter::Otlp, ExportCount::LagRecords) == 0
+            && node.counter(Exporter::Otlp, ExportCount::Sent) == 10
+    })
+    .await;
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 10);
+    assert!(
+        text.lines()
+            .all(|line| line.contains(r#""source.port": 10003"#)),
+        "{text}"
+    );
+    exporter.abort();
+}

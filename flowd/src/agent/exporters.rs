@@ -19,26 +19,53 @@ pub enum ExporterError {
     Otlp(#[from] OtlpError),
     #[error(transparent)]
     Kafka(#[from] KafkaSetupError),
+    #[error("{setting}: {source}")]
+    Filter {
+        setting: &'static str,
+        source: crate::query::FilterError,
+    },
     #[error("kafkaTlsCert and kafkaTlsKey need kafkaTlsCa: the CA the brokers' certificates are checked against")]
     KafkaClientCertificateWithoutCa,
 }
 
 pub struct Sinks {
-    otlp: Option<OtlpSink>,
-    kafka: Option<KafkaSink>,
+    otlp: Option<(OtlpSink, FlowMatcher)>,
+    kafka: Option<(KafkaSink, FlowMatcher)>,
+}
+
+/// What an exporter sends: records matching `allow` (all when empty) and no `deny`.
+fn matcher(
+    setting: &'static str,
+    allow: &[crate::config::FlowFilterSetting],
+    deny: &[crate::config::FlowFilterSetting],
+) -> Result<FlowMatcher, ExporterError> {
+    let (allow, deny) = (
+        crate::config::flow_filters(allow),
+        crate::config::flow_filters(deny),
+    );
+    FlowMatcher::new(&allow, &deny).map_err(|source| ExporterError::Filter { setting, source })
 }
 
 impl Sinks {
     pub fn from_config(config: &Config) -> Result<Self, ExporterError> {
-        let otlp = config
-            .otlp_endpoint
-            .as_deref()
-            .map(|endpoint| OtlpSink::new(endpoint, config.otlp_timeout))
-            .transpose()?;
+        let otlp = match config.otlp_endpoint.as_deref() {
+            None => None,
+            Some(endpoint) => Some((
+                OtlpSink::new(endpoint, config.otlp_timeout)?,
+                matcher("otlpAllow/otlpDeny", &config.otlp_allow, &config.otlp_deny)?,
+            )),
+        };
         let kafka = if config.kafka_brokers.is_empty() {
             None
         } else {
-            Some(KafkaSink::new(kafka_settings(config)?))
+            Some((
+                KafkaSink::new(kafka_settings(config)?),
+                matcher(
+                    "kafkaAllow/kafkaDeny",
+                    &config.kafka_allow,
+                    &config.kafka_deny,
+                )?,
+            ))
         };
         Ok(Self { otlp, kafka })
     }
@@ -50,27 +77,28 @@ impl Sinks {
         hub: &Hub,
         telemetry: &Arc<Telemetry>,
     ) -> Vec<JoinHandle<()>> {
-        let delivery = |exporter: Exporter, batch_records: usize| export::Delivery {
-            exporter,
-            cursor: cursor_file(config, exporter),
-            matcher: FlowMatcher::all(),
-            batch_records,
-            batch_wait: config.export_batch_wait,
-            retry_max: config.export_retry_max,
-        };
+        let delivery =
+            |exporter: Exporter, matcher: FlowMatcher, batch_records: usize| export::Delivery {
+                exporter,
+                cursor: cursor_file(config, exporter),
+                matcher,
+                batch_records,
+                batch_wait: config.export_batch_wait,
+                retry_max: config.export_retry_max,
+            };
         let mut tasks = Vec::new();
-        if let Some(sink) = self.otlp {
+        if let Some((sink, matcher)) = self.otlp {
             tasks.push(tokio::spawn(export::run_delivery(
                 sink,
-                delivery(Exporter::Otlp, config.otlp_batch_records),
+                delivery(Exporter::Otlp, matcher, config.otlp_batch_records),
                 hub.clone(),
                 telemetry.clone(),
             )));
         }
-        if let Some(sink) = self.kafka {
+        if let Some((sink, matcher)) = self.kafka {
             tasks.push(tokio::spawn(export::run_delivery(
                 sink,
-                delivery(Exporter::Kafka, config.kafka_batch_records),
+                delivery(Exporter::Kafka, matcher, config.kafka_batch_records),
                 hub.clone(),
                 telemetry.clone(),
             )));

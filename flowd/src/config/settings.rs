@@ -6,7 +6,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
     checks::{at_least_one, interface_names, positive, ring_buffer_size},
-    default_node_name, ConfigError, Setting, DEFAULT_SOCKET, DEFAULT_STORE,
+    default_node_name,
+    flow_filter::FlowFilterSetting,
+    ConfigError, Setting, DEFAULT_SOCKET, DEFAULT_STORE,
 };
 use crate::{
     capture::{DropProbeMode, TcAttach},
@@ -231,6 +233,19 @@ settings! {
     /// a file holding the SASL password (a file, so the password is in no flag or settings file)
     kafka_sasl_password_file: optional PathBuf = None, shown "off",
         flag #[arg(long, value_name = "FILE")];
+    /// export to OTLP only records matching one of these GetFlows filters (a `flowd.v1.FlowFilter`
+    /// each, proto3 JSON as YAML; flag: JSON)
+    otlp_allow: list FlowFilterSetting = Vec::new(), shown "every record",
+        flag #[arg(long, value_name = "FILTER")];
+    /// and of those, none matching one of these
+    otlp_deny: list FlowFilterSetting = Vec::new(), shown "none",
+        flag #[arg(long, value_name = "FILTER")];
+    /// export to Kafka only records matching one of these GetFlows filters (as `otlpAllow`)
+    kafka_allow: list FlowFilterSetting = Vec::new(), shown "every record",
+        flag #[arg(long, value_name = "FILTER")];
+    /// and of those, none matching one of these
+    kafka_deny: list FlowFilterSetting = Vec::new(), shown "none",
+        flag #[arg(long, value_name = "FILTER")];
     /// how long an exporter's batch waits to fill once its first record is there
     export_batch_wait: duration Duration = Duration::from_millis(200), shown "200ms",
         check positive, flag #[arg(long, value_name = "DURATION")];

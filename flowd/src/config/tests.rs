@@ -303,3 +303,24 @@ fn nothing_listens_beyond_loopback_without_tls_and_client_certificates() {
         "the metrics' switch does not open the API: {err}"
     );
 }
+
+#[test]
+fn exporter_settings_read_from_the_file() {
+    let file = parse(
+        "otlpEndpoint: http://127.0.0.1:4317\nkafkaBrokers: [kafka-0:9092, kafka-1:9092]\n\
+         kafkaFormat: json\nkafkaAllow:\n  - verdict: [VERDICT_DENIED]\n    namespace: [payments]\n\
+         otlpDeny:\n  - port: [53]\n",
+    )
+    .unwrap();
+    let config = file.apply(Config::default());
+    assert_eq!(config.kafka_brokers, vec!["kafka-0:9092", "kafka-1:9092"]);
+    assert_eq!(config.kafka_topic, "flowd.flows");
+    assert_eq!(config.kafka_format, crate::export::KafkaFormat::Json);
+    assert_eq!(
+        config.kafka_allow[0].0.verdict,
+        vec![crate::proto::v1::Verdict::Denied as i32]
+    );
+    assert_eq!(config.kafka_allow[0].0.namespace, vec!["payments"]);
+    assert_eq!(config.otlp_deny[0].0.port, vec![53]);
+    config.validate().unwrap();
+}

@@ -53,16 +53,26 @@ impl ExportNode {
             .join(format!("flows.redb.{}.cursor", exporter.name()))
     }
 
-    /// Starts `exporter` delivering through `sink`, in batches of up to 100 records.
+    /// Starts `exporter` delivering every record through `sink`, in batches of up to 100.
     pub fn export<S: Sink + 'static>(
         &self,
         exporter: Exporter,
         sink: S,
     ) -> tokio::task::JoinHandle<()> {
+        self.export_matching(exporter, sink, FlowMatcher::all())
+    }
+
+    /// As `export`, only the records `matcher` matches.
+    pub fn export_matching<S: Sink + 'static>(
+        &self,
+        exporter: Exporter,
+        sink: S,
+        matcher: FlowMatcher,
+    ) -> tokio::task::JoinHandle<()> {
         let delivery = Delivery {
             exporter,
             cursor: CursorFile::new(self.cursor_file(exporter)),
-            matcher: FlowMatcher::all(),
+            matcher,
             batch_records: 100,
             batch_wait: Duration::from_millis(20),
             retry_max: Duration::from_millis(300),
