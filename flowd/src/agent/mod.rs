@@ -69,6 +69,8 @@ pub async fn run(
         ui: ui_listener,
     } = listeners;
     let netns = config.netns_path();
+    // Settings mistakes are said before anything is attached.
+    let exporters = exporters::Sinks::from_config(&config)?;
     capture::check_privileges()?;
     // Configuration only, no request: an unreachable API server never delays capture.
     let kube_client = if config.kubernetes {
@@ -144,7 +146,6 @@ pub async fn run(
         )?),
         None => None,
     };
-    let exporters = exporters::Sinks::from_config(&config)?;
     let hub = Hub::new(store.clone(), config.subscriber_buffer);
     let drop_names = programs.drop_names.clone();
     if let Ok(mut loaded) = telemetry.programs.lock() {
