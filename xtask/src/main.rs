@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
             bench::run()
         }
         Task::Demo { args } => {
-            setup::run(setup::SetupArgs::default())?;
+            setup::run_for_demo()?;
             cargo(&["build", "--package", "flowd"])?;
             let flowd = workspace_root()?.join("target/debug/flowd");
             run(Command::new(flowd).arg("demo").args(args))
