@@ -111,68 +111,117 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
             true,
             FlowMatcher::all(),
         );
+        let mut next = collect(&mut subscription, &delivery, delivered, &count).await;
         loop {
-            let (batch, stop) = collect(&mut subscription, &delivery, delivered, &count).await;
-            if !batch.flows.is_empty() {
-                let mut retry = RETRY_FIRST;
-                loop {
-                    lag(
-                        &telemetry,
-                        exporter,
-                        &hub,
-                        delivered,
-                        batch.oldest_recorded_ns,
-                    );
-                    match sink.send(&batch.flows).await {
-                        Ok(accepted) => {
-                            let rejected = accepted.rejected.min(batch.flows.len() as u64);
-                            count(ExportCount::Sent, batch.flows.len() as u64 - rejected);
-                            if rejected > 0 {
-                                tracing::warn!(
-                                    exporter = exporter.name(),
-                                    rejected,
-                                    "the receiving end refused some records"
-                                );
-                                count(ExportCount::Rejected, rejected);
-                            }
-                            if failing {
-                                tracing::info!(exporter = exporter.name(), "delivering again");
-                                failing = false;
-                            }
-                            break;
-                        }
-                        Err(SinkError::Rejected(reason)) => {
-                            tracing::error!(exporter = exporter.name(), records = batch.flows.len(), %reason, "the receiving end refused a batch; its records are not exported");
-                            count(ExportCount::Rejected, batch.flows.len() as u64);
-                            break;
-                        }
-                        Err(SinkError::Unavailable(reason)) => {
-                            count(ExportCount::Failed, 1);
-                            if !failing {
-                                tracing::warn!(exporter = exporter.name(), %reason, "export failed; retrying, the records wait in the history");
-                                failing = true;
-                            } else {
-                                tracing::debug!(exporter = exporter.name(), %reason, ?retry, "export failed again");
-                            }
-                            // At shutdown the batch stays unsent: the next start sends it.
-                            if hub.wait_unless_closed(retry).await.is_break() {
-                                return;
-                            }
-                            count(ExportCount::Retried, 1);
-                            retry = (retry * 2).min(delivery.retry_max);
-                        }
+            let (batch, stop) = next;
+            // While a batch is out, the next one is read: the history and the receiving end
+            // work at the same time. It is sent only once this one is answered.
+            let prefetch = async {
+                match stop {
+                    None => {
+                        Some(collect(&mut subscription, &delivery, batch.through, &count).await)
                     }
+                    Some(_) => None,
                 }
+            };
+            // The cursor moves as soon as the batch is answered, not when the next is read.
+            let sending = async {
+                let sent = send(
+                    &mut sink,
+                    &batch,
+                    delivered,
+                    &delivery,
+                    &hub,
+                    &telemetry,
+                    &mut failing,
+                    &count,
+                )
+                .await;
+                if sent.is_continue() {
+                    if batch.through != delivered {
+                        delivered = batch.through;
+                        save(&delivery, delivered);
+                    }
+                    lag(&telemetry, exporter, &hub, delivered, None);
+                }
+                sent
+            };
+            let (sent, fetched) = tokio::join!(sending, prefetch);
+            if sent.is_break() {
+                // At shutdown the batch stays unsent: the next start sends it.
+                return;
             }
-            if batch.through != delivered {
-                delivered = batch.through;
-                save(&delivery, delivered);
+            match (stop, fetched) {
+                (None, Some(fetched)) => next = fetched,
+                (Some(Stop::Closed), _) => return,
+                (Some(Stop::Resubscribe), _) | (None, None) => break,
             }
-            lag(&telemetry, exporter, &hub, delivered, None);
-            match stop {
-                None => {}
-                Some(Stop::Closed) => return,
-                Some(Stop::Resubscribe) => break,
+        }
+    }
+}
+
+/// Hands `batch` over until the receiving end answers for it (acknowledged, or refused for
+/// good), retrying with backoff; `Break` when the store closed while it waited to retry.
+#[allow(clippy::too_many_arguments)]
+async fn send<S: Sink>(
+    sink: &mut S,
+    batch: &Batch,
+    delivered: u64,
+    delivery: &Delivery,
+    hub: &Hub,
+    telemetry: &Telemetry,
+    failing: &mut bool,
+    count: &impl Fn(ExportCount, u64),
+) -> std::ops::ControlFlow<()> {
+    let exporter = delivery.exporter;
+    if batch.flows.is_empty() {
+        return std::ops::ControlFlow::Continue(());
+    }
+    let mut retry = RETRY_FIRST;
+    loop {
+        lag(
+            telemetry,
+            exporter,
+            hub,
+            delivered,
+            batch.oldest_recorded_ns,
+        );
+        match sink.send(&batch.flows).await {
+            Ok(accepted) => {
+                let rejected = accepted.rejected.min(batch.flows.len() as u64);
+                count(ExportCount::Sent, batch.flows.len() as u64 - rejected);
+                if rejected > 0 {
+                    tracing::warn!(
+                        exporter = exporter.name(),
+                        rejected,
+                        "the receiving end refused some records"
+                    );
+                    count(ExportCount::Rejected, rejected);
+                }
+                if *failing {
+                    tracing::info!(exporter = exporter.name(), "delivering again");
+                    *failing = false;
+                }
+                return std::ops::ControlFlow::Continue(());
+            }
+            Err(SinkError::Rejected(reason)) => {
+                tracing::error!(exporter = exporter.name(), records = batch.flows.len(), %reason, "the receiving end refused a batch; its records are not exported");
+                count(ExportCount::Rejected, batch.flows.len() as u64);
+                return std::ops::ControlFlow::Continue(());
+            }
+            Err(SinkError::Unavailable(reason)) => {
+                count(ExportCount::Failed, 1);
+                if !*failing {
+                    tracing::warn!(exporter = exporter.name(), %reason, "export failed; retrying, the records wait in the history");
+                    *failing = true;
+                } else {
+                    tracing::debug!(exporter = exporter.name(), %reason, ?retry, "export failed again");
+                }
+                if hub.wait_unless_closed(retry).await.is_break() {
+                    return std::ops::ControlFlow::Break(());
+                }
+                count(ExportCount::Retried, 1);
+                retry = (retry * 2).min(delivery.retry_max);
             }
         }
     }

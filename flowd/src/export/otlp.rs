@@ -150,6 +150,75 @@ fn enum_word(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
 }
 
+/// Attribute keys, spelled out once per side: a record's 40-odd keys cost no formatting.
+struct EndpointKeys {
+    address: &'static str,
+    port: &'static str,
+    kind: &'static str,
+    namespace: &'static str,
+    pod: &'static str,
+    workload_kind: &'static str,
+    workload_name: &'static str,
+    node: &'static str,
+    services: &'static str,
+}
+
+macro_rules! endpoint_keys {
+    ($side:literal) => {
+        EndpointKeys {
+            address: concat!($side, ".address"),
+            port: concat!($side, ".port"),
+            kind: concat!("flowd.", $side, ".kind"),
+            namespace: concat!("flowd.", $side, ".namespace"),
+            pod: concat!("flowd.", $side, ".pod"),
+            workload_kind: concat!("flowd.", $side, ".workload.kind"),
+            workload_name: concat!("flowd.", $side, ".workload.name"),
+            node: concat!("flowd.", $side, ".node"),
+            services: concat!("flowd.", $side, ".services"),
+        }
+    };
+}
+
+struct PolicyKeys {
+    allowed: &'static str,
+    action: &'static str,
+    kind: &'static str,
+    tier: &'static str,
+    namespace: &'static str,
+    name: &'static str,
+    rule: &'static str,
+}
+
+macro_rules! policy_keys {
+    ($side:literal) => {
+        PolicyKeys {
+            allowed: concat!("flowd.policy.", $side, ".allowed"),
+            action: concat!("flowd.policy.", $side, ".action"),
+            kind: concat!("flowd.policy.", $side, ".kind"),
+            tier: concat!("flowd.policy.", $side, ".tier"),
+            namespace: concat!("flowd.policy.", $side, ".namespace"),
+            name: concat!("flowd.policy.", $side, ".name"),
+            rule: concat!("flowd.policy.", $side, ".rule"),
+        }
+    };
+}
+
+struct CounterKeys {
+    packets: &'static str,
+    bytes: &'static str,
+    dropped_packets: &'static str,
+}
+
+macro_rules! counter_keys {
+    ($side:literal) => {
+        CounterKeys {
+            packets: concat!("flowd.", $side, ".packets"),
+            bytes: concat!("flowd.", $side, ".bytes"),
+            dropped_packets: concat!("flowd.", $side, ".dropped_packets"),
+        }
+    };
+}
+
 /// The flow as a log record; attributes without a value (an empty string, an absent policy)
 /// are left out.
 pub fn log_record(flow: &pb::Flow) -> LogRecord {
@@ -180,51 +249,30 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
         |p| enum_word(p.as_str_name(), "PROTOCOL_"),
     );
     attributes.push(text("flowd.protocol", &protocol_word));
-    for (side, endpoint) in [("source", &flow.source), ("destination", &flow.destination)] {
+    for (keys, endpoint) in [
+        (endpoint_keys!("source"), &flow.source),
+        (endpoint_keys!("destination"), &flow.destination),
+    ] {
         let Some(endpoint) = endpoint else { continue };
-        push_text(&mut attributes, &format!("{side}.address"), &endpoint.ip);
+        push_text(&mut attributes, keys.address, &endpoint.ip);
         if endpoint.port != 0 {
-            attributes.push(int(&format!("{side}.port"), i64::from(endpoint.port)));
+            attributes.push(int(keys.port, i64::from(endpoint.port)));
         }
         if let Ok(kind) = pb::EndpointKind::try_from(endpoint.kind) {
             attributes.push(text(
-                &format!("flowd.{side}.kind"),
+                keys.kind,
                 &enum_word(kind.as_str_name(), "ENDPOINT_KIND_"),
             ));
         }
-        push_text(
-            &mut attributes,
-            &format!("flowd.{side}.namespace"),
-            &endpoint.namespace,
-        );
-        push_text(
-            &mut attributes,
-            &format!("flowd.{side}.pod"),
-            &endpoint.name,
-        );
+        push_text(&mut attributes, keys.namespace, &endpoint.namespace);
+        push_text(&mut attributes, keys.pod, &endpoint.name);
         if let Some(workload) = &endpoint.workload {
-            push_text(
-                &mut attributes,
-                &format!("flowd.{side}.workload.kind"),
-                &workload.kind,
-            );
-            push_text(
-                &mut attributes,
-                &format!("flowd.{side}.workload.name"),
-                &workload.name,
-            );
+            push_text(&mut attributes, keys.workload_kind, &workload.kind);
+            push_text(&mut attributes, keys.workload_name, &workload.name);
         }
-        push_text(
-            &mut attributes,
-            &format!("flowd.{side}.node"),
-            &endpoint.node,
-        );
+        push_text(&mut attributes, keys.node, &endpoint.node);
         if !endpoint.services.is_empty() {
-            push_text(
-                &mut attributes,
-                &format!("flowd.{side}.services"),
-                &endpoint.services.join(","),
-            );
+            push_text(&mut attributes, keys.services, &endpoint.services.join(","));
         }
     }
     if matches!(protocol, Some(pb::Protocol::Icmp | pb::Protocol::Icmpv6)) {
@@ -244,42 +292,36 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
     }
     push_text(&mut attributes, "flowd.drop_reason", &flow.drop_reason);
     push_text(&mut attributes, "flowd.drop_location", &flow.drop_location);
-    for (side, decision) in [("ingress", &flow.ingress), ("egress", &flow.egress)] {
+    for (keys, decision) in [
+        (policy_keys!("ingress"), &flow.ingress),
+        (policy_keys!("egress"), &flow.egress),
+    ] {
         let Some(decision) = decision else { continue };
-        let prefix = format!("flowd.policy.{side}");
         attributes.push(KeyValue {
-            key: format!("{prefix}.allowed"),
+            key: keys.allowed.to_owned(),
             value: Some(AnyValue {
                 value: Some(Value::BoolValue(decision.allowed)),
             }),
             ..Default::default()
         });
-        push_text(
-            &mut attributes,
-            &format!("{prefix}.action"),
-            &decision.action,
-        );
+        push_text(&mut attributes, keys.action, &decision.action);
         if let Some(policy) = &decision.policy {
-            push_text(&mut attributes, &format!("{prefix}.kind"), &policy.kind);
-            push_text(&mut attributes, &format!("{prefix}.tier"), &policy.tier);
-            push_text(
-                &mut attributes,
-                &format!("{prefix}.namespace"),
-                &policy.namespace,
-            );
-            push_text(&mut attributes, &format!("{prefix}.name"), &policy.name);
-            attributes.push(int(&format!("{prefix}.rule"), i64::from(policy.rule_index)));
+            push_text(&mut attributes, keys.kind, &policy.kind);
+            push_text(&mut attributes, keys.tier, &policy.tier);
+            push_text(&mut attributes, keys.namespace, &policy.namespace);
+            push_text(&mut attributes, keys.name, &policy.name);
+            attributes.push(int(keys.rule, i64::from(policy.rule_index)));
         }
     }
-    for (side, counters) in [("request", &flow.request), ("reply", &flow.reply)] {
+    for (keys, counters) in [
+        (counter_keys!("request"), &flow.request),
+        (counter_keys!("reply"), &flow.reply),
+    ] {
         let Some(counters) = counters else { continue };
-        attributes.push(count(&format!("flowd.{side}.packets"), counters.packets));
-        attributes.push(count(&format!("flowd.{side}.bytes"), counters.bytes));
+        attributes.push(count(keys.packets, counters.packets));
+        attributes.push(count(keys.bytes, counters.bytes));
         if counters.dropped_packets > 0 {
-            attributes.push(count(
-                &format!("flowd.{side}.dropped_packets"),
-                counters.dropped_packets,
-            ));
+            attributes.push(count(keys.dropped_packets, counters.dropped_packets));
         }
     }
     attributes.push(count("flowd.connections", flow.connections));

@@ -61,7 +61,12 @@ fn ensure(step: &Step) -> anyhow::Result<()> {
 /// What the demo needs: the build, and the tools its namespaces use (not the test-only
 /// receivers, the browser, or the 25-minute broker build).
 pub fn run_for_demo() -> anyhow::Result<()> {
-    for step in &[debian::BUILD, rust_src::STEP, bpf_linker::STEP, debian::TEST] {
+    for step in &[
+        debian::BUILD,
+        rust_src::STEP,
+        bpf_linker::STEP,
+        debian::TEST,
+    ] {
         ensure(step)?;
     }
     Ok(())
