@@ -162,12 +162,41 @@ same relay before any call.
 misses the CPU caches at 100,000 pods; real traffic has far more locality). Batches of 512 are what \
 the enrichment stage does: every entry is found before any reference is taken, so the misses \
 overlap. Pods carry four labels, namespaces two, deployments have 20 replicas.
+- **GetGraph**: 1,000,000 records of 1,000 workloads in 20 namespaces over 10,000 edges (five pods \
+a workload, ports, verdicts and policy decisions varied), their end times spread evenly over the \
+last hour, written in batches of 5,000 as the store stage writes them; for the summarised history \
+each batch is also folded and every settled minute stored, then the ten minutes combined, as the \
+summary stage does (its clock follows the records, as if they came in real time). GetGraph is the \
+unfiltered graph of the last hour through `graph::from_history`: the coarsest summaries that fit \
+and records for the rest (about the last 90 s, settling, and the partial first minute). Baseline: \
+reading (decoding) the same hour's records one by one. The same GetGraph over a history written \
+without summaries reads every record. History writes: the whole fill with summaries against \
+without them, on one thread (in the agent the fold runs in its own task). The fold alone: 200,000 \
+decoded records in memory folded five times, against visiting them.
+- **page**: an agent's UI (no kernel) over 10,000 records of the same cluster (one per edge, the \
+last minute) with `graphMaxEdges` 10,000, loaded in headless Chromium at 1400x1000: from \
+navigation to the drawn graph (1,000 workloads, so it opens with its 20 namespaces collapsed: 200 \
+folded edges), median of 3, against the same page over an empty history; then \"expand all\" to the \
+second animation frame after the click (the first one painted it): 1,000 nodes and 10,000 edges, \
+the edges on the page's canvas layer.
+- **export**: 200,000 records (the GetGraph rows' cluster) in the history, delivered from cursor 0 \
+through the exporters' own delivery loop until the receiving end has them all: the OTLP exporter \
+(batches of 1,000) to an in-process tonic server built from the official protobufs that decodes \
+each request and counts its log records, and the Kafka exporter (batches of 5,000, protobuf \
+values, gzip, acks=all) to a tansu broker in memory on loopback (topic of 3 partitions); \
+everything shares the 2 cores. Baseline: reading the same records through a store subscription, \
+the exporters' input. Both miss the 200,000/s target: the exporter reads the next batch while one \
+is out but sends one at a time (the cursor moves only on an answer), and the receiving end runs on \
+the same two cores; for OTLP each record becomes about 40 attributes, encoded by flowd and decoded \
+again by the receiver; for Kafka gzip (flate2's default level) and the broker take most of the \
+time.
 
 ## Reading these numbers
 
 - Runs on this 2-core VM vary by about ±25% (whole sections run slower when a neighbour is busy); \
 compare ratios within one run, and rerun a section alone with `FLOWD_BENCH_ONLY=kernel` \
-(or store, enrichment, policies, relay, agent, e2e) before drawing conclusions; \
+(or store, enrichment, policies, relay, graph, export, page, agent, e2e) before drawing \
+conclusions; \
 `cargo xtask bench` with it replaces those sections' rows here and keeps the others. \
 `FLOWD_BENCH_E2E_ROUNDS`, `FLOWD_BENCH_E2E_SECONDS` and `FLOWD_BENCH_E2E_COLLECTORS=flowd,pmacctd` \
 shape the end-to-end section.
