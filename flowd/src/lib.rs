@@ -16,6 +16,8 @@ pub mod flow;
 pub mod fuzzing;
 pub mod graph;
 pub mod host;
+#[cfg(feature = "testing")]
+pub mod kafka_broker;
 pub mod metrics;
 pub mod model;
 pub mod netns;

@@ -8,13 +8,13 @@ mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
 use base64::Engine as _;
+use flowd::kafka_broker::KafkaBroker;
 use flowd::{
     export::{KafkaCompression, KafkaFormat, KafkaSettings, KafkaSink},
     proto::v1 as pb,
@@ -24,46 +24,6 @@ use prost::Message as _;
 use support::export::{free_port, until, ExportNode};
 
 const TOPIC: &str = "flowd.flows";
-
-/// A tansu broker on `port`, its data in `dir`; killed on drop.
-struct Broker(Child);
-
-impl Broker {
-    fn start(port: u16, dir: &Path) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // Relative to the working directory: its data survives a restart there.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu (cargo xtask setup installs it)");
-        let stdout = child.stdout.take().expect("stdout");
-        // Killed and waited for on drop, whatever happens next.
-        let broker = Self(child);
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.starts_with("ready"));
-        assert!(ready, "tansu ended before it was ready");
-        broker
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn kafka_tool(args: &[&str]) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/kafka_tool.py");
@@ -122,7 +82,7 @@ async fn every_record_arrives_through_a_broker_restart_each_connection_in_order(
     let port = free_port();
     let broker_address = format!("127.0.0.1:{port}");
     let broker_dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(port, broker_dir.path());
+    let broker = KafkaBroker::start(port, Some(broker_dir.path()));
     tokio::task::block_in_place(|| kafka_tool(&["create-topic", &broker_address, TOPIC, "3"]));
     let exporter = node.export(Exporter::Kafka, kafka(port, KafkaFormat::Protobuf));
     until("the exporter saved its first cursor", || {
@@ -140,7 +100,7 @@ async fn every_record_arrives_through_a_broker_restart_each_connection_in_order(
         node.counter(Exporter::Kafka, ExportCount::Failed) > 0
     })
     .await;
-    let _broker = Broker::start(port, broker_dir.path());
+    let _broker = KafkaBroker::start(port, Some(broker_dir.path()));
     until("every record acknowledged after the restart", || {
         node.counter(Exporter::Kafka, ExportCount::LagRecords) == 0 && sent() >= 600
     })
@@ -204,7 +164,7 @@ async fn json_messages_are_the_proto3_json_of_the_records() {
     let port = free_port();
     let broker_address = format!("127.0.0.1:{port}");
     let broker_dir = tempfile::tempdir().unwrap();
-    let _broker = Broker::start(port, broker_dir.path());
+    let _broker = KafkaBroker::start(port, Some(broker_dir.path()));
     tokio::task::block_in_place(|| kafka_tool(&["create-topic", &broker_address, TOPIC, "1"]));
     let exporter = node.export(Exporter::Kafka, kafka(port, KafkaFormat::Json));
     until("the exporter saved its first cursor", || {

@@ -122,39 +122,9 @@ async fn read(hub: &Hub) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// A tansu broker in memory on a free loopback port, with the topic; killed on drop.
-struct Broker(std::process::Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn broker(port: u16) -> anyhow::Result<Broker> {
-    use std::io::BufRead as _;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("start tansu (cargo xtask setup installs it)")?;
-    let stdout = child.stdout.take().context("tansu's stdout")?;
-    let broker = Broker(child);
-    let ready = std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.starts_with("ready"));
-    anyhow::ensure!(ready, "tansu ended before it was ready");
+/// A tansu broker in memory on `port`, with the topic.
+fn broker(port: u16) -> anyhow::Result<flowd::kafka_broker::KafkaBroker> {
+    let broker = flowd::kafka_broker::KafkaBroker::start(port, None);
     let tool =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/kafka_tool.py");
     let status = Command::new("python3")
