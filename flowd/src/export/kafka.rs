@@ -52,7 +52,10 @@ pub enum KafkaCompression {
 #[serde(rename_all = "kebab-case")]
 pub enum KafkaSasl {
     Plain,
+    // As clap spells them (`scram-sha-256`), not serde's kebab case (`scram-sha256`).
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    #[serde(rename = "scram-sha-512")]
     ScramSha512,
 }
 

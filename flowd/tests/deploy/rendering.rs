@@ -54,6 +54,17 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                    "relay": {"enabled": true, "insecure": true, "ui": {"enabled": true}}}),
         ),
         (
+            "exporters with their files from a Secret",
+            json!({"exporters": {"secretName": "flowd-exporters"},
+                   "config": {"otlpEndpoint": "http://otel-collector.observability:4317",
+                              "kafkaBrokers": ["kafka-0.kafka:9093"],
+                              "kafkaTlsCa": "/etc/flowd/exporters/ca.crt",
+                              "kafkaSaslMechanism": "scram-sha-512",
+                              "kafkaSaslUsername": "flowd",
+                              "kafkaSaslPasswordFile": "/etc/flowd/exporters/password",
+                              "kafkaAllow": [{"verdict": ["VERDICT_DENIED", "VERDICT_DROPPED"]}]}}),
+        ),
+        (
             "no BTF or tracefs mounts",
             json!({"hostMounts": {"btf": false, "tracefs": false}, "config": {"dropProbe": "off"}}),
         ),
@@ -283,6 +294,29 @@ fn the_settings_follow_the_values() {
         assert_eq!(command[0], "flowd", "{probe} asks the agent");
         assert_eq!(command[1], "health", "{probe} asks the agent");
     }
+
+    let exporters = rendered(
+        "exporters",
+        &json!({"exporters": {"secretName": "flowd-exporters"},
+                "config": {"kafkaBrokers": ["kafka-0:9092"], "kafkaTopic": "flows"}}),
+    );
+    let settings: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&exporters.agent_settings()).unwrap();
+    assert_eq!(settings["kafkaBrokers"][0], "kafka-0:9092");
+    assert_eq!(settings["kafkaTopic"], "flows");
+    let pod = &exporters.object("DaemonSet")["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "exporters")
+        .expect("the exporters' Secret volume");
+    assert_eq!(volume["secret"]["secretName"], "flowd-exporters");
+    assert!(exporters.agent_container()["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "exporters" && m["mountPath"] == "/etc/flowd/exporters"));
 
     let privileged = rendered("privileged", &json!({"privileged": true})).agent_container();
     assert_eq!(privileged["securityContext"]["privileged"], true);
