@@ -232,3 +232,20 @@ async fn only_what_the_filters_match_is_exported_and_the_cursor_passes_the_rest(
     );
     exporter.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_past_the_end_of_a_new_history_exports_all_of_it() {
+    let node = ExportNode::new(u64::MAX);
+    let out = node.dir.path().join("received.jsonl");
+    let port = free_port();
+    let _receiver = Receiver::start(port, &out, &[]);
+    node.publish(50, 50).await;
+    // The cursor of a history that was moved aside (damaged) and replaced by this one.
+    std::fs::write(node.cursor_file(Exporter::Otlp), "10000\n").unwrap();
+    let exporter = node.export(Exporter::Otlp, otlp(port));
+    until("the new history's records received", || {
+        received(&out).len() == 50
+    })
+    .await;
+    exporter.abort();
+}

@@ -92,6 +92,18 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
         }
     };
     let mut delivered = match delivery.cursor.load() {
+        // A cursor is never past what the history stored: this history is a new one (the old
+        // was damaged and moved aside, or removed), and all of it is still to be delivered.
+        Some(cursor) if cursor > hub.store().last_cursor() => {
+            tracing::warn!(
+                exporter = exporter.name(),
+                saved_cursor = cursor,
+                last_cursor = hub.store().last_cursor(),
+                "the saved export cursor is past the end of the history, which is a new one; exporting all of it"
+            );
+            save(&delivery, 0);
+            0
+        }
         Some(cursor) => cursor,
         None => {
             let now = hub.store().last_cursor();

@@ -180,7 +180,17 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// skipped: after a failed write, an unreadable history or a removed file, the sink waits and
 /// resumes from the last record known to be in the file.
 pub async fn run(mut sink: FileSink, hub: Hub, telemetry: Arc<Telemetry>) {
-    let saved = sink.saved_cursor();
+    // A cursor past the history's end belongs to a history since replaced (moved aside when
+    // damaged): the new one is exported from its start.
+    let saved = sink.saved_cursor().map(|cursor| {
+        let last = hub.store().last_cursor();
+        if cursor > last {
+            tracing::warn!(saved_cursor = cursor, last_cursor = last, "the saved export cursor is past the end of the history, which is a new one; exporting all of it");
+            0
+        } else {
+            cursor
+        }
+    });
     let follow_from = |after: Option<u64>| {
         // A first export starts with what comes next; a restarted one where it stopped.
         let backlog = after.map_or(Backlog::None, |after| {
