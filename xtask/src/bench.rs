@@ -189,7 +189,7 @@ the exporters' input. Both miss the 200,000/s target: the exporter reads the nex
 is out but sends one at a time (the cursor moves only on an answer), and the receiving end runs on \
 the same two cores; for OTLP each record becomes about 40 attributes, encoded by flowd and decoded \
 again by the receiver; for Kafka gzip (flate2's default level) and the broker take most of the \
-time.
+time: the same run with `kafkaCompression: none` delivered 113,000 records/s (2026-12-02).
 
 ## Reading these numbers
 
