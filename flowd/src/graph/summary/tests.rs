@@ -180,6 +180,23 @@ fn graph(store: &FlowStore, since_ns: u64, until_ns: u64) -> pb::GetGraphRespons
     .unwrap()
 }
 
+/// The window's graph through summaries equals the graph of `flows` folded one by one.
+fn assert_window_is_of(store: &FlowStore, since_ns: u64, until_ns: u64, flows: &[pb::Flow]) {
+    let mut got = graph(store, since_ns, until_ns);
+    (got.since, got.until) = (None, None);
+    assert_eq!(got, from_records(flows));
+}
+
+/// Appends a record that ends at `end_ns`, after its minute was summarised; returns the history
+/// now held, in the order it was appended.
+fn append_late(store: &FlowStore, flows: &[pb::Flow], end_ns: u64) -> Vec<pb::Flow> {
+    let late = varied(|_| end_ns).remove(4);
+    store.append(vec![late.clone()]).unwrap();
+    let mut all = flows.to_vec();
+    all.push(late);
+    all
+}
+
 #[test]
 fn folding_summaries_gives_the_graph_of_the_records() {
     let flows = varied(spread);
@@ -240,15 +257,10 @@ fn a_late_record_deletes_its_minutes_summary_and_is_counted() {
     let store = open(&dir, FOREVER);
     let flows = varied(spread);
     store_with_summaries(&store, &flows);
-    let late = varied(|_| at(BASE + 1, 59)).remove(4);
-    store.append(vec![late.clone()]).unwrap();
+    let all = append_late(&store, &flows, at(BASE + 1, 59));
     assert_eq!(summarised(&store), [0, 2, 3]);
     let window = (at(BASE, 0), at(BASE + 4, 0));
-    let mut all = flows.clone();
-    all.push(late);
-    let mut got = graph(&store, window.0, window.1);
-    (got.since, got.until) = (None, None);
-    assert_eq!(got, from_records(&all));
+    assert_window_is_of(&store, window.0, window.1, &all);
 }
 
 #[test]
@@ -274,9 +286,7 @@ fn a_summary_that_missed_records_is_refused() {
         [false, false, true, true],
         "periods 0 and 1 missed some of records 0..10"
     );
-    let mut got = graph(&store, at(BASE, 0), at(BASE + 4, 0));
-    (got.since, got.until) = (None, None);
-    assert_eq!(got, from_records(&flows));
+    assert_window_is_of(&store, at(BASE, 0), at(BASE + 4, 0), &flows);
 }
 
 #[test]
@@ -310,9 +320,12 @@ fn retention_deletes_the_summaries_of_what_it_removes() {
         "{:?}",
         summarised(&store)
     );
-    let mut got = graph(&store, at(BASE, 0), at(BASE + 4, 0));
-    (got.since, got.until) = (None, None);
-    assert_eq!(got, from_records(&flows[removed as usize..]));
+    assert_window_is_of(
+        &store,
+        at(BASE, 0),
+        at(BASE + 4, 0),
+        &flows[removed as usize..],
+    );
 }
 
 #[test]
@@ -357,19 +370,12 @@ fn ten_whole_minutes_are_combined_into_one_summary_that_a_late_record_deletes() 
         .unwrap();
     assert_eq!(read, [1, 0, 0], "one ten-minute summary, then two minutes");
     assert!(gaps.is_empty(), "{gaps:?}");
-    let mut got = graph(&store, window.0, window.1);
-    (got.since, got.until) = (None, None);
-    assert_eq!(got, from_records(&flows));
+    assert_window_is_of(&store, window.0, window.1, &flows);
 
-    let late = varied(|_| at(BASE + 4, 59)).remove(4);
-    store.append(vec![late.clone()]).unwrap();
+    let all = append_late(&store, &flows, at(BASE + 4, 59));
     assert_eq!(coarser(&store, 1), Vec::<u64>::new());
     assert_eq!(summarised(&store).len(), 11);
-    let mut all = flows.clone();
-    all.push(late);
-    let mut got = graph(&store, window.0, window.1);
-    (got.since, got.until) = (None, None);
-    assert_eq!(got, from_records(&all));
+    assert_window_is_of(&store, window.0, window.1, &all);
 }
 
 #[test]
