@@ -14,16 +14,17 @@ impl KafkaBroker {
     /// A broker on 127.0.0.1:`port`, durable on sqlite in `dir` (a restart there keeps its
     /// topics and messages), or in memory without one; returns once it says it is ready.
     pub fn start(port: u16, dir: Option<&Path>) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
+        Self::start_advertising(port, port, dir)
+    }
+
+    /// As `start`, telling clients to connect to `advertised` (a proxy in front of it).
+    pub fn start_advertising(port: u16, advertised: u16, dir: Option<&Path>) -> Self {
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let mut command = Command::new("tansu");
         command
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .args(["broker", "--listener-url", &listen])
+            .args(["--advertised-listener-url", &advertised])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         match dir {

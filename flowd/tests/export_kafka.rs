@@ -194,3 +194,102 @@ async fn json_messages_are_the_proto3_json_of_the_records() {
     let expected: BTreeSet<String> = node.cursors().map(|c| c.to_string()).collect();
     assert_eq!(cursors, expected);
 }
+
+/// A TLS proxy (Python's ssl module, client certificates required) in front of the broker;
+/// killed on drop.
+struct TlsProxy(std::process::Child);
+
+impl TlsProxy {
+    fn start(listen: u16, target: u16, certificates: &Path) -> Self {
+        use std::io::BufRead as _;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/tls_proxy.py");
+        let file = |name: &str| certificates.join(name);
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([listen.to_string(), target.to_string()])
+            .args([file("server.pem"), file("server.key"), file("ca.pem")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the TLS proxy");
+        let stdout = child.stdout.take().expect("stdout");
+        // Killed and waited for on drop, whatever happens next.
+        let proxy = Self(child);
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the proxy's first line");
+        assert_eq!(line.trim(), format!("ready {listen}"));
+        proxy
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_reach_brokers_behind_tls_with_a_client_certificate_and_not_without() {
+    let certificates = tempfile::tempdir().unwrap();
+    support::tls::certificates(certificates.path());
+    let (broker_port, proxy_port) = (free_port(), free_port());
+    let broker_dir = tempfile::tempdir().unwrap();
+    let plain = format!("127.0.0.1:{broker_port}");
+    {
+        let _broker = KafkaBroker::start(broker_port, Some(broker_dir.path()));
+        tokio::task::block_in_place(|| kafka_tool(&["create-topic", &plain, TOPIC, "1"]));
+    }
+    // The same broker (its topic kept on disk) tells clients to come back through the proxy:
+    // every connection the exporter makes is TLS.
+    let broker = KafkaBroker::start_advertising(broker_port, proxy_port, Some(broker_dir.path()));
+    let _proxy = TlsProxy::start(proxy_port, broker_port, certificates.path());
+    let file = |name: &str| certificates.path().join(name);
+    let settings = |client: Option<(&Path, &Path)>| KafkaSettings {
+        brokers: vec![format!("127.0.0.1:{proxy_port}")],
+        topic: TOPIC.into(),
+        format: KafkaFormat::Protobuf,
+        compression: KafkaCompression::default(),
+        timeout: Duration::from_secs(3),
+        tls: Some(flowd::export::kafka_tls_config(&file("ca.pem"), client).expect("TLS settings")),
+        sasl: None,
+    };
+
+    // Without a client certificate the proxy refuses the handshake: nothing is acknowledged.
+    let refused = ExportNode::new(u64::MAX);
+    let exporter = refused.export(Exporter::Kafka, KafkaSink::new(settings(None)));
+    until("the exporter saved its first cursor", || {
+        refused.cursor_file(Exporter::Kafka).exists()
+    })
+    .await;
+    refused.publish(10, 10).await;
+    until("the refusal counted", || {
+        refused.counter(Exporter::Kafka, ExportCount::Failed) > 0
+    })
+    .await;
+    assert_eq!(refused.counter(Exporter::Kafka, ExportCount::Sent), 0);
+    exporter.abort();
+
+    let node = ExportNode::new(u64::MAX);
+    let (cert, key) = (file("client.pem"), file("client.key"));
+    let exporter = node.export(
+        Exporter::Kafka,
+        KafkaSink::new(settings(Some((cert.as_path(), key.as_path())))),
+    );
+    until("the exporter saved its first cursor", || {
+        node.cursor_file(Exporter::Kafka).exists()
+    })
+    .await;
+    node.publish(50, 10).await;
+    until("50 records acknowledged over TLS", || {
+        node.counter(Exporter::Kafka, ExportCount::Sent) == 50
+    })
+    .await;
+    exporter.abort();
+    drop(broker);
+    let _broker = KafkaBroker::start(broker_port, Some(broker_dir.path()));
+    let out = node.dir.path().join("consumed.jsonl");
+    let messages = tokio::task::block_in_place(|| consume(&plain, &out));
+    assert_eq!(messages.len(), 50);
+}
