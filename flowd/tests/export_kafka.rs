@@ -200,13 +200,15 @@ async fn json_messages_are_the_proto3_json_of_the_records() {
 struct TlsProxy(std::process::Child);
 
 impl TlsProxy {
-    fn start(listen: u16, target: u16, certificates: &Path) -> Self {
+    /// A proxy on a port of its own choosing (binding port 0, so no other test can take it
+    /// first) in front of `target`; returns it and its port.
+    fn start(target: u16, certificates: &Path) -> (Self, u16) {
         use std::io::BufRead as _;
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/tls_proxy.py");
         let file = |name: &str| certificates.join(name);
         let mut child = Command::new("python3")
             .arg(script)
-            .args([listen.to_string(), target.to_string()])
+            .args(["0".to_owned(), target.to_string()])
             .args([file("server.pem"), file("server.key"), file("ca.pem")])
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -218,8 +220,12 @@ impl TlsProxy {
         std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .expect("the proxy's first line");
-        assert_eq!(line.trim(), format!("ready {listen}"));
-        proxy
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the TLS proxy did not start: {line:?}"));
+        (proxy, port)
     }
 }
 
@@ -234,7 +240,8 @@ impl Drop for TlsProxy {
 async fn records_reach_brokers_behind_tls_with_a_client_certificate_and_not_without() {
     let certificates = tempfile::tempdir().unwrap();
     support::tls::certificates(certificates.path());
-    let (broker_port, proxy_port) = (free_port(), free_port());
+    let broker_port = free_port();
+    let (_proxy, proxy_port) = TlsProxy::start(broker_port, certificates.path());
     let broker_dir = tempfile::tempdir().unwrap();
     let plain = format!("127.0.0.1:{broker_port}");
     {
@@ -244,7 +251,6 @@ async fn records_reach_brokers_behind_tls_with_a_client_certificate_and_not_with
     // The same broker (its topic kept on disk) tells clients to come back through the proxy:
     // every connection the exporter makes is TLS.
     let broker = KafkaBroker::start_advertising(broker_port, proxy_port, Some(broker_dir.path()));
-    let _proxy = TlsProxy::start(proxy_port, broker_port, certificates.path());
     let file = |name: &str| certificates.path().join(name);
     let settings = |client: Option<(&Path, &Path)>| KafkaSettings {
         brokers: vec![format!("127.0.0.1:{proxy_port}")],

@@ -18,13 +18,15 @@ use flowd::{
     export::OtlpSink,
     telemetry::{ExportCount, Exporter},
 };
-use support::export::{free_port, until, ExportNode};
+use support::export::{until, ExportNode};
 
 /// The receiver process; killed on drop.
 struct Receiver(Child);
 
 impl Receiver {
-    fn start(port: u16, out: &Path, extra: &[&str]) -> Self {
+    /// A receiver on `port`, or on a free one it picks with 0 (no other test can take it
+    /// first); returns it and its port.
+    fn start(port: u16, out: &Path, extra: &[&str]) -> (Self, u16) {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers/otlp_receiver.py");
         let mut child = Command::new("python3")
@@ -42,12 +44,16 @@ impl Receiver {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("the receiver's first line");
-        assert_eq!(
-            line.trim(),
-            format!("ready {port}"),
-            "the receiver did not start"
+        let bound = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the receiver did not start: {line:?}"));
+        assert!(
+            port == 0 || port == bound,
+            "the receiver took {bound}, not {port}"
         );
-        receiver
+        (receiver, bound)
     }
 }
 
@@ -83,8 +89,7 @@ fn otlp(port: u16) -> OtlpSink {
 async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart() {
     let node = ExportNode::new(u64::MAX);
     let out = node.dir.path().join("received.jsonl");
-    let port = free_port();
-    let receiver = Receiver::start(port, &out, &[]);
+    let (receiver, port) = Receiver::start(0, &out, &[]);
     let exporter = node.export(Exporter::Otlp, otlp(port));
     // A first run exports what is stored from its start on.
     until("the exporter saved its first cursor", || {
@@ -101,7 +106,7 @@ async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart(
     })
     .await;
     assert!(node.counter(Exporter::Otlp, ExportCount::LagRecords) > 0);
-    let _receiver = Receiver::start(port, &out, &[]);
+    let _receiver = Receiver::start(port, &out, &[]).0;
     until("every record received after the outage", || {
         received(&out).len() == 600
     })
@@ -150,8 +155,7 @@ async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart(
 async fn refused_records_and_records_retention_removed_first_are_counted() {
     let node = ExportNode::new(20_000);
     let out = node.dir.path().join("received.jsonl");
-    let port = free_port();
-    let receiver = Receiver::start(port, &out, &["--reject-multiple", "10"]);
+    let (receiver, port) = Receiver::start(0, &out, &["--reject-multiple", "10"]);
     let exporter = node.export(Exporter::Otlp, otlp(port));
     until("the exporter saved its first cursor", || {
         node.cursor_file(Exporter::Otlp).exists()
@@ -180,7 +184,7 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
         .enforce_retention(SystemTime::now())
         .unwrap();
     assert!(removed > 100, "retention removed {removed}");
-    let _receiver = Receiver::start(port, &out, &[]);
+    let _receiver = Receiver::start(port, &out, &[]).0;
     let exporter = node.export(Exporter::Otlp, otlp(port));
     let held = node.cursors();
     until("what the node still holds arrives", || {
@@ -205,8 +209,7 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
 async fn only_what_the_filters_match_is_exported_and_the_cursor_passes_the_rest() {
     let node = ExportNode::new(u64::MAX);
     let out = node.dir.path().join("received.jsonl");
-    let port = free_port();
-    let _receiver = Receiver::start(port, &out, &[]);
+    let (_receiver, port) = Receiver::start(0, &out, &[]);
     // The settings' form: a GetFlows filter as JSON.
     let allow: flowd::config::FlowFilterSetting =
         r#"{"sourcePort": [10003, 10004]}"#.parse().unwrap();
@@ -237,8 +240,7 @@ async fn only_what_the_filters_match_is_exported_and_the_cursor_passes_the_rest(
 async fn a_cursor_past_the_end_of_a_new_history_exports_all_of_it() {
     let node = ExportNode::new(u64::MAX);
     let out = node.dir.path().join("received.jsonl");
-    let port = free_port();
-    let _receiver = Receiver::start(port, &out, &[]);
+    let (_receiver, port) = Receiver::start(0, &out, &[]);
     node.publish(50, 50).await;
     // The cursor of a history that was moved aside (damaged) and replaced by this one.
     std::fs::write(node.cursor_file(Exporter::Otlp), "10000\n").unwrap();

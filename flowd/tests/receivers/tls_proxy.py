@@ -1,7 +1,8 @@
 """A TLS-terminating TCP proxy for flowd's exporter tests: accepts TLS on 127.0.0.1:LISTEN with
 CERT and KEY, requires a client certificate signed by CA, and forwards the plaintext to
 127.0.0.1:TARGET. Python's own ssl module does the TLS, so the exporter's TLS client is checked
-against an implementation nobody here wrote. Prints "ready LISTEN" once it accepts.
+against an implementation nobody here wrote. LISTEN 0 takes a free port. Prints "ready PORT"
+once it accepts.
 
   tls_proxy.py LISTEN TARGET CERT KEY CA
 """
@@ -36,7 +37,7 @@ async def main(listen, target, cert, key, ca):
         await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
 
     server = await asyncio.start_server(handle, "127.0.0.1", listen, ssl=context)
-    print("ready %d" % listen, flush=True)
+    print("ready %d" % server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
