@@ -86,19 +86,20 @@ struct Batch {
 /// the store closes. A first run starts with the records stored from then on.
 pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: Arc<Telemetry>) {
     let exporter = delivery.exporter;
-    let count = |what: ExportCount, n: u64| {
-        if n > 0 {
-            telemetry.add_counter(Counter::Export(exporter, what), n);
-        }
+    let report = Report {
+        exporter,
+        hub: &hub,
+        telemetry: &telemetry,
     };
+    let last_cursor = hub.store().last_cursor();
     let mut delivered = match delivery.cursor.load() {
         // A cursor is never past what the history stored: this history is a new one (the old
         // was damaged and moved aside, or removed), and all of it is still to be delivered.
-        Some(cursor) if cursor > hub.store().last_cursor() => {
+        Some(cursor) if cursor > last_cursor => {
             tracing::warn!(
                 exporter = exporter.name(),
                 saved_cursor = cursor,
-                last_cursor = hub.store().last_cursor(),
+                last_cursor,
                 "the saved export cursor is past the end of the history, which is a new one; exporting all of it"
             );
             save(&delivery, 0);
@@ -106,9 +107,8 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
         }
         Some(cursor) => cursor,
         None => {
-            let now = hub.store().last_cursor();
-            save(&delivery, now);
-            now
+            save(&delivery, last_cursor);
+            last_cursor
         }
     };
     tracing::info!(
@@ -123,7 +123,7 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
             true,
             FlowMatcher::all(),
         );
-        let mut next = collect(&mut subscription, &delivery, delivered, &count).await;
+        let mut next = collect(&mut subscription, &delivery, delivered, &report).await;
         loop {
             let (batch, stop) = next;
             // While a batch is out, the next one is read: the history and the receiving end
@@ -131,7 +131,7 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
             let prefetch = async {
                 match stop {
                     None => {
-                        Some(collect(&mut subscription, &delivery, batch.through, &count).await)
+                        Some(collect(&mut subscription, &delivery, batch.through, &report).await)
                     }
                     Some(_) => None,
                 }
@@ -143,10 +143,8 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
                     &batch,
                     delivered,
                     &delivery,
-                    &hub,
-                    &telemetry,
+                    &report,
                     &mut failing,
-                    &count,
                 )
                 .await;
                 if sent.is_continue() {
@@ -154,7 +152,7 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
                         delivered = batch.through;
                         save(&delivery, delivered);
                     }
-                    lag(&telemetry, exporter, &hub, delivered, None);
+                    report.lag(delivered, None);
                 }
                 sent
             };
@@ -174,16 +172,13 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
 
 /// Hands `batch` over until the receiving end answers for it (acknowledged, or refused for
 /// good), retrying with backoff; `Break` when the store closed while it waited to retry.
-#[allow(clippy::too_many_arguments)]
 async fn send<S: Sink>(
     sink: &mut S,
     batch: &Batch,
     delivered: u64,
     delivery: &Delivery,
-    hub: &Hub,
-    telemetry: &Telemetry,
+    report: &Report<'_>,
     failing: &mut bool,
-    count: &impl Fn(ExportCount, u64),
 ) -> std::ops::ControlFlow<()> {
     let exporter = delivery.exporter;
     if batch.flows.is_empty() {
@@ -191,24 +186,18 @@ async fn send<S: Sink>(
     }
     let mut retry = RETRY_FIRST;
     loop {
-        lag(
-            telemetry,
-            exporter,
-            hub,
-            delivered,
-            batch.oldest_recorded_ns,
-        );
+        report.lag(delivered, batch.oldest_recorded_ns);
         match sink.send(&batch.flows).await {
             Ok(accepted) => {
                 let rejected = accepted.rejected.min(batch.flows.len() as u64);
-                count(ExportCount::Sent, batch.flows.len() as u64 - rejected);
+                report.count(ExportCount::Sent, batch.flows.len() as u64 - rejected);
                 if rejected > 0 {
                     tracing::warn!(
                         exporter = exporter.name(),
                         rejected,
                         "the receiving end refused some records"
                     );
-                    count(ExportCount::Rejected, rejected);
+                    report.count(ExportCount::Rejected, rejected);
                 }
                 if *failing {
                     tracing::info!(exporter = exporter.name(), "delivering again");
@@ -218,21 +207,21 @@ async fn send<S: Sink>(
             }
             Err(SinkError::Rejected(reason)) => {
                 tracing::error!(exporter = exporter.name(), records = batch.flows.len(), %reason, "the receiving end refused a batch; its records are not exported");
-                count(ExportCount::Rejected, batch.flows.len() as u64);
+                report.count(ExportCount::Rejected, batch.flows.len() as u64);
                 return std::ops::ControlFlow::Continue(());
             }
             Err(SinkError::Unavailable(reason)) => {
-                count(ExportCount::Failed, 1);
+                report.count(ExportCount::Failed, 1);
                 if !*failing {
                     tracing::warn!(exporter = exporter.name(), %reason, "export failed; retrying, the records wait in the history");
                     *failing = true;
                 } else {
                     tracing::debug!(exporter = exporter.name(), %reason, ?retry, "export failed again");
                 }
-                if hub.wait_unless_closed(retry).await.is_break() {
+                if report.hub.wait_unless_closed(retry).await.is_break() {
                     return std::ops::ControlFlow::Break(());
                 }
-                count(ExportCount::Retried, 1);
+                report.count(ExportCount::Retried, 1);
                 retry = (retry * 2).min(delivery.retry_max);
             }
         }
@@ -245,7 +234,7 @@ async fn collect(
     subscription: &mut Subscription,
     delivery: &Delivery,
     delivered: u64,
-    count: &impl Fn(ExportCount, u64),
+    report: &Report<'_>,
 ) -> (Batch, Option<Stop>) {
     let mut batch = Batch {
         flows: Vec::new(),
@@ -275,7 +264,7 @@ async fn collect(
                         records = missing,
                         "retention removed records before they were exported"
                     );
-                    count(ExportCount::Skipped, missing);
+                    report.count(ExportCount::Skipped, missing);
                 }
                 batch.through = flow.cursor;
                 batch
@@ -308,20 +297,33 @@ fn save(delivery: &Delivery, cursor: u64) {
     }
 }
 
-/// Records stored but not yet delivered, and how old the oldest of them is.
-fn lag(
-    telemetry: &Telemetry,
+/// Where an exporter's counts and lag go.
+struct Report<'a> {
     exporter: Exporter,
-    hub: &Hub,
-    delivered: u64,
-    oldest_recorded_ns: Option<u64>,
-) {
-    let records = hub.store().last_cursor().saturating_sub(delivered);
-    let now = crate::store::system_time_ns(std::time::SystemTime::now());
-    let seconds = match (records, oldest_recorded_ns) {
-        (0, _) | (_, None) => 0,
-        (_, Some(recorded)) => now.saturating_sub(recorded) / 1_000_000_000,
-    };
-    telemetry.set_counter(Counter::Export(exporter, ExportCount::LagRecords), records);
-    telemetry.set_counter(Counter::Export(exporter, ExportCount::LagSeconds), seconds);
+    hub: &'a Hub,
+    telemetry: &'a Telemetry,
+}
+
+impl Report<'_> {
+    fn count(&self, what: ExportCount, n: u64) {
+        if n > 0 {
+            self.telemetry
+                .add_counter(Counter::Export(self.exporter, what), n);
+        }
+    }
+
+    /// Records stored but not yet delivered, and how old the oldest of them is.
+    fn lag(&self, delivered: u64, oldest_recorded_ns: Option<u64>) {
+        let records = self.hub.store().last_cursor().saturating_sub(delivered);
+        let now = crate::store::system_time_ns(std::time::SystemTime::now());
+        let seconds = match (records, oldest_recorded_ns) {
+            (0, _) | (_, None) => 0,
+            (_, Some(recorded)) => now.saturating_sub(recorded) / 1_000_000_000,
+        };
+        let gauge = |what| Counter::Export(self.exporter, what);
+        self.telemetry
+            .set_counter(gauge(ExportCount::LagRecords), records);
+        self.telemetry
+            .set_counter(gauge(ExportCount::LagSeconds), seconds);
+    }
 }
