@@ -21,7 +21,11 @@ use rskafka::{
     BackoffConfig,
 };
 
-use super::delivery::{Accepted, Sink, SinkError};
+use super::{
+    address,
+    delivery::{Accepted, Sink, SinkError},
+    protocol_name,
+};
 use crate::{proto::v1 as pb, store::time_ns};
 
 /// How a record is written into a message's value.
@@ -358,17 +362,10 @@ fn produce_split<'a>(
 /// The connection a record belongs to, as its messages' key: a connection's records (its
 /// reports, its end) share it.
 pub fn connection_key(flow: &pb::Flow) -> String {
-    let address = |e: &Option<pb::Endpoint>| {
-        e.as_ref()
-            .map_or_else(String::new, |e| format!("{}:{}", e.ip, e.port))
-    };
-    let protocol = pb::Protocol::try_from(flow.protocol).map_or_else(
-        |_| flow.protocol.to_string(),
-        |p| p.as_str_name().trim_start_matches("PROTOCOL_").to_owned(),
-    );
     format!(
-        "{} {protocol} {} {}",
+        "{} {} {} {}",
         flow.node,
+        protocol_name(flow.protocol),
         address(&flow.source),
         address(&flow.destination)
     )

@@ -16,3 +16,20 @@ pub use kafka::{
     KafkaSetupError, KafkaSink,
 };
 pub use otlp::{log_record as otlp_log_record, request as otlp_request, OtlpError, OtlpSink};
+
+use crate::proto::v1 as pb;
+
+/// An endpoint as `IP:PORT`, the way the exporters' texts (OTLP body, Kafka key) name it.
+fn address(endpoint: &Option<pb::Endpoint>) -> String {
+    endpoint
+        .as_ref()
+        .map_or_else(String::new, |e| format!("{}:{}", e.ip, e.port))
+}
+
+/// An IP protocol by its proto name (`TCP`, `ICMPV6`), or its number when the proto names none.
+fn protocol_name(protocol: i32) -> String {
+    pb::Protocol::try_from(protocol).map_or_else(
+        |_| protocol.to_string(),
+        |p| p.as_str_name().trim_start_matches("PROTOCOL_").to_owned(),
+    )
+}

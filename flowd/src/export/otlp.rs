@@ -18,7 +18,11 @@ use opentelemetry_proto::tonic::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::delivery::{Accepted, Sink, SinkError};
+use super::{
+    address,
+    delivery::{Accepted, Sink, SinkError},
+    protocol_name,
+};
 use crate::{proto::v1 as pb, store::time_ns};
 
 #[derive(Debug, thiserror::Error)]
@@ -244,11 +248,8 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
     }) {
         attributes.push(text("network.transport", transport));
     }
-    let protocol_word = protocol.map_or_else(
-        || flow.protocol.to_string(),
-        |p| enum_word(p.as_str_name(), "PROTOCOL_"),
-    );
-    attributes.push(text("flowd.protocol", &protocol_word));
+    let protocol_word = protocol_name(flow.protocol);
+    attributes.push(text("flowd.protocol", &protocol_word.to_lowercase()));
     for (keys, endpoint) in [
         (endpoint_keys!("source"), &flow.source),
         (endpoint_keys!("destination"), &flow.destination),
@@ -280,10 +281,8 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
         attributes.push(int("flowd.icmp.code", i64::from(flow.icmp_code)));
     }
     let verdict = pb::Verdict::try_from(flow.verdict).unwrap_or_default();
-    attributes.push(text(
-        "flowd.verdict",
-        &enum_word(verdict.as_str_name(), "VERDICT_"),
-    ));
+    let verdict_word = enum_word(verdict.as_str_name(), "VERDICT_");
+    attributes.push(text("flowd.verdict", &verdict_word));
     if let Ok(outcome) = pb::Outcome::try_from(flow.outcome) {
         attributes.push(text(
             "flowd.outcome",
@@ -341,10 +340,6 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
     } else {
         (SeverityNumber::Info, "INFO")
     };
-    let address = |e: &Option<pb::Endpoint>| {
-        e.as_ref()
-            .map_or_else(String::new, |e| format!("{}:{}", e.ip, e.port))
-    };
     LogRecord {
         time_unix_nano: flow.end_time.as_ref().map_or(0, time_ns),
         observed_time_unix_nano: flow.recorded_time.as_ref().map_or(0, time_ns),
@@ -354,10 +349,10 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
         body: Some(AnyValue {
             value: Some(Value::StringValue(format!(
                 "{} {} -> {} {}",
-                protocol_word.to_uppercase(),
+                protocol_word,
                 address(&flow.source),
                 address(&flow.destination),
-                enum_word(verdict.as_str_name(), "VERDICT_"),
+                verdict_word,
             ))),
         }),
         attributes,
