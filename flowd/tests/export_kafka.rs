@@ -84,11 +84,9 @@ async fn every_record_arrives_through_a_broker_restart_each_connection_in_order(
     let broker_dir = tempfile::tempdir().unwrap();
     let broker = KafkaBroker::start(port, Some(broker_dir.path()));
     tokio::task::block_in_place(|| kafka_tool(&["create-topic", &broker_address, TOPIC, "3"]));
-    let exporter = node.export(Exporter::Kafka, kafka(port, KafkaFormat::Protobuf));
-    until("the exporter saved its first cursor", || {
-        node.cursor_file(Exporter::Kafka).exists()
-    })
-    .await;
+    let exporter = node
+        .export(Exporter::Kafka, kafka(port, KafkaFormat::Protobuf))
+        .await;
     let sent = || node.counter(Exporter::Kafka, ExportCount::Sent);
     node.publish(300, 40).await;
     until("300 records acknowledged", || sent() >= 300).await;
@@ -166,11 +164,9 @@ async fn json_messages_are_the_proto3_json_of_the_records() {
     let broker_dir = tempfile::tempdir().unwrap();
     let _broker = KafkaBroker::start(port, Some(broker_dir.path()));
     tokio::task::block_in_place(|| kafka_tool(&["create-topic", &broker_address, TOPIC, "1"]));
-    let exporter = node.export(Exporter::Kafka, kafka(port, KafkaFormat::Json));
-    until("the exporter saved its first cursor", || {
-        node.cursor_file(Exporter::Kafka).exists()
-    })
-    .await;
+    let exporter = node
+        .export(Exporter::Kafka, kafka(port, KafkaFormat::Json))
+        .await;
     node.publish(20, 20).await;
     until("20 records acknowledged", || {
         node.counter(Exporter::Kafka, ExportCount::Sent) == 20
@@ -264,11 +260,9 @@ async fn records_reach_brokers_behind_tls_with_a_client_certificate_and_not_with
 
     // Without a client certificate the proxy refuses the handshake: nothing is acknowledged.
     let refused = ExportNode::new(u64::MAX);
-    let exporter = refused.export(Exporter::Kafka, KafkaSink::new(settings(None)));
-    until("the exporter saved its first cursor", || {
-        refused.cursor_file(Exporter::Kafka).exists()
-    })
-    .await;
+    let exporter = refused
+        .export(Exporter::Kafka, KafkaSink::new(settings(None)))
+        .await;
     refused.publish(10, 10).await;
     until("the refusal counted", || {
         refused.counter(Exporter::Kafka, ExportCount::Failed) > 0
@@ -279,14 +273,12 @@ async fn records_reach_brokers_behind_tls_with_a_client_certificate_and_not_with
 
     let node = ExportNode::new(u64::MAX);
     let (cert, key) = (file("client.pem"), file("client.key"));
-    let exporter = node.export(
-        Exporter::Kafka,
-        KafkaSink::new(settings(Some((cert.as_path(), key.as_path())))),
-    );
-    until("the exporter saved its first cursor", || {
-        node.cursor_file(Exporter::Kafka).exists()
-    })
-    .await;
+    let exporter = node
+        .export(
+            Exporter::Kafka,
+            KafkaSink::new(settings(Some((cert.as_path(), key.as_path())))),
+        )
+        .await;
     node.publish(50, 10).await;
     until("50 records acknowledged over TLS", || {
         node.counter(Exporter::Kafka, ExportCount::Sent) == 50

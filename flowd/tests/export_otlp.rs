@@ -90,12 +90,8 @@ async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart(
     let node = ExportNode::new(u64::MAX);
     let out = node.dir.path().join("received.jsonl");
     let (receiver, port) = Receiver::start(0, &out, &[]);
-    let exporter = node.export(Exporter::Otlp, otlp(port));
+    let exporter = node.export(Exporter::Otlp, otlp(port)).await;
     // A first run exports what is stored from its start on.
-    until("the exporter saved its first cursor", || {
-        node.cursor_file(Exporter::Otlp).exists()
-    })
-    .await;
     node.publish(300, 300).await;
     until("300 records received", || received(&out).len() == 300).await;
 
@@ -117,7 +113,7 @@ async fn every_record_arrives_through_a_receiver_outage_and_an_exporter_restart(
     exporter.abort();
     let _ = exporter.await;
     node.publish(100, 100).await;
-    let exporter = node.export(Exporter::Otlp, otlp(port));
+    let exporter = node.export(Exporter::Otlp, otlp(port)).await;
     until("the records stored while it was down", || {
         received(&out).len() == 700
     })
@@ -156,11 +152,7 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
     let node = ExportNode::new(20_000);
     let out = node.dir.path().join("received.jsonl");
     let (receiver, port) = Receiver::start(0, &out, &["--reject-multiple", "10"]);
-    let exporter = node.export(Exporter::Otlp, otlp(port));
-    until("the exporter saved its first cursor", || {
-        node.cursor_file(Exporter::Otlp).exists()
-    })
-    .await;
+    let exporter = node.export(Exporter::Otlp, otlp(port)).await;
     node.publish(50, 50).await;
     until("50 records acknowledged", || {
         node.counter(Exporter::Otlp, ExportCount::Sent)
@@ -185,7 +177,7 @@ async fn refused_records_and_records_retention_removed_first_are_counted() {
         .unwrap();
     assert!(removed > 100, "retention removed {removed}");
     let _receiver = Receiver::start(port, &out, &[]).0;
-    let exporter = node.export(Exporter::Otlp, otlp(port));
+    let exporter = node.export(Exporter::Otlp, otlp(port)).await;
     let held = node.cursors();
     until("what the node still holds arrives", || {
         let got = received(&out);
@@ -215,11 +207,9 @@ async fn only_what_the_filters_match_is_exported_and_the_cursor_passes_the_rest(
         r#"{"sourcePort": [10003, 10004]}"#.parse().unwrap();
     let deny: flowd::config::FlowFilterSetting = r#"{"sourcePort": [10004]}"#.parse().unwrap();
     let matcher = flowd::query::FlowMatcher::new(&[allow.0], &[deny.0]).unwrap();
-    let exporter = node.export_matching(Exporter::Otlp, otlp(port), matcher);
-    until("the exporter saved its first cursor", || {
-        node.cursor_file(Exporter::Otlp).exists()
-    })
-    .await;
+    let exporter = node
+        .export_matching(Exporter::Otlp, otlp(port), matcher)
+        .await;
     node.publish(100, 10).await;
     until("the cursor passed every record", || {
         node.counter(Exporter::Otlp, ExportCount::LagRecords) == 0
@@ -244,7 +234,7 @@ async fn a_cursor_past_the_end_of_a_new_history_exports_all_of_it() {
     node.publish(50, 50).await;
     // The cursor of a history that was moved aside (damaged) and replaced by this one.
     std::fs::write(node.cursor_file(Exporter::Otlp), "10000\n").unwrap();
-    let exporter = node.export(Exporter::Otlp, otlp(port));
+    let exporter = node.export(Exporter::Otlp, otlp(port)).await;
     until("the new history's records received", || {
         received(&out).len() == 50
     })

@@ -53,17 +53,19 @@ impl ExportNode {
             .join(format!("flows.redb.{}.cursor", exporter.name()))
     }
 
-    /// Starts `exporter` delivering every record through `sink`, in batches of up to 100.
-    pub fn export<S: Sink + 'static>(
+    /// Starts `exporter` delivering every record through `sink`, in batches of up to 100, and
+    /// returns once it has saved its cursor (a first start exports what is stored after that).
+    pub async fn export<S: Sink + 'static>(
         &self,
         exporter: Exporter,
         sink: S,
     ) -> tokio::task::JoinHandle<()> {
         self.export_matching(exporter, sink, FlowMatcher::all())
+            .await
     }
 
     /// As `export`, only the records `matcher` matches.
-    pub fn export_matching<S: Sink + 'static>(
+    pub async fn export_matching<S: Sink + 'static>(
         &self,
         exporter: Exporter,
         sink: S,
@@ -77,12 +79,15 @@ impl ExportNode {
             batch_wait: Duration::from_millis(20),
             retry_max: Duration::from_millis(300),
         };
-        tokio::spawn(export::run_delivery(
+        let task = tokio::spawn(export::run_delivery(
             sink,
             delivery,
             self.hub.clone(),
             self.telemetry.clone(),
-        ))
+        ));
+        let cursor = self.cursor_file(exporter);
+        until("the exporter saved its first cursor", || cursor.exists()).await;
+        task
     }
 
     /// Stores `count` records of `connections` distinct connections (source ports), in turn.
