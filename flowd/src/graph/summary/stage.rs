@@ -20,6 +20,8 @@ const CLOSE_EVERY: Duration = Duration::from_secs(10);
 pub async fn run(hub: Hub, settle: Duration) {
     let mut subscription = hub.subscribe(Backlog::None, true, FlowMatcher::all());
     let mut periods = Periods::default();
+    // Periods that ended before this can get no more records.
+    let settled = || system_time_ns(SystemTime::now()).saturating_sub(settle.as_nanos() as u64);
     let mut closing = tokio::time::interval(CLOSE_EVERY);
     closing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -39,15 +41,14 @@ pub async fn run(hub: Hub, settle: Duration) {
                 None => break,
             },
             _ = closing.tick() => {
-                let before = system_time_ns(SystemTime::now()).saturating_sub(settle.as_nanos() as u64);
+                let before = settled();
                 offer(&hub, periods.take_closed(before), before).await;
             }
         }
     }
     // Everything is stored by now: the open periods are complete as they stand, and a record
     // that still comes for one after a restart deletes its summary.
-    let before = system_time_ns(SystemTime::now()).saturating_sub(settle.as_nanos() as u64);
-    offer(&hub, periods.take_all(), before).await;
+    offer(&hub, periods.take_all(), settled()).await;
 }
 
 async fn offer(hub: &Hub, closed: Vec<ClosedPeriod>, before_ns: u64) {
