@@ -237,35 +237,6 @@ impl KafkaSink {
         })
     }
 
-    fn message(&self, flow: &pb::Flow) -> Result<Record, SinkError> {
-        let (value, content_type) = match self.settings.format {
-            KafkaFormat::Protobuf => (
-                flow.encode_to_vec(),
-                "application/x-protobuf; messageType=flowd.v1.Flow",
-            ),
-            KafkaFormat::Json => (
-                crate::proto::flow_json(flow)
-                    .map_err(|e| {
-                        SinkError::Rejected(format!("encoding record {}: {e}", flow.cursor))
-                    })?
-                    .into_bytes(),
-                "application/json",
-            ),
-        };
-        let end_ns = flow.end_time.as_ref().map_or(0, time_ns);
-        Ok(Record {
-            key: Some(connection_key(flow).into_bytes()),
-            value: Some(value),
-            headers: BTreeMap::from([
-                ("content-type".to_owned(), content_type.as_bytes().to_vec()),
-                ("flowd-node".to_owned(), flow.node.as_bytes().to_vec()),
-            ]),
-            timestamp: chrono::DateTime::from_timestamp_nanos(
-                i64::try_from(end_ns).unwrap_or(i64::MAX),
-            ),
-        })
-    }
-
     async fn produce(&mut self, batch: &[Arc<pb::Flow>]) -> Result<(), SinkError> {
         if self.connected.is_none() {
             self.connected = Some(self.connect().await?);
@@ -273,21 +244,23 @@ impl KafkaSink {
         let Some(connected) = &self.connected else {
             return Err(SinkError::Unavailable("not connected".into()));
         };
-        let mut by_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
+        // Grouped as flows, not messages: a partition's list is made into messages once per
+        // attempt, so splitting a list the broker finds too large needs no copy made up front.
+        let mut by_partition: BTreeMap<usize, Vec<(&pb::Flow, Vec<u8>)>> = BTreeMap::new();
         for flow in batch {
-            let record = self.message(flow)?;
-            let key = record.key.as_deref().unwrap_or_default();
-            let index = partition_of(key, connected.partitions.len());
-            by_partition.entry(index).or_default().push(record);
+            let key = connection_key(flow).into_bytes();
+            let index = partition_of(&key, connected.partitions.len());
+            by_partition.entry(index).or_default().push((flow, key));
         }
         let compression = match self.settings.compression {
             KafkaCompression::None => Compression::NoCompression,
             KafkaCompression::Gzip => Compression::Gzip,
             KafkaCompression::Snappy => Compression::Snappy,
         };
-        let rounds = by_partition.into_iter().map(|(index, records)| {
-            let partition = &connected.partitions[index].1;
-            produce_split(partition, records, compression)
+        let format = self.settings.format;
+        let rounds = by_partition.iter().map(|(index, flows)| {
+            let partition = &connected.partitions[*index].1;
+            produce_split(partition, flows, format, compression)
         });
         futures::future::try_join_all(rounds).await.map(|_| ())
     }
@@ -314,31 +287,28 @@ impl Sink for KafkaSink {
     }
 }
 
-/// Produces `records` to one partition; a list the broker finds too large is split in halves
+/// Produces `flows` to one partition; a list the broker finds too large is split in halves
 /// and each half produced, so only a single record too large for the broker is refused.
 fn produce_split<'a>(
     partition: &'a PartitionClient,
-    records: Vec<Record>,
+    flows: &'a [(&'a pb::Flow, Vec<u8>)],
+    format: KafkaFormat,
     compression: Compression,
 ) -> futures::future::BoxFuture<'a, Result<(), SinkError>> {
     Box::pin(async move {
-        let count = records.len();
-        let halves = (count > 1).then(|| {
-            let mut first = records.clone();
-            let second = first.split_off(count / 2);
-            (first, second)
-        });
+        let records = flows
+            .iter()
+            .map(|(flow, key)| message(format, flow, key.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
         match partition.produce(records, compression).await {
             Ok(_) => Ok(()),
             Err(KafkaError::ServerError {
                 protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
                 ..
-            }) if halves.is_some() => {
-                let Some((first, second)) = halves else {
-                    return Ok(());
-                };
-                produce_split(partition, first, compression).await?;
-                produce_split(partition, second, compression).await
+            }) if flows.len() > 1 => {
+                let (first, second) = flows.split_at(flows.len() / 2);
+                produce_split(partition, first, format, compression).await?;
+                produce_split(partition, second, format, compression).await
             }
             Err(KafkaError::ServerError {
                 protocol_error:
@@ -356,6 +326,34 @@ fn produce_split<'a>(
                 partition.partition()
             ))),
         }
+    })
+}
+
+/// A record's message, its key already made (`connection_key`).
+fn message(format: KafkaFormat, flow: &pb::Flow, key: Vec<u8>) -> Result<Record, SinkError> {
+    let (value, content_type) = match format {
+        KafkaFormat::Protobuf => (
+            flow.encode_to_vec(),
+            "application/x-protobuf; messageType=flowd.v1.Flow",
+        ),
+        KafkaFormat::Json => (
+            crate::proto::flow_json(flow)
+                .map_err(|e| SinkError::Rejected(format!("encoding record {}: {e}", flow.cursor)))?
+                .into_bytes(),
+            "application/json",
+        ),
+    };
+    let end_ns = flow.end_time.as_ref().map_or(0, time_ns);
+    Ok(Record {
+        key: Some(key),
+        value: Some(value),
+        headers: BTreeMap::from([
+            ("content-type".to_owned(), content_type.as_bytes().to_vec()),
+            ("flowd-node".to_owned(), flow.node.as_bytes().to_vec()),
+        ]),
+        timestamp: chrono::DateTime::from_timestamp_nanos(
+            i64::try_from(end_ns).unwrap_or(i64::MAX),
+        ),
     })
 }
 
