@@ -455,4 +455,31 @@ mod tests {
                 && kv.value.as_ref().and_then(|v| v.value.as_ref())
                     == Some(&Value::StringValue("node-a".into()))));
     }
+
+    #[test]
+    fn an_ipv6_body_brackets_its_addresses() {
+        let flow = pb::Flow {
+            protocol: pb::Protocol::Udp as i32,
+            source: Some(pb::Endpoint {
+                ip: "fd00::1".into(),
+                port: 53000,
+                ..Default::default()
+            }),
+            destination: Some(pb::Endpoint {
+                ip: "fd00::2".into(),
+                port: 53,
+                ..Default::default()
+            }),
+            verdict: pb::Verdict::Forwarded as i32,
+            ..Default::default()
+        };
+        let record = log_record(&flow);
+        let Some(Value::StringValue(body)) = record.body.and_then(|b| b.value) else {
+            panic!("the body is text");
+        };
+        assert!(
+            body.contains("[fd00::1]:53000 -> [fd00::2]:53"),
+            "body: {body}"
+        );
+    }
 }
