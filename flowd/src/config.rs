@@ -129,6 +129,17 @@ impl Config {
             )
             .of("tls_client_ca"));
         }
+        if let Some(off) = self
+            .flow_metric_labels
+            .iter()
+            .find(|l| !self.flow_metrics.contains(&l.metric))
+        {
+            return Err(checks::Rejected::new(
+                off.metric.as_str(),
+                "a metric that flowMetrics turns on (add it there, or drop its labels)",
+            )
+            .of("flow_metric_labels"));
+        }
         self.check_exposure()
     }
 
@@ -177,6 +188,15 @@ impl Config {
             .of("metrics_listen"));
         }
         Ok(())
+    }
+
+    /// What the flow metrics stage counts.
+    pub fn flow_metric_settings(&self) -> crate::flow_metrics::FlowMetricSettings {
+        crate::flow_metrics::FlowMetricSettings {
+            metrics: self.flow_metrics.clone(),
+            labels: self.flow_metric_labels.clone(),
+            max_series: self.flow_metric_max_series,
+        }
     }
 
     /// Where maps and links are pinned, unless `pinPath` is `off`.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod enrich;
 pub mod export;
 pub mod flow;
+pub mod flow_metrics;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod graph;

@@ -5,7 +5,10 @@
 //! Shutdown flows with the data: a stage stops when its input closes, after handing on what it
 //! still holds ([`Stage::finish`]), so closing capture's output empties the whole pipeline.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -74,11 +77,54 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// Reads how many batches wait in a channel, through a weak sender: watching never keeps a
+/// channel open, so shutdown still flows with the data.
+type QueuedReader = Box<dyn Fn() -> Option<usize> + Send + Sync>;
+
+/// How full each channel between stages is, by the stage that fills it: where batches pile up
+/// is where the pipeline lags.
+#[derive(Clone, Default)]
+pub struct Queues(Arc<Mutex<Vec<(&'static str, QueuedReader)>>>);
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queues").finish_non_exhaustive()
+    }
+}
+
+impl Queues {
+    /// Watches the channel `sender` fills, under the name of the stage that fills it.
+    pub fn watch<T: Send + 'static>(&self, from: &'static str, sender: &mpsc::Sender<T>) {
+        let weak = sender.downgrade();
+        let reader: QueuedReader = Box::new(move || {
+            let sender = weak.upgrade()?;
+            Some(sender.max_capacity() - sender.capacity())
+        });
+        if let Ok(mut queues) = self.0.lock() {
+            queues.push((from, reader));
+        }
+    }
+
+    /// Batches waiting after each stage, for the channels still open.
+    pub fn queued(&self) -> Vec<(&'static str, usize)> {
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |queues| {
+                queues
+                    .iter()
+                    .filter_map(|(from, read)| Some((*from, read()?)))
+                    .collect()
+            },
+        )
+    }
+}
+
 /// Spawns stages in data-path order and joins them in the same order.
 #[derive(Default)]
 pub struct Pipeline {
     stages: Vec<(&'static str, JoinHandle<()>)>,
     buffer: usize,
+    queues: Queues,
 }
 
 impl Pipeline {
@@ -87,7 +133,13 @@ impl Pipeline {
         Self {
             stages: Vec::new(),
             buffer: buffer.max(1),
+            queues: Queues::default(),
         }
+    }
+
+    /// The channels' fill, for `/metrics`.
+    pub fn queues(&self) -> Queues {
+        self.queues.clone()
     }
 
     /// Starts `stage` reading `input`; returns the stage's output for the next one.
@@ -97,6 +149,7 @@ impl Pipeline {
         input: mpsc::Receiver<Vec<S::Input>>,
     ) -> mpsc::Receiver<Vec<S::Output>> {
         let (output, next) = mpsc::channel(self.buffer);
+        self.queues.watch(S::NAME, &output);
         self.stages
             .push((S::NAME, tokio::spawn(run(stage, input, output))));
         next
@@ -166,6 +219,41 @@ mod tests {
         assert_eq!(out.recv().await, Some(vec![6]));
         assert_eq!(out.recv().await, None, "the stage ended");
         pipeline.join().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn queues_say_what_waits_and_never_hold_a_channel_open() {
+        let mut pipeline = Pipeline::new(4);
+        let (input, first) = mpsc::channel(4);
+        let mut out = pipeline.then(
+            Summing {
+                held: 0,
+                every: Some(Duration::from_millis(1)),
+            },
+            first,
+        );
+        input.send(vec![1]).await.unwrap();
+        // Nobody reads `out` yet: the stage's output waits in the channel.
+        let queues = pipeline.queues();
+        let waiting = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let queued = queues.queued();
+                if queued.first().is_some_and(|(_, n)| *n > 0) {
+                    break queued;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the stage's output shows as queued");
+        assert_eq!(waiting[0].0, "summing");
+        drop(input);
+        while out.recv().await.is_some() {}
+        pipeline.join().await.unwrap();
+        assert!(
+            queues.queued().is_empty(),
+            "a closed channel is not reported"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -67,8 +67,6 @@ pub struct Telemetry {
     /// Records per second, smoothed over about a minute.
     rate: Mutex<f64>,
     pub programs: Mutex<Vec<String>>,
-    verdicts: Mutex<BTreeMap<String, u64>>,
-    drop_reasons: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Telemetry {
@@ -86,43 +84,7 @@ impl Telemetry {
             lost: Mutex::new(BTreeMap::new()),
             rate: Mutex::new(0.0),
             programs: Mutex::new(Vec::new()),
-            verdicts: Mutex::new(BTreeMap::new()),
-            drop_reasons: Mutex::new(BTreeMap::new()),
         }
-    }
-
-    /// Adds a batch's record counts by verdict and by kernel drop reason.
-    pub fn count_verdicts<'a>(
-        &self,
-        verdicts: impl IntoIterator<Item = (String, u64)>,
-        drop_reasons: impl IntoIterator<Item = (&'a str, u64)>,
-    ) {
-        if let Ok(mut guard) = self.verdicts.lock() {
-            for (verdict, count) in verdicts {
-                *guard.entry(verdict).or_default() += count;
-            }
-        }
-        if let Ok(mut guard) = self.drop_reasons.lock() {
-            for (reason, count) in drop_reasons {
-                match guard.get_mut(reason) {
-                    Some(total) => *total += count,
-                    None => {
-                        guard.insert(reason.to_owned(), count);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn verdicts(&self) -> BTreeMap<String, u64> {
-        self.verdicts.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    pub fn drop_reasons(&self) -> BTreeMap<String, u64> {
-        self.drop_reasons
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_default()
     }
 
     pub fn add_lost(&self, cause: LostCause, count: u64) {

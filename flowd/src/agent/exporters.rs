@@ -70,6 +70,18 @@ impl Sinks {
         Ok(Self { otlp, kafka })
     }
 
+    /// The exporters configured, for their metrics.
+    pub fn running(&self) -> Vec<Exporter> {
+        let mut running = Vec::new();
+        if self.otlp.is_some() {
+            running.push(Exporter::Otlp);
+        }
+        if self.kafka.is_some() {
+            running.push(Exporter::Kafka);
+        }
+        running
+    }
+
     /// Starts a delivery task per exporter; each ends when the store closes.
     pub fn spawn(
         self,

@@ -28,6 +28,7 @@ use crate::{
     enrich::{self, Enrichment, SharedIndex},
     export::{self, FileSink, FileSinkError},
     flow::{aggregate::Aggregation, assemble::Assembler},
+    flow_metrics::{Counting, FlowMetrics},
     metrics::{self, MetricsError},
     model::SharedInterfaces,
     pipeline::Pipeline,
@@ -157,7 +158,11 @@ pub async fn run(
             loaded.extend(capture::sockets::SocketHooks::names().map(str::to_owned));
         }
     }
+    let loaded_programs = capture::program_stats::loaded_programs(&programs.ebpf);
     let (raw_tx, raw_rx) = mpsc::channel(config.pipeline_buffer);
+    let mut pipeline = Pipeline::new(config.pipeline_buffer);
+    pipeline.queues().watch("capture", &raw_tx);
+    let pipeline_queues = pipeline.queues();
     let metadata: SharedIndex = Arc::new(std::sync::RwLock::new(Arc::new(enrich::load(
         &config.metadata_files,
     ))));
@@ -186,7 +191,6 @@ pub async fn run(
         raw_tx,
         capture_stop,
     ));
-    let mut pipeline = Pipeline::new(config.pipeline_buffer);
     let records = pipeline.then(Assembler::new(&config.node, interfaces, drop_names), raw_rx);
     let cgroup_pods = enrich::cgroups::CgroupPods::from_mount_table().map(Arc::new);
     let enriched = pipeline.then(
@@ -241,6 +245,18 @@ pub async fn run(
         Aggregation::new(config.aggregation, config.aggregation_interval),
         attributed,
     );
+    // Counted before the store: a history that cannot be written delays records, not metrics.
+    let flow_metrics = (!config.flow_metrics.is_empty())
+        .then(|| Arc::new(FlowMetrics::new(&config.flow_metric_settings())));
+    let counted = match &flow_metrics {
+        Some(metrics) => pipeline.then(
+            Counting {
+                metrics: metrics.clone(),
+            },
+            aggregated,
+        ),
+        None => aggregated,
+    };
     let store_stage = tokio::spawn(store::run(
         StoreStage {
             hub: hub.clone(),
@@ -248,7 +264,7 @@ pub async fn run(
             hold_records: config.store_hold_records,
             watermark_interval: config.watermark_interval,
         },
-        aggregated,
+        counted,
     ));
     let summaries = tokio::spawn(crate::graph::summary::run(
         hub.clone(),
@@ -256,6 +272,7 @@ pub async fn run(
     ));
     let export = file_sink
         .map(|sink| tokio::spawn(export::run_file_sink(sink, hub.clone(), telemetry.clone())));
+    let running_exporters = exporters.running();
     let exporters = exporters.spawn(&config, &hub, &telemetry);
     let api_stop = CancellationToken::new();
     let mut flow_api = FlowApi::new(hub, telemetry.clone());
@@ -280,7 +297,14 @@ pub async fn run(
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(metrics::serve(
             listener,
-            metrics::registry(telemetry.clone(), store.clone()),
+            metrics::registry(metrics::Sources {
+                telemetry: telemetry.clone(),
+                store: store.clone(),
+                flows: flow_metrics,
+                programs: loaded_programs,
+                queues: Some(pipeline_queues),
+                exporters: running_exporters,
+            }),
             api_stop.clone(),
         ))
     });

@@ -10,6 +10,7 @@ mod links;
 mod load;
 pub mod pins;
 mod privileges;
+pub mod program_stats;
 pub mod sockets;
 mod sweep;
 mod task;

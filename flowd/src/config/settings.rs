@@ -14,6 +14,7 @@ use crate::{
     capture::{DropProbeMode, TcAttach},
     export::{KafkaCompression, KafkaFormat, KafkaSasl},
     flow::aggregate::Level,
+    flow_metrics::{FlowMetric, MetricLabels},
 };
 
 settings! {
@@ -152,6 +153,21 @@ settings! {
     /// only with `insecureMetrics`)
     metrics_listen: optional SocketAddr = None, shown "off",
         flag #[arg(long, value_name = "ADDR")];
+    /// flow metrics `/metrics` carries: `flows`, `connections`, `bytes`, `packets`, `drops`
+    /// (kernel drops by reason), `denials` (by policy and rule), `outcomes`; `flowMetrics: []`
+    /// in the settings file turns them all off
+    flow_metrics: list FlowMetric = FlowMetric::ALL.to_vec(), shown "all",
+        flag #[arg(long = "flow-metric", value_enum, value_name = "METRIC")];
+    /// context labels one flow metric carries, `METRIC=LABEL[,LABEL...]` with labels
+    /// `source_namespace`, `source_workload`, `destination_namespace`, `destination_workload`
+    /// (e.g. `denials=source_namespace,destination_workload`); each multiplies that metric's
+    /// series, up to `flowMetricMaxSeries`
+    flow_metric_labels: list MetricLabels = Vec::new(), shown "none",
+        flag #[arg(long = "flow-metric-labels", value_name = "METRIC=LABEL,...")];
+    /// series one flow metric may have; a record that would add one more is counted in a
+    /// series whose context labels read `_other` (and in `flowd_flow_metrics_folded_total`)
+    flow_metric_max_series: value usize = 2000, shown "2000",
+        check at_least_one, flag #[arg(long, value_name = "N")];
     /// serve the web UI (`/`: service graph, flows, policy board) and its JSON API on this
     /// address; beyond loopback it needs `tlsCert`, `tlsKey` and `tlsClientCa` (or `insecureUi`)
     ui_listen: optional SocketAddr = None, shown "off",

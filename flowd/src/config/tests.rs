@@ -324,3 +324,47 @@ fn exporter_settings_read_from_the_file() {
     assert_eq!(config.otlp_deny[0].0.port, vec![53]);
     config.validate().unwrap();
 }
+
+#[test]
+fn flow_metric_settings_read_from_file_and_flags_and_labels_need_their_metric_on() {
+    use crate::flow_metrics::{ContextLabel, FlowMetric};
+    let file = parse(
+        "flowMetrics: [flows, denials]\nflowMetricLabels: [\"denials=source_namespace\"]\n\
+         flowMetricMaxSeries: 50\n",
+    )
+    .unwrap()
+    .apply(Config::default());
+    assert_eq!(file.flow_metrics, [FlowMetric::Flows, FlowMetric::Denials]);
+    assert_eq!(
+        file.flow_metric_labels[0].labels,
+        [ContextLabel::SourceNamespace]
+    );
+    assert_eq!(file.flow_metric_max_series, 50);
+    file.validate().unwrap();
+    let config = flags(&[
+        "--flow-metric",
+        "bytes",
+        "--flow-metric-labels",
+        "bytes=destination_workload,destination_namespace",
+    ])
+    .apply(Config::default());
+    assert_eq!(config.flow_metrics, [FlowMetric::Bytes]);
+    config.validate().unwrap();
+
+    let off = parse("flowMetrics: []\n").unwrap().apply(Config::default());
+    assert!(off.flow_metrics.is_empty(), "an empty list turns them off");
+    let err = parse("flowMetrics: [flows]\nflowMetricLabels: [\"bytes=source_workload\"]\n")
+        .unwrap()
+        .apply(Config::default())
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("flowMetricLabels") && err.contains("bytes"),
+        "{err}"
+    );
+    let err = parse("flowMetricLabels: [\"bytes=pod\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is no label"), "{err}");
+}

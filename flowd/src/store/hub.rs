@@ -5,7 +5,7 @@
 //! capture or the other followers.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::VecDeque,
     ops::ControlFlow,
     sync::{atomic::Ordering, Arc},
     time::{Duration, SystemTime},
@@ -152,7 +152,7 @@ impl Hub {
     /// Stores records and fans them out at once; what cannot be stored is lost and counted.
     /// The store stage holds such records and retries instead (`run`).
     pub async fn publish(&self, records: Vec<FlowRecord>, telemetry: &Telemetry) {
-        let flows = prepare(&records, telemetry);
+        let flows = prepare(&records);
         let count = flows.len() as u64;
         if self.store_and_fan_out(flows, telemetry).await.is_err() {
             telemetry.add_lost(LostCause::HistoryWriteFailed, count);
@@ -198,11 +198,9 @@ impl Hub {
     }
 }
 
-/// Encodes a batch for the history and counts its verdicts (once, however often it is retried).
-fn prepare(records: &[FlowRecord], telemetry: &Telemetry) -> Vec<pb::Flow> {
-    let flows: Vec<pb::Flow> = records.iter().map(wire::to_proto).collect();
-    count_verdicts(&flows, telemetry);
-    flows
+/// Encodes a batch for the history.
+fn prepare(records: &[FlowRecord]) -> Vec<pb::Flow> {
+    records.iter().map(wire::to_proto).collect()
 }
 
 /// Records the history could not take yet, oldest first, at most `limit`: a full disk delays
@@ -459,7 +457,7 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
     loop {
         tokio::select! {
             batch = input.recv() => match batch {
-                Some(records) => held.flush(prepare(&records, &telemetry), &hub, &telemetry).await,
+                Some(records) => held.flush(prepare(&records), &hub, &telemetry).await,
                 None => break,
             },
             _ = watermarks.tick() => hub.pulse_watermark(),
@@ -490,36 +488,6 @@ pub async fn run(stage: StoreStage, mut input: mpsc::Receiver<Vec<FlowRecord>>) 
     }
     hub.close();
     tracing::debug!("store stage drained");
-}
-
-/// Tallies a batch locally, so telemetry's locks and name strings cost once per batch.
-fn count_verdicts(flows: &[pb::Flow], telemetry: &Telemetry) {
-    let mut verdicts: BTreeMap<i32, u64> = BTreeMap::new();
-    let mut drop_reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    for flow in flows {
-        *verdicts.entry(flow.verdict).or_default() += 1;
-        if !flow.drop_reason.is_empty() {
-            *drop_reasons.entry(flow.drop_reason.as_str()).or_default() += 1;
-        }
-    }
-    let verdicts = verdicts.into_iter().map(|(verdict, count)| {
-        let name = pb::Verdict::try_from(verdict)
-            .map(|v| verdict_label(v).to_owned())
-            .unwrap_or_default();
-        (name, count)
-    });
-    telemetry.count_verdicts(verdicts, drop_reasons);
-}
-
-/// The `verdict` label of the per-verdict record counters.
-fn verdict_label(verdict: pb::Verdict) -> &'static str {
-    match verdict {
-        pb::Verdict::Unspecified => "unspecified",
-        pb::Verdict::Forwarded => "forwarded",
-        pb::Verdict::Dropped => "dropped",
-        pb::Verdict::Denied => "denied",
-        pb::Verdict::NotEnforced => "not_enforced",
-    }
 }
 
 #[cfg(test)]

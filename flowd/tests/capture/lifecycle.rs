@@ -127,7 +127,11 @@ async fn restart_keeps_history_and_metrics_and_export_see_the_flows() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("flowd_flows_by_verdict_total{verdict=\"forwarded\"}"),
+        metrics.contains("flowd_flows_total{verdict=\"forwarded\",protocol=\"UDP\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flowd_pipeline_queued_batches{from=\"capture\"}"),
         "{metrics}"
     );
     drop(stream);

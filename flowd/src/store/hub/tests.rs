@@ -131,23 +131,6 @@ async fn follow_ends_when_the_store_closes() {
     assert!(sub.next().await.is_none());
 }
 
-#[test]
-fn verdict_labels_are_the_proto_names_in_lower_case() {
-    for verdict in [
-        pb::Verdict::Unspecified,
-        pb::Verdict::Forwarded,
-        pb::Verdict::Dropped,
-        pb::Verdict::Denied,
-        pb::Verdict::NotEnforced,
-    ] {
-        let proto_name = verdict.as_str_name();
-        assert_eq!(
-            format!("VERDICT_{}", verdict_label(verdict).to_ascii_uppercase()),
-            proto_name
-        );
-    }
-}
-
 #[tokio::test]
 async fn last_beyond_the_history_replays_everything_a_page_at_a_time() {
     let fx = fixture(10);

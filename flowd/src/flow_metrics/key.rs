@@ -1,0 +1,194 @@
+//! A record's series in one family: the fixed labels that family always has, and the context
+//! labels the settings turned on. Borrowed from the batch while it is tallied, owned once it
+//! joins the totals.
+
+use std::borrow::Cow;
+
+use flowd_policy::PolicyRef;
+
+use super::settings::{ContextLabel, FlowMetric};
+use crate::model::{EndpointKind, EndpointMeta, FlowRecord, Outcome, ReportReason, Verdict};
+
+/// What a folded series' context labels read once a family is at its cap.
+pub const FOLDED: &str = "_other";
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Base<'a> {
+    Traffic {
+        verdict: Verdict,
+        protocol: u8,
+        /// The hook where the connection's first packets were seen.
+        direction: Direction,
+    },
+    Drop {
+        reason: Cow<'a, str>,
+    },
+    Denial {
+        /// `Denied`, or `NotEnforced` where a policy denies traffic that got through.
+        verdict: Verdict,
+        policy: Cow<'a, PolicyRef>,
+        rule: Option<i32>,
+    },
+    Outcome {
+        outcome: Outcome,
+        protocol: u8,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+    Unknown,
+}
+
+/// A series: its family's fixed labels, then a value per context label (empty where off).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
+    pub base: Base<'a>,
+    pub context: [Cow<'a, str>; 4],
+}
+
+impl Key<'_> {
+    pub fn into_owned(self) -> Key<'static> {
+        let base = match self.base {
+            Base::Traffic {
+                verdict,
+                protocol,
+                direction,
+            } => Base::Traffic {
+                verdict,
+                protocol,
+                direction,
+            },
+            Base::Drop { reason } => Base::Drop {
+                reason: Cow::Owned(reason.into_owned()),
+            },
+            Base::Denial {
+                verdict,
+                policy,
+                rule,
+            } => Base::Denial {
+                verdict,
+                policy: Cow::Owned(policy.into_owned()),
+                rule,
+            },
+            Base::Outcome { outcome, protocol } => Base::Outcome { outcome, protocol },
+        };
+        Key {
+            base,
+            context: self.context.map(|value| Cow::Owned(value.into_owned())),
+        }
+    }
+
+    /// The same series with every context label that is on reading [`FOLDED`].
+    pub fn folded(&self, labels: &[ContextLabel]) -> Key<'static> {
+        let mut key = self.clone().into_owned();
+        for label in labels {
+            key.context[label.index()] = Cow::Borrowed(FOLDED);
+        }
+        key
+    }
+}
+
+/// The series `record` adds to in `metric`'s family and by how much; `None` when it adds
+/// nothing there (no drops, no denial, a connection not yet ended).
+pub fn of<'a>(
+    record: &'a FlowRecord,
+    metric: FlowMetric,
+    labels: &[ContextLabel],
+) -> Option<(Key<'a>, u64)> {
+    let traffic = || Base::Traffic {
+        verdict: record.verdict,
+        protocol: record.protocol,
+        direction: match record.request.direction {
+            Some(crate::model::TrafficDirection::Ingress) => Direction::Ingress,
+            Some(crate::model::TrafficDirection::Egress) => Direction::Egress,
+            None => Direction::Unknown,
+        },
+    };
+    let (base, value) = match metric {
+        FlowMetric::Flows => (traffic(), 1),
+        // Reports of a live connection (active timeout) come again; its last report counts it.
+        FlowMetric::Connections if record.reason == ReportReason::ActiveTimeout => return None,
+        FlowMetric::Connections => (traffic(), record.connections),
+        FlowMetric::Bytes => (traffic(), record.request.bytes + record.reply.bytes),
+        FlowMetric::Packets => (traffic(), record.request.packets + record.reply.packets),
+        FlowMetric::Drops => {
+            let dropped = record.request.dropped_packets + record.reply.dropped_packets;
+            if dropped == 0 {
+                return None;
+            }
+            let reason = record.drop_reason.as_deref().unwrap_or("UNKNOWN");
+            (
+                Base::Drop {
+                    reason: Cow::Borrowed(reason),
+                },
+                dropped,
+            )
+        }
+        FlowMetric::Denials => {
+            if !matches!(record.verdict, Verdict::Denied | Verdict::NotEnforced) {
+                return None;
+            }
+            let side = record.policy.as_deref()?.deciding();
+            let policy = side.policy.as_ref()?;
+            (
+                Base::Denial {
+                    verdict: record.verdict,
+                    policy: Cow::Borrowed(policy),
+                    rule: side.rule,
+                },
+                1,
+            )
+        }
+        FlowMetric::Outcomes => (
+            Base::Outcome {
+                outcome: record.outcome,
+                protocol: record.protocol,
+            },
+            1,
+        ),
+    };
+    if value == 0 {
+        return None;
+    }
+    let mut context: [Cow<'a, str>; 4] = Default::default();
+    for label in labels {
+        let meta = match label {
+            ContextLabel::SourceNamespace | ContextLabel::SourceWorkload => &record.source_meta,
+            ContextLabel::DestinationNamespace | ContextLabel::DestinationWorkload => {
+                &record.destination_meta
+            }
+        };
+        let value = match label {
+            ContextLabel::SourceNamespace | ContextLabel::DestinationNamespace => {
+                meta.as_deref().map_or("", |m| m.namespace.as_str())
+            }
+            ContextLabel::SourceWorkload | ContextLabel::DestinationWorkload => {
+                workload(meta.as_deref())
+            }
+        };
+        context[label.index()] = Cow::Borrowed(value);
+    }
+    Some((Key { base, context }, value))
+}
+
+/// A pod's workload by name; anything else by its kind (`world`, `node`...), so a label never
+/// takes one value per address.
+fn workload(meta: Option<&EndpointMeta>) -> &str {
+    let Some(meta) = meta else {
+        return "unknown";
+    };
+    if let Some(workload) = &meta.workload {
+        return &workload.name;
+    }
+    match meta.kind {
+        EndpointKind::Pod => meta.name.as_str(),
+        EndpointKind::Host => "host",
+        EndpointKind::Node => "node",
+        EndpointKind::Service => meta.name.as_str(),
+        EndpointKind::WorldPrivate => "world-private",
+        EndpointKind::WorldPublic => "world",
+    }
+}

@@ -1,0 +1,158 @@
+//! What flowd itself costs and how far behind it is: the agent's CPU and memory, each BPF
+//! program's run time, the pipeline's queues, each exporter's delivery.
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::{
+    encode::{counter, counters, gauge, gauges, Labels},
+    Sources,
+};
+use crate::{
+    capture::program_stats,
+    telemetry::{Counter, ExportCount, Exporter},
+};
+
+/// CPU seconds (user and system) and resident bytes of this process, from procfs.
+fn process_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command may hold spaces and parentheses; the fields after its last `)` do not.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)? as f64;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())?;
+    Some((ticks as f64 / per_second, resident_pages * page))
+}
+
+fn exporter_labels(exporter: Exporter) -> Labels {
+    vec![("exporter", exporter.name().to_owned())]
+}
+
+fn exporters(sources: &Sources, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let t = &sources.telemetry;
+    let running: Vec<Exporter> = [Exporter::Otlp, Exporter::Kafka]
+        .into_iter()
+        .filter(|e| sources.exporters.contains(e))
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let count = |exporter, what| t.counter(&Counter::Export(exporter, what)).unwrap_or(0);
+    counters(
+        encoder,
+        "flowd_export_records",
+        "Records an exporter delivered (sent), that the receiving end refused for good \
+         (rejected), or that retention removed before the exporter reached them (skipped)",
+        running.iter().flat_map(|e| {
+            [
+                (ExportCount::Sent, "sent"),
+                (ExportCount::Rejected, "rejected"),
+                (ExportCount::Skipped, "skipped"),
+            ]
+            .map(|(what, result)| {
+                let mut labels = exporter_labels(*e);
+                labels.push(("result", result.to_owned()));
+                (labels, count(*e, what))
+            })
+        }),
+    )?;
+    counters(
+        encoder,
+        "flowd_export_failures",
+        "Batches whose delivery failed; each is retried from the history",
+        running
+            .iter()
+            .map(|e| (exporter_labels(*e), count(*e, ExportCount::Failed))),
+    )?;
+    counters(
+        encoder,
+        "flowd_export_retries",
+        "Delivery retries after a failure",
+        running
+            .iter()
+            .map(|e| (exporter_labels(*e), count(*e, ExportCount::Retried))),
+    )?;
+    gauges(
+        encoder,
+        "flowd_export_lag_records",
+        "Records in the history the exporter has not delivered yet",
+        running
+            .iter()
+            .map(|e| (exporter_labels(*e), count(*e, ExportCount::LagRecords))),
+    )?;
+    gauges(
+        encoder,
+        "flowd_export_lag_seconds",
+        "Age of the oldest record the exporter has not delivered yet",
+        running
+            .iter()
+            .map(|e| (exporter_labels(*e), count(*e, ExportCount::LagSeconds))),
+    )
+}
+
+pub fn encode(sources: &Sources, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    if let Some((cpu_seconds, resident_bytes)) = process_usage() {
+        counter(
+            encoder,
+            "flowd_agent_cpu_seconds",
+            "CPU time the agent process used, user and system",
+            cpu_seconds,
+        )?;
+        gauge(
+            encoder,
+            "flowd_agent_resident_memory_bytes",
+            "Resident memory of the agent process",
+            resident_bytes,
+        )?;
+    }
+    if !sources.programs.is_empty() {
+        let enabled = program_stats::stats_enabled();
+        gauge(
+            encoder,
+            "flowd_bpf_stats_enabled",
+            "1 while the kernel counts BPF program runs (sysctl kernel.bpf_stats_enabled=1); \
+             the run metrics are there only then",
+            i64::from(enabled),
+        )?;
+        if enabled {
+            let stats = program_stats::run_stats(&sources.programs);
+            let program = |name: &str| vec![("program", name.to_owned())];
+            counters(
+                encoder,
+                "flowd_bpf_program_runs",
+                "Runs of each flowd BPF program while kernel BPF stats are on",
+                stats.iter().map(|s| (program(&s.name), s.runs)),
+            )?;
+            counters(
+                encoder,
+                "flowd_bpf_program_run_seconds",
+                "Time each flowd BPF program ran while kernel BPF stats are on; over runs, the \
+                 cost of one run",
+                stats
+                    .iter()
+                    .map(|s| (program(&s.name), s.run_time_ns as f64 / 1e9)),
+            )?;
+        }
+    }
+    if let Some(queues) = &sources.queues {
+        gauges(
+            encoder,
+            "flowd_pipeline_queued_batches",
+            "Batches waiting in the channel after each pipeline stage (capacity: \
+             pipelineBuffer); a full one is where the pipeline lags",
+            queues
+                .queued()
+                .into_iter()
+                .map(|(from, n)| (vec![("from", from.to_owned())], n)),
+        )?;
+    }
+    exporters(sources, encoder)
+}
