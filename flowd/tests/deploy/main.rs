@@ -6,5 +6,6 @@
 mod support;
 
 mod chart;
+mod monitoring;
 mod privileges;
 mod rendering;

@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod http;
+pub mod prometheus;
 pub mod tls;
 
 use std::{

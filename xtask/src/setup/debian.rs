@@ -76,6 +76,34 @@ fn chromium_renders() -> bool {
         && String::from_utf8_lossy(&o.stdout).contains("<p id=\"flowd\">rendered</p>"))
 }
 
+/// The metrics test has a real Prometheus scrape the agent and `promtool` check the alerting
+/// rules; installed is not enough, both must start.
+const PROMETHEUS_PACKAGES: &[&str] = &["prometheus"];
+
+pub const PROMETHEUS: Step = Step {
+    name: "Prometheus for the metrics tests (Debian prometheus: prometheus, promtool)",
+    present: || {
+        Ok(missing(PROMETHEUS_PACKAGES).is_empty()
+            && super::succeeds(Command::new("prometheus").arg("--version"))
+            && super::succeeds(Command::new("promtool").arg("--version")))
+    },
+    install: || {
+        install(PROMETHEUS_PACKAGES)?;
+        stop_packaged_prometheus();
+        Ok(())
+    },
+    fix: "run `apt-get install -y prometheus` as root, check that `prometheus --version` and \
+          `promtool --version` run, and read their errors",
+};
+
+/// The package enables a service listening on every address (:9090) where an init system runs
+/// it; the tests start their own on loopback, so the packaged one is stopped and disabled.
+fn stop_packaged_prometheus() {
+    if super::succeeds(Command::new("systemctl").args(["is-enabled", "prometheus"])) {
+        let _ = crate::run(Command::new("systemctl").args(["disable", "--now", "prometheus"]));
+    }
+}
+
 pub const TEST: Step = Step {
     name: "Debian packages for the tests (iproute2 nftables iputils-ping openssl)",
     present: || Ok(missing(TEST_PACKAGES).is_empty()),

@@ -81,6 +81,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         for step in &[
             debian::TEST,
             debian::BROWSER,
+            debian::PROMETHEUS,
             tools::GRPCURL,
             python_packages::CHART_TOOLS_STEP,
             python_packages::RECEIVERS_STEP,
