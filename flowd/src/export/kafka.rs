@@ -423,21 +423,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_endpoint_keeps_its_port_apart() {
-        let flow = pb::Flow {
-            node: "node-a".into(),
-            protocol: pb::Protocol::Udp as i32,
-            source: Some(pb::Endpoint {
-                ip: "fd00::1".into(),
-                port: 53000,
-                ..Default::default()
-            }),
-            destination: Some(pb::Endpoint {
-                ip: "fd00::2".into(),
-                port: 53,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let flow = super::super::ipv6_udp_flow();
         assert_eq!(
             connection_key(&flow),
             "node-a UDP [fd00::1]:53000 [fd00::2]:53"

@@ -37,3 +37,23 @@ fn protocol_name(protocol: i32) -> String {
         |p| p.as_str_name().trim_start_matches("PROTOCOL_").to_owned(),
     )
 }
+
+/// A UDP exchange between two IPv6 addresses on node-a, for the exporters' address tests.
+#[cfg(test)]
+fn ipv6_udp_flow() -> pb::Flow {
+    pb::Flow {
+        node: "node-a".into(),
+        protocol: pb::Protocol::Udp as i32,
+        source: Some(pb::Endpoint {
+            ip: "fd00::1".into(),
+            port: 53000,
+            ..Default::default()
+        }),
+        destination: Some(pb::Endpoint {
+            ip: "fd00::2".into(),
+            port: 53,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -459,19 +459,8 @@ mod tests {
     #[test]
     fn an_ipv6_body_brackets_its_addresses() {
         let flow = pb::Flow {
-            protocol: pb::Protocol::Udp as i32,
-            source: Some(pb::Endpoint {
-                ip: "fd00::1".into(),
-                port: 53000,
-                ..Default::default()
-            }),
-            destination: Some(pb::Endpoint {
-                ip: "fd00::2".into(),
-                port: 53,
-                ..Default::default()
-            }),
             verdict: pb::Verdict::Forwarded as i32,
-            ..Default::default()
+            ..super::super::ipv6_udp_flow()
         };
         let record = log_record(&flow);
         let Some(Value::StringValue(body)) = record.body.and_then(|b| b.value) else {
