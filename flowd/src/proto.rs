@@ -10,6 +10,25 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/flowd_descriptor.bin"));
 
+/// An IP protocol by its proto name (`TCP`, `ICMPV6`, `GRE`), or its number when the proto
+/// names none: how exporters and metrics label it.
+pub fn protocol_name(protocol: i32) -> String {
+    v1::Protocol::try_from(protocol).map_or_else(
+        |_| protocol.to_string(),
+        |p| p.as_str_name().trim_start_matches("PROTOCOL_").to_owned(),
+    )
+}
+
+/// An endpoint as `IP:PORT`, an IPv6 address in brackets (`[fd00::1]:80`) so its colons do not
+/// run into the port's.
+pub fn endpoint_text(ip: &str, port: u32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
 /// The proto3 JSON mapping names enum values and has none for an IP protocol the proto does not
 /// list: such a protocol goes out as PROTOCOL_UNSPECIFIED in JSON (gRPC and the history keep the
 /// number), so one exotic packet cannot fail an answer, a dump or an export line.

@@ -16,10 +16,10 @@ pub fn protocol_name(protocol: i32) -> String {
 }
 
 fn endpoint(ip: &str, port: u32, with_port: bool) -> String {
-    match (with_port, ip.contains(':')) {
-        (false, _) => ip.to_owned(),
-        (true, true) => format!("[{ip}]:{port}"),
-        (true, false) => format!("{ip}:{port}"),
+    if with_port {
+        crate::proto::endpoint_text(ip, port)
+    } else {
+        ip.to_owned()
     }
 }
 

@@ -62,7 +62,7 @@ pub fn at_least_one<N: PartialEq + Default>(value: &N) -> Result<(), Rejected> {
 }
 
 pub fn ring_buffer_size(value: &u32) -> Result<(), Rejected> {
-    let page = page_size();
+    let page = crate::host::page_size();
     if !value.is_power_of_two() || *value < page {
         return Err(Rejected::new(
             value.to_string(),
@@ -81,12 +81,4 @@ pub fn interface_names(names: &Vec<String>) -> Result<(), Rejected> {
         ));
     }
     Ok(())
-}
-
-fn page_size() -> u32 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|size| u32::try_from(size).ok())
-        .unwrap_or(4096)
 }

@@ -24,9 +24,11 @@ use rskafka::{
 use super::{
     address,
     delivery::{Accepted, Sink, SinkError},
-    protocol_name,
 };
-use crate::{proto::v1 as pb, store::time_ns};
+use crate::{
+    proto::{protocol_name, v1 as pb},
+    store::time_ns,
+};
 
 /// How a record is written into a message's value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]

@@ -19,23 +19,11 @@ pub use otlp::{log_record as otlp_log_record, request as otlp_request, OtlpError
 
 use crate::proto::v1 as pb;
 
-/// An endpoint as `IP:PORT`, the way the exporters' texts (OTLP body, Kafka key) name it; an
-/// IPv6 address in brackets (`[fd00::1]:80`), or its colons would run into the port's.
+/// An endpoint the way the exporters' texts (OTLP body, Kafka key) name it.
 fn address(endpoint: &Option<pb::Endpoint>) -> String {
-    endpoint.as_ref().map_or_else(String::new, |e| {
-        match (e.ip.parse::<std::net::IpAddr>(), u16::try_from(e.port)) {
-            (Ok(ip), Ok(port)) => std::net::SocketAddr::new(ip, port).to_string(),
-            _ => format!("{}:{}", e.ip, e.port),
-        }
-    })
-}
-
-/// An IP protocol by its proto name (`TCP`, `ICMPV6`), or its number when the proto names none.
-fn protocol_name(protocol: i32) -> String {
-    pb::Protocol::try_from(protocol).map_or_else(
-        |_| protocol.to_string(),
-        |p| p.as_str_name().trim_start_matches("PROTOCOL_").to_owned(),
-    )
+    endpoint
+        .as_ref()
+        .map_or_else(String::new, |e| crate::proto::endpoint_text(&e.ip, e.port))
 }
 
 /// A UDP exchange between two IPv6 addresses on node-a, for the exporters' address tests.

@@ -21,9 +21,11 @@ use tonic::transport::{Channel, Endpoint};
 use super::{
     address,
     delivery::{Accepted, Sink, SinkError},
-    protocol_name,
 };
-use crate::{proto::v1 as pb, store::time_ns};
+use crate::{
+    proto::{protocol_name, v1 as pb},
+    store::time_ns,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {

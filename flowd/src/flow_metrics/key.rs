@@ -82,8 +82,8 @@ impl Key<'_> {
     }
 
     /// The same series with every context label that is on reading [`FOLDED`].
-    pub fn folded(&self, labels: &[ContextLabel]) -> Key<'static> {
-        let mut key = self.clone().into_owned();
+    pub fn folded(self, labels: &[ContextLabel]) -> Key<'static> {
+        let mut key = self.into_owned();
         for label in labels {
             key.context[label.index()] = Cow::Borrowed(FOLDED);
         }

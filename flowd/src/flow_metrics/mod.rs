@@ -13,7 +13,7 @@ mod key;
 mod settings;
 mod stage;
 
-use std::{borrow::Cow, collections::HashMap, sync::Mutex};
+use std::{collections::HashMap, sync::Mutex};
 
 pub use key::{Base, Direction, Key, FOLDED};
 pub use settings::{ContextLabel, FlowMetric, FlowMetricSettings, MetricLabels};
@@ -145,18 +145,6 @@ impl Family {
         }
         self.folded += tally.records;
         *self.series.entry(owned.folded(labels)).or_default() += tally.value;
-    }
-}
-
-/// An IP protocol as records name it (`TCP`, `ICMPV6`), or its number.
-pub fn protocol_label(protocol: u8) -> Cow<'static, str> {
-    match protocol {
-        1 => Cow::Borrowed("ICMP"),
-        6 => Cow::Borrowed("TCP"),
-        17 => Cow::Borrowed("UDP"),
-        58 => Cow::Borrowed("ICMPV6"),
-        132 => Cow::Borrowed("SCTP"),
-        other => Cow::Owned(other.to_string()),
     }
 }
 

@@ -25,10 +25,7 @@ fn process_usage() -> Option<(f64, u64)> {
         .filter(|t| *t > 0)? as f64;
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|p| u64::try_from(p).ok())?;
+    let page = u64::from(crate::host::page_size());
     Some((ticks as f64 / per_second, resident_pages * page))
 }
 

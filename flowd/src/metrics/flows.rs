@@ -4,7 +4,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::encode::{counters, Labels};
 use crate::{
-    flow_metrics::{protocol_label, Base, Direction, FamilySnapshot, FlowMetric, FlowMetrics},
+    flow_metrics::{Base, Direction, FamilySnapshot, FlowMetric, FlowMetrics},
     model::{Outcome, Verdict},
 };
 
@@ -81,7 +81,10 @@ fn base_labels(base: &Base<'_>) -> Labels {
             direction,
         } => vec![
             ("verdict", verdict_label(*verdict).to_owned()),
-            ("protocol", protocol_label(*protocol).into_owned()),
+            (
+                "protocol",
+                crate::proto::protocol_name(i32::from(*protocol)),
+            ),
             ("direction", direction_label(*direction).to_owned()),
         ],
         Base::Drop { reason } => vec![("reason", reason.to_string())],
@@ -102,7 +105,10 @@ fn base_labels(base: &Base<'_>) -> Labels {
         ],
         Base::Outcome { outcome, protocol } => vec![
             ("outcome", outcome_label(*outcome).to_owned()),
-            ("protocol", protocol_label(*protocol).into_owned()),
+            (
+                "protocol",
+                crate::proto::protocol_name(i32::from(*protocol)),
+            ),
         ],
     }
 }
