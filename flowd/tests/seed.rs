@@ -481,3 +481,167 @@ async fn the_seed_story_on_the_page() {
     });
     assert!(agent.terminate().success());
 }
+
+/// The agent's metrics address, from its "metrics listening" log line.
+fn metrics_target(agent: &mut AgentProcess) -> String {
+    if !agent
+        .log_lines
+        .iter()
+        .any(|l| l.contains("metrics listening"))
+    {
+        agent.wait_for_log("metrics listening", Duration::from_secs(5));
+    }
+    agent
+        .log_lines
+        .iter()
+        .find(|line| line.contains("metrics listening"))
+        .and_then(|line| line.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the agent logs the metrics address")
+        .to_owned()
+}
+
+/// Grafana's variables as a plain Prometheus evaluates them.
+fn as_plain_promql(dashboard_expr: &str) -> String {
+    dashboard_expr
+        .replace("$__rate_interval", "1m")
+        .replace("$instance", ".*")
+}
+
+/// A real Prometheus scrapes the agent of the seed story: the denial by policy and rule, the
+/// drop reason and the bytes the generator sent are there to alert on, the rules load and every
+/// dashboard query runs against what the agent serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_story_in_prometheus() {
+    if !privileged("the_seed_story_in_prometheus") {
+        return;
+    }
+    let hosts = TwoHosts::create("seedprom").expect("testbed");
+    let _servers = serve(&hosts);
+    hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
+    // Held for the test: while it is open the kernel counts program runs, as with the sysctl.
+    let _bpf_stats =
+        aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS (kernel 5.8+)");
+    // Nobody listens there: the exporter's families show an outage, as the alerts expect them.
+    let closed_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let otlp = format!("http://127.0.0.1:{closed_port}");
+    let policies = data("policies.yaml");
+    let base = core_agent_args(&hosts);
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend([
+        "--policy-file",
+        policies.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--flow-metric-labels",
+        "bytes=source_workload,destination_namespace",
+        "--otlp-endpoint",
+        &otlp,
+    ]);
+    let mut agent = AgentProcess::start(&args);
+    let target = metrics_target(&mut agent);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = support::prometheus::monitoring_dir().join(support::prometheus::RULES);
+    let prometheus = tokio::task::block_in_place(|| {
+        support::prometheus::Prometheus::start(dir.path(), &[target], &[&rules])
+    });
+
+    let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
+    assert_eq!(answered, [7070]);
+    const DATAGRAMS: usize = 20;
+    const PAYLOAD: usize = 100;
+    let udp = tokio::task::block_in_place(|| {
+        flowd::testbed::udp_exchange(
+            &hosts,
+            std::net::IpAddr::V4(flowd::testbed::HOST_B_V4),
+            DATAGRAMS,
+            PAYLOAD,
+        )
+    })
+    .expect("udp exchange");
+    // Each way, every datagram on the wire: payload, UDP (8) and IPv4 (20) headers.
+    let sent_bytes = (2 * DATAGRAMS * (PAYLOAD + 28)) as f64;
+
+    tokio::task::block_in_place(|| {
+        let wait = Duration::from_secs(30);
+        let denials = prometheus.value_when(
+            "sum(flowd_policy_denials_total{verdict=\"denied\",policy_kind=\"CalicoNetworkPolicy\",\
+             policy_namespace=\"fmeserver\",policy=\"default-deny-fmeserver\",rule=\"-1\",\
+             tier=\"default\"})",
+            wait,
+            |v| v >= 2.0,
+        );
+        assert!(
+            denials >= 2.0,
+            "the engine's two denied ports, by policy and rule: {denials}; {:?}",
+            prometheus.query("flowd_policy_denials_total")
+        );
+        let drops = prometheus.value_when(
+            "sum(flowd_kernel_dropped_packets_total{reason=\"NETFILTER_DROP\"})",
+            wait,
+            |v| v >= 2.0,
+        );
+        assert!(
+            drops >= 2.0,
+            "the CNI's drops, by reason: {drops}; {:?}",
+            prometheus.query("flowd_kernel_dropped_packets_total")
+        );
+        let udp_port = udp.server.port();
+        let bytes_expr = "sum(flowd_flow_bytes_total{protocol=\"UDP\",\
+            source_workload=\"engine-standard-group\",destination_namespace=\"fmeserver\"})";
+        let bytes = prometheus.value_when(bytes_expr, wait, |v| v >= sent_bytes);
+        assert_eq!(
+            bytes,
+            sent_bytes,
+            "UDP bytes to port {udp_port}, both ways: {:?}",
+            prometheus.query("flowd_flow_bytes_total")
+        );
+
+        // The rules load and evaluate without error against what the agent serves.
+        let groups = prometheus.api("rules", &[]);
+        let loaded: Vec<serde_json::Value> = groups["groups"]
+            .as_array()
+            .expect("rule groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        assert!(loaded.len() >= 8, "{groups}");
+        for rule in &loaded {
+            assert_ne!(rule["health"], "err", "{rule}");
+        }
+
+        // Every dashboard query is valid PromQL, and every flowd metric the rules and the
+        // dashboard name is one the agent serves.
+        for expr in support::prometheus::dashboard_queries() {
+            prometheus.query(&as_plain_promql(&expr));
+        }
+        let runs = prometheus.value_when("sum(flowd_bpf_program_runs_total)", wait, |v| v > 0.0);
+        assert!(
+            runs > 0.0,
+            "the kernel counted flowd's program runs while the test held BPF stats on: {:?}",
+            prometheus.query("flowd_bpf_program_runs_total")
+        );
+        let exporters = prometheus.value_when("count(flowd_export_lag_records)", wait, |v| v > 0.0);
+        assert!(exporters > 0.0, "the OTLP exporter's lag is served");
+        let served: std::collections::BTreeSet<String> = prometheus
+            .api("label/__name__/values", &[])
+            .as_array()
+            .expect("names")
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect();
+        let dir = support::prometheus::monitoring_dir();
+        let mut named = support::prometheus::metric_names(
+            &std::fs::read_to_string(dir.join(support::prometheus::RULES)).unwrap(),
+        );
+        named.extend(support::prometheus::metric_names(
+            &std::fs::read_to_string(dir.join(support::prometheus::DASHBOARD)).unwrap(),
+        ));
+        let missing: Vec<&String> = named.iter().filter(|n| !served.contains(*n)).collect();
+        assert!(missing.is_empty(), "named but not served: {missing:?}");
+    });
+    assert!(agent.terminate().success());
+}

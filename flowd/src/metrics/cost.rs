@@ -111,33 +111,32 @@ pub fn encode(sources: &Sources, encoder: &mut DescriptorEncoder) -> Result<(), 
         )?;
     }
     if !sources.programs.is_empty() {
-        let enabled = program_stats::stats_enabled();
         gauge(
             encoder,
             "flowd_bpf_stats_enabled",
-            "1 while the kernel counts BPF program runs (sysctl kernel.bpf_stats_enabled=1); \
-             the run metrics are there only then",
-            i64::from(enabled),
+            "1 while sysctl kernel.bpf_stats_enabled=1; the kernel also counts while any \
+             process holds BPF_ENABLE_STATS (bpftool prog profile), which the sysctl does not show",
+            i64::from(program_stats::stats_enabled()),
         )?;
-        if enabled {
-            let stats = program_stats::run_stats(&sources.programs);
-            let program = |name: &str| vec![("program", name.to_owned())];
-            counters(
-                encoder,
-                "flowd_bpf_program_runs",
-                "Runs of each flowd BPF program while kernel BPF stats are on",
-                stats.iter().map(|s| (program(&s.name), s.runs)),
-            )?;
-            counters(
-                encoder,
-                "flowd_bpf_program_run_seconds",
-                "Time each flowd BPF program ran while kernel BPF stats are on; over runs, the \
-                 cost of one run",
-                stats
-                    .iter()
-                    .map(|s| (program(&s.name), s.run_time_ns as f64 / 1e9)),
-            )?;
-        }
+        // Always served: the kernel's counters only advance while stats are on, by the sysctl
+        // or by a process holding BPF_ENABLE_STATS, and the sysctl cannot tell the second.
+        let stats = program_stats::run_stats(&sources.programs);
+        let program = |name: &str| vec![("program", name.to_owned())];
+        counters(
+            encoder,
+            "flowd_bpf_program_runs",
+            "Runs of each flowd BPF program, counted by the kernel while BPF stats are on",
+            stats.iter().map(|s| (program(&s.name), s.runs)),
+        )?;
+        counters(
+            encoder,
+            "flowd_bpf_program_run_seconds",
+            "Time each flowd BPF program ran, counted by the kernel while BPF stats are on; \
+             over runs, the cost of one run",
+            stats
+                .iter()
+                .map(|s| (program(&s.name), s.run_time_ns as f64 / 1e9)),
+        )?;
     }
     if let Some(queues) = &sources.queues {
         gauges(
