@@ -81,10 +81,19 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
+        // Chromium reads commands on fd 3 and answers on fd 4. The pipes may themselves be 3 or
+        // 4 (when the process has few files open): dup2 onto the same number keeps close-on-exec
+        // and one could overwrite the other, so both are first copied above 4.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(commands_read, 3) < 0 || libc::dup2(answers_write, 4) < 0 {
+                let commands = libc::fcntl(commands_read, libc::F_DUPFD, 10);
+                let answers = libc::fcntl(answers_write, libc::F_DUPFD, 10);
+                if commands < 0
+                    || answers < 0
+                    || libc::dup2(commands, 3) < 0
+                    || libc::dup2(answers, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

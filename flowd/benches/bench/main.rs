@@ -83,6 +83,7 @@ mod enrichment;
 mod export;
 mod graph;
 mod kernel;
+mod metrics;
 mod policies;
 mod relay;
 mod store;
@@ -119,6 +120,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("relay") {
         rows.extend(relay(&runtime)?);
+    }
+    if wanted("metrics") {
+        rows.extend(metrics::flow_metrics(&runtime)?);
     }
     if wanted("graph") {
         rows.extend(graph::aggregation()?);

@@ -237,3 +237,59 @@ fn no_family_on_counts_nothing() {
     metrics.count(&[FlowRecord::sample(1)]);
     assert!(metrics.snapshot().is_empty());
 }
+
+#[test]
+fn label_values_compare_by_text_whatever_their_storage() {
+    use std::borrow::Cow;
+    let empty_owned = LabelValue(Cow::Owned(String::new()));
+    assert_eq!(empty_owned, LabelValue(Cow::Borrowed("")));
+    assert_eq!(empty_owned, "");
+    assert_ne!(empty_owned, "a");
+    assert_eq!(LabelValue(Cow::Owned("api".to_owned())), "api");
+    assert_ne!(LabelValue(Cow::Borrowed("api")), "apj");
+}
+
+#[test]
+fn traffic_families_sharing_labels_count_as_each_alone() {
+    let shared = FlowMetrics::new(&settings(
+        &[
+            FlowMetric::Flows,
+            FlowMetric::Connections,
+            FlowMetric::Bytes,
+            FlowMetric::Packets,
+        ],
+        &[
+            "flows=source_namespace",
+            "connections=source_namespace",
+            "bytes=source_namespace",
+            "packets=source_namespace",
+        ],
+        100,
+    ));
+    let mut live = FlowRecord::sample(40001);
+    live.reason = ReportReason::ActiveTimeout;
+    live.source_meta = pod("tenants", "client");
+    let mut ended = FlowRecord::sample(40002);
+    ended.source_meta = pod("tenants", "client");
+    let batch = [live, ended];
+    shared.count(&batch);
+    let snapshot = shared.snapshot();
+    let of = |metric| total(&snapshot, metric, |_| true);
+    assert_eq!(of(FlowMetric::Flows), 2);
+    assert_eq!(
+        of(FlowMetric::Connections),
+        1,
+        "the live report is not counted"
+    );
+    assert_eq!(of(FlowMetric::Bytes), 2 * 180);
+    assert_eq!(of(FlowMetric::Packets), 4);
+    for metric in FlowMetric::ALL.into_iter().take(4) {
+        let alone = FlowMetrics::new(&settings(&[metric], &[], 100));
+        alone.count(&batch);
+        assert_eq!(
+            total(&alone.snapshot(), metric, |_| true),
+            of(metric),
+            "{metric:?}"
+        );
+    }
+}
