@@ -269,3 +269,39 @@ async fn no_key_material_reaches_the_log_even_at_trace_level() {
     assert!(!text.contains(secret), "the key's content leaked: {text}");
     assert!(!text.contains("panicked"), "{text}");
 }
+
+#[test]
+fn a_policy_flowd_cannot_evaluate_is_named_with_its_kind_and_file_never_silently_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("admin.yaml");
+    std::fs::write(
+        &policies,
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+         metadata: {name: cluster-wide-deny}\nspec: {priority: 10, subject: {namespaces: {}}}\n\
+         ---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {name: deny-all, namespace: shop}\nspec: {podSelector: {}}\n",
+    )
+    .unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(&flows, "").unwrap();
+    let (ok, text) = flowd(&[
+        "policy",
+        "eval",
+        "--policy-file",
+        policies.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+    ]);
+    assert!(ok, "the supported policy still loads: {text}");
+    assert!(
+        text.contains("warning")
+            && text.contains("admin.yaml")
+            && text.contains("AdminNetworkPolicy")
+            && text.contains("cluster-wide-deny"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("deny-all"),
+        "the supported one is not reported: {text}"
+    );
+}

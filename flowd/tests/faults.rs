@@ -251,6 +251,14 @@ async fn a_full_disk_delays_the_export_file_and_leaves_no_half_line() {
             })
             .collect::<Vec<_>>()
     };
+    // A first export follows from what comes next: publish once it follows.
+    wait_for("the file sink follows the history", || {
+        match hub.followers() {
+            0 => Err("no follower".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
     hub.publish(batch(1, 10), &telemetry).await;
     wait_for("the first records are exported", || {
         let n = exported().len();

@@ -145,6 +145,10 @@ fn load(sources: &Sources) -> anyhow::Result<(PolicyEngine, StaticPods)> {
     for error in &loaded.errors {
         eprintln!("flowd: {error}");
     }
+    // Objects skipped as unsupported: a policy flowd cannot evaluate must never look applied.
+    for warning in &loaded.warnings {
+        eprintln!("flowd: warning: {warning}");
+    }
     let pods = load_pods(&sources.metadata_files);
     Ok((PolicyEngine::new(&loaded.policies), pods))
 }

@@ -134,8 +134,9 @@ settings! {
     /// flush interval of the folding levels
     aggregation_interval: duration Duration = Duration::from_secs(60), shown "60s",
         check positive, flag #[arg(long, value_name = "DURATION")];
-    /// Kubernetes objects naming endpoints (Pod, Namespace, Service, EndpointSlice, Node, as
-    /// `kubectl get -o yaml` prints them): files or directories
+    /// Kubernetes objects naming endpoints (Pod, ReplicaSet, Job, Namespace, Service,
+    /// EndpointSlice, Node, as `kubectl get -o yaml` prints them): files or directories; objects
+    /// of other kinds are skipped with a warning naming the file and the kind
     metadata_files: list PathBuf = Vec::new(), shown "none",
         flag #[arg(long = "metadata-file", value_name = "PATH")];
     /// how often metadata files are checked (and the index rebuilt after API changes)

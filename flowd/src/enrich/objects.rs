@@ -2,6 +2,7 @@
 //! YAML, or a `List`. Only the fields enrichment needs are kept, so memory stays small.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     path::{Path, PathBuf},
 };
@@ -63,7 +64,13 @@ struct NodeAddress {
 pub struct LoadReport {
     pub objects: usize,
     pub errors: Vec<MetadataError>,
+    /// Objects of kinds enrichment does not read, counted by file and kind: reported, so a
+    /// file that was meant to say something (a policy, a ServiceAccount) is not silently lost.
+    pub unused: BTreeMap<(PathBuf, String), usize>,
 }
+
+/// The kinds enrichment reads from metadata files, for messages.
+pub const METADATA_KINDS: &str = "Pod, ReplicaSet, Job, Namespace, Service, EndpointSlice, Node";
 
 fn field_error(error: FieldError) -> String {
     format!("field {}: {}", error.path, error.message)
@@ -223,7 +230,17 @@ pub fn parse_objects(path: &Path, text: &str, index: &mut MetadataIndex, report:
         for (offset, item) in items.iter().enumerate() {
             match add_object(index, item) {
                 Ok(true) => report.objects += 1,
-                Ok(false) => {}
+                Ok(false) => {
+                    let kind = item
+                        .get("kind")
+                        .and_then(|k| k.as_str())
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or("(no kind)");
+                    *report
+                        .unused
+                        .entry((path.to_owned(), kind.to_owned()))
+                        .or_default() += 1;
+                }
                 Err(message) => report.errors.push(MetadataError::Object {
                     path: path.to_owned(),
                     object: describe(item, position + offset),

@@ -65,6 +65,16 @@ pub fn load(paths: &[PathBuf]) -> MetadataIndex {
     for error in &report.errors {
         tracing::warn!(error = %error, "metadata object skipped");
     }
+    for ((file, kind), objects) in &report.unused {
+        tracing::warn!(
+            file = %file.display(),
+            kind = %kind,
+            objects,
+            reads = super::objects::METADATA_KINDS,
+            "metadata objects of a kind enrichment does not read were skipped (policies belong in \
+             policyFiles)"
+        );
+    }
     index.finish();
     tracing::info!(
         objects = report.objects,
@@ -151,6 +161,37 @@ mod tests {
         parse_objects(Path::new("pods.yaml"), &text, &mut index, &mut report);
         index.finish();
         Arc::new(RwLock::new(Arc::new(index)))
+    }
+
+    #[test]
+    fn objects_of_kinds_enrichment_does_not_read_are_counted_by_file_and_kind() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n\
+            - {apiVersion: v1, kind: Pod, metadata: {name: web, namespace: shop}, status: {podIP: 198.18.0.1}}\n\
+            - {apiVersion: v1, kind: ServiceAccount, metadata: {name: a, namespace: shop}}\n\
+            - {apiVersion: v1, kind: ServiceAccount, metadata: {name: b, namespace: shop}}\n\
+            - {apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: x}}\n\
+            - {apiVersion: v1, metadata: {name: nameless}}\n";
+        let mut index = MetadataIndex::default();
+        let mut report = LoadReport::default();
+        parse_objects(Path::new("cluster.yaml"), text, &mut index, &mut report);
+        assert_eq!(report.objects, 1);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let unused: Vec<(&str, usize)> = report
+            .unused
+            .iter()
+            .map(|((file, kind), n)| {
+                assert_eq!(file, Path::new("cluster.yaml"));
+                (kind.as_str(), *n)
+            })
+            .collect();
+        assert_eq!(
+            unused,
+            [
+                ("(no kind)", 1),
+                ("AdminNetworkPolicy", 1),
+                ("ServiceAccount", 2)
+            ]
+        );
     }
 
     fn names(record: &FlowRecord) -> [Option<(EndpointKind, String)>; 2] {

@@ -105,6 +105,12 @@ impl Hub {
         &self.store
     }
 
+    /// Subscriptions following live records now: a consumer that follows from "what comes
+    /// next" has started once it is counted here.
+    pub fn followers(&self) -> usize {
+        self.updates.receiver_count()
+    }
+
     pub fn subscribe(&self, backlog: Backlog, follow: bool, matcher: FlowMatcher) -> Subscription {
         self.subscribe_with(backlog, follow, false, matcher)
     }
