@@ -285,18 +285,6 @@ fn core_agent_args(hosts: &TwoHosts) -> Vec<String> {
     .to_vec()
 }
 
-/// The agent's UI address, from its "UI listening" log line.
-fn ui_url(agent: &AgentProcess) -> String {
-    agent
-        .log_lines
-        .iter()
-        .find(|line| line.contains("UI listening"))
-        .and_then(|line| line.split("url=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the agent logs the UI's address")
-        .to_owned()
-}
-
 /// Resolves when the page has loaded what it asked for (body data-state), rejects with its
 /// error line.
 /// Rows of the flows table, as the cells' text.
@@ -320,12 +308,12 @@ async fn the_seed_story_on_the_page() {
         "--ui-listen",
         "127.0.0.1:0",
     ]);
-    let agent = AgentProcess::start(&args);
+    let mut agent = AgentProcess::start(&args);
     let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
     assert_eq!(answered, [7070]);
     let recorded = flows_by_port(&agent).await;
     assert!(recorded.contains_key(&42001), "{:?}", recorded.keys());
-    let url = ui_url(&agent);
+    let url = agent.logged_field("UI listening", "url");
 
     tokio::task::block_in_place(|| {
         let mut browser = flowd::browser::Browser::launch(1400, 1000);
@@ -482,25 +470,6 @@ async fn the_seed_story_on_the_page() {
     assert!(agent.terminate().success());
 }
 
-/// The agent's metrics address, from its "metrics listening" log line.
-fn metrics_target(agent: &mut AgentProcess) -> String {
-    if !agent
-        .log_lines
-        .iter()
-        .any(|l| l.contains("metrics listening"))
-    {
-        agent.wait_for_log("metrics listening", Duration::from_secs(5));
-    }
-    agent
-        .log_lines
-        .iter()
-        .find(|line| line.contains("metrics listening"))
-        .and_then(|line| line.split("addr=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the agent logs the metrics address")
-        .to_owned()
-}
-
 /// Grafana's variables as a plain Prometheus evaluates them.
 fn as_plain_promql(dashboard_expr: &str) -> String {
     dashboard_expr
@@ -542,7 +511,7 @@ async fn the_seed_story_in_prometheus() {
         &otlp,
     ]);
     let mut agent = AgentProcess::start(&args);
-    let target = metrics_target(&mut agent);
+    let target = agent.logged_field("metrics listening", "addr");
     let dir = tempfile::tempdir().unwrap();
     let rules = support::prometheus::monitoring_dir().join(support::prometheus::RULES);
     let prometheus = tokio::task::block_in_place(|| {

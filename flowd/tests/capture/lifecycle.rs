@@ -88,22 +88,7 @@ async fn restart_keeps_history_and_metrics_and_export_see_the_flows() {
         &store,
         &args,
     );
-    let metrics_line = agent
-        .log_lines
-        .iter()
-        .find(|l| l.contains("metrics listening"))
-        .cloned()
-        .or_else(|| {
-            agent.wait_for_log("metrics listening", Duration::from_secs(5));
-            agent.log_lines.last().cloned()
-        })
-        .expect("metrics address logged");
-    let metrics_addr = metrics_line
-        .split("addr=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("addr field")
-        .to_owned();
+    let metrics_addr = agent.logged_field("metrics listening", "addr");
 
     let mut client = agent.client().await;
     let mut stream = support::follow(&mut client).await;

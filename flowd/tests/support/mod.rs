@@ -178,6 +178,22 @@ impl AgentProcess {
         }
     }
 
+    /// The value of `field` (`addr`, `url`...) on the agent's first log line containing
+    /// `message`, waiting for the line if it has not come yet.
+    pub fn logged_field(&mut self, message: &str, field: &str) -> String {
+        if !self.log_lines.iter().any(|line| line.contains(message)) {
+            self.wait_for_log(message, Duration::from_secs(10));
+        }
+        let prefix = format!("{field}=");
+        self.log_lines
+            .iter()
+            .find(|line| line.contains(message))
+            .and_then(|line| line.split(prefix.as_str()).nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the agent logs {message:?} with {field}="))
+            .to_owned()
+    }
+
     pub async fn client(&self) -> FlowServiceClient<Channel> {
         client::connect_unix(&self.socket)
             .await
