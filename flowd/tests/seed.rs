@@ -267,6 +267,20 @@ async fn the_seed_story_in_one_command() {
     assert!(agent.terminate().success());
 }
 
+/// The story after the policies went live: the core serving, the CNI enforcing, and the
+/// agent's arguments with the policies.
+fn policies_live(tag: &str) -> (TwoHosts, Vec<std::thread::JoinHandle<()>>, Vec<String>) {
+    let hosts = TwoHosts::create(tag).expect("testbed");
+    let servers = serve(&hosts);
+    hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
+    let mut args = core_agent_args(&hosts);
+    args.extend([
+        "--policy-file".to_owned(),
+        data("policies.yaml").to_str().unwrap().to_owned(),
+    ]);
+    (hosts, servers, args)
+}
+
 /// The agent on the core's side, reporting fast, with the seed's pods.
 fn core_agent_args(hosts: &TwoHosts) -> Vec<String> {
     [
@@ -296,18 +310,9 @@ async fn the_seed_story_on_the_page() {
     if !privileged("the_seed_story_on_the_page") {
         return;
     }
-    let hosts = TwoHosts::create("seedui").expect("testbed");
-    let _servers = serve(&hosts);
-    hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
-    let policies = data("policies.yaml");
-    let base = core_agent_args(&hosts);
+    let (hosts, _servers, base) = policies_live("seedui");
     let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
-    args.extend([
-        "--policy-file",
-        policies.to_str().unwrap(),
-        "--ui-listen",
-        "127.0.0.1:0",
-    ]);
+    args.extend(["--ui-listen", "127.0.0.1:0"]);
     let mut agent = AgentProcess::start(&args);
     let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
     assert_eq!(answered, [7070]);
@@ -485,9 +490,7 @@ async fn the_seed_story_in_prometheus() {
     if !privileged("the_seed_story_in_prometheus") {
         return;
     }
-    let hosts = TwoHosts::create("seedprom").expect("testbed");
-    let _servers = serve(&hosts);
-    hosts.b.nft(ENFORCE_SEED_POLICIES).expect("nftables");
+    let (hosts, _servers, base) = policies_live("seedprom");
     // Held for the test: while it is open the kernel counts program runs, as with the sysctl.
     let _bpf_stats =
         aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS (kernel 5.8+)");
@@ -497,12 +500,8 @@ async fn the_seed_story_in_prometheus() {
         .unwrap()
         .port();
     let otlp = format!("http://127.0.0.1:{closed_port}");
-    let policies = data("policies.yaml");
-    let base = core_agent_args(&hosts);
     let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
     args.extend([
-        "--policy-file",
-        policies.to_str().unwrap(),
         "--metrics-listen",
         "127.0.0.1:0",
         "--flow-metric-labels",
