@@ -453,6 +453,9 @@ async fn reload_policies(
         for error in &loaded.errors {
             tracing::warn!(error = %error, "policy from the API skipped");
         }
+        for warning in &loaded.warnings {
+            tracing::warn!(warning = %warning, "policy from the API not evaluated as written");
+        }
         tracing::info!(
             policies = loaded.policies.policies.len(),
             "policies from the Kubernetes API"
