@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-/// Where the cgroup v2 hierarchy is mounted. On hybrid systems it is not /sys/fs/cgroup, so the
-/// mount table decides.
 /// The memory page size (4096 if the system will not say).
 pub fn page_size() -> u32 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -14,6 +12,8 @@ pub fn page_size() -> u32 {
         .unwrap_or(4096)
 }
 
+/// Where the cgroup v2 hierarchy is mounted. On hybrid systems it is not /sys/fs/cgroup, so the
+/// mount table decides.
 pub fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
         let (mount, fs) = line.split_once(" - ")?;

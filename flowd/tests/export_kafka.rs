@@ -21,7 +21,10 @@ use flowd::{
     telemetry::{ExportCount, Exporter},
 };
 use prost::Message as _;
-use support::export::{free_port, until, ExportNode};
+use support::{
+    export::{until, ExportNode},
+    free_port,
+};
 
 const TOPIC: &str = "flowd.flows";
 

@@ -19,14 +19,7 @@ use flowd::{
     },
     testbed::{self, TwoHosts},
 };
-use support::{privileged, run_flowd, AgentProcess, PinPath};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use support::{free_port, privileged, run_flowd, AgentProcess, PinPath};
 
 /// One node: its namespaces, its agent and where its history and pinned maps live across
 /// restarts. Fields drop in order: the agent, then the pins (unmounted), then the directory.

@@ -495,11 +495,7 @@ async fn the_seed_story_in_prometheus() {
     let _bpf_stats =
         aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS (kernel 5.8+)");
     // Nobody listens there: the exporter's families show an outage, as the alerts expect them.
-    let closed_port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let otlp = format!("http://127.0.0.1:{closed_port}");
+    let otlp = format!("http://127.0.0.1:{}", support::free_port());
     let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
     args.extend([
         "--metrics-listen",
@@ -534,33 +530,24 @@ async fn the_seed_story_in_prometheus() {
     let sent_bytes = (2 * DATAGRAMS * (PAYLOAD + 28)) as f64;
 
     tokio::task::block_in_place(|| {
-        let wait = Duration::from_secs(30);
-        let denials = prometheus.value_when(
+        prometheus.expect_value(
             "sum(flowd_policy_denials_total{verdict=\"denied\",policy_kind=\"CalicoNetworkPolicy\",\
              policy_namespace=\"fmeserver\",policy=\"default-deny-fmeserver\",rule=\"-1\",\
              tier=\"default\"})",
-            wait,
             |v| v >= 2.0,
+            "the engine's two denied ports, by policy and rule",
+            "flowd_policy_denials_total",
         );
-        assert!(
-            denials >= 2.0,
-            "the engine's two denied ports, by policy and rule: {denials}; {:?}",
-            prometheus.query("flowd_policy_denials_total")
-        );
-        let drops = prometheus.value_when(
+        prometheus.expect_value(
             "sum(flowd_kernel_dropped_packets_total{reason=\"NETFILTER_DROP\"})",
-            wait,
             |v| v >= 2.0,
-        );
-        assert!(
-            drops >= 2.0,
-            "the CNI's drops, by reason: {drops}; {:?}",
-            prometheus.query("flowd_kernel_dropped_packets_total")
+            "the CNI's drops, by reason",
+            "flowd_kernel_dropped_packets_total",
         );
         let udp_port = udp.server.port();
         let bytes_expr = "sum(flowd_flow_bytes_total{protocol=\"UDP\",\
             source_workload=\"engine-standard-group\",destination_namespace=\"fmeserver\"})";
-        let bytes = prometheus.value_when(bytes_expr, wait, |v| v >= sent_bytes);
+        let bytes = prometheus.value_when(bytes_expr, Duration::from_secs(30), |v| v >= sent_bytes);
         assert_eq!(
             bytes,
             sent_bytes,
@@ -586,14 +573,18 @@ async fn the_seed_story_in_prometheus() {
         for expr in support::prometheus::dashboard_queries() {
             prometheus.query(&as_plain_promql(&expr));
         }
-        let runs = prometheus.value_when("sum(flowd_bpf_program_runs_total)", wait, |v| v > 0.0);
-        assert!(
-            runs > 0.0,
-            "the kernel counted flowd's program runs while the test held BPF stats on: {:?}",
-            prometheus.query("flowd_bpf_program_runs_total")
+        prometheus.expect_value(
+            "sum(flowd_bpf_program_runs_total)",
+            |v| v > 0.0,
+            "the kernel counted flowd's program runs while the test held BPF stats on",
+            "flowd_bpf_program_runs_total",
         );
-        let exporters = prometheus.value_when("count(flowd_export_lag_records)", wait, |v| v > 0.0);
-        assert!(exporters > 0.0, "the OTLP exporter's lag is served");
+        prometheus.expect_value(
+            "count(flowd_export_lag_records)",
+            |v| v > 0.0,
+            "the OTLP exporter's lag is served",
+            "flowd_export_lag_records",
+        );
         let served: std::collections::BTreeSet<String> = prometheus
             .api("label/__name__/values", &[])
             .as_array()

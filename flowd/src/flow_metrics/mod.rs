@@ -138,13 +138,9 @@ impl FlowMetrics {
         for record in records {
             for (group, tally) in self.groups.iter().zip(tallies.iter_mut()) {
                 if group.traffic {
-                    let values = group
-                        .members
-                        .iter()
-                        .map(|(_, metric)| key::traffic_value(record, *metric));
                     let mut slots = [0u64; GROUP_MAX];
-                    for (slot, value) in slots.iter_mut().zip(values) {
-                        *slot = value;
+                    for (slot, (_, metric)) in slots.iter_mut().zip(&group.members) {
+                        *slot = key::traffic_value(record, *metric);
                     }
                     if slots.iter().all(|v| *v == 0) {
                         continue;

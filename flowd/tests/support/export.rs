@@ -14,13 +14,6 @@ use flowd::{
     telemetry::{Counter, ExportCount, Exporter, Telemetry},
 };
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 pub struct ExportNode {
     pub hub: Hub,
     pub telemetry: Arc<Telemetry>,

@@ -37,6 +37,14 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 pub fn flowd_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_flowd"))
 }

@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -33,11 +33,7 @@ impl Prometheus {
     /// Starts Prometheus in `dir`, scraping `targets` every second and loading `rule_files`;
     /// returns once it says it is ready.
     pub fn start(dir: &Path, targets: &[String], rule_files: &[&Path]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         let rules: Vec<String> = rule_files
             .iter()
@@ -120,6 +116,24 @@ impl Prometheus {
             // The next scrape is at most a second away.
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// [`Prometheus::value_when`], failing with `what` and the series of `family` (what was
+    /// scraped) when `done` never accepts the value.
+    pub fn expect_value(
+        &self,
+        expr: &str,
+        done: impl Fn(f64) -> bool,
+        what: &str,
+        family: &str,
+    ) -> f64 {
+        let value = self.value_when(expr, Duration::from_secs(30), &done);
+        assert!(
+            done(value),
+            "{what}: {expr} = {value}; {family}: {:?}",
+            self.query(family)
+        );
+        value
     }
 }
 
