@@ -9,7 +9,7 @@ use std::fmt::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use crate::endpoint::{Endpoint, Protocol};
+use crate::endpoint::{Endpoint, Protocol, Transport};
 use crate::eval::{EngineOptions, PolicyEngine};
 use crate::load::load_str;
 
@@ -279,7 +279,7 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
     for i in 0..cfg.uncached_queries {
         let (s, d, proto, port) = pool[i % pool.len()];
         if uncached
-            .evaluate_endpoints(&pods[s], &pods[d], proto, port)
+            .evaluate_endpoints(&pods[s], &pods[d], Transport::new(proto, port))
             .allowed
         {
             allowed += 1;
@@ -289,7 +289,7 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
 
     // Warm the cache once over the pool, then time random draws from it.
     for &(s, d, proto, port) in &pool {
-        engine.evaluate_endpoints(&pods[s], &pods[d], proto, port);
+        engine.evaluate_endpoints(&pods[s], &pods[d], Transport::new(proto, port));
     }
     let warm = engine.cache_stats();
     let t = Instant::now();
@@ -298,7 +298,7 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
         let (s, d, proto, port) = pool[rng.below(pool.len())];
         checksum += usize::from(
             engine
-                .evaluate_endpoints(&pods[s], &pods[d], proto, port)
+                .evaluate_endpoints(&pods[s], &pods[d], Transport::new(proto, port))
                 .allowed,
         );
     }
@@ -311,7 +311,11 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
         let (s, d, proto, port) = pool[rng.below(pool.len())];
         checksum += usize::from(
             engine
-                .evaluate_keyed((&pods[s], keys[s]), (&pods[d], keys[d]), proto, port)
+                .evaluate_keyed(
+                    (&pods[s], keys[s]),
+                    (&pods[d], keys[d]),
+                    Transport::new(proto, port),
+                )
                 .allowed,
         );
     }

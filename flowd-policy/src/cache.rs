@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Transport};
 
 /// Two independent multiply-xorshift lanes: cheap, and 128 bits make a
 /// collision between distinct endpoints practically impossible.
@@ -131,6 +131,11 @@ impl IpClasses {
             Some(sa) => fp.str(sa),
             None => fp.word(u64::MAX),
         }
+        fp.word(ep.service_account_labels.len() as u64);
+        for (k, v) in &ep.service_account_labels {
+            fp.str(k);
+            fp.str(v);
+        }
         fp.word(ep.named_ports.len() as u64);
         for np in &ep.named_ports {
             fp.str(&np.name);
@@ -140,8 +145,22 @@ impl IpClasses {
     }
 }
 
-/// (source fingerprint, destination fingerprint, port, protocol number).
-pub(crate) type CacheKey = (u128, u128, u16, u8);
+/// (source fingerprint, destination fingerprint, port, protocol number, `extra_key`).
+pub(crate) type CacheKey = (u128, u128, u16, u8, u64);
+
+/// The source port (when the policies read source ports) and the ICMP message, each with a
+/// presence bit, so "unknown" and "0" stay apart.
+pub(crate) fn extra_key(transport: &Transport, with_source_port: bool) -> u64 {
+    let source_port = match transport.source_port {
+        Some(port) if with_source_port => (1 << 16) | u64::from(port),
+        _ => 0,
+    };
+    let icmp = match transport.icmp {
+        Some(icmp) => (1 << 16) | (u64::from(icmp.kind) << 8) | u64::from(icmp.code),
+        None => 0,
+    };
+    source_port | (icmp << 17)
+}
 
 /// Folds the already well-mixed key words and avalanches at the end, so the
 /// low bits hashbrown uses for buckets depend on every field.
@@ -167,6 +186,9 @@ impl Hasher for KeyHasher {
     }
     fn write_u16(&mut self, n: u16) {
         self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
     }
     fn write_u8(&mut self, n: u8) {
         self.add(u64::from(n));

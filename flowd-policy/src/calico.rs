@@ -10,7 +10,7 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use crate::endpoint::{Endpoint, FlowRef, Protocol};
+use crate::endpoint::{Endpoint, FlowRef, Icmp, Protocol};
 use crate::labels::{CalicoPodLabels, NamespaceLabels, ServiceAccountLabels};
 use crate::rule::{join, Detail, Direction, RuleAction};
 use crate::selector::Selector;
@@ -31,8 +31,10 @@ pub struct CalicoRule {
     pub protocol: Option<Protocol>,
     pub not_protocol: Option<Protocol>,
     pub ip_version: Option<u8>,
-    /// ICMP type/code criteria: flows carry no ICMP type, so such rules never match.
-    pub icmp: bool,
+    /// `icmp`: the flow's ICMP message must be this one.
+    pub icmp: Option<IcmpMatch>,
+    /// `notICMP`: the flow's ICMP message must not be this one.
+    pub not_icmp: Option<IcmpMatch>,
     /// Application-layer (HTTP) criteria: not visible in flows, treated as met.
     pub http: bool,
     pub source: EntityRule,
@@ -72,6 +74,28 @@ pub enum NamespaceScope {
 pub struct ServiceAccountMatch {
     pub names: Vec<String>,
     pub selector: Option<Selector>,
+}
+
+/// An ICMP type, and optionally a code of that type (Calico: a code needs a type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpMatch {
+    pub kind: u8,
+    pub code: Option<u8>,
+}
+
+impl IcmpMatch {
+    fn hit(&self, icmp: Icmp) -> bool {
+        self.kind == icmp.kind && self.code.is_none_or(|code| code == icmp.code)
+    }
+}
+
+impl fmt::Display for IcmpMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "type {} code {code}", self.kind),
+            None => write!(f, "type {}", self.kind),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,9 +138,7 @@ impl CalicoSpec {
             }));
         }
         if let Some(sas) = &self.service_account_selector {
-            let view = ServiceAccountLabels {
-                name: ep.service_account.as_deref(),
-            };
+            let view = ServiceAccountLabels { endpoint: ep };
             if ep.service_account.is_none() || !sas.matches(&view) {
                 return Err(d.why(|| {
                     format!(
@@ -148,8 +170,26 @@ impl CalicoRule {
                 return Err(d.why(|| format!("IP version {actual} is not {v}")));
             }
         }
-        if self.icmp {
-            return Err(d.why(|| "ICMP type/code criteria cannot be checked on a flow".into()));
+        if let Some(want) = &self.icmp {
+            match flow.icmp {
+                Some(icmp) if want.hit(icmp) => {}
+                Some(icmp) => {
+                    return Err(d.why(|| {
+                        format!(
+                            "ICMP type {} code {} is not icmp {want}",
+                            icmp.kind, icmp.code
+                        )
+                    }))
+                }
+                None => return Err(d.why(|| format!("no ICMP type known for icmp {want}"))),
+            }
+        }
+        // An unknown message is assumed not to be the excluded one, as an unknown source port is
+        // assumed outside notPorts.
+        if let (Some(unwanted), Some(icmp)) = (&self.not_icmp, flow.icmp) {
+            if unwanted.hit(icmp) {
+                return Err(d.why(|| format!("ICMP message is notICMP {unwanted}")));
+            }
         }
         self.source.matches(flow.source, Side::Source, flow, d)?;
         self.destination
@@ -210,15 +250,20 @@ impl EntityRule {
         if !flow.protocol.has_ports() {
             return Err(d.why(|| format!("{side} ports cannot match protocol {}", flow.protocol)));
         }
-        if side == Side::Source {
-            // Flows carry only the destination port; an unknown source port can
-            // satisfy no positive match, and is assumed outside notPorts.
-            if !self.ports.is_empty() {
-                return Err(d.why(|| "source ports cannot be checked (source port unknown)".into()));
-            }
-            return Ok(());
-        }
-        let port = flow.port;
+        let port = match side {
+            Side::Destination => flow.port,
+            Side::Source => match flow.source_port {
+                Some(port) => port,
+                // An unknown source port can satisfy no positive match, and is assumed outside
+                // notPorts.
+                None if self.ports.is_empty() => return Ok(()),
+                None => {
+                    return Err(
+                        d.why(|| "source ports cannot be checked (source port unknown)".into())
+                    )
+                }
+            },
+        };
         let hit = |pm: &PortMatch| match pm {
             PortMatch::Range(a, b) => (*a..=*b).contains(&port),
             PortMatch::Named(name) => {
@@ -226,15 +271,12 @@ impl EntityRule {
             }
         };
         if !self.ports.is_empty() && !self.ports.iter().any(hit) {
-            return Err(d.why(|| {
-                format!(
-                    "destination port {port} is not in ports [{}]",
-                    join(&self.ports)
-                )
-            }));
+            return Err(
+                d.why(|| format!("{side} port {port} is not in ports [{}]", join(&self.ports)))
+            );
         }
         if let Some(pm) = self.not_ports.iter().find(|pm| hit(pm)) {
-            return Err(d.why(|| format!("destination port {port} is in notPorts {pm}")));
+            return Err(d.why(|| format!("{side} port {port} is in notPorts {pm}")));
         }
         Ok(())
     }
@@ -270,7 +312,7 @@ impl EndpointScope {
                 }));
             }
             if let Some(sel) = &sa.selector {
-                if !sel.matches(&ServiceAccountLabels { name }) {
+                if name.is_none() || !sel.matches(&ServiceAccountLabels { endpoint: ep }) {
                     return Err(d.why(|| format!("service account does not match \"{sel}\"")));
                 }
             }

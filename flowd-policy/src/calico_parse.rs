@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::calico::{
-    CalicoRule, CalicoSpec, EndpointScope, EntityRule, NamespaceScope, PortMatch,
+    CalicoRule, CalicoSpec, EndpointScope, EntityRule, IcmpMatch, NamespaceScope, PortMatch,
     ServiceAccountMatch,
 };
 use crate::endpoint::Protocol;
@@ -151,6 +151,17 @@ fn parse_rule(rule: Node<'_>, namespace: Option<&str>) -> Result<CalicoRule, Fie
         })
         .transpose()
     })?;
+    let icmp = with_field(rule, "icmp", |n| n.map(parse_icmp).transpose())?.flatten();
+    let not_icmp = with_field(rule, "notICMP", |n| n.map(parse_icmp).transpose())?.flatten();
+    // Calico's own validation: ICMP criteria only with an ICMP protocol.
+    if icmp.is_some() || not_icmp.is_some() {
+        if !matches!(protocol, Some(Protocol::Icmp | Protocol::IcmpV6)) {
+            return Err(FieldError::new(
+                format!("{}.protocol", rule.path()),
+                "icmp and notICMP need protocol ICMP or ICMPv6".to_string(),
+            ));
+        }
+    }
     let source = with_field(rule, "source", |n| match n {
         Some(n) => parse_entity(n, namespace),
         None => Ok(EntityRule::default()),
@@ -164,11 +175,40 @@ fn parse_rule(rule: Node<'_>, namespace: Option<&str>) -> Result<CalicoRule, Fie
         protocol,
         not_protocol,
         ip_version,
-        icmp: rule.has("icmp"),
+        icmp,
+        not_icmp,
         http: rule.has("http"),
         source,
         destination,
     })
+}
+
+/// `{type, code}`; `{}` has no criteria (None). A code needs a type, as Calico validates.
+fn parse_icmp(n: Node<'_>) -> Result<Option<IcmpMatch>, FieldError> {
+    n.object()?;
+    let number = |key: &str, max: u64| -> Result<Option<u8>, FieldError> {
+        match n.raw(key)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(v)) => match v.as_u64() {
+                Some(v) if v <= max => Ok(Some(v as u8)),
+                _ => Err(FieldError::new(
+                    format!("{}.{key}", n.path()),
+                    format!("ICMP {key} {v} is outside 0-{max}"),
+                )),
+            },
+            Some(other) => Err(FieldError::new(
+                format!("{}.{key}", n.path()),
+                format!("expected a number, found {}", type_name(other)),
+            )),
+        }
+    };
+    let kind = number("type", 254)?;
+    let code = number("code", 255)?;
+    match (kind, code) {
+        (Some(kind), code) => Ok(Some(IcmpMatch { kind, code })),
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(n.err("an ICMP code needs an ICMP type")),
+    }
 }
 
 fn parse_protocol(n: Node<'_>) -> Result<Protocol, FieldError> {

@@ -98,6 +98,10 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     pub namespace_labels: BTreeMap<String, String>,
     pub service_account: Option<String>,
+    /// The labels of the service account's object (Calico `serviceAccounts.selector` and
+    /// `serviceAccountSelector` match them).
+    #[serde(default)]
+    pub service_account_labels: BTreeMap<String, String>,
     pub named_ports: Vec<NamedPort>,
     /// Host-networked or a host/node address: never policed as a pod.
     pub host: bool,
@@ -112,6 +116,7 @@ impl Default for Endpoint {
             labels: BTreeMap::new(),
             namespace_labels: BTreeMap::new(),
             service_account: None,
+            service_account_labels: BTreeMap::new(),
             named_ports: Vec::new(),
             host: false,
         }
@@ -150,6 +155,12 @@ impl Endpoint {
 
     pub fn with_service_account(mut self, sa: &str) -> Endpoint {
         self.service_account = Some(sa.to_string());
+        self
+    }
+
+    pub fn with_service_account_label(mut self, key: &str, value: &str) -> Endpoint {
+        self.service_account_labels
+            .insert(key.to_string(), value.to_string());
         self
     }
 
@@ -194,13 +205,29 @@ impl Endpoint {
     }
 }
 
-/// A flow to judge: `port` is the destination port (0 for port-less protocols).
+/// An ICMP message's type and code (ICMPv6 numbering for ICMPv6 flows). A flow record's is the
+/// request's: an echo connection is type 8 (ICMPv6: 128) whichever side answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Icmp {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub code: u8,
+}
+
+/// A flow to judge: `port` is the destination port (0 for port-less protocols). `source_port`
+/// and `icmp` are optional facts: a rule that needs one that is absent cannot match positively
+/// (`ports` on the source side, `icmp`) and is assumed outside a negative match (`notPorts`,
+/// `notICMP`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowQuery {
     pub source: Endpoint,
     pub destination: Endpoint,
     pub protocol: Protocol,
     pub port: u16,
+    #[serde(default)]
+    pub source_port: Option<u16>,
+    #[serde(default)]
+    pub icmp: Option<Icmp>,
 }
 
 /// A borrowed flow, so callers holding endpoints elsewhere need not clone them.
@@ -210,15 +237,86 @@ pub struct FlowRef<'a> {
     pub destination: &'a Endpoint,
     pub protocol: Protocol,
     pub port: u16,
+    pub source_port: Option<u16>,
+    pub icmp: Option<Icmp>,
+}
+
+/// What a flow carries besides its endpoints: protocol and ports, and the ICMP message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Transport {
+    pub protocol: Protocol,
+    /// The destination port (0 for port-less protocols).
+    pub port: u16,
+    pub source_port: Option<u16>,
+    pub icmp: Option<Icmp>,
+}
+
+impl Transport {
+    /// Protocol and destination port, no source port or ICMP message known.
+    pub fn new(protocol: Protocol, port: u16) -> Transport {
+        Transport {
+            protocol,
+            port,
+            source_port: None,
+            icmp: None,
+        }
+    }
+
+    /// Everything a flow record knows: both ports for protocols with ports, the (request's)
+    /// ICMP message for ICMP and ICMPv6.
+    pub fn observed(
+        protocol: Protocol,
+        source_port: u16,
+        port: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+    ) -> Transport {
+        let has_ports = protocol.has_ports();
+        Transport {
+            protocol,
+            port: if has_ports { port } else { 0 },
+            source_port: has_ports.then_some(source_port),
+            icmp: matches!(protocol, Protocol::Icmp | Protocol::IcmpV6).then_some(Icmp {
+                kind: icmp_type,
+                code: icmp_code,
+            }),
+        }
+    }
 }
 
 impl FlowQuery {
     pub fn view(&self) -> FlowRef<'_> {
-        FlowRef {
-            source: &self.source,
-            destination: &self.destination,
+        FlowRef::new(&self.source, &self.destination, self.transport())
+    }
+
+    pub fn transport(&self) -> Transport {
+        Transport {
             protocol: self.protocol,
             port: self.port,
+            source_port: self.source_port,
+            icmp: self.icmp,
+        }
+    }
+}
+
+impl<'a> FlowRef<'a> {
+    pub fn new(source: &'a Endpoint, destination: &'a Endpoint, transport: Transport) -> Self {
+        FlowRef {
+            source,
+            destination,
+            protocol: transport.protocol,
+            port: transport.port,
+            source_port: transport.source_port,
+            icmp: transport.icmp,
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        Transport {
+            protocol: self.protocol,
+            port: self.port,
+            source_port: self.source_port,
+            icmp: self.icmp,
         }
     }
 }

@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::cache::{lock, CacheKey, CacheStats, EvalCache, IpClasses};
+use crate::cache::{extra_key, lock, CacheKey, CacheStats, EvalCache, IpClasses};
 pub use crate::decision::{Evaluation, PendingDecision, Ruling, SideDecision, TraceStep};
-use crate::endpoint::{Endpoint, FlowQuery, FlowRef, Protocol};
+use crate::endpoint::{Endpoint, FlowQuery, FlowRef, Transport};
 use crate::index::Compiled;
 use crate::model::{Detail, Policy, PolicySet};
 use crate::walk::{apply_staged, decide_both};
@@ -49,6 +49,7 @@ pub struct PolicyEngine {
     enforced: Compiled,
     pending: Option<Compiled>,
     classes: IpClasses,
+    reads_source_ports: bool,
     cache: Mutex<EvalCache<Evaluation>>,
 }
 
@@ -71,11 +72,14 @@ impl PolicyEngine {
         if let Some(p) = &pending {
             cidrs.extend(p.cidrs());
         }
+        let reads_source_ports = enforced.reads_source_ports()
+            || pending.as_ref().is_some_and(Compiled::reads_source_ports);
         PolicyEngine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             enforced,
             pending,
             classes: IpClasses::new(cidrs),
+            reads_source_ports,
             cache: Mutex::new(EvalCache::new(options.cache_capacity)),
         }
     }
@@ -90,15 +94,9 @@ impl PolicyEngine {
         &self,
         source: &Endpoint,
         destination: &Endpoint,
-        protocol: Protocol,
-        port: u16,
+        transport: Transport,
     ) -> Arc<Evaluation> {
-        self.evaluate_ref(FlowRef {
-            source,
-            destination,
-            protocol,
-            port,
-        })
+        self.evaluate_ref(FlowRef::new(source, destination, transport))
     }
 
     /// The cache key of an endpoint for this engine. Flow pipelines that keep
@@ -119,8 +117,7 @@ impl PolicyEngine {
         &self,
         source: (&Endpoint, EndpointKey),
         destination: (&Endpoint, EndpointKey),
-        protocol: Protocol,
-        port: u16,
+        transport: Transport,
     ) -> Arc<Evaluation> {
         let fp = |(ep, key): (&Endpoint, EndpointKey)| {
             if key.engine == self.id {
@@ -129,21 +126,25 @@ impl PolicyEngine {
                 self.classes.fingerprint(ep)
             }
         };
-        let q = FlowRef {
-            source: source.0,
-            destination: destination.0,
-            protocol,
-            port,
-        };
-        self.cached((fp(source), fp(destination), port, protocol.number()), q)
+        let q = FlowRef::new(source.0, destination.0, transport);
+        let key = (
+            fp(source),
+            fp(destination),
+            transport.port,
+            transport.protocol.number(),
+            extra_key(&transport, self.reads_source_ports),
+        );
+        self.cached(key, q)
     }
 
     fn evaluate_ref(&self, q: FlowRef<'_>) -> Arc<Evaluation> {
+        let transport = q.transport();
         let key = (
             self.classes.fingerprint(q.source),
             self.classes.fingerprint(q.destination),
             q.port,
             q.protocol.number(),
+            extra_key(&transport, self.reads_source_ports),
         );
         self.cached(key, q)
     }

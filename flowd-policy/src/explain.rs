@@ -61,7 +61,7 @@ fn side_text(out: &mut String, title: &str, side: &SideDecision) {
 /// A multi-line explanation of an evaluation.
 pub fn explain(q: &FlowQuery, e: &Evaluation) -> String {
     let mut out = String::new();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "{} {} -> {} {}/{}",
         if e.allowed { "ALLOWED" } else { "DENIED" },
@@ -70,6 +70,13 @@ pub fn explain(q: &FlowQuery, e: &Evaluation) -> String {
         q.protocol,
         q.port
     );
+    if let Some(port) = q.source_port {
+        let _ = write!(out, " from port {port}");
+    }
+    if let Some(icmp) = q.icmp {
+        let _ = write!(out, " type {} code {}", icmp.kind, icmp.code);
+    }
+    out.push('\n');
     side_text(&mut out, "egress (at source)", &e.egress);
     side_text(&mut out, "ingress (at destination)", &e.ingress);
     if let Some(p) = &e.pending {

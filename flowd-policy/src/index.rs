@@ -128,4 +128,18 @@ impl Compiled {
         }
         out
     }
+
+    /// Whether any rule matches source ports: only then can a flow's source port change a
+    /// decision, and only then is it part of the cache key (it is new on nearly every
+    /// connection).
+    pub fn reads_source_ports(&self) -> bool {
+        self.policies.iter().any(|p| match &p.body {
+            PolicyBody::Kubernetes(_) => false,
+            PolicyBody::Calico(s) => s
+                .ingress
+                .iter()
+                .chain(&s.egress)
+                .any(|r| !r.source.ports.is_empty() || !r.source.not_ports.is_empty()),
+        })
+    }
 }

@@ -3,7 +3,10 @@
 //! Input, one object per line:
 //! `{"source": "NS/POD" | "IP", "destination": "NS/POD" | "IP", "port": 42001, "protocol": "TCP"}`
 //! (`protocol` defaults to TCP; `port` may be left out only for port-less
-//! protocols). Each non-blank input line gives exactly one output line: the
+//! protocols). Optional: `"sourcePort": 40000` (TCP, UDP, SCTP, UDPLite), and
+//! `"icmpType": 8, "icmpCode": 0` (ICMP and ICMPv6; the code needs the type). Without
+//! them a rule that matches source ports or an ICMP type cannot match, and a
+//! `notPorts` or `notICMP` on them is taken as met. Each non-blank input line gives exactly one output line: the
 //! input fields repeated, then `allowed`, `egress` and `ingress` (each with
 //! `allowed`, `policy`, `kind`, `tier`, `rule`), `pending` when staged policies
 //! exist, or `error` when the line could not be evaluated.
@@ -14,7 +17,7 @@ use std::io::{BufRead, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::endpoint::{FlowQuery, Protocol};
+use crate::endpoint::{FlowQuery, Icmp, Protocol};
 use crate::eval::{PolicyEngine, SideDecision};
 use crate::pods::EndpointResolver;
 
@@ -191,11 +194,38 @@ fn build_query(
             .map_err(|_| format!("port: \"{s}\" is not a port number"))?,
         Some(other) => return Err(format!("port: expected a number, found {other}")),
     };
+    let number = |key: &str, max: u64| -> Result<Option<u64>, String> {
+        match input.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v <= max => Ok(Some(v)),
+                _ => Err(format!("{key}: {n} is outside 0-{max}")),
+            },
+            Some(other) => Err(format!("{key}: expected a number, found {other}")),
+        }
+    };
+    let source_port = number("sourcePort", u64::from(u16::MAX))?.map(|p| p as u16);
+    if source_port.is_some() && !protocol.has_ports() {
+        return Err(format!("sourcePort: {protocol} has no ports"));
+    }
+    let icmp = match (number("icmpType", 255)?, number("icmpCode", 255)?) {
+        (None, None) => None,
+        (None, Some(_)) => return Err("icmpCode needs icmpType".into()),
+        (Some(kind), code) => Some(Icmp {
+            kind: kind as u8,
+            code: code.unwrap_or(0) as u8,
+        }),
+    };
+    if icmp.is_some() && !matches!(protocol, Protocol::Icmp | Protocol::IcmpV6) {
+        return Err(format!("icmpType: {protocol} is not ICMP or ICMPv6"));
+    }
     Ok(FlowQuery {
         source: side("source")?,
         destination: side("destination")?,
         protocol,
         port,
+        source_port,
+        icmp,
     })
 }
 

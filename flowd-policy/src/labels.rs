@@ -56,17 +56,21 @@ impl LabelView for CalicoPodLabels<'_> {
     }
 }
 
-/// A service account's labels. Only the name is known to the evaluator, which
-/// Calico exposes as `projectcalico.org/name`.
+/// An endpoint's service account as Calico's selectors see it: the object's labels, and its
+/// name as `projectcalico.org/name`.
 pub struct ServiceAccountLabels<'a> {
-    pub name: Option<&'a str>,
+    pub endpoint: &'a Endpoint,
 }
 
 impl LabelView for ServiceAccountLabels<'_> {
     fn label(&self, key: &str) -> Option<&str> {
         match key {
-            "projectcalico.org/name" => self.name,
-            _ => None,
+            "projectcalico.org/name" => self.endpoint.service_account.as_deref(),
+            _ => self
+                .endpoint
+                .service_account_labels
+                .get(key)
+                .map(String::as_str),
         }
     }
 }

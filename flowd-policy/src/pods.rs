@@ -1,5 +1,5 @@
-//! Resolving "NS/POD" or "IP" text to endpoints, from Pod and Namespace objects
-//! (as `kubectl get pods,namespaces -A -o yaml` prints them).
+//! Resolving "NS/POD" or "IP" text to endpoints, from Pod, Namespace and ServiceAccount
+//! objects (as `kubectl get pods,namespaces,serviceaccounts -A -o yaml` prints them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::endpoint::Endpoint;
 use crate::error::LoadError;
 use crate::load::{expand_paths, object_label, objects, parse_documents, read_file};
-use crate::objects::{parse_namespace, parse_pod, PodObject};
+use crate::objects::{parse_metadata, parse_namespace, parse_pod, PodObject};
 
 /// Turns the text of a flow's side into an endpoint.
 pub trait EndpointResolver {
@@ -25,7 +25,12 @@ pub struct StaticPods {
     pods: BTreeMap<(String, String), Endpoint>,
     by_ip: HashMap<IpAddr, (String, String)>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Labels of service accounts by (namespace, name).
+    service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
+
+/// The kinds `StaticPods` reads, for messages.
+pub const POD_KINDS: &str = "Pod, Namespace, ServiceAccount";
 
 /// Result of loading pods: the rest loads when one object is bad.
 #[derive(Debug, Default)]
@@ -72,6 +77,8 @@ impl StaticPods {
     ) {
         let (docs, errs) = parse_documents(text, source);
         errors.extend(errs);
+        // A cluster dump holds many other kinds: one line per kind, not per object.
+        let mut unread: BTreeMap<String, usize> = BTreeMap::new();
         for obj in objects(&docs) {
             let label = object_label(obj.value, &obj.locator);
             let kind = obj.value.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -79,8 +86,11 @@ impl StaticPods {
                 "Pod" => parse_pod(obj.value).map(|pod| self.add_pod_object(pod)),
                 "Namespace" => parse_namespace(obj.value)
                     .map(|namespace| self.add_namespace(&namespace.name, namespace.labels)),
+                "ServiceAccount" => parse_metadata(obj.value)
+                    .map(|meta| self.add_service_account(&meta.namespace, &meta.name, meta.labels)),
                 _ => {
-                    warnings.push(format!("{source}: skipped {label}: not a Pod or Namespace"));
+                    let kind = if kind.is_empty() { "(no kind)" } else { kind };
+                    *unread.entry(kind.to_string()).or_default() += 1;
                     Ok(())
                 }
             };
@@ -92,6 +102,11 @@ impl StaticPods {
                     message: e.message,
                 });
             }
+        }
+        for (kind, count) in unread {
+            warnings.push(format!(
+                "{source}: {count} object(s) of kind {kind} not read (endpoints come from {POD_KINDS})"
+            ));
         }
     }
 
@@ -138,17 +153,28 @@ impl StaticPods {
         self.namespaces.insert(name.to_string(), labels);
     }
 
+    /// A service account's labels, for the pods of its namespace that run as it.
+    pub fn add_service_account(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) {
+        self.service_accounts
+            .insert((namespace.to_string(), name.to_string()), labels);
+    }
+
     pub fn get(&self, namespace: &str, pod: &str) -> Option<Endpoint> {
         self.pods
             .get(&(namespace.to_string(), pod.to_string()))
-            .map(|ep| self.with_namespace_labels(ep.clone()))
+            .map(|ep| self.completed(ep.clone()))
     }
 
     /// All pods, with namespace labels filled in, sorted by namespace and name.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.pods
             .values()
-            .map(|ep| self.with_namespace_labels(ep.clone()))
+            .map(|ep| self.completed(ep.clone()))
             .collect()
     }
 
@@ -160,10 +186,16 @@ impl StaticPods {
         self.pods.is_empty()
     }
 
-    fn with_namespace_labels(&self, mut ep: Endpoint) -> Endpoint {
+    /// The pod with what other objects say about it: namespace and service-account labels.
+    fn completed(&self, mut ep: Endpoint) -> Endpoint {
         if let Some(ns) = &ep.namespace {
             if let Some(labels) = self.namespaces.get(ns) {
                 ep.namespace_labels = labels.clone();
+            }
+            if let Some(sa) = &ep.service_account {
+                if let Some(labels) = self.service_accounts.get(&(ns.clone(), sa.clone())) {
+                    ep.service_account_labels = labels.clone();
+                }
             }
         }
         ep

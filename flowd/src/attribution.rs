@@ -12,7 +12,7 @@ use crate::{
     pipeline::Stage,
     policy::{
         self, Endpoint, EndpointKey, EndpointResolver as _, Evaluation, PolicyEngine, Protocol,
-        SideDecision, StaticPods,
+        SideDecision, StaticPods, Transport,
     },
 };
 
@@ -100,6 +100,7 @@ fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
     endpoint.namespace_labels = (*meta.namespace_labels).clone();
     endpoint.service_account =
         (!meta.service_account.is_empty()).then(|| meta.service_account.clone());
+    endpoint.service_account_labels = (*meta.service_account_labels).clone();
     endpoint.named_ports = meta.named_ports.clone();
     endpoint
 }
@@ -265,14 +266,12 @@ impl Attributor {
         &self,
         source: &Resolved,
         destination: &Resolved,
-        protocol: u8,
-        port: u16,
+        transport: Transport,
     ) -> Arc<Evaluation> {
         self.engine().evaluate_keyed(
             (&source.endpoint, source.key),
             (&destination.endpoint, destination.key),
-            Protocol::from_number(protocol),
-            port,
+            transport,
         )
     }
 
@@ -280,12 +279,14 @@ impl Attributor {
     pub fn attribute(&self, record: &mut FlowRecord) {
         let source = self.endpoint(record.source.ip, record.source_meta.as_ref());
         let destination = self.endpoint(record.destination.ip, record.destination_meta.as_ref());
-        let evaluation = self.evaluate_resolved(
-            &source,
-            &destination,
-            record.protocol,
+        let transport = Transport::observed(
+            Protocol::from_number(record.protocol),
+            record.source.port,
             record.destination.port,
+            record.icmp_type,
+            record.icmp_code,
         );
+        let evaluation = self.evaluate_resolved(&source, &destination, transport);
         let verdict = self.verdict(evaluation);
         record.verdict = reconcile(record.verdict, record.outcome, verdict.allowed());
         record.policy = Some(verdict);
@@ -365,6 +366,47 @@ mod tests {
                 "{kernel:?} {outcome:?} {allows}"
             );
         }
+    }
+
+    /// The stage reads the record's source port and ICMP message, not only its destination port.
+    #[test]
+    fn source_ports_and_icmp_types_decide_records() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let pods = dir.path().join("pods.yaml");
+        std::fs::write(
+            &pods,
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: dns, namespace: default}\n\
+             status: {podIP: 198.18.0.2}\n",
+        )
+        .expect("pod file");
+        let attributor = Attributor::load(&[], &[pods]);
+        let policies = crate::policy::load_str(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+             metadata: {name: only-some}\n\
+             spec:\n  selector: all()\n  types: [Ingress]\n  ingress:\n\
+             \x20\x20- {action: Allow, protocol: ICMP, icmp: {type: 8}}\n\
+             \x20\x20- {action: Allow, protocol: UDP, source: {ports: ['40000:40099']}}\n",
+            "test",
+        );
+        assert!(policies.errors.is_empty(), "{:?}", policies.errors);
+        attributor.replace_api_policies(&policies.policies);
+        let allowed = |record: FlowRecord| {
+            let mut record = record;
+            attributor.attribute(&mut record);
+            record.policy.expect("a verdict").allowed()
+        };
+        assert!(allowed(FlowRecord::sample(40000)));
+        assert!(!allowed(FlowRecord::sample(40100)));
+        let ping = |icmp_type| {
+            let mut record = FlowRecord::sample(0);
+            record.protocol = 1;
+            record.source.port = 0;
+            record.destination.port = 0;
+            record.icmp_type = icmp_type;
+            record
+        };
+        assert!(allowed(ping(8)));
+        assert!(!allowed(ping(13)));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::{
     attribution::Attributor,
     graph,
-    policy::{self, recommend::stable_labels, Endpoint, PolicyEngine, Protocol},
+    policy::{self, recommend::stable_labels, Endpoint, PolicyEngine, Protocol, Transport},
     proto::v1 as pb,
     store::{FlowStore, Range, StoreError},
 };
@@ -36,8 +36,7 @@ pub struct EdgeQuery<'a> {
 struct Evaluable {
     source: Endpoint,
     destination: Endpoint,
-    protocol: Protocol,
-    port: u16,
+    transport: Transport,
     connections: u64,
 }
 
@@ -46,8 +45,13 @@ fn evaluable(attributor: &Attributor, flow: &pb::Flow) -> Option<Evaluable> {
     Some(Evaluable {
         source: attributor.record_endpoint(source)?,
         destination: attributor.record_endpoint(destination)?,
-        protocol: Protocol::from_number(u8::try_from(flow.protocol).unwrap_or(0)),
-        port: u16::try_from(destination.port).unwrap_or(0),
+        transport: Transport::observed(
+            Protocol::from_number(u8::try_from(flow.protocol).unwrap_or(0)),
+            u16::try_from(source.port).unwrap_or(0),
+            u16::try_from(destination.port).unwrap_or(0),
+            u8::try_from(flow.icmp_type).unwrap_or(0),
+            u8::try_from(flow.icmp_code).unwrap_or(0),
+        ),
         connections: flow.connections.max(1),
     })
 }
@@ -107,8 +111,8 @@ fn summary(e: &Evaluable) -> String {
         "{} -> {} {}/{}",
         e.source.display_name(),
         e.destination.display_name(),
-        e.protocol,
-        e.port
+        e.transport.protocol,
+        e.transport.port
     )
 }
 
@@ -179,8 +183,8 @@ pub fn propose(
         .map(|e| policy::ObservedFlow {
             source: e.source.clone(),
             destination: e.destination.clone(),
-            protocol: e.protocol,
-            port: e.port,
+            protocol: e.transport.protocol,
+            port: e.transport.port,
         })
         .collect();
     let recommendations = policy::recommend(&observed, &scope, &options)?;
@@ -227,10 +231,10 @@ fn check(
         };
         what_if.flows_checked += 1;
         let before = now
-            .evaluate_endpoints(&e.source, &e.destination, e.protocol, e.port)
+            .evaluate_endpoints(&e.source, &e.destination, e.transport)
             .allowed;
         let after = then
-            .evaluate_endpoints(&e.source, &e.destination, e.protocol, e.port)
+            .evaluate_endpoints(&e.source, &e.destination, e.transport)
             .allowed;
         match (on_edge(&flow, query), before, after) {
             (true, false, true) => what_if.edge_allowed += e.connections,

@@ -305,3 +305,73 @@ fn a_policy_flowd_cannot_evaluate_is_named_with_its_kind_and_file_never_silently
         "the supported one is not reported: {text}"
     );
 }
+
+/// `flowd policy explain` takes the source port and the ICMP message, and says which it used;
+/// kinds in the metadata file that endpoints are not made of are named once each.
+#[test]
+fn explain_reads_source_ports_and_icmp_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("calico.yaml");
+    std::fs::write(
+        &policies,
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n\
+         metadata: {name: db, namespace: shop}\n\
+         spec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20 - {action: Allow, protocol: ICMP, icmp: {type: 8}}\n\
+         \x20 - {action: Allow, protocol: UDP, source: {ports: [53]}}\n",
+    )
+    .unwrap();
+    let pods = dir.path().join("pods.yaml");
+    std::fs::write(
+        &pods,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: {app: db}}\n\
+         status: {podIP: 198.18.0.2}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db, namespace: shop}\n",
+    )
+    .unwrap();
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--policy-file",
+            policies.to_str().unwrap(),
+            "--metadata-file",
+            pods.to_str().unwrap(),
+            "--source",
+            "198.18.0.1",
+            "--destination",
+            "shop/db",
+        ];
+        args.extend_from_slice(extra);
+        flowd(&args)
+    };
+    let (ok, text) = explain(&["--protocol", "ICMP", "--icmp-type", "8"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("ALLOWED") && text.contains("type 8 code 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 object(s) of kind Deployment not read"),
+        "{text}"
+    );
+    let (ok, text) = explain(&["--protocol", "ICMP", "--icmp-type", "13"]);
+    assert!(ok && text.contains("DENIED"), "{text}");
+    let (ok, text) = explain(&["--protocol", "UDP", "--port", "5353", "--source-port", "53"]);
+    assert!(
+        ok && text.contains("ALLOWED") && text.contains("from port 53"),
+        "{text}"
+    );
+    let (ok, text) = explain(&["--protocol", "UDP", "--port", "5353"]);
+    assert!(
+        ok && text.contains("DENIED"),
+        "no source port given: {text}"
+    );
+    let (ok, text) = explain(&["--protocol", "UDP"]);
+    assert!(!ok && text.contains("--port is required for UDP"), "{text}");
+    let (ok, text) = explain(&["--port", "80", "--icmp-type", "8"]);
+    assert!(
+        !ok && text.contains("--icmp-type: TCP is not ICMP"),
+        "{text}"
+    );
+}

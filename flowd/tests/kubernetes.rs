@@ -73,6 +73,21 @@ async fn owners(uri: Uri) -> Response {
     )
 }
 
+/// Service account `default` of namespace shop (every fake pod runs as it), labelled
+/// tier=backend; metadata only, as the agent asks for it.
+async fn service_accounts(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    let item = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": "default", "namespace": "shop", "resourceVersion": "4",
+                     "labels": {"tier": "backend"}}});
+    json_response(
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                         "metadata": {"resourceVersion": "4"}, "items": [item]}),
+    )
+}
+
 fn list(kind: &str, rv: &str, items: Vec<Value>) -> Response {
     let body = json!({"apiVersion": "v1", "kind": format!("{kind}List"),
                       "metadata": {"resourceVersion": rv}, "items": items});
@@ -203,8 +218,8 @@ async fn calico_resources() -> Response {
     ]}))
 }
 
-/// A Calico GlobalNetworkPolicy denying b's egress to port 9090; list items carry no type, as
-/// the API server sends them.
+/// A Calico GlobalNetworkPolicy denying b's egress to port 9090, and to 7070 when b's service
+/// account carries tier=backend; list items carry no type, as the API server sends them.
 async fn global_network_policies(uri: Uri) -> Response {
     if is_watch(&uri) {
         return watch(Vec::new(), true);
@@ -215,6 +230,10 @@ async fn global_network_policies(uri: Uri) -> Response {
                    "spec": {"order": 10, "selector": "app == 'b'", "types": ["Egress"],
                             "egress": [{"action": "Deny", "protocol": "TCP",
                                         "destination": {"ports": [9090]}},
+                                       {"action": "Deny", "protocol": "TCP",
+                                        "source": {"serviceAccounts":
+                                                   {"selector": "tier == 'backend'"}},
+                                        "destination": {"ports": [7070]}},
                                        {"action": "Allow"}]}}]}))
 }
 
@@ -236,6 +255,7 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         .route("/api/v1/namespaces", get(empty))
         .route("/api/v1/services", get(empty))
         .route("/api/v1/nodes", get(empty))
+        .route("/api/v1/serviceaccounts", get(service_accounts))
         .route("/apis/discovery.k8s.io/v1/endpointslices", get(empty))
         .route(
             "/apis/networking.k8s.io/v1/networkpolicies",
@@ -330,7 +350,22 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for kind in ["ReplicaSet", "Job"] {
+    // The service account's labels reach the pods that run as it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = index.read().unwrap().clone();
+        let b = current.lookup("198.18.5.2".parse().unwrap(), SystemTime::now());
+        if b.service_account_labels.get("tier").map(String::as_str) == Some("backend") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod b never got its service account's labels: {:?}",
+            b.service_account_labels
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for kind in ["ReplicaSet", "Job", "ServiceAccount"] {
         assert_eq!(
             telemetry.counter(&Counter::KubernetesSynced(kind)),
             Some(1),
@@ -338,8 +373,10 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         );
     }
 
+    let current = index.read().unwrap().clone();
     // The API's policies reach the policy stage: b -> c:8080 is denied by the Kubernetes
-    // NetworkPolicy shop/isolate-c, b -> c:9090 already at egress by Calico's no-9090-from-b.
+    // NetworkPolicy shop/isolate-c, b -> c:9090 already at egress by Calico's no-9090-from-b,
+    // and b -> c:7070 by its rule on b's service account's labels.
     let record_to = |port: u16| {
         let mut record = FlowRecord::sample(40000);
         record.protocol = 6;
@@ -353,13 +390,18 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let decision = loop {
         records_tx
-            .send(vec![record_to(8080), record_to(9090)])
+            .send(vec![record_to(8080), record_to(9090), record_to(7070)])
             .await
             .unwrap();
         let decided = decided_rx.recv().await.expect("the policy stage answers");
-        let [decision, calico] =
-            [0, 1].map(|i| decided[i].policy.clone().expect("a policy decision"));
+        let [decision, calico, by_account] =
+            [0, 1, 2].map(|i| decided[i].policy.clone().expect("a policy decision"));
         if !decision.allowed() && !calico.egress.allowed {
+            assert!(
+                !by_account.egress.allowed,
+                "b's service account is tier=backend: {by_account:?}"
+            );
+            assert_eq!(by_account.egress.rule, Some(1), "{by_account:?}");
             let policy = calico
                 .egress
                 .policy

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::endpoint::{Endpoint, FlowQuery, Protocol};
+use crate::endpoint::{Endpoint, FlowQuery, Icmp, Protocol};
 use crate::eval::{Evaluation, PolicyEngine, SideDecision};
 use crate::load::load_str;
 
@@ -83,6 +83,8 @@ pub fn flow(src: &Endpoint, dst: &Endpoint, protocol: Protocol, port: u16) -> Fl
         destination: dst.clone(),
         protocol,
         port,
+        source_port: None,
+        icmp: None,
     }
 }
 
@@ -92,6 +94,19 @@ pub fn tcp(src: &Endpoint, dst: &Endpoint, port: u16) -> FlowQuery {
 
 pub fn udp(src: &Endpoint, dst: &Endpoint, port: u16) -> FlowQuery {
     flow(src, dst, Protocol::Udp, port)
+}
+
+/// An ICMP (or ICMPv6) flow whose request is this message.
+pub fn icmp(src: &Endpoint, dst: &Endpoint, protocol: Protocol, kind: u8, code: u8) -> FlowQuery {
+    FlowQuery {
+        icmp: Some(Icmp { kind, code }),
+        ..flow(src, dst, protocol, 0)
+    }
+}
+
+pub fn from_port(mut q: FlowQuery, source_port: u16) -> FlowQuery {
+    q.source_port = Some(source_port);
+    q
 }
 
 /// (allowed, "ns/name" of the deciding policy, rule) for compact asserts.

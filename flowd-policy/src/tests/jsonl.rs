@@ -98,6 +98,46 @@ fn icmp_needs_no_port() {
     assert!(!out.contains("error"), "{out}");
 }
 
+const ICMP_AND_SOURCE_PORTS: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: db, namespace: prod}
+spec:
+  selector: app == 'db'
+  ingress:
+  - action: Allow
+    protocol: ICMP
+    icmp: {type: 8}
+  - action: Allow
+    protocol: UDP
+    source: {ports: [53]}
+"#;
+
+#[test]
+fn source_port_and_icmp_message_are_evaluated_and_echoed() {
+    let engine = engine(ICMP_AND_SOURCE_PORTS);
+    let eval = |input: &str| to_json_line(&eval_line(&engine, &pods(), input));
+    let ping = eval(
+        r#"{"source":"prod/web","destination":"prod/db","protocol":"ICMP","icmpType":8,"icmpCode":0}"#,
+    );
+    assert!(ping.contains(r#""allowed":true"#), "{ping}");
+    assert!(ping.contains(r#""icmpType":8"#), "echoed: {ping}");
+    let unreachable =
+        eval(r#"{"source":"prod/web","destination":"prod/db","protocol":"ICMP","icmpType":3}"#);
+    assert!(unreachable.contains(r#""allowed":false"#), "{unreachable}");
+    let dns = eval(
+        r#"{"source":"prod/web","destination":"prod/db","protocol":"UDP","port":5353,"sourcePort":53}"#,
+    );
+    assert!(dns.contains(r#""allowed":true"#), "{dns}");
+    let other = eval(
+        r#"{"source":"prod/web","destination":"prod/db","protocol":"UDP","port":5353,"sourcePort":54}"#,
+    );
+    assert!(other.contains(r#""allowed":false"#), "{other}");
+    let unknown =
+        eval(r#"{"source":"prod/web","destination":"prod/db","protocol":"UDP","port":5353}"#);
+    assert!(unknown.contains(r#""allowed":false"#), "{unknown}");
+}
+
 #[test]
 fn bad_lines_report_errors() {
     let cases = [
@@ -127,6 +167,26 @@ fn bad_lines_report_errors() {
         (
             r#"{"source":7,"destination":"prod/db","port":1}"#,
             "expected a string",
+        ),
+        (
+            r#"{"source":"prod/web","destination":"prod/db","port":1,"sourcePort":65536}"#,
+            "sourcePort: 65536 is outside 0-65535",
+        ),
+        (
+            r#"{"source":"prod/web","destination":"prod/db","protocol":"ICMP","sourcePort":1}"#,
+            "sourcePort: ICMP has no ports",
+        ),
+        (
+            r#"{"source":"prod/web","destination":"prod/db","port":1,"icmpType":8}"#,
+            "icmpType: TCP is not ICMP or ICMPv6",
+        ),
+        (
+            r#"{"source":"prod/web","destination":"prod/db","protocol":"ICMP","icmpCode":1}"#,
+            "icmpCode needs icmpType",
+        ),
+        (
+            r#"{"source":"prod/web","destination":"prod/db","protocol":"ICMP","icmpType":"echo"}"#,
+            "icmpType: expected a number",
         ),
     ];
     for (input, want) in cases {

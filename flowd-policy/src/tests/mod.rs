@@ -13,5 +13,6 @@ mod recommend;
 mod seed;
 mod selector;
 mod truth_calico;
+mod truth_icmp_ports;
 mod truth_k8s;
 mod truth_tiers;

@@ -85,3 +85,47 @@ fn a_namespace_has_its_labels() {
     assert_eq!(namespace.name, "shop");
     assert_eq!(namespace.labels.get("team").map(String::as_str), Some("a"));
 }
+
+/// A pod resolved from files carries its namespace's and its service account's labels; kinds
+/// endpoints are not made of are reported once per file and kind.
+#[test]
+fn service_account_labels_reach_the_pods_that_run_as_it() {
+    use crate::pods::{EndpointResolver as _, StaticPods};
+    let loaded = StaticPods::load_str(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop}
+spec: {serviceAccountName: backend}
+status: {podIP: 198.18.0.9}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: backend, namespace: shop, labels: {tier: backend}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: backend, namespace: other, labels: {tier: elsewhere}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+"#,
+        "cluster.yaml",
+    );
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let api = loaded.pods.resolve("198.18.0.9").unwrap();
+    assert_eq!(api.service_account.as_deref(), Some("backend"));
+    assert_eq!(
+        api.service_account_labels.get("tier").map(String::as_str),
+        Some("backend")
+    );
+    assert_eq!(
+        loaded.warnings,
+        ["cluster.yaml: 2 object(s) of kind Deployment not read (endpoints come from Pod, Namespace, ServiceAccount)"]
+    );
+}

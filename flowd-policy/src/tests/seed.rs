@@ -120,6 +120,8 @@ fn query(port: u16) -> FlowQuery {
         destination: p.resolve("fmeserver/core-0").expect("core"),
         protocol: Protocol::Tcp,
         port,
+        source_port: None,
+        icmp: None,
     }
 }
 

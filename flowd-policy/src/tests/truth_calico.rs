@@ -267,6 +267,42 @@ spec:
   - action: Allow
 "#;
 
+/// Service accounts by their object's labels (Calico's `serviceAccounts.selector` and the
+/// policy's `serviceAccountSelector` select on them), and by name together with them.
+const SERVICE_ACCOUNT_LABELS: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: db, namespace: prod}
+spec:
+  selector: app == 'db'
+  ingress:
+  - action: Allow
+    source:
+      serviceAccounts: {selector: "tier == 'backend'"}
+  - action: Allow
+    source:
+      serviceAccounts: {names: [web-sa], selector: "tier == 'frontend'"}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: audited-accounts}
+spec:
+  order: 1
+  selector: all()
+  serviceAccountSelector: has(audited)
+  types: [Egress]
+  egress:
+  - action: Deny
+    destination: {nets: [8.8.8.8/32]}
+  - action: Allow
+"#;
+
+fn with_account_labels(ep: Endpoint, labels: &[(&str, &str)]) -> Endpoint {
+    labels
+        .iter()
+        .fold(ep, |ep, (k, v)| ep.with_service_account_label(k, v))
+}
+
 const MISC_RULES: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
@@ -396,11 +432,33 @@ case!(service_account_names_mismatch: SERVICE_ACCOUNTS, tcp(&prod_api(), &prod_d
     => egress open(), ingress by(false, "prod/db", -1));
 case!(service_account_selector_selects_policy_endpoints: SERVICE_ACCOUNTS, udp(&prod_web(), &dns(), 53)
     => egress by(false, "prod/sa-scoped", 0), ingress open());
+case!(service_account_selected_by_its_labels: SERVICE_ACCOUNT_LABELS,
+    tcp(&with_account_labels(prod_api(), &[("tier", "backend")]), &prod_db(), 5432)
+    => egress open(), ingress by(true, "prod/db", 0));
+case!(service_account_labels_other_value: SERVICE_ACCOUNT_LABELS,
+    tcp(&with_account_labels(prod_api(), &[("tier", "batch")]), &prod_db(), 5432)
+    => egress open(), ingress by(false, "prod/db", -1));
+case!(service_account_pod_labels_are_not_account_labels: SERVICE_ACCOUNT_LABELS,
+    tcp(&prod_api().with_label("tier", "backend"), &prod_db(), 5432)
+    => egress open(), ingress by(false, "prod/db", -1));
+case!(service_account_name_and_labels_both_needed: SERVICE_ACCOUNT_LABELS,
+    tcp(&with_account_labels(prod_web(), &[("tier", "frontend")]), &prod_db(), 5432)
+    => egress open(), ingress by(true, "prod/db", 1));
+case!(service_account_name_without_its_labels: SERVICE_ACCOUNT_LABELS,
+    tcp(&prod_web(), &prod_db(), 5432)
+    => egress open(), ingress by(false, "prod/db", -1));
+case!(service_account_selector_on_policy_by_labels: SERVICE_ACCOUNT_LABELS,
+    udp(&with_account_labels(prod_web(), &[("audited", "yes")]), &dns(), 53)
+    => egress by(false, "audited-accounts", 0), ingress open());
+case!(service_account_selector_on_policy_not_selected: SERVICE_ACCOUNT_LABELS,
+    udp(&prod_web(), &dns(), 53)
+    => egress open(), ingress open());
+
 case!(ip_version_rule_does_not_match_ipv4: MISC_RULES, tcp(&mon_prom(), &prod_db(), 80)
     => egress open(), ingress by(false, "prod/db", -1));
 case!(source_ports_unknown_never_match: MISC_RULES, tcp(&mon_prom(), &prod_db(), 1000)
     => egress open(), ingress by(false, "prod/db", -1));
-case!(icmp_type_criteria_cannot_match: MISC_RULES, flow(&mon_prom(), &prod_db(), Protocol::Icmp, 0)
+case!(icmp_type_unknown_does_not_match: MISC_RULES, flow(&mon_prom(), &prod_db(), Protocol::Icmp, 0)
     => egress open(), ingress by(false, "prod/db", -1));
 case!(http_criteria_treated_as_met: MISC_RULES, tcp(&mon_prom(), &prod_db(), 8080)
     => egress open(), ingress by(true, "prod/db", 3));

@@ -420,16 +420,14 @@ fn evaluate_keyed_matches_evaluate_and_survives_stale_keys() {
     let keyed = e.evaluate_keyed(
         (&s, e.endpoint_key(&s)),
         (&d, e.endpoint_key(&d)),
-        q.protocol,
-        q.port,
+        q.transport(),
     );
     assert_eq!(*keyed, *e.evaluate(&q));
     // Keys from another engine are recomputed, not trusted.
     let stale = e.evaluate_keyed(
         (&s, other.endpoint_key(&s)),
         (&d, other.endpoint_key(&d)),
-        q.protocol,
-        2,
+        crate::Transport::new(q.protocol, 2),
     );
     assert_eq!(*stale, e.evaluate_uncached(&tcp(&s, &d, 2)));
 }

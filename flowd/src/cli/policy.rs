@@ -17,8 +17,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::{dump::parse_time, Target};
 use crate::{
     policy::{
-        self, explain, jsonl, Endpoint, EndpointResolver, FlowQuery, ObservedFlow, PolicyEngine,
-        Protocol, RecommendOptions, RecommendScope, StaticPods,
+        self, explain, jsonl, Endpoint, EndpointResolver, FlowQuery, Icmp, ObservedFlow,
+        PolicyEngine, Protocol, RecommendOptions, RecommendScope, StaticPods, Transport,
     },
     proto::v1 as pb,
 };
@@ -120,10 +120,20 @@ pub struct ExplainArgs {
     /// NS/POD or IP.
     #[arg(long)]
     pub destination: String,
+    /// Destination port; required for TCP, UDP, SCTP and UDPLite.
     #[arg(long)]
-    pub port: u16,
+    pub port: Option<u16>,
     #[arg(long, default_value = "TCP")]
     pub protocol: String,
+    /// Source port, for rules that match source ports (unknown if left out).
+    #[arg(long)]
+    pub source_port: Option<u16>,
+    /// ICMP (or ICMPv6) message type, for rules with `icmp`/`notICMP` (unknown if left out).
+    #[arg(long)]
+    pub icmp_type: Option<u8>,
+    /// ICMP code of that type.
+    #[arg(long, requires = "icmp_type", default_value_t = 0)]
+    pub icmp_code: u8,
 }
 
 pub async fn execute(command: PolicyCommand) -> anyhow::Result<ExitCode> {
@@ -157,6 +167,10 @@ fn load_pods(paths: &[PathBuf]) -> StaticPods {
     let pods = StaticPods::load_paths(paths);
     for error in &pods.errors {
         eprintln!("flowd: {error}");
+    }
+    // Kinds the files hold but endpoints are not made of, one line per file and kind.
+    for warning in &pods.warnings {
+        eprintln!("flowd: warning: {warning}");
     }
     pods.pods
 }
@@ -257,8 +271,16 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let port = flow.destination.as_ref().map(|d| d.port).unwrap_or(0);
+        let source_port = flow.source.as_ref().map(|s| s.port).unwrap_or(0);
         let protocol = Protocol::from_number(flow.protocol as u8);
-        let evaluation = engine.evaluate_endpoints(&source, &destination, protocol, port as u16);
+        let transport = Transport::observed(
+            protocol,
+            source_port as u16,
+            port as u16,
+            flow.icmp_type as u8,
+            flow.icmp_code as u8,
+        );
+        let evaluation = engine.evaluate_endpoints(&source, &destination, transport);
         if evaluation.allowed {
             continue;
         }
@@ -379,11 +401,28 @@ fn explain_one(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             args.protocol
         )
     })?;
+    let port = match args.port {
+        Some(port) => port,
+        None if !protocol.has_ports() => 0,
+        None => bail!("--port is required for {protocol}"),
+    };
+    let is_icmp = matches!(protocol, Protocol::Icmp | Protocol::IcmpV6);
+    if args.icmp_type.is_some() && !is_icmp {
+        bail!("--icmp-type: {protocol} is not ICMP or ICMPv6 (give --protocol ICMP)");
+    }
+    if args.source_port.is_some() && !protocol.has_ports() {
+        bail!("--source-port: {protocol} has no ports");
+    }
     let query = FlowQuery {
         source: resolve(&args.source, "source")?,
         destination: resolve(&args.destination, "destination")?,
         protocol,
-        port: args.port,
+        port,
+        source_port: args.source_port,
+        icmp: args.icmp_type.map(|kind| Icmp {
+            kind,
+            code: args.icmp_code,
+        }),
     };
     let evaluation = engine.explain(&query);
     print!("{}", explain::explain(&query, &evaluation));

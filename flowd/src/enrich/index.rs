@@ -88,6 +88,8 @@ pub struct MetadataIndex {
     pods: Vec<PodInfo>,
     owners: Owners,
     namespaces: HashMap<String, Labels>,
+    /// Labels of service accounts by (namespace, name): Calico policies select by them.
+    service_accounts: HashMap<(String, String), Labels>,
     services: HashMap<IpAddr, String>,
     backends: HashMap<IpAddr, Vec<String>>,
     nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
@@ -112,6 +114,16 @@ impl MetadataIndex {
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
         self.namespaces.insert(name.to_owned(), Arc::new(labels));
+    }
+
+    pub fn add_service_account(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) {
+        self.service_accounts
+            .insert((namespace.to_owned(), name.to_owned()), Arc::new(labels));
     }
 
     pub fn add_service(&mut self, namespace: &str, name: &str, ips: &[IpAddr]) {
@@ -166,6 +178,11 @@ impl MetadataIndex {
             let workload = self
                 .owners
                 .resolve(&pod.namespace, pod.owner.as_ref(), &pod.labels);
+            let service_account_labels = self
+                .service_accounts
+                .get(&(pod.namespace.clone(), pod.service_account.clone()))
+                .cloned()
+                .unwrap_or_default();
             let meta = Arc::new(EndpointMeta {
                 kind: EndpointKind::Pod,
                 namespace: pod.namespace,
@@ -183,6 +200,7 @@ impl MetadataIndex {
                 services,
                 node: pod.node,
                 service_account: pod.service_account,
+                service_account_labels,
                 named_ports: pod.named_ports,
             });
             if !uid.is_empty() {

@@ -1,5 +1,6 @@
 //! The Kubernetes API source: list/watch pods, namespaces, services, EndpointSlices and nodes,
-//! plus the metadata only of ReplicaSets and Jobs to follow owner chains to the workload
+//! plus the metadata only of ReplicaSets and Jobs to follow owner chains to the workload, and of
+//! ServiceAccounts for the labels Calico policies select them by
 //! (kube-rs watchers: reconnects with backoff, relists after 410 Gone, bookmarks), keeping only
 //! the fields enrichment reads, and rebuilding the index when something changed.
 //!
@@ -19,7 +20,7 @@ use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
         batch::v1::Job,
-        core::v1::{Namespace, Node, Pod, Service},
+        core::v1::{Namespace, Node, Pod, Service, ServiceAccount},
         discovery::v1::EndpointSlice,
         networking::v1::NetworkPolicy,
     },
@@ -56,6 +57,7 @@ pub const WATCHED_RESOURCES: &[(&str, &str)] = &[
     ("", "namespaces"),
     ("", "services"),
     ("", "nodes"),
+    ("", "serviceaccounts"),
     ("discovery.k8s.io", "endpointslices"),
     ("apps", "replicasets"),
     ("batch", "jobs"),
@@ -318,6 +320,7 @@ pub fn start(
         follow_kind!(Node, "Node"),
         follow_kind!(PartialObjectMeta<ReplicaSet>, "ReplicaSet"),
         follow_kind!(PartialObjectMeta<Job>, "Job"),
+        follow_kind!(PartialObjectMeta<ServiceAccount>, "ServiceAccount"),
     ];
     tasks.push(tokio::spawn(rebuild(
         files,

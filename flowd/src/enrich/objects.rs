@@ -70,7 +70,8 @@ pub struct LoadReport {
 }
 
 /// The kinds enrichment reads from metadata files, for messages.
-pub const METADATA_KINDS: &str = "Pod, ReplicaSet, Job, Namespace, Service, EndpointSlice, Node";
+pub const METADATA_KINDS: &str =
+    "Pod, ReplicaSet, Job, Namespace, ServiceAccount, Service, EndpointSlice, Node";
 
 fn field_error(error: FieldError) -> String {
     format!("field {}: {}", error.path, error.message)
@@ -132,6 +133,10 @@ pub(crate) fn add_object(
         }
         "Namespace" => {
             index.add_namespace(&meta.name, meta.labels);
+            Ok(true)
+        }
+        "ServiceAccount" => {
+            index.add_service_account(&meta.namespace, &meta.name, meta.labels);
             Ok(true)
         }
         "Service" => {

@@ -166,15 +166,16 @@ mod tests {
     #[test]
     fn objects_of_kinds_enrichment_does_not_read_are_counted_by_file_and_kind() {
         let text = "apiVersion: v1\nkind: List\nitems:\n\
-            - {apiVersion: v1, kind: Pod, metadata: {name: web, namespace: shop}, status: {podIP: 198.18.0.1}}\n\
-            - {apiVersion: v1, kind: ServiceAccount, metadata: {name: a, namespace: shop}}\n\
-            - {apiVersion: v1, kind: ServiceAccount, metadata: {name: b, namespace: shop}}\n\
+            - {apiVersion: v1, kind: Pod, metadata: {name: web, namespace: shop}, spec: {serviceAccountName: a}, status: {podIP: 198.18.0.1}}\n\
+            - {apiVersion: v1, kind: ServiceAccount, metadata: {name: a, namespace: shop, labels: {tier: backend}}}\n\
+            - {apiVersion: v1, kind: ConfigMap, metadata: {name: a, namespace: shop}}\n\
+            - {apiVersion: v1, kind: ConfigMap, metadata: {name: b, namespace: shop}}\n\
             - {apiVersion: policy.networking.k8s.io/v1alpha1, kind: AdminNetworkPolicy, metadata: {name: x}}\n\
             - {apiVersion: v1, metadata: {name: nameless}}\n";
         let mut index = MetadataIndex::default();
         let mut report = LoadReport::default();
         parse_objects(Path::new("cluster.yaml"), text, &mut index, &mut report);
-        assert_eq!(report.objects, 1);
+        assert_eq!(report.objects, 2, "the pod and its service account");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let unused: Vec<(&str, usize)> = report
             .unused
@@ -189,8 +190,15 @@ mod tests {
             [
                 ("(no kind)", 1),
                 ("AdminNetworkPolicy", 1),
-                ("ServiceAccount", 2)
+                ("ConfigMap", 2)
             ]
+        );
+        index.finish();
+        let web = index.lookup("198.18.0.1".parse().unwrap(), SystemTime::now());
+        assert_eq!(
+            web.service_account_labels.get("tier").map(String::as_str),
+            Some("backend"),
+            "the service account's labels reach its pod"
         );
     }
 

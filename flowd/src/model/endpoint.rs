@@ -92,6 +92,8 @@ pub struct EndpointMeta {
     pub services: Vec<String>,
     pub node: String,
     pub service_account: String,
+    /// The labels of the service account's object.
+    pub service_account_labels: Labels,
     /// Container ports by name (name, port, protocol), for named-port policy rules.
     pub named_ports: Vec<flowd_policy::NamedPort>,
 }
@@ -113,6 +115,7 @@ impl EndpointMeta {
             services: Vec::new(),
             node: String::new(),
             service_account: String::new(),
+            service_account_labels: Labels::default(),
             named_ports: Vec::new(),
         }
     }
