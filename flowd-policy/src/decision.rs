@@ -67,6 +67,9 @@ pub struct SideDecision {
     pub policy: Option<PolicyRef>,
     /// Index into the policy's rules for this direction; -1 for end of tier.
     pub rule: Option<i32>,
+    /// The rule's own name, for kinds that name rules (the admin policy API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_name: Option<String>,
     /// Serialized as `action`, the name `flowd policy` output has always used.
     #[serde(rename = "action")]
     pub ruling: Ruling,
@@ -79,6 +82,7 @@ impl SideDecision {
             allowed: true,
             policy: None,
             rule: None,
+            rule_name: None,
             ruling,
             trace,
         }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 
+use crate::admin::{AdminPeer, ADMIN_TIER, ADMIN_TIER_ORDER, BASELINE_TIER, BASELINE_TIER_ORDER};
 use crate::model::{Policy, PolicyBody, Tier, TierDefaultAction, DEFAULT_TIER, DEFAULT_TIER_ORDER};
 
 pub(crate) struct Compiled {
@@ -29,12 +30,20 @@ fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
 impl Compiled {
     pub fn new(policies: Vec<Policy>, tier_objects: &[Tier]) -> Compiled {
         let mut tiers: Vec<Tier> = tier_objects.to_vec();
+        // Tier objects of these names (Calico creates them) take precedence.
         let known = |name: &str, tiers: &mut Vec<Tier>| {
             if !tiers.iter().any(|t| t.name == name) {
+                let (order, default_action) = match name {
+                    DEFAULT_TIER => (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny),
+                    // Admin policies isolate nothing: what they do not decide goes on.
+                    ADMIN_TIER => (Some(ADMIN_TIER_ORDER), TierDefaultAction::Pass),
+                    BASELINE_TIER => (Some(BASELINE_TIER_ORDER), TierDefaultAction::Pass),
+                    _ => (None, TierDefaultAction::Deny),
+                };
                 tiers.push(Tier {
                     name: name.to_string(),
-                    order: (name == DEFAULT_TIER).then_some(DEFAULT_TIER_ORDER),
-                    default_action: TierDefaultAction::Deny,
+                    order,
+                    default_action,
                 });
             }
         };
@@ -124,6 +133,15 @@ impl Compiled {
                         }
                     }
                 }
+                PolicyBody::Admin(s) => {
+                    for r in s.ingress.iter().chain(&s.egress) {
+                        for peer in &r.peers {
+                            if let AdminPeer::Networks(nets) = peer {
+                                out.extend(nets.iter().copied());
+                            }
+                        }
+                    }
+                }
             }
         }
         out
@@ -134,7 +152,7 @@ impl Compiled {
     /// connection).
     pub fn reads_source_ports(&self) -> bool {
         self.policies.iter().any(|p| match &p.body {
-            PolicyBody::Kubernetes(_) => false,
+            PolicyBody::Kubernetes(_) | PolicyBody::Admin(_) => false,
             PolicyBody::Calico(s) => s
                 .ingress
                 .iter()

@@ -1,10 +1,12 @@
-//! Network policy evaluation for flowd: load Kubernetes and Calico policies,
+//! Network policy evaluation for flowd: load Kubernetes, Calico and admin network policies,
 //! decide which named policy and rule allows or denies a flow, explain it, and
 //! recommend least-privilege policies from observed flows.
 //!
 //! Its own crate so the compiler keeps it self-contained: it knows nothing of capture, records
 //! or the API. The agent's policy stage adapts flow records to [`FlowQuery`] and back.
 
+pub mod admin;
+mod admin_parse;
 /// The synthetic-cluster benchmark, for `cargo xtask bench` (not shipped: feature `bench`).
 #[cfg(feature = "bench")]
 pub mod bench;

@@ -10,6 +10,7 @@ use std::path::{Path as FsPath, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::admin_parse::{parse_admin_spec, AdminKind};
 use crate::calico_parse::parse_calico_spec;
 use crate::error::{FieldError, LoadError};
 use crate::k8s_parse::parse_k8s_spec;
@@ -260,6 +261,15 @@ fn classify(api_version: &str, kind: &str) -> Option<ObjectKind> {
             PolicyKind::StagedKubernetesNetworkPolicy,
         )),
         ("Tier", true, _) => Some(ObjectKind::Tier),
+        ("AdminNetworkPolicy", _, "policy.networking.k8s.io") => {
+            Some(ObjectKind::Policy(PolicyKind::AdminNetworkPolicy))
+        }
+        ("BaselineAdminNetworkPolicy", _, "policy.networking.k8s.io") => {
+            Some(ObjectKind::Policy(PolicyKind::BaselineAdminNetworkPolicy))
+        }
+        ("ClusterNetworkPolicy", _, "policy.networking.k8s.io") => {
+            Some(ObjectKind::Policy(PolicyKind::ClusterNetworkPolicy))
+        }
         _ => None,
     }
 }
@@ -414,10 +424,11 @@ fn parse_policy(
 ) -> Result<Parsed, FieldError> {
     let text = policy_text(object);
     let (name, ns) = metadata_name(root)?;
-    let global = matches!(
-        kind,
-        PolicyKind::GlobalNetworkPolicy | PolicyKind::StagedGlobalNetworkPolicy
-    );
+    let global = kind.is_admin()
+        || matches!(
+            kind,
+            PolicyKind::GlobalNetworkPolicy | PolicyKind::StagedGlobalNetworkPolicy
+        );
     let mut warnings = Vec::new();
     let namespace = if global {
         None
@@ -435,6 +446,40 @@ fn parse_policy(
             return Err(FieldError::new("spec", "spec is missing"));
         };
         match kind {
+            PolicyKind::AdminNetworkPolicy
+            | PolicyKind::BaselineAdminNetworkPolicy
+            | PolicyKind::ClusterNetworkPolicy => {
+                let admin_kind = match kind {
+                    PolicyKind::AdminNetworkPolicy => AdminKind::Admin,
+                    PolicyKind::BaselineAdminNetworkPolicy => {
+                        // The API admits exactly one, by this name.
+                        if name != "default" {
+                            return Err(FieldError::new(
+                                "metadata.name",
+                                format!(
+                                    "a BaselineAdminNetworkPolicy must be named \"default\" (found \"{name}\")"
+                                ),
+                            ));
+                        }
+                        AdminKind::Baseline
+                    }
+                    _ => AdminKind::Cluster,
+                };
+                let p = parse_admin_spec(spec, admin_kind)?;
+                Ok(Some(Policy {
+                    kind,
+                    name: name.clone(),
+                    namespace: None,
+                    tier: p.tier.to_string(),
+                    order: p.priority,
+                    ingress: p.ingress,
+                    egress: p.egress,
+                    body: PolicyBody::Admin(p.spec),
+                    staged_action: None,
+                    origin: origin.clone(),
+                    text: text.clone(),
+                }))
+            }
             PolicyKind::NetworkPolicy | PolicyKind::StagedKubernetesNetworkPolicy => {
                 let staged = kind.is_staged();
                 let p = parse_k8s_spec(spec)?;
@@ -501,6 +546,30 @@ fn parse_calico_staged_action(
     }
 }
 
+/// The API leaves the order of two admin policies of one tier and priority undefined (an
+/// implementation may apply either): flowd evaluates them by name, and says so.
+fn warn_equal_priorities(out: &mut LoadResult) {
+    let mut by_priority: std::collections::BTreeMap<(String, u64), Vec<String>> =
+        std::collections::BTreeMap::new();
+    for p in out.policies.policies.iter().filter(|p| p.kind.is_admin()) {
+        if let Some(order) = p.order {
+            by_priority
+                .entry((p.tier.clone(), order as u64))
+                .or_default()
+                .push(format!("{} {}", p.kind, p.name));
+        }
+    }
+    for ((tier, priority), mut names) in by_priority {
+        if names.len() > 1 {
+            names.sort();
+            out.warnings.push(format!(
+                "{} share priority {priority} in tier {tier}: the API leaves their order undefined; flowd evaluates them by name",
+                names.join(", ")
+            ));
+        }
+    }
+}
+
 /// Post-load checks across all files: duplicates (the last one wins, as a
 /// later `kubectl apply` would) and tiers that no Tier object defines.
 fn finish(out: &mut LoadResult) {
@@ -538,10 +607,12 @@ fn finish(out: &mut LoadResult) {
         }
     }
     out.policies.tiers = tiers;
+    warn_equal_priorities(out);
     let mut missing: Vec<&str> = out
         .policies
         .policies
         .iter()
+        .filter(|p| !p.kind.is_admin())
         .map(|p| p.tier.as_str())
         .filter(|t| *t != DEFAULT_TIER && !tier_seen.contains_key(*t))
         .collect();

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admin::AdminSpec;
 use crate::calico::CalicoSpec;
 use crate::k8s::K8sSpec;
 pub use crate::rule::{Detail, Direction, RuleAction};
@@ -18,6 +19,11 @@ pub enum PolicyKind {
     StagedNetworkPolicy,
     StagedGlobalNetworkPolicy,
     StagedKubernetesNetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha1.
+    AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha2, tier Admin or Baseline (the policy's tier says which).
+    ClusterNetworkPolicy,
 }
 
 impl PolicyKind {
@@ -29,6 +35,9 @@ impl PolicyKind {
             PolicyKind::StagedNetworkPolicy => "StagedNetworkPolicy",
             PolicyKind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
             PolicyKind::StagedKubernetesNetworkPolicy => "StagedKubernetesNetworkPolicy",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
         }
     }
 
@@ -38,6 +47,16 @@ impl PolicyKind {
             PolicyKind::StagedNetworkPolicy
                 | PolicyKind::StagedGlobalNetworkPolicy
                 | PolicyKind::StagedKubernetesNetworkPolicy
+        )
+    }
+
+    /// The cluster-scoped kinds of the SIG Network policy API.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
+                | PolicyKind::ClusterNetworkPolicy
         )
     }
 
@@ -100,6 +119,7 @@ pub enum StagedAction {
 pub enum PolicyBody {
     Kubernetes(K8sSpec),
     Calico(CalicoSpec),
+    Admin(AdminSpec),
 }
 
 /// One loaded policy of any supported kind.
@@ -141,6 +161,15 @@ impl Policy {
             (Some(ns), _) => format!("{ns}/{}", self.name),
             (None, _) => self.name.clone(),
         }
+    }
+
+    /// The name of rule `index` of direction `dir`, when the policy's kind names rules.
+    pub fn rule_name(&self, dir: Direction, index: i32) -> Option<&str> {
+        let PolicyBody::Admin(spec) = &self.body else {
+            return None;
+        };
+        let index = usize::try_from(index).ok()?;
+        spec.rules(dir).get(index)?.name.as_deref()
     }
 
     /// Identity used to pair a staged policy with the enforced one it replaces.

@@ -57,6 +57,7 @@ fn selects(p: &Policy, ep: &Endpoint, d: Detail) -> Result<(), String> {
     match &p.body {
         PolicyBody::Kubernetes(s) => s.selects(p.namespace.as_deref().unwrap_or("default"), ep, d),
         PolicyBody::Calico(s) => s.selects(p.namespace.as_deref(), ep, d),
+        PolicyBody::Admin(s) => s.selects(ep, d),
     }
 }
 
@@ -111,6 +112,23 @@ fn match_rules(
                         break;
                     }
                     Err(why) => note(&|| format!("rule {i}: {why}")),
+                }
+            }
+            found
+        }
+        PolicyBody::Admin(s) => {
+            let rules = s.rules(dir);
+            let mut found = None;
+            for (i, r) in rules.iter().enumerate() {
+                match r.matches(dir, q, d) {
+                    Ok(()) => {
+                        found = Some((idx(i), r.action));
+                        break;
+                    }
+                    Err(why) => note(&|| match &r.name {
+                        Some(name) => format!("rule {i} ({name}): {why}"),
+                        None => format!("rule {i}: {why}"),
+                    }),
                 }
             }
             found
@@ -181,6 +199,7 @@ fn decide_side(
                         allowed,
                         policy: Some(p.reference()),
                         rule: Some(rule),
+                        rule_name: p.rule_name(dir, rule).map(str::to_string),
                         ruling: if allowed { Ruling::Allow } else { Ruling::Deny },
                         trace,
                     };
@@ -207,6 +226,7 @@ fn decide_side(
                     allowed: false,
                     policy: Some(last.reference()),
                     rule: Some(-1),
+                    rule_name: None,
                     ruling: Ruling::EndOfTierDeny,
                     trace,
                 };

@@ -12,6 +12,7 @@ mod objects;
 mod recommend;
 mod seed;
 mod selector;
+mod truth_admin;
 mod truth_calico;
 mod truth_icmp_ports;
 mod truth_k8s;
