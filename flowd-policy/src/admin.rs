@@ -71,8 +71,15 @@ pub enum AdminPeer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminPort {
-    Number { protocol: Protocol, port: u16 },
-    Range { protocol: Protocol, start: u16, end: u16 },
+    Number {
+        protocol: Protocol,
+        port: u16,
+    },
+    Range {
+        protocol: Protocol,
+        start: u16,
+        end: u16,
+    },
     /// A container port name, resolved on the destination pod (both directions).
     Named(String),
 }
@@ -143,7 +150,9 @@ impl AdminPeer {
         };
         match self {
             AdminPeer::Namespaces(namespaces) => pod_in(namespaces),
-            AdminPeer::Pods { namespaces, pods } => pod_in(namespaces) && pods.matches(&peer.labels),
+            AdminPeer::Pods { namespaces, pods } => {
+                pod_in(namespaces) && pods.matches(&peer.labels)
+            }
             AdminPeer::Nodes(nodes) => {
                 peer.host && peer.namespace.is_none() && nodes.matches(&peer.labels)
             }

@@ -41,7 +41,11 @@ pub(crate) fn parse_admin_spec(spec: Node<'_>, kind: AdminKind) -> Result<Parsed
             Some("Admin") => ADMIN_TIER,
             Some("Baseline") => BASELINE_TIER,
             Some(other) => {
-                return Err(field(spec, "tier", format!("unknown tier \"{other}\" (expected Admin or Baseline)")))
+                return Err(field(
+                    spec,
+                    "tier",
+                    format!("unknown tier \"{other}\" (expected Admin or Baseline)"),
+                ))
             }
             None => return Err(field(spec, "tier", "tier is missing (Admin or Baseline)")),
         },
@@ -49,12 +53,22 @@ pub(crate) fn parse_admin_spec(spec: Node<'_>, kind: AdminKind) -> Result<Parsed
     let priority = match (kind, spec.raw("priority")?) {
         (AdminKind::Baseline, None) => None,
         (AdminKind::Baseline, Some(_)) => {
-            return Err(field(spec, "priority", "a BaselineAdminNetworkPolicy has no priority"))
+            return Err(field(
+                spec,
+                "priority",
+                "a BaselineAdminNetworkPolicy has no priority",
+            ))
         }
         (_, None) => return Err(field(spec, "priority", "priority is missing (0-1000)")),
         (_, Some(Value::Number(n))) => match n.as_u64() {
             Some(p) if p <= MAX_PRIORITY => Some(p as f64),
-            _ => return Err(field(spec, "priority", format!("priority {n} is outside 0-1000"))),
+            _ => {
+                return Err(field(
+                    spec,
+                    "priority",
+                    format!("priority {n} is outside 0-1000"),
+                ))
+            }
         },
         (_, Some(other)) => {
             return Err(field(
@@ -68,7 +82,8 @@ pub(crate) fn parse_admin_spec(spec: Node<'_>, kind: AdminKind) -> Result<Parsed
         Some(s) => parse_subject(s, kind),
         None => Err(field(spec, "subject", "subject is missing")),
     })?;
-    let ingress = with_list(spec, "ingress", |_, r| parse_rule(r, kind, "from"))?.unwrap_or_default();
+    let ingress =
+        with_list(spec, "ingress", |_, r| parse_rule(r, kind, "from"))?.unwrap_or_default();
     let egress = with_list(spec, "egress", |_, r| parse_rule(r, kind, "to"))?.unwrap_or_default();
     // A policy without rules of a direction does not affect that direction.
     let (has_ingress, has_egress) = (!ingress.is_empty(), !egress.is_empty());
@@ -97,11 +112,18 @@ fn field(n: Node<'_>, key: &str, message: impl Into<String>) -> FieldError {
 /// The one key set of an object that must have exactly one of `keys`.
 fn one_of<'a>(n: Node<'_>, keys: &[&'a str]) -> Result<&'a str, FieldError> {
     let map = n.object()?;
-    let present: Vec<&str> = keys.iter().copied().filter(|k| map.contains_key(*k)).collect();
+    let present: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| map.contains_key(*k))
+        .collect();
     match present.as_slice() {
         [one] => Ok(one),
         [] => Err(n.err(format!("needs one of {}", keys.join(", ")))),
-        many => Err(n.err(format!("sets {} (exactly one is allowed)", many.join(" and ")))),
+        many => Err(n.err(format!(
+            "sets {} (exactly one is allowed)",
+            many.join(" and ")
+        ))),
     }
 }
 
@@ -146,7 +168,10 @@ fn parse_action(rule: Node<'_>, kind: AdminKind) -> Result<RuleAction, FieldErro
         return Err(field(
             rule,
             "action",
-            format!("unknown action \"{action}\" (expected {})", allowed.join(", ")),
+            format!(
+                "unknown action \"{action}\" (expected {})",
+                allowed.join(", ")
+            ),
         ));
     }
     Ok(match action {
@@ -163,7 +188,11 @@ fn parse_rule(rule: Node<'_>, kind: AdminKind, peers_key: &str) -> Result<AdminR
     let egress = peers_key == "to";
     let peers = with_list(rule, peers_key, |_, p| parse_peer(p, kind, egress))?.unwrap_or_default();
     if peers.is_empty() {
-        return Err(field(rule, peers_key, format!("{peers_key} needs at least one peer")));
+        return Err(field(
+            rule,
+            peers_key,
+            format!("{peers_key} needs at least one peer"),
+        ));
     }
     let ports = if kind == AdminKind::Cluster {
         with_list(rule, "protocols", |_, p| parse_protocol(p))?

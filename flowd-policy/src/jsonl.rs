@@ -29,6 +29,9 @@ pub struct SideJson {
     pub kind: Option<String>,
     pub tier: Option<String>,
     pub rule: Option<i32>,
+    /// The rule's name where the kind names rules (admin network policies).
+    #[serde(rename = "ruleName", skip_serializing_if = "Option::is_none")]
+    pub rule_name: Option<String>,
 }
 
 impl From<&SideDecision> for SideJson {
@@ -39,6 +42,7 @@ impl From<&SideDecision> for SideJson {
             kind: s.policy.as_ref().map(|p| p.kind.as_str().to_string()),
             tier: s.policy.as_ref().map(|p| p.tier.clone()),
             rule: s.rule,
+            rule_name: s.rule_name.clone(),
         }
     }
 }

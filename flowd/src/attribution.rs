@@ -42,6 +42,7 @@ fn side(decision: &SideDecision) -> SideVerdict {
         allowed: decision.allowed,
         policy: decision.policy.clone(),
         rule: decision.rule,
+        rule_name: decision.rule_name.clone(),
         ruling: decision.ruling,
         trace: decision.trace.iter().map(trace_line).collect(),
     }
@@ -95,6 +96,15 @@ struct Resolved {
 
 /// The evaluator's view of an endpoint that metadata names as a pod.
 fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
+    if meta.kind == EndpointKind::Node {
+        // Never policed as a pod; admin policies' `nodes` peers match it by its labels.
+        return Endpoint {
+            pod: Some(meta.name.clone()),
+            labels: (*meta.labels).clone(),
+            host: true,
+            ..Endpoint::external(ip)
+        };
+    }
     let mut endpoint = Endpoint::pod(&meta.namespace, &meta.name, ip);
     endpoint.labels = (*meta.labels).clone();
     endpoint.namespace_labels = (*meta.namespace_labels).clone();
@@ -175,7 +185,7 @@ impl Attributor {
             .policies()
             .iter()
             .map(|p| crate::graph::LoadedPolicy {
-                reference: crate::flow::wire::policy_ref(&p.reference(), Some(0)),
+                reference: crate::flow::wire::policy_ref(&p.reference(), Some(0), None),
                 text: p.text.to_string(),
                 origin: p.origin.clone(),
             })
@@ -230,7 +240,7 @@ impl Attributor {
     }
 
     fn endpoint(&self, ip: IpAddr, meta: Option<&Arc<EndpointMeta>>) -> Arc<Resolved> {
-        let meta = meta.filter(|m| m.kind == EndpointKind::Pod);
+        let meta = meta.filter(|m| matches!(m.kind, EndpointKind::Pod | EndpointKind::Node));
         let cache_key = (ip, meta.map_or(0, |m| Arc::as_ptr(m) as usize));
         if let Some(known) = self
             .endpoints

@@ -276,8 +276,8 @@ fn a_policy_flowd_cannot_evaluate_is_named_with_its_kind_and_file_never_silently
     let policies = dir.path().join("admin.yaml");
     std::fs::write(
         &policies,
-        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
-         metadata: {name: cluster-wide-deny}\nspec: {priority: 10, subject: {namespaces: {}}}\n\
+        "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\n\
+         metadata: {name: cluster-wide-deny}\nspec: {priority: 10}\n\
          ---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
          metadata: {name: deny-all, namespace: shop}\nspec: {podSelector: {}}\n",
     )
@@ -296,7 +296,8 @@ fn a_policy_flowd_cannot_evaluate_is_named_with_its_kind_and_file_never_silently
     assert!(
         text.contains("warning")
             && text.contains("admin.yaml")
-            && text.contains("AdminNetworkPolicy")
+            && text.contains("ClusterNetworkPolicy")
+            && text.contains("crd.antrea.io")
             && text.contains("cluster-wide-deny"),
         "{text}"
     );

@@ -200,14 +200,68 @@ fn json_response(body: Value) -> Response {
         .unwrap()
 }
 
-/// Discovery: this cluster serves Calico's policies as custom resources.
+/// Discovery: this cluster serves Calico's policies as custom resources, and the SIG Network
+/// policy API in two versions (AdminNetworkPolicy in v1alpha1, ClusterNetworkPolicy in v1alpha2).
 async fn api_groups() -> Response {
     let version = json!({"groupVersion": "crd.projectcalico.org/v1", "version": "v1"});
+    let alpha1 =
+        json!({"groupVersion": "policy.networking.k8s.io/v1alpha1", "version": "v1alpha1"});
+    let alpha2 =
+        json!({"groupVersion": "policy.networking.k8s.io/v1alpha2", "version": "v1alpha2"});
     json_response(
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": "crd.projectcalico.org", "versions": [version], "preferredVersion": version}
+            {"name": "crd.projectcalico.org", "versions": [version], "preferredVersion": version},
+            {"name": "policy.networking.k8s.io", "versions": [alpha2, alpha1], "preferredVersion": alpha2}
         ]}),
     )
+}
+
+async fn admin_v1alpha1_resources() -> Response {
+    json_response(json!({"kind": "APIResourceList", "apiVersion": "v1",
+    "groupVersion": "policy.networking.k8s.io/v1alpha1", "resources": [
+        {"name": "adminnetworkpolicies", "singularName": "adminnetworkpolicy",
+         "namespaced": false, "kind": "AdminNetworkPolicy", "verbs": ["get", "list", "watch"]}
+    ]}))
+}
+
+async fn admin_v1alpha2_resources() -> Response {
+    json_response(json!({"kind": "APIResourceList", "apiVersion": "v1",
+    "groupVersion": "policy.networking.k8s.io/v1alpha2", "resources": [
+        {"name": "clusternetworkpolicies", "singularName": "clusternetworkpolicy",
+         "namespaced": false, "kind": "ClusterNetworkPolicy", "verbs": ["get", "list", "watch"]}
+    ]}))
+}
+
+/// An AdminNetworkPolicy denying c's ingress on 6060 from b, by a named rule.
+async fn admin_network_policies(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    json_response(json!({"apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "AdminNetworkPolicyList", "metadata": {"resourceVersion": "5"},
+        "items": [{"metadata": {"name": "guard-c", "resourceVersion": "5"},
+                   "spec": {"priority": 5,
+                            "subject": {"pods": {"namespaceSelector": {},
+                                                 "podSelector": {"matchLabels": {"app": "c"}}}},
+                            "ingress": [{"name": "no-6060-from-b", "action": "Deny",
+                                         "from": [{"pods": {"namespaceSelector": {},
+                                                   "podSelector": {"matchLabels": {"app": "b"}}}}],
+                                         "ports": [{"portNumber": {"port": 6060}}]}]}}]}))
+}
+
+/// An Admin-tier ClusterNetworkPolicy denying b's egress to 5050.
+async fn cluster_network_policies(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    json_response(json!({"apiVersion": "policy.networking.k8s.io/v1alpha2",
+        "kind": "ClusterNetworkPolicyList", "metadata": {"resourceVersion": "5"},
+        "items": [{"metadata": {"name": "guard-b", "resourceVersion": "5"},
+                   "spec": {"tier": "Admin", "priority": 1,
+                            "subject": {"pods": {"podSelector": {"matchLabels": {"app": "b"}}}},
+                            "egress": [{"name": "no-5050", "action": "Deny",
+                                        "to": [{"namespaces": {}}],
+                                        "protocols": [{"tcp": {"destinationPort": {"number": 5050}}}]}]}}]}))
 }
 
 async fn calico_resources() -> Response {
@@ -265,6 +319,22 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         .route("/apis/batch/v1/jobs", get(owners))
         .route("/apis", get(api_groups))
         .route("/apis/crd.projectcalico.org/v1", get(calico_resources))
+        .route(
+            "/apis/policy.networking.k8s.io/v1alpha1",
+            get(admin_v1alpha1_resources),
+        )
+        .route(
+            "/apis/policy.networking.k8s.io/v1alpha2",
+            get(admin_v1alpha2_resources),
+        )
+        .route(
+            "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies",
+            get(admin_network_policies),
+        )
+        .route(
+            "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+            get(cluster_network_policies),
+        )
         .route(
             "/apis/crd.projectcalico.org/v1/globalnetworkpolicies",
             get(global_network_policies),
@@ -390,13 +460,28 @@ async fn watches_relist_after_410_and_survive_disconnects() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let decision = loop {
         records_tx
-            .send(vec![record_to(8080), record_to(9090), record_to(7070)])
+            .send(vec![
+                record_to(8080),
+                record_to(9090),
+                record_to(7070),
+                record_to(6060),
+                record_to(5050),
+            ])
             .await
             .unwrap();
         let decided = decided_rx.recv().await.expect("the policy stage answers");
-        let [decision, calico, by_account] =
-            [0, 1, 2].map(|i| decided[i].policy.clone().expect("a policy decision"));
-        if !decision.allowed() && !calico.egress.allowed {
+        let [decision, calico, by_account, by_admin, by_cluster] =
+            [0, 1, 2, 3, 4].map(|i| decided[i].policy.clone().expect("a policy decision"));
+        let admin_named = |side: &flowd::model::SideVerdict, kind: &str, rule: &str| {
+            !side.allowed
+                && side.policy.as_ref().map(|p| p.kind.as_str()) == Some(kind)
+                && side.rule_name.as_deref() == Some(rule)
+        };
+        if !decision.allowed()
+            && !calico.egress.allowed
+            && admin_named(&by_admin.ingress, "AdminNetworkPolicy", "no-6060-from-b")
+            && admin_named(&by_cluster.egress, "ClusterNetworkPolicy", "no-5050")
+        {
             assert!(
                 !by_account.egress.allowed,
                 "b's service account is tier=backend: {by_account:?}"
@@ -415,7 +500,8 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         }
         assert!(
             Instant::now() < deadline,
-            "the API's policies never reached the policy stage: 8080 {decision:?}, 9090 {calico:?}"
+            "the API's policies never reached the policy stage: 8080 {decision:?}, 9090 {calico:?}, \
+             6060 {by_admin:?}, 5050 {by_cluster:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -548,6 +548,7 @@ fn denied_engine_to_core(node: &str, port: u32) -> pb::Flow {
                 namespace: "fmeserver".into(),
                 name: "default-deny-fmeserver".into(),
                 rule_index: -1,
+                rule_name: String::new(),
             }),
             action: "EndOfTierDeny".into(),
             trace: Vec::new(),

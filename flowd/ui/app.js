@@ -733,7 +733,8 @@ function policySection(decision) {
   const side = decision.side === "POLICY_SIDE_EGRESS" ? "egress (at the source)" : "ingress (at the destination)";
   // proto3 JSON leaves out zeros: no ruleIndex is rule 0.
   const index = p ? p.ruleIndex || 0 : null;
-  const rule = index === null ? "" : index === -1 ? "-1 (end of tier: no rule allowed it)" : `${index}`;
+  const named = p && p.ruleName ? ` (${p.ruleName})` : "";
+  const rule = index === null ? "" : index === -1 ? "-1 (end of tier: no rule allowed it)" : `${index}${named}`;
   const loaded = p ? state.policies.get(policyKey(p)) : null;
   return el("div", { class: "decision" },
     el("h3", { class: decision.allowed ? "verdict-VERDICT_FORWARDED" : "verdict-VERDICT_DENIED" },

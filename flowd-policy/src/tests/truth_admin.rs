@@ -197,9 +197,10 @@ case!(equal_priorities_go_by_name: TIES, tcp(&prod_web(), &prod_db(), 1)
 fn equal_priorities_are_reported() {
     let loaded = load_str(TIES, "ties.yaml");
     assert!(
-        loaded.warnings.iter().any(|w| w.contains("a-deny")
-            && w.contains("b-allow")
-            && w.contains("priority 5")),
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("a-deny") && w.contains("b-allow") && w.contains("priority 5")),
         "{:?}",
         loaded.warnings
     );
@@ -330,3 +331,31 @@ fn the_api_s_validation_is_applied() {
         assert!(loaded.policies.policies.is_empty(), "{yaml}");
     }
 }
+
+const NODES: &str = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: no-control-plane}
+spec:
+  priority: 3
+  subject: {namespaces: {}}
+  egress:
+  - name: control-plane
+    action: Deny
+    to: [{nodes: {matchLabels: {node-role.kubernetes.io/control-plane: ""}}}]
+"#;
+
+fn node(labels: &[(&str, &str)]) -> crate::Endpoint {
+    let mut node = crate::Endpoint::external(ip("198.18.9.1"));
+    node.host = true;
+    labels.iter().fold(node, |n, (k, v)| n.with_label(k, v))
+}
+
+case!(nodes_peer_matches_a_node_by_its_labels: NODES,
+    tcp(&prod_web(), &node(&[("node-role.kubernetes.io/control-plane", "")]), 6443)
+    => egress by(false, "no-control-plane", 0), ingress open());
+case!(nodes_peer_other_node: NODES, tcp(&prod_web(), &node(&[("role", "worker")]), 6443)
+    => egress open(), ingress open());
+case!(nodes_peer_is_not_a_pod_with_those_labels: NODES,
+    tcp(&prod_web(), &prod_db().with_label("node-role.kubernetes.io/control-plane", ""), 6443)
+    => egress open(), ingress open());

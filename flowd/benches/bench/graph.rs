@@ -47,6 +47,7 @@ pub(crate) fn record(i: usize, end: SystemTime) -> pb::Flow {
             namespace: format!("ns-{}", destination % NAMESPACES),
             name: format!("policy-{destination}"),
             rule_index: if allowed { 0 } else { -1 },
+            rule_name: String::new(),
         }),
         action: if allowed { "Allow" } else { "EndOfTierDeny" }.into(),
         trace: Vec::new(),

@@ -33,6 +33,7 @@ fn denied() -> Arc<PolicyVerdict> {
             name: "default-deny".into(),
         }),
         rule: (!allowed).then_some(-1),
+        rule_name: None,
         ruling: if allowed {
             Ruling::NoPolicy
         } else {

@@ -147,7 +147,11 @@ pub fn wide_line(flow: &pb::Flow) -> String {
             } else {
                 &p.namespace
             };
-            format!("{scope}/{}#{}", p.name, p.rule_index)
+            if p.rule_name.is_empty() {
+                format!("{scope}/{}#{}", p.name, p.rule_index)
+            } else {
+                format!("{scope}/{}#{}({})", p.name, p.rule_index, p.rule_name)
+            }
         })
         .unwrap_or_default();
     let reason = pb::ReportReason::try_from(flow.report_reason)

@@ -74,6 +74,9 @@ pub const WATCHED_RESOURCES: &[(&str, &str)] = &[
     ("crd.projectcalico.org", "stagednetworkpolicies"),
     ("crd.projectcalico.org", "stagedglobalnetworkpolicies"),
     ("crd.projectcalico.org", "stagedkubernetesnetworkpolicies"),
+    ("policy.networking.k8s.io", "adminnetworkpolicies"),
+    ("policy.networking.k8s.io", "baselineadminnetworkpolicies"),
+    ("policy.networking.k8s.io", "clusternetworkpolicies"),
 ];
 
 /// The trimmed objects of every watched kind, by kind then namespace/name.
@@ -343,8 +346,18 @@ pub fn start(
             telemetry.clone(),
             shutdown.clone(),
         )));
-        tasks.push(tokio::spawn(follow_calico(
+        tasks.push(tokio::spawn(follow_discovered(
+            client.clone(),
+            &CALICO_GROUPS,
+            &CALICO_KINDS,
+            policies.clone(),
+            telemetry.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(follow_discovered(
             client,
+            &ADMIN_GROUPS,
+            &ADMIN_KINDS,
             policies.clone(),
             telemetry.clone(),
             shutdown.clone(),
@@ -384,33 +397,50 @@ const CALICO_KINDS: [(&str, &str); 6] = [
     ),
 ];
 
-/// Watches whichever Calico policy kinds the cluster serves: projectcalico.org/v3 through
-/// Calico's API server, else the crd.projectcalico.org/v1 custom resources. A cluster without
-/// Calico serves none, and nothing is watched.
-async fn follow_calico(
+/// Calico's groups, preferred first: projectcalico.org/v3 through Calico's API server, else the
+/// crd.projectcalico.org/v1 custom resources.
+const CALICO_GROUPS: [&str; 2] = ["projectcalico.org", "crd.projectcalico.org"];
+
+/// The SIG Network policy API: AdminNetworkPolicy and BaselineAdminNetworkPolicy in v1alpha1,
+/// ClusterNetworkPolicy in v1alpha2 (each kind at the most stable version served).
+const ADMIN_GROUPS: [&str; 1] = ["policy.networking.k8s.io"];
+const ADMIN_KINDS: [(&str, &str); 3] = [
+    ("AdminNetworkPolicy", "admin/AdminNetworkPolicy"),
+    (
+        "BaselineAdminNetworkPolicy",
+        "admin/BaselineAdminNetworkPolicy",
+    ),
+    ("ClusterNetworkPolicy", "admin/ClusterNetworkPolicy"),
+];
+
+/// Watches whichever of `kinds` the cluster serves in `groups` (the first group serving a kind
+/// wins). A cluster that serves none has nothing watched: those policies come from files only.
+async fn follow_discovered(
     client: Client,
+    groups: &'static [&'static str],
+    kinds: &'static [(&'static str, &'static str)],
     objects: Arc<Mutex<Objects>>,
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
 ) {
     let discovery = match kube::discovery::Discovery::new(client.clone())
-        .filter(&["projectcalico.org", "crd.projectcalico.org"])
+        .filter(groups)
         .run()
         .await
     {
         Ok(discovery) => discovery,
         Err(err) => {
-            tracing::warn!(error = %err, "Calico policy kinds not discovered; Calico policies come from files only");
+            tracing::warn!(error = %err, ?groups, "policy kinds not discovered; they come from files only");
             return;
         }
     };
     let mut chosen: HashMap<&'static str, kube::discovery::ApiResource> = HashMap::new();
-    for group in ["projectcalico.org", "crd.projectcalico.org"] {
+    for group in groups {
         let Some(group) = discovery.get(group) else {
             continue;
         };
-        for (resource, _) in group.recommended_resources() {
-            if let Some((_, key)) = CALICO_KINDS.iter().find(|(kind, _)| *kind == resource.kind) {
+        for (resource, _) in group.resources_by_stability() {
+            if let Some((_, key)) = kinds.iter().find(|(kind, _)| *kind == resource.kind) {
                 chosen.entry(key).or_insert(resource);
             }
         }

@@ -193,6 +193,7 @@ struct PolicyKeys {
     namespace: &'static str,
     name: &'static str,
     rule: &'static str,
+    rule_name: &'static str,
 }
 
 macro_rules! policy_keys {
@@ -205,6 +206,7 @@ macro_rules! policy_keys {
             namespace: concat!("flowd.policy.", $side, ".namespace"),
             name: concat!("flowd.policy.", $side, ".name"),
             rule: concat!("flowd.policy.", $side, ".rule"),
+            rule_name: concat!("flowd.policy.", $side, ".rule_name"),
         }
     };
 }
@@ -312,6 +314,7 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
             push_text(&mut attributes, keys.namespace, &policy.namespace);
             push_text(&mut attributes, keys.name, &policy.name);
             attributes.push(int(keys.rule, i64::from(policy.rule_index)));
+            push_text(&mut attributes, keys.rule_name, &policy.rule_name);
         }
     }
     for (keys, counters) in [

@@ -95,20 +95,28 @@ fn endpoint(endpoint: &EndpointAddr, meta: Option<&EndpointMeta>) -> pb::Endpoin
     out
 }
 
-pub fn policy_ref(policy: &crate::policy::PolicyRef, rule: Option<i32>) -> pb::PolicyRef {
+pub fn policy_ref(
+    policy: &crate::policy::PolicyRef,
+    rule: Option<i32>,
+    rule_name: Option<&str>,
+) -> pb::PolicyRef {
     pb::PolicyRef {
         kind: policy.kind.as_str().to_owned(),
         tier: policy.tier.clone(),
         namespace: policy.namespace.clone().unwrap_or_default(),
         name: policy.name.clone(),
         rule_index: rule.unwrap_or(-1),
+        rule_name: rule_name.unwrap_or_default().to_owned(),
     }
 }
 
 fn decision(side: &SideVerdict) -> pb::PolicyDecision {
     pb::PolicyDecision {
         allowed: side.allowed,
-        policy: side.policy.as_ref().map(|p| policy_ref(p, side.rule)),
+        policy: side
+            .policy
+            .as_ref()
+            .map(|p| policy_ref(p, side.rule, side.rule_name.as_deref())),
         action: side.ruling.as_str().to_owned(),
         trace: side.trace.clone(),
     }
@@ -162,10 +170,10 @@ pub fn to_proto(r: &FlowRecord) -> pb::Flow {
         drop_location: r.drop_location.clone().unwrap_or_default(),
         outcome: outcome(r.outcome) as i32,
         policy: r.policy.as_ref().and_then(|p| {
-            p.deciding()
-                .policy
-                .as_ref()
-                .map(|policy| policy_ref(policy, p.deciding().rule))
+            p.deciding().policy.as_ref().map(|policy| {
+                let deciding = p.deciding();
+                policy_ref(policy, deciding.rule, deciding.rule_name.as_deref())
+            })
         }),
         egress: r.policy.as_ref().map(|p| decision(&p.egress)),
         ingress: r.policy.as_ref().map(|p| decision(&p.ingress)),

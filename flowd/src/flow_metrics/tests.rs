@@ -29,6 +29,7 @@ fn denied_by(namespace: &str, name: &str, rule: i32) -> Option<Arc<PolicyVerdict
         allowed: true,
         policy: None,
         rule: None,
+        rule_name: None,
         ruling: Ruling::NoPolicy,
         trace: Vec::new(),
     };
@@ -41,6 +42,7 @@ fn denied_by(namespace: &str, name: &str, rule: i32) -> Option<Arc<PolicyVerdict
             name: name.into(),
         }),
         rule: Some(rule),
+        rule_name: None,
         ruling: Ruling::EndOfTierDeny,
         trace: Vec::new(),
     };

@@ -25,6 +25,7 @@ fn denial(rule_index: i32) -> pb::PolicyDecision {
             namespace: "fme".into(),
             name: "default-deny-fmeserver".into(),
             rule_index,
+            rule_name: String::new(),
         }),
         action: "EndOfTierDeny".into(),
         trace: vec![],

@@ -8,6 +8,8 @@ pub struct SideVerdict {
     pub allowed: bool,
     pub policy: Option<PolicyRef>,
     pub rule: Option<i32>,
+    /// The rule's name, for kinds that name rules (the admin policy API).
+    pub rule_name: Option<String>,
     /// How the side was decided (a rule's allow or deny, end of tier, no policy...).
     pub ruling: Ruling,
     /// The policies that selected the endpoint, in evaluation order, and each tier's end:

@@ -48,6 +48,7 @@ fn flow() -> pb::Flow {
             namespace: "fmeserver".into(),
             name: "default-deny".into(),
             rule_index: -1,
+            rule_name: String::new(),
         }),
         interface: Some(pb::Interface {
             name: "veth0".into(),
