@@ -10,10 +10,10 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use crate::endpoint::{Endpoint, FlowRef, Icmp, Protocol};
+use crate::endpoint::{Endpoint, FlowRef, Icmp, NetworkSet, Protocol};
 use crate::labels::{CalicoPodLabels, NamespaceLabels, ServiceAccountLabels};
 use crate::rule::{join, Detail, Direction, RuleAction};
-use crate::selector::Selector;
+use crate::selector::{LabelView, Selector};
 
 #[derive(Debug, Clone)]
 pub struct CalicoSpec {
@@ -228,12 +228,26 @@ impl EntityRule {
         }
         if let Some(scope) = &self.scope {
             scope
-                .matches(ep, d)
+                .matches(ep, flow.network_sets, d)
                 .map_err(|why| d.why(|| format!("{side} {why}")))?;
         }
         if let Some(ns) = &self.not_selector {
             if ep.is_pod() && ns.matches(&CalicoPodLabels { endpoint: ep }) {
                 return Err(d.why(|| format!("{side} matches notSelector \"{ns}\"")));
+            }
+            let visible = self
+                .scope
+                .as_ref()
+                .map_or(&NamespaceScope::Any, |s| &s.namespaces);
+            if let Some(set) = sets_holding(flow.network_sets, ep)
+                .find(|s| visible.sees(s) && ns.matches(&s.labels))
+            {
+                return Err(d.why(|| {
+                    format!(
+                        "{side} is in network set {} matching notSelector \"{ns}\"",
+                        set.qualified_name()
+                    )
+                }));
             }
         }
         if self.service.is_some() {
@@ -282,8 +296,68 @@ impl EntityRule {
     }
 }
 
+/// The network sets whose CIDRs hold the endpoint's address.
+fn sets_holding<'a>(
+    sets: &'a [NetworkSet],
+    ep: &'a Endpoint,
+) -> impl Iterator<Item = &'a NetworkSet> + 'a {
+    sets.iter()
+        .filter(move |s| s.nets.iter().any(|n| n.contains(&ep.ip)))
+}
+
+/// A non-namespaced resource as a namespace selector sees it: only `global()` matches it.
+struct GlobalResource;
+
+impl LabelView for GlobalResource {
+    fn label(&self, _key: &str) -> Option<&str> {
+        None
+    }
+    fn is_global(&self) -> bool {
+        true
+    }
+}
+
+static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
+impl NamespaceScope {
+    /// Whether a rule with this scope reaches `set`: a namespaced policy's own namespace, the
+    /// namespaces its namespaceSelector selects (`global()` for GlobalNetworkSets), or every
+    /// set for a GlobalNetworkPolicy without one. A set's namespace is seen by its name only.
+    fn sees(&self, set: &NetworkSet) -> bool {
+        match (self, &set.namespace) {
+            (NamespaceScope::Any, _) => true,
+            (NamespaceScope::Same(ns), Some(set_ns)) => ns == set_ns,
+            (NamespaceScope::Same(_), None) => false,
+            (NamespaceScope::Selected(sel), Some(set_ns)) => sel.matches(&NamespaceLabels {
+                name: set_ns,
+                labels: &NO_LABELS,
+            }),
+            (NamespaceScope::Selected(sel), None) => sel.matches(&GlobalResource),
+        }
+    }
+}
+
 impl EndpointScope {
-    fn matches(&self, ep: &Endpoint, d: Detail) -> Result<(), String> {
+    /// A pod in scope, or an address in a network set in scope that the selector matches
+    /// (Calico's selector IP sets hold both).
+    fn matches(&self, ep: &Endpoint, sets: &[NetworkSet], d: Detail) -> Result<(), String> {
+        let as_pod = self.matches_pod(ep, d);
+        if as_pod.is_err() && self.service_accounts.is_none() {
+            let selected = |s: &&NetworkSet| {
+                self.namespaces.sees(s)
+                    && self
+                        .selector
+                        .as_ref()
+                        .is_none_or(|sel| sel.matches(&s.labels))
+            };
+            if sets_holding(sets, ep).any(|s| selected(&s)) {
+                return Ok(());
+            }
+        }
+        as_pod
+    }
+
+    fn matches_pod(&self, ep: &Endpoint, d: Detail) -> Result<(), String> {
         let Some(ep_ns) = ep.pod_namespace() else {
             return Err(d.why(|| "is not a pod (selectors match pods only)".into()));
         };

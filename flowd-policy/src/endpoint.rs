@@ -205,6 +205,35 @@ impl Endpoint {
     }
 }
 
+/// A Calico NetworkSet (namespaced) or GlobalNetworkSet (`namespace: None`): labels for CIDRs,
+/// so that rule selectors reach addresses outside the pod network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSet {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub nets: Vec<ipnet::IpNet>,
+}
+
+impl NetworkSet {
+    /// "NS/NAME", or "NAME" for a global set.
+    pub fn qualified_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The longest prefix of this set containing `ip`.
+    pub fn longest_match(&self, ip: &std::net::IpAddr) -> Option<u8> {
+        self.nets
+            .iter()
+            .filter(|n| n.contains(ip))
+            .map(ipnet::IpNet::prefix_len)
+            .max()
+    }
+}
+
 /// An ICMP message's type and code (ICMPv6 numbering for ICMPv6 flows). A flow record's is the
 /// request's: an echo connection is type 8 (ICMPv6: 128) whichever side answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -239,6 +268,8 @@ pub struct FlowRef<'a> {
     pub port: u16,
     pub source_port: Option<u16>,
     pub icmp: Option<Icmp>,
+    /// The network sets selectors may reach; the engine fills it with its own.
+    pub network_sets: &'a [NetworkSet],
 }
 
 /// What a flow carries besides its endpoints: protocol and ports, and the ICMP message.
@@ -308,6 +339,7 @@ impl<'a> FlowRef<'a> {
             port: transport.port,
             source_port: transport.source_port,
             icmp: transport.icmp,
+            network_sets: &[],
         }
     }
 

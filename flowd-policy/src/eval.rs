@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cache::{extra_key, lock, CacheKey, CacheStats, EvalCache, IpClasses};
 pub use crate::decision::{Evaluation, PendingDecision, Ruling, SideDecision, TraceStep};
-use crate::endpoint::{Endpoint, FlowQuery, FlowRef, Transport};
+use crate::endpoint::{Endpoint, FlowQuery, FlowRef, NetworkSet, Transport};
 use crate::index::Compiled;
 use crate::model::{Detail, Policy, PolicySet};
 use crate::walk::{apply_staged, decide_both};
@@ -50,6 +50,7 @@ pub struct PolicyEngine {
     pending: Option<Compiled>,
     classes: IpClasses,
     reads_source_ports: bool,
+    network_sets: Vec<NetworkSet>,
     cache: Mutex<EvalCache<Evaluation>>,
 }
 
@@ -72,6 +73,10 @@ impl PolicyEngine {
         if let Some(p) = &pending {
             cidrs.extend(p.cidrs());
         }
+        // Which sets hold an address can change a decision: part of its cache class.
+        for set in &set.network_sets {
+            cidrs.extend(set.nets.iter().copied());
+        }
         let reads_source_ports = enforced.reads_source_ports()
             || pending.as_ref().is_some_and(Compiled::reads_source_ports);
         PolicyEngine {
@@ -80,6 +85,7 @@ impl PolicyEngine {
             pending,
             classes: IpClasses::new(cidrs),
             reads_source_ports,
+            network_sets: set.network_sets.clone(),
             cache: Mutex::new(EvalCache::new(options.cache_capacity)),
         }
     }
@@ -171,6 +177,10 @@ impl PolicyEngine {
     }
 
     fn decide(&self, q: &FlowRef<'_>, d: Detail) -> Evaluation {
+        let q = &FlowRef {
+            network_sets: &self.network_sets,
+            ..*q
+        };
         let (egress, ingress) = decide_both(&self.enforced, q, d);
         let pending = self.pending.as_ref().map(|c| {
             let (egress, ingress) = decide_both(c, q, d);
@@ -194,6 +204,20 @@ impl PolicyEngine {
 
     pub fn clear_cache(&self) {
         lock(&self.cache).clear();
+    }
+
+    /// The network set that names `ip` on records: of the sets holding it, the one with the
+    /// longest matching prefix (then namespaced before global, then by name).
+    pub fn network_set_of(&self, ip: &std::net::IpAddr) -> Option<&NetworkSet> {
+        self.network_sets
+            .iter()
+            .filter_map(|s| s.longest_match(ip).map(|len| (len, s)))
+            .max_by(|(a, x), (b, y)| {
+                a.cmp(b)
+                    .then_with(|| x.namespace.is_some().cmp(&y.namespace.is_some()))
+                    .then_with(|| y.qualified_name().cmp(&x.qualified_name()))
+            })
+            .map(|(_, s)| s)
     }
 
     /// Enforced policies in evaluation order.

@@ -13,12 +13,12 @@ use serde_json::Value;
 use crate::admin_parse::{parse_admin_spec, AdminKind};
 use crate::calico_parse::parse_calico_spec;
 use crate::error::{FieldError, LoadError};
-use crate::k8s_parse::parse_k8s_spec;
+use crate::k8s_parse::{parse_cidr, parse_k8s_spec};
 use crate::model::{
-    Policy, PolicyBody, PolicyKind, PolicySet, Tier, TierDefaultAction, DEFAULT_TIER,
+    NetworkSet, Policy, PolicyBody, PolicyKind, PolicySet, Tier, TierDefaultAction, DEFAULT_TIER,
     K8S_POLICY_ORDER,
 };
-use crate::value::{with_field, Node, Path};
+use crate::value::{with_field, with_list, Node, Path};
 
 /// Everything a load produced: what loaded, what failed, what was skipped.
 #[derive(Debug, Default)]
@@ -238,6 +238,7 @@ pub(crate) fn object_label(v: &Value, locator: &str) -> String {
 enum ObjectKind {
     Policy(PolicyKind),
     Tier,
+    NetworkSet { global: bool },
 }
 
 fn classify(api_version: &str, kind: &str) -> Option<ObjectKind> {
@@ -261,6 +262,8 @@ fn classify(api_version: &str, kind: &str) -> Option<ObjectKind> {
             PolicyKind::StagedKubernetesNetworkPolicy,
         )),
         ("Tier", true, _) => Some(ObjectKind::Tier),
+        ("NetworkSet", true, _) => Some(ObjectKind::NetworkSet { global: false }),
+        ("GlobalNetworkSet", true, _) => Some(ObjectKind::NetworkSet { global: true }),
         ("AdminNetworkPolicy", _, "policy.networking.k8s.io") => {
             Some(ObjectKind::Policy(PolicyKind::AdminNetworkPolicy))
         }
@@ -328,6 +331,10 @@ fn load_object(obj: &Located<'_>, source: &str, out: &mut LoadResult) {
             Ok(t) => out.policies.tiers.push(t),
             Err(e) => out.errors.push(invalid(e)),
         },
+        ObjectKind::NetworkSet { global } => match parse_network_set(root, global) {
+            Ok(set) => out.policies.network_sets.push(set),
+            Err(e) => out.errors.push(invalid(e)),
+        },
         ObjectKind::Policy(kind) => match parse_policy(root, kind, source, &label, obj.value) {
             Ok(Parsed::Policy(p, warns)) => {
                 out.warnings.extend(warns);
@@ -352,6 +359,21 @@ fn metadata_name(root: Node<'_>) -> Result<(String, Option<String>), FieldError>
             _ => return Err(FieldError::new("metadata.name", "name is missing")),
         };
         Ok((name, m.opt_str("namespace")?.map(str::to_string)))
+    })
+}
+
+fn parse_network_set(root: Node<'_>, global: bool) -> Result<NetworkSet, FieldError> {
+    let meta = crate::objects::parse_metadata(root.value)?;
+    let nets = with_field(root, "spec", |spec| match spec {
+        Some(spec) => Ok(with_list(spec, "nets", |_, c| parse_cidr(c))?.unwrap_or_default()),
+        None => Ok(Vec::new()),
+    })?;
+    Ok(NetworkSet {
+        // The API server defaults a namespaced object's namespace, as for pods.
+        namespace: (!global).then_some(meta.namespace),
+        name: meta.name,
+        labels: meta.labels,
+        nets,
     })
 }
 

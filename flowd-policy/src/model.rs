@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::AdminSpec;
 use crate::calico::CalicoSpec;
+pub use crate::endpoint::NetworkSet;
 use crate::k8s::K8sSpec;
 pub use crate::rule::{Detail, Direction, RuleAction};
 
@@ -202,21 +203,23 @@ pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 pub const K8S_POLICY_ORDER: f64 = 1000.0;
 pub const DEFAULT_TIER: &str = "default";
 
-/// Everything loaded: policies (enforced and staged) and tiers.
+/// Everything loaded: policies (enforced and staged), tiers and network sets.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub policies: Vec<Policy>,
     pub tiers: Vec<Tier>,
+    pub network_sets: Vec<NetworkSet>,
 }
 
 impl PolicySet {
     pub fn extend(&mut self, other: PolicySet) {
         self.policies.extend(other.policies);
         self.tiers.extend(other.tiers);
+        self.network_sets.extend(other.network_sets);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty() && self.tiers.is_empty()
+        self.policies.is_empty() && self.tiers.is_empty() && self.network_sets.is_empty()
     }
 
     pub fn find(&self, namespace: Option<&str>, name: &str) -> Option<&Policy> {

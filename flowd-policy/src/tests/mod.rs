@@ -16,4 +16,5 @@ mod truth_admin;
 mod truth_calico;
 mod truth_icmp_ports;
 mod truth_k8s;
+mod truth_network_sets;
 mod truth_tiers;
