@@ -35,7 +35,9 @@ mod value;
 mod walk;
 
 pub use cache::CacheStats;
-pub use endpoint::{Endpoint, FlowQuery, FlowRef, Icmp, NamedPort, Protocol, Transport};
+pub use endpoint::{
+    Endpoint, FlowQuery, FlowRef, Icmp, NamedPort, NetworkSet, Protocol, Transport,
+};
 pub use error::{FieldError, LoadError, RecommendError, SelectorError};
 pub use eval::{
     EndpointKey, EngineOptions, Evaluation, PendingDecision, PolicyEngine, Ruling, SideDecision,

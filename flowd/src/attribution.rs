@@ -92,6 +92,19 @@ struct Resolved {
     endpoint: Endpoint,
     key: EndpointKey,
     _meta: Option<Arc<EndpointMeta>>,
+    /// For an address no pod or node holds: the network set that names it on records.
+    network_set: Option<Arc<EndpointMeta>>,
+}
+
+/// What records say of an address a network set holds.
+fn network_set_meta(ip: IpAddr, set: &policy::NetworkSet) -> EndpointMeta {
+    EndpointMeta {
+        kind: EndpointKind::NetworkSet,
+        namespace: set.namespace.clone().unwrap_or_default(),
+        name: set.name.clone(),
+        labels: Arc::new(set.labels.clone()),
+        ..EndpointMeta::world(ip)
+    }
 }
 
 /// The evaluator's view of an endpoint that metadata names as a pod.
@@ -257,11 +270,19 @@ impl Attributor {
                 .resolve(&ip.to_string())
                 .unwrap_or_else(|_| Endpoint::external(ip)),
         };
-        let key = self.engine().endpoint_key(&endpoint);
+        let engine = self.engine();
+        let key = engine.endpoint_key(&endpoint);
+        let network_set = match meta {
+            Some(_) => None,
+            None => engine
+                .network_set_of(&ip)
+                .map(|set| Arc::new(network_set_meta(ip, set))),
+        };
         let entry = Arc::new(Resolved {
             endpoint,
             key,
             _meta: meta.cloned(),
+            network_set,
         });
         if let Ok(mut cache) = self.endpoints.lock() {
             if cache.len() >= ENDPOINT_CACHE {
@@ -300,6 +321,12 @@ impl Attributor {
         let verdict = self.verdict(evaluation);
         record.verdict = reconcile(record.verdict, record.outcome, verdict.allowed());
         record.policy = Some(verdict);
+        if let Some(set) = &source.network_set {
+            record.source_meta = Some(set.clone());
+        }
+        if let Some(set) = &destination.network_set {
+            record.destination_meta = Some(set.clone());
+        }
     }
 }
 
@@ -417,6 +444,42 @@ mod tests {
         };
         assert!(allowed(ping(8)));
         assert!(!allowed(ping(13)));
+    }
+
+    /// An address no pod holds but a network set does is named by the most specific set, and
+    /// rules select it by the set's labels.
+    #[test]
+    fn network_sets_name_outside_addresses_on_records() {
+        let attributor = Attributor::load(&[], &[]);
+        let loaded = crate::policy::load_str(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\n\
+             metadata: {name: resolvers, labels: {role: dns}}\nspec: {nets: [198.18.0.0/24]}\n\
+             ---\napiVersion: projectcalico.org/v3\nkind: NetworkSet\n\
+             metadata: {name: edge, namespace: shop, labels: {role: edge}}\n\
+             spec: {nets: [198.18.0.2/32]}\n",
+            "test",
+        );
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        attributor.replace_api_policies(&loaded.policies);
+        let mut record = FlowRecord::sample(40000);
+        attributor.attribute(&mut record);
+        let named = |meta: &Option<Arc<EndpointMeta>>| {
+            meta.as_ref()
+                .map(|m| (m.kind, m.namespace.clone(), m.name.clone()))
+        };
+        assert_eq!(
+            named(&record.destination_meta),
+            Some((EndpointKind::NetworkSet, "shop".into(), "edge".into())),
+            "the /32 is more specific than the /24"
+        );
+        assert_eq!(
+            named(&record.source_meta),
+            Some((EndpointKind::NetworkSet, String::new(), "resolvers".into()))
+        );
+        let mut elsewhere = FlowRecord::sample(40000);
+        elsewhere.destination.ip = "198.19.0.1".parse().unwrap();
+        attributor.attribute(&mut elsewhere);
+        assert_eq!(named(&elsewhere.destination_meta), None, "in no set");
     }
 
     #[test]

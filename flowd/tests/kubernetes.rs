@@ -268,8 +268,22 @@ async fn calico_resources() -> Response {
     json_response(json!({"kind": "APIResourceList", "apiVersion": "v1",
     "groupVersion": "crd.projectcalico.org/v1", "resources": [
         {"name": "globalnetworkpolicies", "singularName": "globalnetworkpolicy",
-         "namespaced": false, "kind": "GlobalNetworkPolicy", "verbs": ["get", "list", "watch"]}
+         "namespaced": false, "kind": "GlobalNetworkPolicy", "verbs": ["get", "list", "watch"]},
+        {"name": "globalnetworksets", "singularName": "globalnetworkset",
+         "namespaced": false, "kind": "GlobalNetworkSet", "verbs": ["get", "list", "watch"]}
     ]}))
+}
+
+/// A GlobalNetworkSet naming the partners' addresses.
+async fn global_network_sets(uri: Uri) -> Response {
+    if is_watch(&uri) {
+        return watch(Vec::new(), true);
+    }
+    json_response(json!({"apiVersion": "crd.projectcalico.org/v1",
+        "kind": "GlobalNetworkSetList", "metadata": {"resourceVersion": "6"},
+        "items": [{"metadata": {"name": "partners", "resourceVersion": "6",
+                                "labels": {"role": "partner"}},
+                   "spec": {"nets": ["203.0.113.0/24"]}}]}))
 }
 
 /// A Calico GlobalNetworkPolicy denying b's egress to port 9090, and to 7070 when b's service
@@ -338,6 +352,10 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         .route(
             "/apis/crd.projectcalico.org/v1/globalnetworkpolicies",
             get(global_network_policies),
+        )
+        .route(
+            "/apis/crd.projectcalico.org/v1/globalnetworksets",
+            get(global_network_sets),
         )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -457,6 +475,10 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         record.destination_meta = Some(current.lookup(record.destination.ip, SystemTime::now()));
         record
     };
+    let mut to_partner = record_to(443);
+    to_partner.destination.ip = "203.0.113.5".parse().unwrap();
+    to_partner.destination_meta =
+        Some(current.lookup(to_partner.destination.ip, SystemTime::now()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let decision = loop {
         records_tx
@@ -466,10 +488,15 @@ async fn watches_relist_after_410_and_survive_disconnects() {
                 record_to(7070),
                 record_to(6060),
                 record_to(5050),
+                to_partner.clone(),
             ])
             .await
             .unwrap();
         let decided = decided_rx.recv().await.expect("the policy stage answers");
+        let partner = decided[5]
+            .destination_meta
+            .as_ref()
+            .map(|m| (m.kind, m.name.clone()));
         let [decision, calico, by_account, by_admin, by_cluster] =
             [0, 1, 2, 3, 4].map(|i| decided[i].policy.clone().expect("a policy decision"));
         let admin_named = |side: &flowd::model::SideVerdict, kind: &str, rule: &str| {
@@ -481,6 +508,7 @@ async fn watches_relist_after_410_and_survive_disconnects() {
             && !calico.egress.allowed
             && admin_named(&by_admin.ingress, "AdminNetworkPolicy", "no-6060-from-b")
             && admin_named(&by_cluster.egress, "ClusterNetworkPolicy", "no-5050")
+            && partner == Some((EndpointKind::NetworkSet, "partners".to_string()))
         {
             assert!(
                 !by_account.egress.allowed,
@@ -501,7 +529,7 @@ async fn watches_relist_after_410_and_survive_disconnects() {
         assert!(
             Instant::now() < deadline,
             "the API's policies never reached the policy stage: 8080 {decision:?}, 9090 {calico:?}, \
-             6060 {by_admin:?}, 5050 {by_cluster:?}"
+             6060 {by_admin:?}, 5050 {by_cluster:?}, partner {partner:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

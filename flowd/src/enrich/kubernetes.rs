@@ -68,12 +68,16 @@ pub const WATCHED_RESOURCES: &[(&str, &str)] = &[
     ("projectcalico.org", "stagednetworkpolicies"),
     ("projectcalico.org", "stagedglobalnetworkpolicies"),
     ("projectcalico.org", "stagedkubernetesnetworkpolicies"),
+    ("projectcalico.org", "networksets"),
+    ("projectcalico.org", "globalnetworksets"),
     ("crd.projectcalico.org", "networkpolicies"),
     ("crd.projectcalico.org", "globalnetworkpolicies"),
     ("crd.projectcalico.org", "tiers"),
     ("crd.projectcalico.org", "stagednetworkpolicies"),
     ("crd.projectcalico.org", "stagedglobalnetworkpolicies"),
     ("crd.projectcalico.org", "stagedkubernetesnetworkpolicies"),
+    ("crd.projectcalico.org", "networksets"),
+    ("crd.projectcalico.org", "globalnetworksets"),
     ("policy.networking.k8s.io", "adminnetworkpolicies"),
     ("policy.networking.k8s.io", "baselineadminnetworkpolicies"),
     ("policy.networking.k8s.io", "clusternetworkpolicies"),
@@ -382,7 +386,7 @@ fn whole(_kind: &str, object: &Value) -> Value {
 }
 
 /// Calico's policy kinds, under the keys they are stored by (apart from Kubernetes' own).
-const CALICO_KINDS: [(&str, &str); 6] = [
+const CALICO_KINDS: [(&str, &str); 8] = [
     ("NetworkPolicy", "calico/NetworkPolicy"),
     ("GlobalNetworkPolicy", "calico/GlobalNetworkPolicy"),
     ("Tier", "calico/Tier"),
@@ -395,6 +399,8 @@ const CALICO_KINDS: [(&str, &str); 6] = [
         "StagedKubernetesNetworkPolicy",
         "calico/StagedKubernetesNetworkPolicy",
     ),
+    ("NetworkSet", "calico/NetworkSet"),
+    ("GlobalNetworkSet", "calico/GlobalNetworkSet"),
 ];
 
 /// Calico's groups, preferred first: projectcalico.org/v3 through Calico's API server, else the

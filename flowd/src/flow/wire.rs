@@ -77,6 +77,7 @@ fn endpoint(endpoint: &EndpointAddr, meta: Option<&EndpointMeta>) -> pb::Endpoin
             EndpointKind::Service => pb::EndpointKind::Service,
             EndpointKind::WorldPrivate => pb::EndpointKind::WorldPrivate,
             EndpointKind::WorldPublic => pb::EndpointKind::WorldPublic,
+            EndpointKind::NetworkSet => pb::EndpointKind::NetworkSet,
         } as i32;
         out.namespace = meta.namespace.clone();
         out.name = meta.name.clone();

@@ -268,5 +268,7 @@ fn workload(meta: Option<&EndpointMeta>) -> &str {
         EndpointKind::Service => meta.name.as_str(),
         EndpointKind::WorldPrivate => "world-private",
         EndpointKind::WorldPublic => "world",
+        // Sets are few and named by the cluster's own objects: bounded like workloads.
+        EndpointKind::NetworkSet => meta.name.as_str(),
     }
 }

@@ -55,7 +55,8 @@ impl<'a> Identity<'a> {
                 ip: &endpoint.ip,
                 public: true,
             },
-            Kind::WorldPrivate | Kind::Unspecified => Identity::World {
+            // The graph keeps outside addresses one by one; the set is on the records.
+            Kind::WorldPrivate | Kind::NetworkSet | Kind::Unspecified => Identity::World {
                 ip: &endpoint.ip,
                 public: false,
             },

@@ -10,6 +10,8 @@ pub enum EndpointKind {
     Service,
     WorldPrivate,
     WorldPublic,
+    /// An address outside the pod network that a Calico NetworkSet or GlobalNetworkSet names.
+    NetworkSet,
 }
 
 /// The kind of object that runs a pod, as its owner references name it.
