@@ -136,6 +136,14 @@ impl IpClasses {
             fp.str(k);
             fp.str(v);
         }
+        fp.word(ep.services.len() as u64);
+        for membership in &ep.services {
+            fp.str(&membership.service);
+            fp.word(membership.ports.len() as u64);
+            for (protocol, port) in &membership.ports {
+                fp.word(u64::from(*port) | (u64::from(protocol.number()) << 16));
+            }
+        }
         fp.word(ep.named_ports.len() as u64);
         for np in &ep.named_ports {
             fp.str(&np.name);

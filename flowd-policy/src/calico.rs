@@ -50,7 +50,8 @@ pub struct EntityRule {
     pub not_selector: Option<Selector>,
     pub ports: Vec<PortMatch>,
     pub not_ports: Vec<PortMatch>,
-    /// A Kubernetes Service match ("ns/name"): not evaluated, never matches.
+    /// A Kubernetes Service match ("ns/name"): the service's endpoints (and, as a destination,
+    /// the ports it reaches them on), or its cluster IP and ports.
     pub service: Option<String>,
 }
 
@@ -250,13 +251,25 @@ impl EntityRule {
                 }));
             }
         }
-        if self.service.is_some() {
-            return Err(d.why(|| {
-                format!(
-                    "{side} Service match ({}) is not evaluated",
-                    self.service.as_deref().unwrap_or("")
-                )
-            }));
+        if let Some(service) = &self.service {
+            let Some(membership) = ep.services.iter().find(|m| &m.service == service) else {
+                return Err(d.why(|| format!("{side} is not an endpoint of service {service}")));
+            };
+            // As a destination the service's ports count too (unknown ports: any).
+            let on_port = |(protocol, port): &(Protocol, u16)| {
+                *protocol == flow.protocol && *port == flow.port
+            };
+            if side == Side::Destination
+                && !membership.ports.is_empty()
+                && !membership.ports.iter().any(on_port)
+            {
+                return Err(d.why(|| {
+                    format!(
+                        "destination port {}/{} is not a port of service {service}",
+                        flow.protocol, flow.port
+                    )
+                }));
+            }
         }
         if self.ports.is_empty() && self.not_ports.is_empty() {
             return Ok(());

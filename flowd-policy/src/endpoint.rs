@@ -80,6 +80,17 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// A Kubernetes Service the endpoint belongs to: as one of its endpoints (a pod, by the
+/// service's EndpointSlices, with the endpoint ports) or as its cluster IP (with the service's
+/// ports). Calico's `services` rule matches read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceMembership {
+    /// "namespace/name".
+    pub service: String,
+    /// (protocol, port) the service reaches this endpoint on; empty when not known.
+    pub ports: Vec<(Protocol, u16)>,
+}
+
 /// A named container port of a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NamedPort {
@@ -103,6 +114,9 @@ pub struct Endpoint {
     #[serde(default)]
     pub service_account_labels: BTreeMap<String, String>,
     pub named_ports: Vec<NamedPort>,
+    /// The services this endpoint backs, or is the address of.
+    #[serde(default)]
+    pub services: Vec<ServiceMembership>,
     /// Host-networked or a host/node address: never policed as a pod.
     pub host: bool,
 }
@@ -118,6 +132,7 @@ impl Default for Endpoint {
             service_account: None,
             service_account_labels: BTreeMap::new(),
             named_ports: Vec::new(),
+            services: Vec::new(),
             host: false,
         }
     }
@@ -169,6 +184,14 @@ impl Endpoint {
             name: name.to_string(),
             port,
             protocol,
+        });
+        self
+    }
+
+    pub fn with_service(mut self, service: &str, ports: &[(Protocol, u16)]) -> Endpoint {
+        self.services.push(ServiceMembership {
+            service: service.to_string(),
+            ports: ports.to_vec(),
         });
         self
     }

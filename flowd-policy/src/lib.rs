@@ -36,7 +36,8 @@ mod walk;
 
 pub use cache::CacheStats;
 pub use endpoint::{
-    Endpoint, FlowQuery, FlowRef, Icmp, NamedPort, NetworkSet, Protocol, Transport,
+    Endpoint, FlowQuery, FlowRef, Icmp, NamedPort, NetworkSet, Protocol, ServiceMembership,
+    Transport,
 };
 pub use error::{FieldError, LoadError, RecommendError, SelectorError};
 pub use eval::{

@@ -109,6 +109,13 @@ fn network_set_meta(ip: IpAddr, set: &policy::NetworkSet) -> EndpointMeta {
 
 /// The evaluator's view of an endpoint that metadata names as a pod.
 fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
+    if meta.kind == EndpointKind::Service {
+        // A cluster IP not yet translated: a destination of Calico `services` matches.
+        return Endpoint {
+            services: meta.service_memberships.clone(),
+            ..Endpoint::external(ip)
+        };
+    }
     if meta.kind == EndpointKind::Node {
         // Never policed as a pod; admin policies' `nodes` peers match it by its labels.
         return Endpoint {
@@ -125,6 +132,7 @@ fn endpoint_of(ip: IpAddr, meta: &EndpointMeta) -> Endpoint {
         (!meta.service_account.is_empty()).then(|| meta.service_account.clone());
     endpoint.service_account_labels = (*meta.service_account_labels).clone();
     endpoint.named_ports = meta.named_ports.clone();
+    endpoint.services = meta.service_memberships.clone();
     endpoint
 }
 
@@ -253,7 +261,12 @@ impl Attributor {
     }
 
     fn endpoint(&self, ip: IpAddr, meta: Option<&Arc<EndpointMeta>>) -> Arc<Resolved> {
-        let meta = meta.filter(|m| matches!(m.kind, EndpointKind::Pod | EndpointKind::Node));
+        let meta = meta.filter(|m| {
+            matches!(
+                m.kind,
+                EndpointKind::Pod | EndpointKind::Node | EndpointKind::Service
+            )
+        });
         let cache_key = (ip, meta.map_or(0, |m| Arc::as_ptr(m) as usize));
         if let Some(known) = self
             .endpoints
@@ -480,6 +493,62 @@ mod tests {
         elsewhere.destination.ip = "198.19.0.1".parse().unwrap();
         attributor.attribute(&mut elsewhere);
         assert_eq!(named(&elsewhere.destination_meta), None, "in no set");
+    }
+
+    /// Calico `services` rules: the service's endpoints on its endpoint ports, and its cluster IP
+    /// on its own ports, as the metadata's Services and EndpointSlices say.
+    #[test]
+    fn service_rules_match_endpoints_and_cluster_ips_with_their_ports() {
+        let mut index = crate::enrich::MetadataIndex::default();
+        let mut report = crate::enrich::LoadReport::default();
+        crate::enrich::parse_objects(
+            std::path::Path::new("cluster.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: shop, labels: {app: client}}\n\
+             status: {podIP: 198.18.0.1}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {name: web-0, namespace: shop, labels: {app: web}}\n\
+             status: {podIP: 198.18.0.2}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n\
+             spec: {clusterIP: 198.18.1.1, ports: [{port: 80, targetPort: 8080}]}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {name: web-x, namespace: shop, labels: {kubernetes.io/service-name: web}}\n\
+             endpoints: [{addresses: [198.18.0.2]}]\nports: [{port: 8080, protocol: TCP}]\n",
+            &mut index,
+            &mut report,
+        );
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        index.finish();
+        let attributor = Attributor::load(&[], &[]);
+        let loaded = crate::policy::load_str(
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n\
+             metadata: {name: client, namespace: shop}\n\
+             spec:\n  selector: app == 'client'\n  types: [Egress]\n  egress:\n\
+             \x20\x20- {action: Allow, protocol: TCP, destination: {services: {name: web}}}\n",
+            "test",
+        );
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        attributor.replace_api_policies(&loaded.policies);
+        let allowed = |destination: &str, port: u16| {
+            let mut record = FlowRecord::sample(40000);
+            record.protocol = 6;
+            record.destination.ip = destination.parse().unwrap();
+            record.destination.port = port;
+            let now = std::time::SystemTime::now();
+            record.source_meta = Some(index.lookup(record.source.ip, now));
+            record.destination_meta = Some(index.lookup(record.destination.ip, now));
+            attributor.attribute(&mut record);
+            record.policy.expect("a verdict").egress.allowed
+        };
+        assert!(
+            allowed("198.18.0.2", 8080),
+            "an endpoint on its endpoint port"
+        );
+        assert!(!allowed("198.18.0.2", 80), "not the endpoint's port");
+        assert!(
+            allowed("198.18.1.1", 80),
+            "the cluster IP on the service port"
+        );
+        assert!(!allowed("198.18.1.1", 8080), "not the service's port");
+        assert!(!allowed("198.18.0.9", 8080), "not the service's");
     }
 
     #[test]

@@ -17,4 +17,5 @@ mod truth_calico;
 mod truth_icmp_ports;
 mod truth_k8s;
 mod truth_network_sets;
+mod truth_services;
 mod truth_tiers;

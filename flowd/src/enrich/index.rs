@@ -3,6 +3,7 @@
 
 use super::workload::Owners;
 use crate::model::{is_private, EndpointKind, EndpointMeta, Labels, Workload};
+use flowd_policy::{Protocol, ServiceMembership};
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
@@ -83,6 +84,19 @@ fn world(ip: IpAddr) -> Arc<EndpointMeta> {
     }
 }
 
+fn memberships(
+    services: &[String],
+    ports: &HashMap<String, Vec<(Protocol, u16)>>,
+) -> Vec<ServiceMembership> {
+    services
+        .iter()
+        .map(|service| ServiceMembership {
+            service: service.clone(),
+            ports: ports.get(service).cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[derive(Default)]
 pub struct MetadataIndex {
     pods: Vec<PodInfo>,
@@ -92,6 +106,9 @@ pub struct MetadataIndex {
     service_accounts: HashMap<(String, String), Labels>,
     services: HashMap<IpAddr, String>,
     backends: HashMap<IpAddr, Vec<String>>,
+    /// By "namespace/name": the service's own ports, and the ports its endpoints serve on.
+    service_ports: HashMap<String, Vec<(Protocol, u16)>>,
+    backend_ports: HashMap<String, Vec<(Protocol, u16)>>,
     nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
     /// Built by `finish`: per address, pods by start time, newest last.
     by_ip: AddressMap<Tenants>,
@@ -126,14 +143,35 @@ impl MetadataIndex {
             .insert((namespace.to_owned(), name.to_owned()), Arc::new(labels));
     }
 
-    pub fn add_service(&mut self, namespace: &str, name: &str, ips: &[IpAddr]) {
+    pub fn add_service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        ips: &[IpAddr],
+        ports: &[(Protocol, u16)],
+    ) {
+        let name = format!("{namespace}/{name}");
         for ip in ips {
-            self.services.insert(*ip, format!("{namespace}/{name}"));
+            self.services.insert(*ip, name.clone());
         }
+        self.service_ports.insert(name, ports.to_vec());
     }
 
-    pub fn add_backends(&mut self, namespace: &str, service: &str, ips: &[IpAddr]) {
+    /// One EndpointSlice: its addresses back `service` on `ports` (slices of one service add up).
+    pub fn add_backends(
+        &mut self,
+        namespace: &str,
+        service: &str,
+        ips: &[IpAddr],
+        ports: &[(Protocol, u16)],
+    ) {
         let name = format!("{namespace}/{service}");
+        let known = self.backend_ports.entry(name.clone()).or_default();
+        for port in ports {
+            if !known.contains(port) {
+                known.push(*port);
+            }
+        }
         for ip in ips {
             let entry = self.backends.entry(*ip).or_default();
             if !entry.contains(&name) {
@@ -175,6 +213,7 @@ impl MetadataIndex {
                 .collect();
             services.sort();
             services.dedup();
+            let service_memberships = memberships(&services, &self.backend_ports);
             let workload = self
                 .owners
                 .resolve(&pod.namespace, pod.owner.as_ref(), &pod.labels);
@@ -198,6 +237,7 @@ impl MetadataIndex {
                 namespace_labels,
                 workload,
                 services,
+                service_memberships,
                 node: pod.node,
                 service_account: pod.service_account,
                 service_account_labels,
@@ -238,6 +278,10 @@ impl MetadataIndex {
                     name: name.to_owned(),
                     namespace_labels: self.namespaces.get(namespace).cloned().unwrap_or_default(),
                     services: vec![service.clone()],
+                    service_memberships: memberships(
+                        std::slice::from_ref(service),
+                        &self.service_ports,
+                    ),
                     ..EndpointMeta::world(*ip)
                 }),
             );

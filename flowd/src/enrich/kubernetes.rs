@@ -136,9 +136,13 @@ fn trim(kind: &str, object: &Value) -> Value {
             trimmed["spec"] = json!({
                 "clusterIP": pick(object, &["spec", "clusterIP"]),
                 "clusterIPs": pick(object, &["spec", "clusterIPs"]),
+                "ports": pick(object, &["spec", "ports"]),
             });
         }
-        "EndpointSlice" => trimmed["endpoints"] = pick(object, &["endpoints"]),
+        "EndpointSlice" => {
+            trimmed["endpoints"] = pick(object, &["endpoints"]);
+            trimmed["ports"] = pick(object, &["ports"]);
+        }
         "Node" => {
             trimmed["status"] = json!({ "addresses": pick(object, &["status", "addresses"]) })
         }

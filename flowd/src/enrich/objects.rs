@@ -9,7 +9,7 @@ use std::{
 
 use flowd_policy::{
     objects::{parse_metadata, parse_pod, ObjectMeta},
-    FieldError,
+    FieldError, Protocol,
 };
 use serde::Deserialize;
 
@@ -38,6 +38,31 @@ struct ServiceSpec {
     cluster_ip: Option<String>,
     #[serde(default, rename = "clusterIPs")]
     cluster_ips: Vec<String>,
+    #[serde(default)]
+    ports: Vec<PortSpec>,
+}
+
+/// A Service's or an EndpointSlice's port: the number and protocol (TCP when absent).
+#[derive(Debug, Deserialize)]
+struct PortSpec {
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+/// (protocol, port) pairs of `ports`, for Calico's `services` matches.
+fn port_pairs(ports: &[PortSpec]) -> Vec<(Protocol, u16)> {
+    ports
+        .iter()
+        .filter_map(|p| {
+            let protocol = match p.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(name) => Protocol::parse(name)?,
+            };
+            Some((protocol, p.port?))
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,7 +177,7 @@ pub(crate) fn add_object(
                     ips.push(ip);
                 }
             }
-            index.add_service(&meta.namespace, &meta.name, &ips);
+            index.add_service(&meta.namespace, &meta.name, &ips, &port_pairs(&spec.ports));
             Ok(true)
         }
         "EndpointSlice" => {
@@ -170,7 +195,12 @@ pub(crate) fn add_object(
                 .iter()
                 .flat_map(|e| e.addresses.iter().filter_map(|a| parse_ip(a)))
                 .collect();
-            index.add_backends(&meta.namespace, &service, &backends);
+            let ports: Vec<PortSpec> = match value.get("ports") {
+                Some(serde_json::Value::Null) | None => Vec::new(),
+                Some(list) => serde_json::from_value(list.clone())
+                    .map_err(|err| format!("field ports: {err}"))?,
+            };
+            index.add_backends(&meta.namespace, &service, &backends, &port_pairs(&ports));
             Ok(true)
         }
         "Node" => {

@@ -92,6 +92,8 @@ pub struct EndpointMeta {
     pub workload: Option<Workload>,
     /// "namespace/name" of the services this endpoint backs (or is).
     pub services: Vec<String>,
+    /// The same services with the ports they reach this endpoint on (Calico `services` rules).
+    pub service_memberships: Vec<flowd_policy::ServiceMembership>,
     pub node: String,
     pub service_account: String,
     /// The labels of the service account's object.
@@ -115,6 +117,7 @@ impl EndpointMeta {
             namespace_labels: Labels::default(),
             workload: None,
             services: Vec::new(),
+            service_memberships: Vec::new(),
             node: String::new(),
             service_account: String::new(),
             service_account_labels: Labels::default(),
