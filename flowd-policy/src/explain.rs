@@ -14,9 +14,13 @@ pub fn summary(side: &SideDecision) -> String {
         .as_ref()
         .map(|p| p.to_string())
         .unwrap_or_default();
+    let rule = match &side.rule_name {
+        Some(name) => format!("{} ({name})", side.rule.unwrap_or(0)),
+        None => side.rule.unwrap_or(0).to_string(),
+    };
     match side.ruling {
-        Ruling::Allow => format!("allowed by {who} rule {}", side.rule.unwrap_or(0)),
-        Ruling::Deny => format!("denied by {who} rule {}", side.rule.unwrap_or(0)),
+        Ruling::Allow => format!("allowed by {who} rule {rule}"),
+        Ruling::Deny => format!("denied by {who} rule {rule}"),
         Ruling::EndOfTierDeny => {
             format!("denied by {who} rule -1 (end of tier: no rule matched)")
         }

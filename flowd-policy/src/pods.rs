@@ -8,7 +8,8 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Protocol, ServiceMembership};
+use crate::error::FieldError;
 use crate::error::LoadError;
 use crate::load::{expand_paths, object_label, objects, parse_documents, read_file};
 use crate::objects::{parse_metadata, parse_namespace, parse_pod, PodObject};
@@ -27,10 +28,13 @@ pub struct StaticPods {
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Labels of service accounts by (namespace, name).
     service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
+    /// Services by cluster IP, and the services each endpoint address backs, with ports.
+    cluster_ips: HashMap<IpAddr, ServiceMembership>,
+    backends: HashMap<IpAddr, Vec<ServiceMembership>>,
 }
 
 /// The kinds `StaticPods` reads, for messages.
-pub const POD_KINDS: &str = "Pod, Namespace, ServiceAccount";
+pub const POD_KINDS: &str = "Pod, Namespace, ServiceAccount, Service, EndpointSlice";
 
 /// Result of loading pods: the rest loads when one object is bad.
 #[derive(Debug, Default)]
@@ -88,6 +92,20 @@ impl StaticPods {
                     .map(|namespace| self.add_namespace(&namespace.name, namespace.labels)),
                 "ServiceAccount" => parse_metadata(obj.value)
                     .map(|meta| self.add_service_account(&meta.namespace, &meta.name, meta.labels)),
+                "Service" => parse_service(obj.value).map(|(ips, membership)| {
+                    for ip in ips {
+                        self.cluster_ips.insert(ip, membership.clone());
+                    }
+                }),
+                "EndpointSlice" => parse_endpoint_slice(obj.value).map(|(ips, membership)| {
+                    for ip in ips {
+                        let known = self.backends.entry(ip).or_default();
+                        match known.iter_mut().find(|m| m.service == membership.service) {
+                            Some(m) => m.ports.extend(membership.ports.iter().copied()),
+                            None => known.push(membership.clone()),
+                        }
+                    }
+                }),
                 _ => {
                     let kind = if kind.is_empty() { "(no kind)" } else { kind };
                     *unread.entry(kind.to_string()).or_default() += 1;
@@ -198,6 +216,9 @@ impl StaticPods {
                 }
             }
         }
+        if let Some(services) = self.backends.get(&ep.ip) {
+            ep.services = services.clone();
+        }
         ep
     }
 }
@@ -217,7 +238,91 @@ impl EndpointResolver for StaticPods {
                 ep.ip = ip;
                 Ok(ep)
             }
-            None => Ok(Endpoint::external(ip)),
+            None => {
+                let mut outside = Endpoint::external(ip);
+                if let Some(service) = self.cluster_ips.get(&ip) {
+                    outside.services = vec![service.clone()];
+                }
+                Ok(outside)
+            }
         }
     }
+}
+
+/// `(protocol, port)` of a Service's or EndpointSlice's `ports` (TCP when absent).
+fn port_pairs(ports: Option<&Value>) -> Vec<(Protocol, u16)> {
+    ports
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
+            let protocol = match p.get("protocol").and_then(Value::as_str) {
+                None => Protocol::Tcp,
+                Some(name) => Protocol::parse(name)?,
+            };
+            Some((protocol, port))
+        })
+        .collect()
+}
+
+/// A Service's cluster IPs, reached on its own ports.
+fn parse_service(value: &Value) -> Result<(Vec<IpAddr>, ServiceMembership), FieldError> {
+    let meta = parse_metadata(value)?;
+    let spec = value.get("spec");
+    let mut ips: Vec<IpAddr> = spec
+        .and_then(|s| s.get("clusterIPs"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.as_str()?.parse().ok())
+        .collect();
+    if let Some(ip) = spec
+        .and_then(|s| s.get("clusterIP"))
+        .and_then(Value::as_str)
+        .and_then(|ip| ip.parse().ok())
+    {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    let ports = port_pairs(spec.and_then(|s| s.get("ports")));
+    Ok((
+        ips,
+        ServiceMembership {
+            service: format!("{}/{}", meta.namespace, meta.name),
+            ports,
+        },
+    ))
+}
+
+/// An EndpointSlice's addresses, backing its service on the slice's ports.
+fn parse_endpoint_slice(value: &Value) -> Result<(Vec<IpAddr>, ServiceMembership), FieldError> {
+    let meta = parse_metadata(value)?;
+    let Some(service) = meta.labels.get("kubernetes.io/service-name") else {
+        return Err(FieldError::new(
+            "metadata.labels",
+            "kubernetes.io/service-name is missing",
+        ));
+    };
+    let ips = value
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            e.get("addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|ip| ip.as_str()?.parse().ok())
+        .collect();
+    Ok((
+        ips,
+        ServiceMembership {
+            service: format!("{}/{service}", meta.namespace),
+            ports: port_pairs(value.get("ports")),
+        },
+    ))
 }

@@ -126,6 +126,57 @@ metadata: {name: web, namespace: shop}
     );
     assert_eq!(
         loaded.warnings,
-        ["cluster.yaml: 2 object(s) of kind Deployment not read (endpoints come from Pod, Namespace, ServiceAccount)"]
+        ["cluster.yaml: 2 object(s) of kind Deployment not read (endpoints come from Pod, Namespace, ServiceAccount, Service, EndpointSlice)"]
+    );
+}
+
+/// Services and EndpointSlices in the files: an endpoint address backs its service on the
+/// slices' ports, a cluster IP is the service on its own ports.
+#[test]
+fn services_and_endpoint_slices_give_memberships_with_ports() {
+    use crate::endpoint::ServiceMembership;
+    use crate::pods::{EndpointResolver as _, StaticPods};
+    let loaded = StaticPods::load_str(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: shop}
+status: {podIP: 198.18.0.2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {clusterIP: 198.18.1.1, ports: [{port: 80}, {port: 53, protocol: UDP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-a, namespace: shop, labels: {kubernetes.io/service-name: web}}
+endpoints: [{addresses: [198.18.0.2]}]
+ports: [{port: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-b, namespace: shop, labels: {kubernetes.io/service-name: web}}
+endpoints: [{addresses: [198.18.0.2]}]
+ports: [{port: 5353, protocol: UDP}]
+"#,
+        "cluster.yaml",
+    );
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let pod = loaded.pods.resolve("shop/web-0").unwrap();
+    assert_eq!(
+        pod.services,
+        [ServiceMembership {
+            service: "shop/web".into(),
+            ports: vec![(Protocol::Tcp, 8080), (Protocol::Udp, 5353)],
+        }]
+    );
+    let cluster_ip = loaded.pods.resolve("198.18.1.1").unwrap();
+    assert_eq!(
+        cluster_ip.services,
+        [ServiceMembership {
+            service: "shop/web".into(),
+            ports: vec![(Protocol::Tcp, 80), (Protocol::Udp, 53)],
+        }]
     );
 }

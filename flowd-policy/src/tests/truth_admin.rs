@@ -208,9 +208,16 @@ fn equal_priorities_are_reported() {
 
 #[test]
 fn the_deciding_rule_is_named() {
+    let q = tcp(&dev_tool(), &prod_db(), 5432);
     assert_eq!(
-        rule_name(PRIORITIES, &tcp(&dev_tool(), &prod_db(), 5432)),
+        rule_name(PRIORITIES, &q),
         (None, Some("allow-dev-tool".to_string()))
+    );
+    let e = engine(PRIORITIES);
+    let text = crate::explain::explain(&q, &e.explain(&q));
+    assert!(
+        text.contains("allowed by AdminNetworkPolicy allow-tool (tier adminnetworkpolicy) rule 0 (allow-dev-tool)"),
+        "{text}"
     );
 }
 
