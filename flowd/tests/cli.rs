@@ -376,3 +376,53 @@ fn explain_reads_source_ports_and_icmp_types() {
         "{text}"
     );
 }
+
+/// `flowd policy check` with an AdminNetworkPolicy: the recorded flow it would deny is named
+/// with the policy, the rule index and the rule's name; exit 1.
+#[test]
+fn check_names_the_admin_policy_and_rule_that_would_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("admin.yaml");
+    std::fs::write(
+        &policies,
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+         metadata: {name: guard-db}\n\
+         spec:\n  priority: 5\n  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: shop}}}\n\
+         \x20 ingress:\n\
+         \x20 - {name: no-postgres-from-outside, action: Deny, from: [{namespaces: {}}], \
+         ports: [{portNumber: {port: 5432}}]}\n",
+    )
+    .unwrap();
+    let pods = dir.path().join("pods.yaml");
+    std::fs::write(
+        &pods,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop}\nstatus: {podIP: 198.18.0.2}\n\
+         ---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: front}\nstatus: {podIP: 198.18.0.1}\n",
+    )
+    .unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(
+        &flows,
+        "{\"protocol\":6,\"source\":{\"ip\":\"198.18.0.1\",\"port\":40000},\"destination\":{\"ip\":\"198.18.0.2\",\"port\":5432}}\n\
+         {\"protocol\":6,\"source\":{\"ip\":\"198.18.0.1\",\"port\":40001},\"destination\":{\"ip\":\"198.18.0.2\",\"port\":80}}\n",
+    )
+    .unwrap();
+    let (ok, text) = flowd(&[
+        "policy",
+        "check",
+        "--policy-file",
+        policies.to_str().unwrap(),
+        "--metadata-file",
+        pods.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a denial exits 1: {text}");
+    assert!(
+        text.contains("TCP/5432")
+            && text.contains("AdminNetworkPolicy guard-db")
+            && text.contains("rule 0 (no-postgres-from-outside)"),
+        "{text}"
+    );
+    assert!(!text.contains("TCP/80:"), "port 80 is not denied: {text}");
+}

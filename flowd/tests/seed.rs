@@ -311,8 +311,21 @@ async fn the_seed_story_on_the_page() {
         return;
     }
     let (hosts, _servers, base) = policies_live("seedui");
+    // An admin policy that passes everything on to NetworkPolicy: the story's outcome stays,
+    // and the board lists it with its kind.
+    let admin = tempfile::tempdir().unwrap();
+    let admin_file = admin.path().join("admin.yaml");
+    std::fs::write(
+        &admin_file,
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+         metadata: {name: pass-to-namespaces}\n\
+         spec:\n  priority: 10\n  subject: {namespaces: {}}\n  ingress:\n\
+         \x20\x20- {name: pass-all, action: Pass, from: [{namespaces: {}}]}\n",
+    )
+    .unwrap();
     let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
     args.extend(["--ui-listen", "127.0.0.1:0"]);
+    args.extend(["--policy-file", admin_file.to_str().unwrap()]);
     let mut agent = AgentProcess::start(&args);
     let answered = tokio::task::block_in_place(|| engine_talks(&hosts));
     assert_eq!(answered, [7070]);
@@ -396,6 +409,17 @@ async fn the_seed_story_on_the_page() {
         );
         assert!(text.contains("0 newly denied"), "{text}");
         browser.screenshot(&screenshot.with_file_name("ui-seed-proposal.png"));
+
+        // The board lists the admin policy with its kind (its Pass left the denial to the
+        // NetworkPolicy tier, as the panel above says).
+        let admin_row = browser.eval(
+            "[...document.querySelectorAll('#policy-board tr[data-policy=\"pass-to-namespaces\"] td')].map((td) => td.textContent)",
+        );
+        assert_eq!(
+            admin_row[1], "AdminNetworkPolicy",
+            "the admin policy on the board: {admin_row}"
+        );
+        assert_eq!(admin_row[2], "adminnetworkpolicy", "{admin_row}");
 
         // The policy board counts the denial.
         let denied = browser.eval(

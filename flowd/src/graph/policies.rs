@@ -86,6 +86,7 @@ pub(super) fn board(edges: &[pb::GraphEdge], loaded: &[LoadedPolicy]) -> Vec<pb:
         .map(|p| {
             let reference = pb::PolicyRef {
                 rule_index: 0,
+                rule_name: String::new(),
                 ..p.reference.clone()
             };
             (
@@ -107,6 +108,7 @@ pub(super) fn board(edges: &[pb::GraphEdge], loaded: &[LoadedPolicy]) -> Vec<pb:
         let entry = usage.entry(key(policy)).or_insert_with(|| pb::PolicyUsage {
             policy: Some(pb::PolicyRef {
                 rule_index: 0,
+                rule_name: String::new(),
                 ..policy.clone()
             }),
             ..Default::default()
