@@ -1,6 +1,17 @@
 //! Tests of the policy module. Truth tables name each case after the rule of
 //! the Kubernetes or Calico documentation it pins down.
 
+/// One row of a truth table: the policies, the flow, and what each side must decide (also
+/// checked through `explain` and the cache, see `helpers::check`).
+macro_rules! case {
+    ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
+        #[test]
+        fn $name() {
+            check($yaml, &$q, $eg, $ing);
+        }
+    };
+}
+
 mod helpers;
 
 mod cache;

@@ -7,15 +7,6 @@
 use super::helpers::*;
 use crate::load::load_str;
 
-macro_rules! case {
-    ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
-        #[test]
-        fn $name() {
-            check($yaml, &$q, $eg, $ing);
-        }
-    };
-}
-
 /// The rule name of the side that decided, as attribution reports it.
 fn rule_name(yaml: &str, q: &crate::FlowQuery) -> (Option<String>, Option<String>) {
     let e = eval(yaml, q);

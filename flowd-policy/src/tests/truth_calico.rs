@@ -3,15 +3,6 @@
 use super::helpers::*;
 use crate::endpoint::{Endpoint, Protocol};
 
-macro_rules! case {
-    ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
-        #[test]
-        fn $name() {
-            check($yaml, &$q, $eg, $ing);
-        }
-    };
-}
-
 const RULE_ORDER: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy

@@ -7,15 +7,6 @@ use super::helpers::*;
 use crate::endpoint::{Endpoint, Protocol};
 use crate::load::load_str;
 
-macro_rules! case {
-    ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
-        #[test]
-        fn $name() {
-            check($yaml, &$q, $eg, $ing);
-        }
-    };
-}
-
 const ICMP_RULES: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy

@@ -3,15 +3,6 @@
 use super::helpers::*;
 use crate::endpoint::Protocol;
 
-macro_rules! case {
-    ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
-        #[test]
-        fn $name() {
-            check($yaml, &$q, $eg, $ing);
-        }
-    };
-}
-
 const DENY_ALL_INGRESS_PROD: &str = r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy

@@ -6,7 +6,8 @@
 use super::helpers::*;
 use crate::endpoint::Endpoint;
 
-macro_rules! case {
+/// A row whose policies come after the network sets below.
+macro_rules! with_sets {
     ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
         #[test]
         fn $name() {
@@ -78,36 +79,36 @@ fn outside(addr: &str) -> Endpoint {
     Endpoint::external(ip(addr))
 }
 
-case!(namespaced_policy_reaches_its_own_namespace_set: SAME_NAMESPACE,
+with_sets!(namespaced_policy_reaches_its_own_namespace_set: SAME_NAMESPACE,
     tcp(&outside("203.0.113.9"), &prod_db(), 5432)
     => egress open(), ingress by(true, "prod/db", 0));
-case!(namespaced_policy_does_not_reach_another_namespace_set: SAME_NAMESPACE,
+with_sets!(namespaced_policy_does_not_reach_another_namespace_set: SAME_NAMESPACE,
     tcp(&outside("198.51.100.9"), &prod_db(), 5432)
     => egress open(), ingress by(false, "prod/db", -1));
-case!(namespaced_policy_does_not_reach_global_sets_without_global: SAME_NAMESPACE,
+with_sets!(namespaced_policy_does_not_reach_global_sets_without_global: SAME_NAMESPACE,
     tcp(&outside("8.8.8.8"), &prod_db(), 5432)
     => egress open(), ingress by(false, "prod/db", -1));
-case!(address_in_no_set_is_not_selected: SAME_NAMESPACE,
+with_sets!(address_in_no_set_is_not_selected: SAME_NAMESPACE,
     tcp(&outside("192.0.2.1"), &prod_db(), 5432)
     => egress open(), ingress by(false, "prod/db", -1));
 
-case!(global_selects_global_network_sets: GLOBAL_SCOPE, udp(&prod_web(), &outside("8.8.4.4"), 53)
+with_sets!(global_selects_global_network_sets: GLOBAL_SCOPE, udp(&prod_web(), &outside("8.8.4.4"), 53)
     => egress by(true, "prod/web-egress", 0), ingress open());
-case!(global_does_not_select_namespaced_sets: GLOBAL_SCOPE,
+with_sets!(global_does_not_select_namespaced_sets: GLOBAL_SCOPE,
     tcp(&prod_web(), &outside("203.0.113.9"), 443)
     => egress by(false, "prod/web-egress", -1), ingress open());
-case!(namespace_selector_reaches_the_selected_namespace_sets: GLOBAL_SCOPE,
+with_sets!(namespace_selector_reaches_the_selected_namespace_sets: GLOBAL_SCOPE,
     tcp(&prod_web(), &outside("198.51.100.9"), 443)
     => egress by(true, "prod/web-egress", 1), ingress open());
 
-case!(global_policy_reaches_every_set: GLOBAL_POLICY, tcp(&prod_web(), &outside("198.51.100.9"), 443)
+with_sets!(global_policy_reaches_every_set: GLOBAL_POLICY, tcp(&prod_web(), &outside("198.51.100.9"), 443)
     => egress by(false, "no-partners", 0), ingress open());
-case!(global_policy_reaches_namespaced_sets_too: GLOBAL_POLICY, tcp(&dev_web(), &outside("203.0.113.9"), 443)
+with_sets!(global_policy_reaches_namespaced_sets_too: GLOBAL_POLICY, tcp(&dev_web(), &outside("203.0.113.9"), 443)
     => egress by(false, "no-partners", 0), ingress open());
-case!(not_selector_excludes_addresses_of_a_matching_set: GLOBAL_POLICY,
+with_sets!(not_selector_excludes_addresses_of_a_matching_set: GLOBAL_POLICY,
     udp(&prod_web(), &outside("8.8.8.8"), 53)
     => egress by(false, "no-partners", -1), ingress open());
-case!(not_selector_passes_addresses_outside_the_set: GLOBAL_POLICY,
+with_sets!(not_selector_passes_addresses_outside_the_set: GLOBAL_POLICY,
     udp(&prod_web(), &outside("8.1.1.1"), 53)
     => egress by(true, "no-partners", 1), ingress open());
 

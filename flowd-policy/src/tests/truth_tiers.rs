@@ -4,15 +4,6 @@
 use super::helpers::*;
 use crate::eval::Ruling;
 
-macro_rules! case {
-    ($name:ident: $yaml:expr, $q:expr => egress $eg:expr, ingress $ing:expr) => {
-        #[test]
-        fn $name() {
-            check($yaml, &$q, $eg, $ing);
-        }
-    };
-}
-
 const TIERS: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: Tier
