@@ -92,6 +92,15 @@ impl AdminSpec {
         }
     }
 
+    /// Whether any rule names peers by domain, which flows cannot show.
+    pub fn has_domain_names(&self) -> bool {
+        self.ingress
+            .iter()
+            .chain(&self.egress)
+            .flat_map(|r| &r.peers)
+            .any(|p| matches!(p, AdminPeer::DomainNames(_)))
+    }
+
     pub fn selects(&self, ep: &Endpoint, d: Detail) -> Result<(), String> {
         if !ep.is_pod() {
             return Err(d.why(|| "endpoint is not a pod (or runs in the host network)".into()));

@@ -247,8 +247,17 @@ fn parse_entity(n: Node<'_>, namespace: Option<&str>) -> Result<EntityRule, Fiel
     let service = with_field(n, "services", |s| {
         let Some(s) = s else { return Ok(None) };
         s.object()?;
-        let name = s.opt_str("name")?.unwrap_or("");
-        let ns = s.opt_str("namespace")?.or(namespace).unwrap_or("");
+        let Some(name) = s.opt_str("name")?.filter(|n| !n.is_empty()) else {
+            return Err(s.err("services needs the service's name"));
+        };
+        // Calico: a global policy's service match names its namespace.
+        let Some(ns) = s
+            .opt_str("namespace")?
+            .or(namespace)
+            .filter(|n| !n.is_empty())
+        else {
+            return Err(s.err("services needs a namespace in a global policy"));
+        };
         Ok(Some(format!("{ns}/{name}")))
     })?;
 

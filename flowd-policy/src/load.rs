@@ -546,6 +546,18 @@ fn parse_policy(
             }
         }
     })?;
+    if let Some(Policy {
+        body: PolicyBody::Admin(spec),
+        ..
+    }) = &policy
+    {
+        if spec.has_domain_names() {
+            warnings.push(format!(
+                "{source}: {label}: domainNames peers are not evaluated (flows carry addresses, \
+                 not the names they were resolved from): those peers match nothing"
+            ));
+        }
+    }
     Ok(match policy {
         Some(p) => Parsed::Policy(Box::new(p), warnings),
         None => Parsed::Skipped(

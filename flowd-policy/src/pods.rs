@@ -31,10 +31,12 @@ pub struct StaticPods {
     /// Services by cluster IP, and the services each endpoint address backs, with ports.
     cluster_ips: HashMap<IpAddr, ServiceMembership>,
     backends: HashMap<IpAddr, Vec<ServiceMembership>>,
+    /// Node addresses: host endpoints with the node's labels (admin policies' `nodes` peers).
+    nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
 }
 
 /// The kinds `StaticPods` reads, for messages.
-pub const POD_KINDS: &str = "Pod, Namespace, ServiceAccount, Service, EndpointSlice";
+pub const POD_KINDS: &str = "Pod, Namespace, ServiceAccount, Service, EndpointSlice, Node";
 
 /// Result of loading pods: the rest loads when one object is bad.
 #[derive(Debug, Default)]
@@ -95,6 +97,11 @@ impl StaticPods {
                 "Service" => parse_service(obj.value).map(|(ips, membership)| {
                     for ip in ips {
                         self.cluster_ips.insert(ip, membership.clone());
+                    }
+                }),
+                "Node" => parse_node(obj.value).map(|(ips, name, labels)| {
+                    for ip in ips {
+                        self.nodes.insert(ip, (name.clone(), labels.clone()));
                     }
                 }),
                 "EndpointSlice" => parse_endpoint_slice(obj.value).map(|(ips, membership)| {
@@ -235,10 +242,20 @@ impl EndpointResolver for StaticPods {
             .map_err(|_| format!("\"{t}\" is neither NAMESPACE/POD nor an IP address"))?;
         match self.by_ip.get(&ip).and_then(|(ns, p)| self.get(ns, p)) {
             Some(mut ep) => {
+                // A dual-stack pod asked for by its other address backs services there.
                 ep.ip = ip;
+                ep.services = self.backends.get(&ip).cloned().unwrap_or_default();
                 Ok(ep)
             }
             None => {
+                if let Some((name, labels)) = self.nodes.get(&ip) {
+                    return Ok(Endpoint {
+                        pod: Some(name.clone()),
+                        labels: labels.clone(),
+                        host: true,
+                        ..Endpoint::external(ip)
+                    });
+                }
                 let mut outside = Endpoint::external(ip);
                 if let Some(service) = self.cluster_ips.get(&ip) {
                     outside.services = vec![service.clone()];
@@ -325,4 +342,26 @@ fn parse_endpoint_slice(value: &Value) -> Result<(Vec<IpAddr>, ServiceMembership
             ports: port_pairs(value.get("ports")),
         },
     ))
+}
+
+/// A Node's internal and external addresses, name and labels.
+#[allow(clippy::type_complexity)]
+fn parse_node(
+    value: &Value,
+) -> Result<(Vec<IpAddr>, String, BTreeMap<String, String>), FieldError> {
+    let meta = parse_metadata(value)?;
+    let ips = value
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            matches!(
+                a.get("type").and_then(Value::as_str),
+                Some("InternalIP" | "ExternalIP")
+            )
+        })
+        .filter_map(|a| a.get("address")?.as_str()?.parse().ok())
+        .collect();
+    Ok((ips, meta.name, meta.labels))
 }

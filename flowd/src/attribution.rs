@@ -179,7 +179,8 @@ impl Attributor {
     pub fn record_endpoint(&self, endpoint: &crate::proto::v1::Endpoint) -> Option<Endpoint> {
         let ip: IpAddr = endpoint.ip.parse().ok()?;
         if let Ok(known) = self.pods.resolve(&endpoint.ip) {
-            if known.is_pod() {
+            // A pod, a node, or a cluster IP with its services: more than the record says.
+            if known.is_pod() || known.host || !known.services.is_empty() {
                 return Some(known);
             }
         }
@@ -285,11 +286,17 @@ impl Attributor {
         };
         let engine = self.engine();
         let key = engine.endpoint_key(&endpoint);
-        let network_set = match meta {
-            Some(_) => None,
-            None => engine
+        // Only an address that nothing else names: a pod from the files keeps its name.
+        let named_otherwise = meta.is_some()
+            || endpoint.namespace.is_some()
+            || endpoint.host
+            || !endpoint.services.is_empty();
+        let network_set = if named_otherwise {
+            None
+        } else {
+            engine
                 .network_set_of(&ip)
-                .map(|set| Arc::new(network_set_meta(ip, set))),
+                .map(|set| Arc::new(network_set_meta(ip, set)))
         };
         let entry = Arc::new(Resolved {
             endpoint,
@@ -511,7 +518,12 @@ mod tests {
              spec: {clusterIP: 198.18.1.1, ports: [{port: 80, targetPort: 8080}]}\n---\n\
              apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
              metadata: {name: web-x, namespace: shop, labels: {kubernetes.io/service-name: web}}\n\
-             endpoints: [{addresses: [198.18.0.2]}]\nports: [{port: 8080, protocol: TCP}]\n",
+             endpoints: [{addresses: [198.18.0.2]}]\nports: [{port: 8080, protocol: TCP}]\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: shop, labels: {app: web}}\n\
+             status: {podIP: 198.18.0.3}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {name: web-y, namespace: shop, labels: {kubernetes.io/service-name: web}}\n\
+             endpoints: [{addresses: [198.18.0.3]}]\nports: [{port: 9090, protocol: TCP}]\n",
             &mut index,
             &mut report,
         );
@@ -549,6 +561,10 @@ mod tests {
         );
         assert!(!allowed("198.18.1.1", 8080), "not the service's port");
         assert!(!allowed("198.18.0.9", 8080), "not the service's");
+        // Each endpoint on its own slice's ports, not on another slice's.
+        assert!(allowed("198.18.0.3", 9090));
+        assert!(!allowed("198.18.0.3", 8080));
+        assert!(!allowed("198.18.0.2", 9090));
     }
 
     #[test]

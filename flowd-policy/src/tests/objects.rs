@@ -126,7 +126,7 @@ metadata: {name: web, namespace: shop}
     );
     assert_eq!(
         loaded.warnings,
-        ["cluster.yaml: 2 object(s) of kind Deployment not read (endpoints come from Pod, Namespace, ServiceAccount, Service, EndpointSlice)"]
+        ["cluster.yaml: 2 object(s) of kind Deployment not read (endpoints come from Pod, Namespace, ServiceAccount, Service, EndpointSlice, Node)"]
     );
 }
 
@@ -179,4 +179,26 @@ ports: [{port: 5353, protocol: UDP}]
             ports: vec![(Protocol::Tcp, 80), (Protocol::Udp, 53)],
         }]
     );
+}
+
+/// A node's addresses resolve to a host endpoint with the node's labels (admin policies'
+/// `nodes` peers), never to a pod.
+#[test]
+fn node_addresses_are_host_endpoints_with_the_node_labels() {
+    use crate::pods::{EndpointResolver as _, StaticPods};
+    let loaded = StaticPods::load_str(
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {name: cp-1, labels: {node-role.kubernetes.io/control-plane: ""}}
+status: {addresses: [{type: InternalIP, address: 198.18.9.1}, {type: Hostname, address: cp-1}]}
+"#,
+        "nodes.yaml",
+    );
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let node = loaded.pods.resolve("198.18.9.1").unwrap();
+    assert!(node.host && !node.is_pod(), "{node:?}");
+    assert!(node
+        .labels
+        .contains_key("node-role.kubernetes.io/control-plane"));
 }

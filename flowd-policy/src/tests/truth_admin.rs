@@ -185,6 +185,25 @@ case!(equal_priorities_go_by_name: TIES, tcp(&prod_web(), &prod_db(), 1)
     => egress open(), ingress by(false, "a-deny", 0));
 
 #[test]
+fn domain_name_peers_are_reported_as_not_evaluated() {
+    let loaded = load_str(
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+         metadata: {name: by-name}\nspec:\n  priority: 1\n  subject: {namespaces: {}}\n\
+         \x20 egress:\n  - {action: Allow, to: [{domainNames: [\"*.example.com\"]}]}\n",
+        "names.yaml",
+    );
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("by-name") && w.contains("domainNames peers are not evaluated")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
 fn equal_priorities_are_reported() {
     let loaded = load_str(TIES, "ties.yaml");
     assert!(

@@ -38,6 +38,27 @@ fn db_backend() -> Endpoint {
     prod_db().with_service("prod/db", PG)
 }
 
+#[test]
+fn a_service_match_names_the_service_and_its_namespace() {
+    for (policy, expect) in [
+        (
+            "kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  ingress:\n  - {action: Allow, source: {services: {name: web}}}\n",
+            "needs a namespace in a global policy",
+        ),
+        (
+            "kind: NetworkPolicy\nmetadata: {name: n, namespace: prod}\nspec:\n  ingress:\n  - {action: Allow, source: {services: {namespace: prod}}}\n",
+            "needs the service's name",
+        ),
+    ] {
+        let loaded = crate::load::load_str(
+            &format!("apiVersion: projectcalico.org/v3\n{policy}"),
+            "services.yaml",
+        );
+        let text = format!("{:?}", loaded.errors);
+        assert!(text.contains(expect), "{policy}\n-> {text}");
+    }
+}
+
 case!(source_service_endpoint_matches: SERVICES, tcp(&web_backend(), &db_backend(), 5432)
     => egress by(true, "prod/web", 0), ingress by(true, "prod/db", 0));
 case!(source_not_an_endpoint_of_the_service: SERVICES, tcp(&prod_api(), &db_backend(), 5432)

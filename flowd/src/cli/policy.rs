@@ -235,7 +235,8 @@ fn endpoint(pods: &StaticPods, recorded: Option<&pb::Endpoint>) -> Option<Endpoi
     let recorded = recorded?;
     let ip: IpAddr = recorded.ip.parse().ok()?;
     if let Ok(known) = pods.resolve(&recorded.ip) {
-        if known.namespace.is_some() {
+        // A pod, a node, or a cluster IP with its services: more than the record says.
+        if known.namespace.is_some() || known.host || !known.services.is_empty() {
             return Some(known);
         }
     }
@@ -272,14 +273,18 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         };
         let port = flow.destination.as_ref().map(|d| d.port).unwrap_or(0);
         let source_port = flow.source.as_ref().map(|s| s.port).unwrap_or(0);
-        let protocol = Protocol::from_number(flow.protocol as u8);
-        let transport = Transport::observed(
-            protocol,
-            source_port as u16,
-            port as u16,
-            flow.icmp_type as u8,
-            flow.icmp_code as u8,
-        );
+        // A field outside its wire range is not a flow the kernel could have seen: skipped.
+        let (Ok(protocol), Ok(port16), Ok(source_port), Ok(icmp_type), Ok(icmp_code)) = (
+            u8::try_from(flow.protocol),
+            u16::try_from(port),
+            u16::try_from(source_port),
+            u8::try_from(flow.icmp_type),
+            u8::try_from(flow.icmp_code),
+        ) else {
+            continue;
+        };
+        let protocol = Protocol::from_number(protocol);
+        let transport = Transport::observed(protocol, source_port, port16, icmp_type, icmp_code);
         let evaluation = engine.evaluate_endpoints(&source, &destination, transport);
         if evaluation.allowed {
             continue;
@@ -358,8 +363,8 @@ async fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
             Some(ObservedFlow {
                 source: endpoint(&pods, f.source.as_ref())?,
                 destination: endpoint(&pods, f.destination.as_ref())?,
-                protocol: Protocol::from_number(f.protocol as u8),
-                port: f.destination.as_ref()?.port as u16,
+                protocol: Protocol::from_number(u8::try_from(f.protocol).ok()?),
+                port: u16::try_from(f.destination.as_ref()?.port).ok()?,
             })
         })
         .collect();

@@ -84,6 +84,42 @@ fn world(ip: IpAddr) -> Arc<EndpointMeta> {
     }
 }
 
+/// By (endpoint address, "namespace/service"): the ports its slices serve it on; `None` for a
+/// slice without ports (every port).
+type BackendPorts = HashMap<(IpAddr, String), Option<Vec<(Protocol, u16)>>>;
+
+/// A pod's services with the ports they reach it on, over all its addresses (empty: any port).
+fn backed(services: &[String], ips: &[IpAddr], ports: &BackendPorts) -> Vec<ServiceMembership> {
+    services
+        .iter()
+        .map(|service| {
+            let mut all = Vec::new();
+            for ip in ips {
+                match ports.get(&(*ip, service.clone())) {
+                    Some(Some(these)) => {
+                        for port in these {
+                            if !all.contains(port) {
+                                all.push(*port);
+                            }
+                        }
+                    }
+                    Some(None) => {
+                        return ServiceMembership {
+                            service: service.clone(),
+                            ports: Vec::new(),
+                        }
+                    }
+                    None => {}
+                }
+            }
+            ServiceMembership {
+                service: service.clone(),
+                ports: all,
+            }
+        })
+        .collect()
+}
+
 fn memberships(
     services: &[String],
     ports: &HashMap<String, Vec<(Protocol, u16)>>,
@@ -106,9 +142,11 @@ pub struct MetadataIndex {
     service_accounts: HashMap<(String, String), Labels>,
     services: HashMap<IpAddr, String>,
     backends: HashMap<IpAddr, Vec<String>>,
-    /// By "namespace/name": the service's own ports, and the ports its endpoints serve on.
+    /// By "namespace/name": the service's own ports (for its cluster IPs).
     service_ports: HashMap<String, Vec<(Protocol, u16)>>,
-    backend_ports: HashMap<String, Vec<(Protocol, u16)>>,
+    /// By (endpoint address, service): the ports its slices serve it on there; `None`: a slice
+    /// without ports (every port).
+    backend_ports: BackendPorts,
     nodes: HashMap<IpAddr, (String, BTreeMap<String, String>)>,
     /// Built by `finish`: per address, pods by start time, newest last.
     by_ip: AddressMap<Tenants>,
@@ -166,16 +204,24 @@ impl MetadataIndex {
         ports: &[(Protocol, u16)],
     ) {
         let name = format!("{namespace}/{service}");
-        let known = self.backend_ports.entry(name.clone()).or_default();
-        for port in ports {
-            if !known.contains(port) {
-                known.push(*port);
-            }
-        }
         for ip in ips {
             let entry = self.backends.entry(*ip).or_default();
             if !entry.contains(&name) {
                 entry.push(name.clone());
+            }
+            let known = self
+                .backend_ports
+                .entry((*ip, name.clone()))
+                .or_insert_with(|| Some(Vec::new()));
+            match known {
+                Some(known) if !ports.is_empty() => {
+                    for port in ports {
+                        if !known.contains(port) {
+                            known.push(*port);
+                        }
+                    }
+                }
+                _ => *known = None,
             }
         }
     }
@@ -213,7 +259,7 @@ impl MetadataIndex {
                 .collect();
             services.sort();
             services.dedup();
-            let service_memberships = memberships(&services, &self.backend_ports);
+            let service_memberships = backed(&services, &pod.ips, &self.backend_ports);
             let workload = self
                 .owners
                 .resolve(&pod.namespace, pod.owner.as_ref(), &pod.labels);
