@@ -1,4 +1,4 @@
-//! Pod and Namespace objects as `kubectl get -o yaml|json` prints them (and as the API's watch
+//! Pod, Namespace, Service, EndpointSlice and Node objects as `kubectl get -o yaml|json` prints them (and as the API's watch
 //! events carry them), read once for everything flowd does with them: the agent's metadata
 //! index and the policy evaluator's endpoints. Defaults are the API server's: a pod without a
 //! namespace is in `default` and runs as service account `default`.
@@ -212,4 +212,145 @@ fn parse_container_port(p: Node<'_>) -> Result<Option<NamedPort>, FieldError> {
         port,
         protocol,
     }))
+}
+
+/// What flowd reads of a Service: its cluster IPs and its own ports.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceObject {
+    pub meta: ObjectMeta,
+    /// `spec.clusterIPs`, then `spec.clusterIP` when not among them.
+    pub cluster_ips: Vec<IpAddr>,
+    pub ports: Vec<(Protocol, u16)>,
+}
+
+/// What flowd reads of an EndpointSlice: the service it belongs to, its addresses and ports.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EndpointSliceObject {
+    pub meta: ObjectMeta,
+    /// The `kubernetes.io/service-name` label.
+    pub service: String,
+    pub addresses: Vec<IpAddr>,
+    /// Empty when the slice lists none (every port).
+    pub ports: Vec<(Protocol, u16)>,
+}
+
+/// What flowd reads of a Node: its internal and external addresses.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeObject {
+    pub meta: ObjectMeta,
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ServiceSpec {
+    #[serde(default, rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(default, rename = "clusterIPs")]
+    cluster_ips: Vec<String>,
+    #[serde(default)]
+    ports: Vec<PortSpec>,
+}
+
+/// A Service's or an EndpointSlice's port: the number and protocol (TCP when absent).
+#[derive(Debug, serde::Deserialize)]
+struct PortSpec {
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SliceEndpoint {
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct NodeStatus {
+    #[serde(default)]
+    addresses: Vec<NodeAddress>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NodeAddress {
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+}
+
+/// Section `key` typed as `T`; absent or null reads as the type's default.
+fn section<T: serde::de::DeserializeOwned + Default>(
+    value: &Value,
+    key: &str,
+) -> Result<T, FieldError> {
+    match value.get(key) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(section) => serde_json::from_value(section.clone())
+            .map_err(|err| FieldError::new(key, err.to_string())),
+    }
+}
+
+fn port_pairs(ports: &[PortSpec]) -> Vec<(Protocol, u16)> {
+    ports
+        .iter()
+        .filter_map(|p| {
+            let protocol = match p.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(name) => Protocol::parse(name)?,
+            };
+            Some((protocol, p.port?))
+        })
+        .collect()
+}
+
+fn addresses<'a>(texts: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
+    texts.into_iter().filter_map(|t| t.parse().ok()).collect()
+}
+
+pub fn parse_service(value: &Value) -> Result<ServiceObject, FieldError> {
+    let meta = parse_metadata(value)?;
+    let spec: ServiceSpec = section(value, "spec")?;
+    let mut cluster_ips = addresses(&spec.cluster_ips);
+    if let Some(ip) = spec.cluster_ip.as_deref().and_then(|t| t.parse().ok()) {
+        if !cluster_ips.contains(&ip) {
+            cluster_ips.push(ip);
+        }
+    }
+    Ok(ServiceObject {
+        meta,
+        cluster_ips,
+        ports: port_pairs(&spec.ports),
+    })
+}
+
+pub fn parse_endpoint_slice(value: &Value) -> Result<EndpointSliceObject, FieldError> {
+    let meta = parse_metadata(value)?;
+    let Some(service) = meta.labels.get("kubernetes.io/service-name").cloned() else {
+        return Err(FieldError::new(
+            "metadata.labels",
+            "kubernetes.io/service-name is missing",
+        ));
+    };
+    let endpoints: Vec<SliceEndpoint> = section(value, "endpoints")?;
+    let ports: Vec<PortSpec> = section(value, "ports")?;
+    Ok(EndpointSliceObject {
+        meta,
+        service,
+        addresses: addresses(endpoints.iter().flat_map(|e| &e.addresses)),
+        ports: port_pairs(&ports),
+    })
+}
+
+pub fn parse_node(value: &Value) -> Result<NodeObject, FieldError> {
+    let meta = parse_metadata(value)?;
+    let status: NodeStatus = section(value, "status")?;
+    let addresses = addresses(
+        status
+            .addresses
+            .iter()
+            .filter(|a| a.kind == "InternalIP" || a.kind == "ExternalIP")
+            .map(|a| &a.address),
+    );
+    Ok(NodeObject { meta, addresses })
 }

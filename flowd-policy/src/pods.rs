@@ -8,11 +8,13 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use crate::endpoint::{Endpoint, Protocol, ServiceMembership};
-use crate::error::FieldError;
+use crate::endpoint::{Endpoint, ServiceMembership};
 use crate::error::LoadError;
 use crate::load::{expand_paths, object_label, objects, parse_documents, read_file};
-use crate::objects::{parse_metadata, parse_namespace, parse_pod, PodObject};
+use crate::objects::{
+    parse_endpoint_slice, parse_metadata, parse_namespace, parse_node, parse_pod, parse_service,
+    PodObject,
+};
 
 /// Turns the text of a flow's side into an endpoint.
 pub trait EndpointResolver {
@@ -94,22 +96,41 @@ impl StaticPods {
                     .map(|namespace| self.add_namespace(&namespace.name, namespace.labels)),
                 "ServiceAccount" => parse_metadata(obj.value)
                     .map(|meta| self.add_service_account(&meta.namespace, &meta.name, meta.labels)),
-                "Service" => parse_service(obj.value).map(|(ips, membership)| {
-                    for ip in ips {
+                "Service" => parse_service(obj.value).map(|service| {
+                    let membership = ServiceMembership {
+                        service: format!("{}/{}", service.meta.namespace, service.meta.name),
+                        ports: service.ports,
+                    };
+                    for ip in service.cluster_ips {
                         self.cluster_ips.insert(ip, membership.clone());
                     }
                 }),
-                "Node" => parse_node(obj.value).map(|(ips, name, labels)| {
-                    for ip in ips {
-                        self.nodes.insert(ip, (name.clone(), labels.clone()));
+                "Node" => parse_node(obj.value).map(|node| {
+                    for ip in node.addresses {
+                        self.nodes
+                            .insert(ip, (node.meta.name.clone(), node.meta.labels.clone()));
                     }
                 }),
-                "EndpointSlice" => parse_endpoint_slice(obj.value).map(|(ips, membership)| {
-                    for ip in ips {
+                "EndpointSlice" => parse_endpoint_slice(obj.value).map(|slice| {
+                    let service = format!("{}/{}", slice.meta.namespace, slice.service);
+                    for ip in slice.addresses {
                         let known = self.backends.entry(ip).or_default();
-                        match known.iter_mut().find(|m| m.service == membership.service) {
-                            Some(m) => m.ports.extend(membership.ports.iter().copied()),
-                            None => known.push(membership.clone()),
+                        match known.iter_mut().find(|m| m.service == service) {
+                            // No ports on a slice means every port, as the agent's index has it.
+                            Some(m) if m.ports.is_empty() || slice.ports.is_empty() => {
+                                m.ports.clear()
+                            }
+                            Some(m) => {
+                                for port in &slice.ports {
+                                    if !m.ports.contains(port) {
+                                        m.ports.push(*port);
+                                    }
+                                }
+                            }
+                            None => known.push(ServiceMembership {
+                                service: service.clone(),
+                                ports: slice.ports.clone(),
+                            }),
                         }
                     }
                 }),
@@ -264,104 +285,4 @@ impl EndpointResolver for StaticPods {
             }
         }
     }
-}
-
-/// `(protocol, port)` of a Service's or EndpointSlice's `ports` (TCP when absent).
-fn port_pairs(ports: Option<&Value>) -> Vec<(Protocol, u16)> {
-    ports
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let port = u16::try_from(p.get("port")?.as_u64()?).ok()?;
-            let protocol = match p.get("protocol").and_then(Value::as_str) {
-                None => Protocol::Tcp,
-                Some(name) => Protocol::parse(name)?,
-            };
-            Some((protocol, port))
-        })
-        .collect()
-}
-
-/// A Service's cluster IPs, reached on its own ports.
-fn parse_service(value: &Value) -> Result<(Vec<IpAddr>, ServiceMembership), FieldError> {
-    let meta = parse_metadata(value)?;
-    let spec = value.get("spec");
-    let mut ips: Vec<IpAddr> = spec
-        .and_then(|s| s.get("clusterIPs"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|ip| ip.as_str()?.parse().ok())
-        .collect();
-    if let Some(ip) = spec
-        .and_then(|s| s.get("clusterIP"))
-        .and_then(Value::as_str)
-        .and_then(|ip| ip.parse().ok())
-    {
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
-    }
-    let ports = port_pairs(spec.and_then(|s| s.get("ports")));
-    Ok((
-        ips,
-        ServiceMembership {
-            service: format!("{}/{}", meta.namespace, meta.name),
-            ports,
-        },
-    ))
-}
-
-/// An EndpointSlice's addresses, backing its service on the slice's ports.
-fn parse_endpoint_slice(value: &Value) -> Result<(Vec<IpAddr>, ServiceMembership), FieldError> {
-    let meta = parse_metadata(value)?;
-    let Some(service) = meta.labels.get("kubernetes.io/service-name") else {
-        return Err(FieldError::new(
-            "metadata.labels",
-            "kubernetes.io/service-name is missing",
-        ));
-    };
-    let ips = value
-        .get("endpoints")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .flat_map(|e| {
-            e.get("addresses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(|ip| ip.as_str()?.parse().ok())
-        .collect();
-    Ok((
-        ips,
-        ServiceMembership {
-            service: format!("{}/{service}", meta.namespace),
-            ports: port_pairs(value.get("ports")),
-        },
-    ))
-}
-
-/// A Node's internal and external addresses, name and labels.
-#[allow(clippy::type_complexity)]
-fn parse_node(
-    value: &Value,
-) -> Result<(Vec<IpAddr>, String, BTreeMap<String, String>), FieldError> {
-    let meta = parse_metadata(value)?;
-    let ips = value
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|a| {
-            matches!(
-                a.get("type").and_then(Value::as_str),
-                Some("InternalIP" | "ExternalIP")
-            )
-        })
-        .filter_map(|a| a.get("address")?.as_str()?.parse().ok())
-        .collect();
-    Ok((ips, meta.name, meta.labels))
 }

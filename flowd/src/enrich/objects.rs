@@ -3,13 +3,14 @@
 
 use std::{
     collections::BTreeMap,
-    net::IpAddr,
     path::{Path, PathBuf},
 };
 
 use flowd_policy::{
-    objects::{parse_metadata, parse_pod, ObjectMeta},
-    FieldError, Protocol,
+    objects::{
+        parse_endpoint_slice, parse_metadata, parse_node, parse_pod, parse_service, ObjectMeta,
+    },
+    FieldError,
 };
 use serde::Deserialize;
 
@@ -31,59 +32,6 @@ pub enum MetadataError {
     },
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ServiceSpec {
-    #[serde(default, rename = "clusterIP")]
-    cluster_ip: Option<String>,
-    #[serde(default, rename = "clusterIPs")]
-    cluster_ips: Vec<String>,
-    #[serde(default)]
-    ports: Vec<PortSpec>,
-}
-
-/// A Service's or an EndpointSlice's port: the number and protocol (TCP when absent).
-#[derive(Debug, Deserialize)]
-struct PortSpec {
-    #[serde(default)]
-    port: Option<u16>,
-    #[serde(default)]
-    protocol: Option<String>,
-}
-
-/// (protocol, port) pairs of `ports`, for Calico's `services` matches.
-fn port_pairs(ports: &[PortSpec]) -> Vec<(Protocol, u16)> {
-    ports
-        .iter()
-        .filter_map(|p| {
-            let protocol = match p.protocol.as_deref() {
-                None => Protocol::Tcp,
-                Some(name) => Protocol::parse(name)?,
-            };
-            Some((protocol, p.port?))
-        })
-        .collect()
-}
-
-#[derive(Debug, Deserialize)]
-struct SliceEndpoint {
-    #[serde(default)]
-    addresses: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct NodeStatus {
-    #[serde(default)]
-    addresses: Vec<NodeAddress>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NodeAddress {
-    #[serde(rename = "type")]
-    kind: String,
-    address: String,
-}
-
 /// What one load found: objects indexed, and per-object problems (the rest still loads).
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -102,10 +50,6 @@ fn field_error(error: FieldError) -> String {
     format!("field {}: {}", error.path, error.message)
 }
 
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    text.parse().ok()
-}
-
 fn parse_time(text: &Option<String>) -> Option<std::time::SystemTime> {
     text.as_deref()
         .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
@@ -116,11 +60,6 @@ pub(crate) fn add_object(
     value: &serde_json::Value,
 ) -> Result<bool, String> {
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-    // An absent section reads as empty, as the API server would default it.
-    let field = |name: &str| match value.get(name) {
-        Some(serde_json::Value::Null) | None => serde_json::Value::Object(Default::default()),
-        Some(section) => section.clone(),
-    };
     let meta = parse_metadata(value).map_err(field_error)?;
     let controller = |meta: &ObjectMeta| {
         meta.controller
@@ -165,54 +104,28 @@ pub(crate) fn add_object(
             Ok(true)
         }
         "Service" => {
-            let spec: ServiceSpec = serde_json::from_value(field("spec"))
-                .map_err(|err| format!("field spec: {err}"))?;
-            let mut ips: Vec<IpAddr> = spec
-                .cluster_ips
-                .iter()
-                .filter_map(|i| parse_ip(i))
-                .collect();
-            if let Some(ip) = spec.cluster_ip.as_deref().and_then(parse_ip) {
-                if !ips.contains(&ip) {
-                    ips.push(ip);
-                }
-            }
-            index.add_service(&meta.namespace, &meta.name, &ips, &port_pairs(&spec.ports));
+            let service = parse_service(value).map_err(field_error)?;
+            index.add_service(
+                &meta.namespace,
+                &meta.name,
+                &service.cluster_ips,
+                &service.ports,
+            );
             Ok(true)
         }
         "EndpointSlice" => {
-            let service = meta
-                .labels
-                .get("kubernetes.io/service-name")
-                .cloned()
-                .ok_or("metadata.labels: kubernetes.io/service-name is missing")?;
-            let endpoints: Vec<SliceEndpoint> = match value.get("endpoints") {
-                Some(serde_json::Value::Null) | None => Vec::new(),
-                Some(list) => serde_json::from_value(list.clone())
-                    .map_err(|err| format!("field endpoints: {err}"))?,
-            };
-            let backends: Vec<IpAddr> = endpoints
-                .iter()
-                .flat_map(|e| e.addresses.iter().filter_map(|a| parse_ip(a)))
-                .collect();
-            let ports: Vec<PortSpec> = match value.get("ports") {
-                Some(serde_json::Value::Null) | None => Vec::new(),
-                Some(list) => serde_json::from_value(list.clone())
-                    .map_err(|err| format!("field ports: {err}"))?,
-            };
-            index.add_backends(&meta.namespace, &service, &backends, &port_pairs(&ports));
+            let slice = parse_endpoint_slice(value).map_err(field_error)?;
+            index.add_backends(
+                &meta.namespace,
+                &slice.service,
+                &slice.addresses,
+                &slice.ports,
+            );
             Ok(true)
         }
         "Node" => {
-            let status: NodeStatus = serde_json::from_value(field("status"))
-                .map_err(|err| format!("field status: {err}"))?;
-            let ips: Vec<IpAddr> = status
-                .addresses
-                .iter()
-                .filter(|a| a.kind == "InternalIP" || a.kind == "ExternalIP")
-                .filter_map(|a| parse_ip(&a.address))
-                .collect();
-            index.add_node(&meta.name, meta.labels, &ips);
+            let node = parse_node(value).map_err(field_error)?;
+            index.add_node(&meta.name, meta.labels, &node.addresses);
             Ok(true)
         }
         _ => Ok(false),
