@@ -154,9 +154,7 @@ fn parse_rule(rule: Node<'_>, namespace: Option<&str>) -> Result<CalicoRule, Fie
     let icmp = with_field(rule, "icmp", |n| n.map(parse_icmp).transpose())?.flatten();
     let not_icmp = with_field(rule, "notICMP", |n| n.map(parse_icmp).transpose())?.flatten();
     // Calico's own validation: ICMP criteria only with an ICMP protocol.
-    if (icmp.is_some() || not_icmp.is_some())
-        && !matches!(protocol, Some(Protocol::Icmp | Protocol::IcmpV6))
-    {
+    if (icmp.is_some() || not_icmp.is_some()) && !protocol.is_some_and(Protocol::is_icmp) {
         return Err(FieldError::new(
             format!("{}.protocol", rule.path()),
             "icmp and notICMP need protocol ICMP or ICMPv6".to_string(),

@@ -57,6 +57,11 @@ impl Protocol {
         }
     }
 
+    /// ICMP or ICMPv6: the protocols whose flows carry an ICMP message type and code.
+    pub fn is_icmp(self) -> bool {
+        matches!(self, Protocol::Icmp | Protocol::IcmpV6)
+    }
+
     /// Protocols whose packets carry ports, so port matches make sense.
     pub fn has_ports(self) -> bool {
         matches!(
@@ -330,7 +335,7 @@ impl Transport {
             protocol,
             port: if has_ports { port } else { 0 },
             source_port: has_ports.then_some(source_port),
-            icmp: matches!(protocol, Protocol::Icmp | Protocol::IcmpV6).then_some(Icmp {
+            icmp: protocol.is_icmp().then_some(Icmp {
                 kind: icmp_type,
                 code: icmp_code,
             }),

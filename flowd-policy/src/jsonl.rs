@@ -220,7 +220,7 @@ fn build_query(
             code: code.unwrap_or(0) as u8,
         }),
     };
-    if icmp.is_some() && !matches!(protocol, Protocol::Icmp | Protocol::IcmpV6) {
+    if icmp.is_some() && !protocol.is_icmp() {
         return Err(format!("icmpType: {protocol} is not ICMP or ICMPv6"));
     }
     Ok(FlowQuery {

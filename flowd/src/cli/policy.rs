@@ -411,8 +411,7 @@ fn explain_one(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         None if !protocol.has_ports() => 0,
         None => bail!("--port is required for {protocol}"),
     };
-    let is_icmp = matches!(protocol, Protocol::Icmp | Protocol::IcmpV6);
-    if args.icmp_type.is_some() && !is_icmp {
+    if args.icmp_type.is_some() && !protocol.is_icmp() {
         bail!("--icmp-type: {protocol} is not ICMP or ICMPv6 (give --protocol ICMP)");
     }
     if args.source_port.is_some() && !protocol.has_ports() {
