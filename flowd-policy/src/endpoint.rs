@@ -201,6 +201,11 @@ impl Endpoint {
         self
     }
 
+    /// Whether something names this address beyond itself: a pod, a node, a service's address.
+    pub fn is_named(&self) -> bool {
+        self.namespace.is_some() || self.host || !self.services.is_empty()
+    }
+
     /// Pods are the only endpoints policies select and selectors match.
     pub fn is_pod(&self) -> bool {
         self.namespace.is_some() && !self.host

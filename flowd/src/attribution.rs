@@ -180,7 +180,7 @@ impl Attributor {
         let ip: IpAddr = endpoint.ip.parse().ok()?;
         if let Ok(known) = self.pods.resolve(&endpoint.ip) {
             // A pod, a node, or a cluster IP with its services: more than the record says.
-            if known.is_pod() || known.host || !known.services.is_empty() {
+            if known.is_named() {
                 return Some(known);
             }
         }
@@ -287,11 +287,7 @@ impl Attributor {
         let engine = self.engine();
         let key = engine.endpoint_key(&endpoint);
         // Only an address that nothing else names: a pod from the files keeps its name.
-        let named_otherwise = meta.is_some()
-            || endpoint.namespace.is_some()
-            || endpoint.host
-            || !endpoint.services.is_empty();
-        let network_set = if named_otherwise {
+        let network_set = if endpoint.is_named() {
             None
         } else {
             engine

@@ -236,7 +236,7 @@ fn endpoint(pods: &StaticPods, recorded: Option<&pb::Endpoint>) -> Option<Endpoi
     let ip: IpAddr = recorded.ip.parse().ok()?;
     if let Ok(known) = pods.resolve(&recorded.ip) {
         // A pod, a node, or a cluster IP with its services: more than the record says.
-        if known.namespace.is_some() || known.host || !known.services.is_empty() {
+        if known.is_named() {
             return Some(known);
         }
     }
