@@ -13,19 +13,36 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// An IP protocol by its proto name (`TCP`, `ICMPV6`, `GRE`), or its number when the proto
 /// names none: how exporters and metrics label it.
 pub fn protocol_name(protocol: i32) -> String {
+    protocol_word(protocol).into_owned()
+}
+
+/// `protocol_name` without an allocation for the protocols the proto names.
+pub fn protocol_word(protocol: i32) -> std::borrow::Cow<'static, str> {
     v1::Protocol::try_from(protocol).map_or_else(
-        |_| protocol.to_string(),
-        |p| p.as_str_name().trim_start_matches("PROTOCOL_").to_owned(),
+        |_| protocol.to_string().into(),
+        |p| p.as_str_name().trim_start_matches("PROTOCOL_").into(),
     )
 }
 
 /// An endpoint as `IP:PORT`, an IPv6 address in brackets (`[fd00::1]:80`) so its colons do not
 /// run into the port's.
 pub fn endpoint_text(ip: &str, port: u32) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
+    EndpointText { ip, port }.to_string()
+}
+
+/// `endpoint_text`, written where it is needed (no string of its own).
+pub struct EndpointText<'a> {
+    pub ip: &'a str,
+    pub port: u32,
+}
+
+impl std::fmt::Display for EndpointText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.ip.contains(':') {
+            write!(f, "[{}]:{}", self.ip, self.port)
+        } else {
+            write!(f, "{}:{}", self.ip, self.port)
+        }
     }
 }
 

@@ -7,54 +7,55 @@ pub(crate) fn enrichment() -> anyhow::Result<Vec<Row>> {
     use flowd::enrich::MetadataIndex;
     let mut rows = Vec::new();
     for pods in [10_000u32, 100_000] {
-        let before = live_bytes();
-        let mut index = MetadataIndex::default();
         let address = |i: u32| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-        for ns in 0..100 {
-            let name = format!("ns-{ns}");
-            index.add_namespace(
-                &name,
-                [
-                    ("kubernetes.io/metadata.name".to_owned(), name.clone()),
-                    ("team".to_owned(), format!("team-{}", ns % 10)),
-                ]
-                .into_iter()
-                .collect(),
-            );
-        }
-        for i in 0..pods {
-            // Deployments of 20 replicas (10,000 pods: 500 of them): replicas share labels.
-            let app = i % (pods / 20);
-            index.add_pod(flowd::enrich::PodInfo {
-                named_ports: vec![flowd::policy::NamedPort {
-                    name: "http".to_owned(),
-                    port: 8080,
-                    protocol: flowd::policy::Protocol::Tcp,
-                }],
-                uid: format!("3f0c2a1e-8d5b-4c6f-9a7e-{i:012}"),
-                namespace: format!("ns-{}", app % 100),
-                name: format!("app-{app}-7d9f8c6b5-{i:05}"),
-                labels: [
-                    ("app".to_owned(), format!("app-{app}")),
-                    ("tier".to_owned(), "web".to_owned()),
-                    ("version".to_owned(), format!("v{}", app % 3)),
-                    ("pod-template-hash".to_owned(), "7d9f8c6b5".to_owned()),
-                ]
-                .into_iter()
-                .collect(),
-                owner: Some(flowd::enrich::Workload::new(
-                    "ReplicaSet",
-                    &format!("app-{app}-7d9f8c6b5"),
-                )),
-                node: format!("node-{}", i % 50),
-                service_account: "default".into(),
-                host_ip: None,
-                ips: vec![address(i)],
-                since: None,
-            });
-        }
-        index.finish();
-        let after = live_bytes();
+        let (index, index_bytes) = counting_heap(|| {
+            let mut index = MetadataIndex::default();
+            for ns in 0..100 {
+                let name = format!("ns-{ns}");
+                index.add_namespace(
+                    &name,
+                    [
+                        ("kubernetes.io/metadata.name".to_owned(), name.clone()),
+                        ("team".to_owned(), format!("team-{}", ns % 10)),
+                    ]
+                    .into_iter()
+                    .collect(),
+                );
+            }
+            for i in 0..pods {
+                // Deployments of 20 replicas (10,000 pods: 500 of them): replicas share labels.
+                let app = i % (pods / 20);
+                index.add_pod(flowd::enrich::PodInfo {
+                    named_ports: vec![flowd::policy::NamedPort {
+                        name: "http".to_owned(),
+                        port: 8080,
+                        protocol: flowd::policy::Protocol::Tcp,
+                    }],
+                    uid: format!("3f0c2a1e-8d5b-4c6f-9a7e-{i:012}"),
+                    namespace: format!("ns-{}", app % 100),
+                    name: format!("app-{app}-7d9f8c6b5-{i:05}"),
+                    labels: [
+                        ("app".to_owned(), format!("app-{app}")),
+                        ("tier".to_owned(), "web".to_owned()),
+                        ("version".to_owned(), format!("v{}", app % 3)),
+                        ("pod-template-hash".to_owned(), "7d9f8c6b5".to_owned()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    owner: Some(flowd::enrich::Workload::new(
+                        "ReplicaSet",
+                        &format!("app-{app}-7d9f8c6b5"),
+                    )),
+                    node: format!("node-{}", i % 50),
+                    service_account: "default".into(),
+                    host_ip: None,
+                    ips: vec![address(i)],
+                    since: None,
+                });
+            }
+            index.finish();
+            index
+        });
         let now = SystemTime::now();
         let lookups = 5_000_000u32;
         let query = |n: u32| (address(n.wrapping_mul(2_654_435_761) % pods), now);
@@ -107,10 +108,7 @@ pub(crate) fn enrichment() -> anyhow::Result<Vec<Row>> {
         ));
         rows.push(row(
             &format!("metadata index memory, {pods} pods (MiB of heap)"),
-            format!(
-                "{:.1}",
-                after.saturating_sub(before) as f64 / (1024.0 * 1024.0)
-            ),
+            format!("{:.1}", index_bytes as f64 / (1024.0 * 1024.0)),
             "-".into(),
             1.0,
             "< 100 at 100k",

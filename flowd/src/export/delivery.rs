@@ -41,11 +41,24 @@ pub enum SinkError {
     Rejected(String),
 }
 
-/// A receiving end: hands a batch over and says once it is acknowledged.
+/// Turns a batch of records into what a receiving end is sent. It runs on the exporter's
+/// reader, apart from sending: the next batch is read and encoded while the receiving end
+/// answers for this one, so the two use separate cores.
+pub trait Encode: Send + Sync + 'static {
+    type Encoded: Send + Sync + 'static;
+    /// A batch that cannot be encoded is refused for good (`SinkError::Rejected`).
+    fn encode(&self, batch: &[Arc<pb::Flow>]) -> Result<Self::Encoded, SinkError>;
+}
+
+/// A receiving end: hands an encoded batch over and says once it is acknowledged.
 pub trait Sink: Send {
+    type Encoder: Encode;
+    fn encoder(&self) -> Self::Encoder;
+    /// Sends `batch` (of `records` records); called again with the same batch to retry.
     fn send(
         &mut self,
-        batch: &[Arc<pb::Flow>],
+        batch: &<Self::Encoder as Encode>::Encoded,
+        records: usize,
     ) -> impl Future<Output = Result<Accepted, SinkError>> + Send;
 }
 
@@ -82,17 +95,33 @@ struct Batch {
     oldest_recorded_ns: Option<u64>,
 }
 
+/// A batch the reader encoded, waiting for its turn to be sent.
+struct Ready<T> {
+    /// None when every record read was passed over: only the cursor moves.
+    encoded: Option<Result<T, SinkError>>,
+    records: usize,
+    through: u64,
+    oldest_recorded_ns: Option<u64>,
+}
+
 /// Delivers every record the store holds after the saved cursor, then every new one, until
 /// the store closes. A first run starts with the records stored from then on.
 pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: Arc<Telemetry>) {
-    let exporter = delivery.exporter;
+    let Delivery {
+        exporter,
+        cursor: cursor_file,
+        matcher,
+        batch_records,
+        batch_wait,
+        retry_max,
+    } = delivery;
     let report = Report {
         exporter,
-        hub: &hub,
-        telemetry: &telemetry,
+        hub: hub.clone(),
+        telemetry,
     };
     let last_cursor = hub.store().last_cursor();
-    let mut delivered = match delivery.cursor.load() {
+    let mut delivered = match cursor_file.load() {
         // A cursor is never past what the history stored: this history is a new one (the old
         // was damaged and moved aside, or removed), and all of it is still to be delivered.
         Some(cursor) if cursor > last_cursor => {
@@ -102,12 +131,12 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
                 last_cursor,
                 "the saved export cursor is past the end of the history, which is a new one; exporting all of it"
             );
-            save(&delivery, 0);
+            save(&cursor_file, exporter, 0);
             0
         }
         Some(cursor) => cursor,
         None => {
-            save(&delivery, last_cursor);
+            save(&cursor_file, exporter, last_cursor);
             last_cursor
         }
     };
@@ -116,57 +145,42 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
         after_cursor = delivered,
         "exporting"
     );
+    // One batch waits while one is out and the reader fills the next: a bounded lead, in
+    // memory, over what the receiving end acknowledged.
+    let (ready_tx, mut ready) = tokio::sync::mpsc::channel(1);
+    let reader = Reader {
+        matcher,
+        batch_records,
+        batch_wait,
+        report: report.clone(),
+    };
+    // Aborted with this task (the agent's shutdown or a test dropping it).
+    let _reader = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(reader.run(
+        Arc::new(sink.encoder()),
+        delivered,
+        ready_tx,
+    )));
     let mut failing = false;
-    loop {
-        let mut subscription = hub.subscribe(
-            Backlog::Range(Range::AfterCursor(delivered)),
-            true,
-            FlowMatcher::all(),
-        );
-        let mut next = collect(&mut subscription, &delivery, delivered, &report).await;
-        loop {
-            let (batch, stop) = next;
-            // While a batch is out, the next one is read: the history and the receiving end
-            // work at the same time. It is sent only once this one is answered.
-            let prefetch = async {
-                match stop {
-                    None => {
-                        Some(collect(&mut subscription, &delivery, batch.through, &report).await)
-                    }
-                    Some(_) => None,
-                }
-            };
-            // The cursor moves as soon as the batch is answered, not when the next is read.
-            let sending = async {
-                let sent = send(
-                    &mut sink,
-                    &batch,
-                    delivered,
-                    &delivery,
-                    &report,
-                    &mut failing,
-                )
-                .await;
-                if sent.is_continue() {
-                    if batch.through != delivered {
-                        delivered = batch.through;
-                        save(&delivery, delivered);
-                    }
-                    report.lag(delivered, None);
-                }
-                sent
-            };
-            let (sent, fetched) = tokio::join!(sending, prefetch);
-            if sent.is_break() {
-                // At shutdown the batch stays unsent: the next start sends it.
-                return;
-            }
-            match (stop, fetched) {
-                (None, Some(fetched)) => next = fetched,
-                (Some(Stop::Closed), _) => return,
-                (Some(Stop::Resubscribe), _) | (None, None) => break,
-            }
+    while let Some(batch) = ready.recv().await {
+        if send(
+            &mut sink,
+            &batch,
+            delivered,
+            retry_max,
+            &report,
+            &mut failing,
+        )
+        .await
+        .is_break()
+        {
+            // At shutdown the batch stays unsent: the next start sends it.
+            return;
         }
+        if batch.through != delivered {
+            delivered = batch.through;
+            save(&cursor_file, exporter, delivered);
+        }
+        report.lag(delivered, None);
     }
 }
 
@@ -174,23 +188,30 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
 /// good), retrying with backoff; `Break` when the store closed while it waited to retry.
 async fn send<S: Sink>(
     sink: &mut S,
-    batch: &Batch,
+    batch: &Ready<<S::Encoder as Encode>::Encoded>,
     delivered: u64,
-    delivery: &Delivery,
-    report: &Report<'_>,
+    retry_max: Duration,
+    report: &Report,
     failing: &mut bool,
 ) -> std::ops::ControlFlow<()> {
-    let exporter = delivery.exporter;
-    if batch.flows.is_empty() {
-        return std::ops::ControlFlow::Continue(());
-    }
+    let exporter = report.exporter;
+    let records = batch.records;
+    let encoded = match &batch.encoded {
+        None => return std::ops::ControlFlow::Continue(()),
+        Some(Ok(encoded)) => encoded,
+        Some(Err(err)) => {
+            tracing::error!(exporter = exporter.name(), records, reason = %err, "a batch could not be encoded; its records are not exported");
+            report.count(ExportCount::Rejected, records as u64);
+            return std::ops::ControlFlow::Continue(());
+        }
+    };
     let mut retry = RETRY_FIRST;
     loop {
         report.lag(delivered, batch.oldest_recorded_ns);
-        match sink.send(&batch.flows).await {
+        match sink.send(encoded, records).await {
             Ok(accepted) => {
-                let rejected = accepted.rejected.min(batch.flows.len() as u64);
-                report.count(ExportCount::Sent, batch.flows.len() as u64 - rejected);
+                let rejected = accepted.rejected.min(records as u64);
+                report.count(ExportCount::Sent, records as u64 - rejected);
                 if rejected > 0 {
                     tracing::warn!(
                         exporter = exporter.name(),
@@ -206,8 +227,8 @@ async fn send<S: Sink>(
                 return std::ops::ControlFlow::Continue(());
             }
             Err(SinkError::Rejected(reason)) => {
-                tracing::error!(exporter = exporter.name(), records = batch.flows.len(), %reason, "the receiving end refused a batch; its records are not exported");
-                report.count(ExportCount::Rejected, batch.flows.len() as u64);
+                tracing::error!(exporter = exporter.name(), records, %reason, "the receiving end refused a batch; its records are not exported");
+                report.count(ExportCount::Rejected, records as u64);
                 return std::ops::ControlFlow::Continue(());
             }
             Err(SinkError::Unavailable(reason)) => {
@@ -222,89 +243,151 @@ async fn send<S: Sink>(
                     return std::ops::ControlFlow::Break(());
                 }
                 report.count(ExportCount::Retried, 1);
-                retry = (retry * 2).min(delivery.retry_max);
+                retry = (retry * 2).min(retry_max);
             }
         }
     }
 }
 
-/// Reads the next batch after `delivered`: up to `batch_records` matching records, or what came
-/// within `batch_wait` of the first one.
-async fn collect(
-    subscription: &mut Subscription,
-    delivery: &Delivery,
-    delivered: u64,
-    report: &Report<'_>,
-) -> (Batch, Option<Stop>) {
-    let mut batch = Batch {
-        flows: Vec::new(),
-        through: delivered,
-        oldest_recorded_ns: None,
-    };
-    let mut deadline: Option<Instant> = None;
-    loop {
-        let event = match deadline {
-            None => subscription.next().await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, subscription.next()).await {
-                Ok(event) => event,
-                Err(_) => return (batch, None),
-            },
+/// Follows the history from a cursor, batches and encodes what it reads, and hands the
+/// batches over in order.
+struct Reader {
+    matcher: FlowMatcher,
+    batch_records: usize,
+    batch_wait: Duration,
+    report: Report,
+}
+
+impl Reader {
+    async fn run<E: Encode>(
+        self,
+        encoder: Arc<E>,
+        mut through: u64,
+        ready: tokio::sync::mpsc::Sender<Ready<E::Encoded>>,
+    ) {
+        loop {
+            let mut subscription = self.report.hub.subscribe(
+                Backlog::Range(Range::AfterCursor(through)),
+                true,
+                FlowMatcher::all(),
+            );
+            loop {
+                let (batch, stop) = self.collect(&mut subscription, through).await;
+                through = batch.through;
+                let records = batch.flows.len();
+                let encoded = if records == 0 {
+                    None
+                } else {
+                    // Encoding is the exporter's CPU work: off the async workers.
+                    let encoder = encoder.clone();
+                    let flows = batch.flows;
+                    match tokio::task::spawn_blocking(move || encoder.encode(&flows)).await {
+                        Ok(encoded) => Some(encoded),
+                        Err(err) => Some(Err(SinkError::Rejected(format!(
+                            "the encoder failed: {err}"
+                        )))),
+                    }
+                };
+                let ready_batch = Ready {
+                    encoded,
+                    records,
+                    through,
+                    oldest_recorded_ns: batch.oldest_recorded_ns,
+                };
+                if ready.send(ready_batch).await.is_err() {
+                    return;
+                }
+                match stop {
+                    None => {}
+                    Some(Stop::Closed) => return,
+                    Some(Stop::Resubscribe) => break,
+                }
+            }
+        }
+    }
+
+    /// Reads the next batch after `delivered`: up to `batch_records` matching records, or what came
+    /// within `batch_wait` of the first one.
+    async fn collect(
+        &self,
+        subscription: &mut Subscription,
+        delivered: u64,
+    ) -> (Batch, Option<Stop>) {
+        let mut batch = Batch {
+            flows: Vec::new(),
+            through: delivered,
+            oldest_recorded_ns: None,
         };
-        match event {
-            Some(Ok(SubscriptionEvent::Flow(flow))) => {
-                // Read again after a resubscription.
-                if flow.cursor <= batch.through {
-                    continue;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let event = match deadline {
+                None => subscription.next().await,
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, subscription.next()).await {
+                        Ok(event) => event,
+                        Err(_) => return (batch, None),
+                    }
                 }
-                let missing = flow.cursor - batch.through - 1;
-                if missing > 0 {
-                    tracing::warn!(
-                        exporter = delivery.exporter.name(),
-                        after_cursor = batch.through,
-                        records = missing,
-                        "retention removed records before they were exported"
-                    );
-                    report.count(ExportCount::Skipped, missing);
+            };
+            match event {
+                Some(Ok(SubscriptionEvent::Flow(flow))) => {
+                    // Read again after a resubscription.
+                    if flow.cursor <= batch.through {
+                        continue;
+                    }
+                    let missing = flow.cursor - batch.through - 1;
+                    if missing > 0 {
+                        tracing::warn!(
+                            exporter = self.report.exporter.name(),
+                            after_cursor = batch.through,
+                            records = missing,
+                            "retention removed records before they were exported"
+                        );
+                        self.report.count(ExportCount::Skipped, missing);
+                    }
+                    batch.through = flow.cursor;
+                    batch
+                        .oldest_recorded_ns
+                        .get_or_insert_with(|| flow.recorded_time.as_ref().map_or(0, time_ns));
+                    if self.matcher.matches(&flow) {
+                        batch.flows.push(flow);
+                    }
+                    deadline.get_or_insert_with(|| Instant::now() + self.batch_wait);
+                    if batch.flows.len() >= self.batch_records {
+                        return (batch, None);
+                    }
                 }
-                batch.through = flow.cursor;
-                batch
-                    .oldest_recorded_ns
-                    .get_or_insert_with(|| flow.recorded_time.as_ref().map_or(0, time_ns));
-                if delivery.matcher.matches(&flow) {
-                    batch.flows.push(flow);
+                Some(Ok(SubscriptionEvent::Watermark(_))) => {}
+                Some(Ok(SubscriptionEvent::Lost { .. })) => {
+                    return (batch, Some(Stop::Resubscribe))
                 }
-                deadline.get_or_insert_with(|| Instant::now() + delivery.batch_wait);
-                if batch.flows.len() >= delivery.batch_records {
-                    return (batch, None);
+                Some(Err(err)) => {
+                    tracing::warn!(exporter = self.report.exporter.name(), error = %err, "export cannot read the history; retrying");
+                    tokio::time::sleep(RETRY_FIRST).await;
+                    return (batch, Some(Stop::Resubscribe));
                 }
+                None => return (batch, Some(Stop::Closed)),
             }
-            Some(Ok(SubscriptionEvent::Watermark(_))) => {}
-            Some(Ok(SubscriptionEvent::Lost { .. })) => return (batch, Some(Stop::Resubscribe)),
-            Some(Err(err)) => {
-                tracing::warn!(exporter = delivery.exporter.name(), error = %err, "export cannot read the history; retrying");
-                tokio::time::sleep(RETRY_FIRST).await;
-                return (batch, Some(Stop::Resubscribe));
-            }
-            None => return (batch, Some(Stop::Closed)),
         }
     }
 }
 
-fn save(delivery: &Delivery, cursor: u64) {
-    if let Err(err) = delivery.cursor.save(cursor) {
+fn save(file: &CursorFile, exporter: Exporter, cursor: u64) {
+    if let Err(err) = file.save(cursor) {
         // Delivery goes on; a restart would then send more of it again.
-        tracing::warn!(exporter = delivery.exporter.name(), path = %delivery.cursor.path().display(), error = %err, "saving the export cursor");
+        tracing::warn!(exporter = exporter.name(), path = %file.path().display(), error = %err, "saving the export cursor");
     }
 }
 
 /// Where an exporter's counts and lag go.
-struct Report<'a> {
+#[derive(Clone)]
+struct Report {
     exporter: Exporter,
-    hub: &'a Hub,
-    telemetry: &'a Telemetry,
+    hub: Hub,
+    telemetry: Arc<Telemetry>,
 }
 
-impl Report<'_> {
+impl Report {
     fn count(&self, what: ExportCount, n: u64) {
         if n > 0 {
             self.telemetry

@@ -22,11 +22,11 @@ use rskafka::{
 };
 
 use super::{
-    address,
-    delivery::{Accepted, Sink, SinkError},
+    delivery::{Accepted, Encode, Sink, SinkError},
+    Address,
 };
 use crate::{
-    proto::{protocol_name, v1 as pb},
+    proto::{protocol_word, v1 as pb},
     store::time_ns,
 };
 
@@ -239,37 +239,74 @@ impl KafkaSink {
         })
     }
 
-    async fn produce(&mut self, batch: &[Arc<pb::Flow>]) -> Result<(), SinkError> {
+    async fn produce(&mut self, batch: &[Message]) -> Result<(), SinkError> {
         if self.connected.is_none() {
             self.connected = Some(self.connect().await?);
         }
         let Some(connected) = &self.connected else {
             return Err(SinkError::Unavailable("not connected".into()));
         };
-        // Grouped as flows, not messages: a partition's list is made into messages once per
-        // attempt, so splitting a list the broker finds too large needs no copy made up front.
-        let mut by_partition: BTreeMap<usize, Vec<(&pb::Flow, Vec<u8>)>> = BTreeMap::new();
-        for flow in batch {
-            let key = connection_key(flow).into_bytes();
-            let index = partition_of(&key, connected.partitions.len());
-            by_partition.entry(index).or_default().push((flow, key));
+        let partitions = connected.partitions.len();
+        let mut by_partition: BTreeMap<usize, Vec<&Message>> = BTreeMap::new();
+        for message in batch {
+            by_partition
+                .entry(message.key_hash as usize % partitions.max(1))
+                .or_default()
+                .push(message);
         }
         let compression = match self.settings.compression {
             KafkaCompression::None => Compression::NoCompression,
             KafkaCompression::Gzip => Compression::Gzip,
             KafkaCompression::Snappy => Compression::Snappy,
         };
-        let format = self.settings.format;
-        let rounds = by_partition.iter().map(|(index, flows)| {
+        let rounds = by_partition.iter().map(|(index, messages)| {
             let partition = &connected.partitions[*index].1;
-            produce_split(partition, flows, format, compression)
+            produce_split(partition, messages, compression)
         });
         futures::future::try_join_all(rounds).await.map(|_| ())
     }
 }
 
+/// A record as a message, with its key's hash (the partition is that modulo the partitions).
+#[derive(Clone)]
+pub struct Message {
+    key_hash: u32,
+    record: Record,
+}
+
+/// Makes each record's message (key, value, headers): on the exporter's reader, while the
+/// previous batch is produced.
+pub struct MessageEncoder {
+    format: KafkaFormat,
+}
+
+impl Encode for MessageEncoder {
+    type Encoded = Vec<Message>;
+
+    fn encode(&self, batch: &[Arc<pb::Flow>]) -> Result<Vec<Message>, SinkError> {
+        batch
+            .iter()
+            .map(|flow| {
+                let key = connection_key(flow).into_bytes();
+                Ok(Message {
+                    key_hash: key_hash(&key),
+                    record: message(self.format, flow, key)?,
+                })
+            })
+            .collect()
+    }
+}
+
 impl Sink for KafkaSink {
-    async fn send(&mut self, batch: &[Arc<pb::Flow>]) -> Result<Accepted, SinkError> {
+    type Encoder = MessageEncoder;
+
+    fn encoder(&self) -> MessageEncoder {
+        MessageEncoder {
+            format: self.settings.format,
+        }
+    }
+
+    async fn send(&mut self, batch: &Vec<Message>, _records: usize) -> Result<Accepted, SinkError> {
         let result = match tokio::time::timeout(self.settings.timeout, self.produce(batch)).await {
             Ok(result) => result,
             Err(_) => Err(SinkError::Unavailable(format!(
@@ -289,28 +326,25 @@ impl Sink for KafkaSink {
     }
 }
 
-/// Produces `flows` to one partition; a list the broker finds too large is split in halves
+/// Produces `messages` to one partition; a list the broker finds too large is split in halves
 /// and each half produced, so only a single record too large for the broker is refused.
 fn produce_split<'a>(
     partition: &'a PartitionClient,
-    flows: &'a [(&'a pb::Flow, Vec<u8>)],
-    format: KafkaFormat,
+    messages: &'a [&'a Message],
     compression: Compression,
 ) -> futures::future::BoxFuture<'a, Result<(), SinkError>> {
     Box::pin(async move {
-        let records = flows
-            .iter()
-            .map(|(flow, key)| message(format, flow, key.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        // rskafka takes the records it produces: a retry sends copies again.
+        let records = messages.iter().map(|m| m.record.clone()).collect();
         match partition.produce(records, compression).await {
             Ok(_) => Ok(()),
             Err(KafkaError::ServerError {
                 protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
                 ..
-            }) if flows.len() > 1 => {
-                let (first, second) = flows.split_at(flows.len() / 2);
-                produce_split(partition, first, format, compression).await?;
-                produce_split(partition, second, format, compression).await
+            }) if messages.len() > 1 => {
+                let (first, second) = messages.split_at(messages.len() / 2);
+                produce_split(partition, first, compression).await?;
+                produce_split(partition, second, compression).await
             }
             Err(KafkaError::ServerError {
                 protocol_error:
@@ -365,16 +399,20 @@ pub fn connection_key(flow: &pb::Flow) -> String {
     format!(
         "{} {} {} {}",
         flow.node,
-        protocol_name(flow.protocol),
-        address(&flow.source),
-        address(&flow.destination)
+        protocol_word(flow.protocol),
+        Address(&flow.source),
+        Address(&flow.destination)
     )
 }
 
 /// Kafka's default partitioner: the positive murmur2 hash of the key modulo the partitions.
 pub fn partition_of(key: &[u8], partitions: usize) -> usize {
-    let hash = murmur2::murmur2(key, murmur2::KAFKA_SEED) & 0x7fff_ffff;
-    hash as usize % partitions.max(1)
+    key_hash(key) as usize % partitions.max(1)
+}
+
+/// The positive murmur2 hash of a key, as Kafka's default partitioner takes it.
+fn key_hash(key: &[u8]) -> u32 {
+    murmur2::murmur2(key, murmur2::KAFKA_SEED) & 0x7fff_ffff
 }
 
 #[cfg(test)]

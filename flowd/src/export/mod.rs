@@ -15,15 +15,27 @@ pub use kafka::{
     tls_config as kafka_tls_config, KafkaCompression, KafkaFormat, KafkaSasl, KafkaSettings,
     KafkaSetupError, KafkaSink,
 };
-pub use otlp::{log_record as otlp_log_record, request as otlp_request, OtlpError, OtlpSink};
+pub use otlp::{
+    encode_request as otlp_encode_request, log_record as otlp_log_record, request as otlp_request,
+    OtlpError, OtlpSink,
+};
 
 use crate::proto::v1 as pb;
 
-/// An endpoint the way the exporters' texts (OTLP body, Kafka key) name it.
-fn address(endpoint: &Option<pb::Endpoint>) -> String {
-    endpoint
-        .as_ref()
-        .map_or_else(String::new, |e| crate::proto::endpoint_text(&e.ip, e.port))
+/// An endpoint the way the exporters' texts (OTLP body, Kafka key) name it; nothing for none.
+struct Address<'a>(&'a Option<pb::Endpoint>);
+
+impl std::fmt::Display for Address<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(e) => crate::proto::EndpointText {
+                ip: &e.ip,
+                port: e.port,
+            }
+            .fmt(f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A UDP exchange between two IPv6 addresses on node-a, for the exporters' address tests.

@@ -10,8 +10,9 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::{BufMut as _, Bytes};
 use opentelemetry_proto::tonic::{
-    collector::logs::v1::{logs_service_client::LogsServiceClient, ExportLogsServiceRequest},
+    collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse},
     common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
     resource::v1::Resource,
@@ -19,11 +20,11 @@ use opentelemetry_proto::tonic::{
 use tonic::transport::{Channel, Endpoint};
 
 use super::{
-    address,
-    delivery::{Accepted, Sink, SinkError},
+    delivery::{Accepted, Encode, Sink, SinkError},
+    Address,
 };
 use crate::{
-    proto::{protocol_name, v1 as pb},
+    proto::{protocol_word, v1 as pb},
     store::time_ns,
 };
 
@@ -45,7 +46,7 @@ pub enum OtlpError {
 }
 
 pub struct OtlpSink {
-    client: LogsServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
 }
 
 impl OtlpSink {
@@ -64,15 +65,36 @@ impl OtlpSink {
             .timeout(timeout)
             .connect_lazy();
         Ok(Self {
-            client: LogsServiceClient::new(channel).max_decoding_message_size(1 << 20),
+            client: tonic::client::Grpc::new(channel).max_decoding_message_size(1 << 20),
         })
     }
 }
 
 impl Sink for OtlpSink {
-    async fn send(&mut self, batch: &[Arc<pb::Flow>]) -> Result<Accepted, SinkError> {
-        let request = request(batch);
-        match self.client.export(request).await {
+    type Encoder = RequestEncoder;
+
+    fn encoder(&self) -> RequestEncoder {
+        RequestEncoder
+    }
+
+    async fn send(&mut self, request: &Bytes, _records: usize) -> Result<Accepted, SinkError> {
+        let unavailable = |status: tonic::Status| {
+            SinkError::Unavailable(format!("{:?}: {}", status.code(), status.message()))
+        };
+        self.client
+            .ready()
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("connecting: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+        let response = self
+            .client
+            .unary(
+                tonic::Request::new(request.clone()),
+                path,
+                EncodedRequestCodec,
+            )
+            .await;
+        match response {
             Ok(response) => Ok(Accepted {
                 rejected: response
                     .into_inner()
@@ -85,16 +107,114 @@ impl Sink for OtlpSink {
             Err(status) if status.code() == tonic::Code::InvalidArgument => {
                 Err(SinkError::Rejected(status.message().to_owned()))
             }
-            Err(status) => Err(SinkError::Unavailable(format!(
-                "{:?}: {}",
-                status.code(),
-                status.message()
-            ))),
+            Err(status) => Err(unavailable(status)),
         }
     }
 }
 
-/// One request for a batch: a resource per node (an agent's batch has one).
+/// The method the generated `LogsServiceClient::export` calls.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// Encodes a batch as an `ExportLogsServiceRequest`, straight from the records: building the
+/// official types first (some 40 attributes a record, each with owned strings) cost most of the
+/// exporter's time in allocations.
+pub struct RequestEncoder;
+
+impl Encode for RequestEncoder {
+    type Encoded = Bytes;
+
+    fn encode(&self, batch: &[Arc<pb::Flow>]) -> Result<Bytes, SinkError> {
+        Ok(encode_request(batch))
+    }
+}
+
+/// Requests go out as already encoded, responses are decoded as usual.
+#[derive(Clone, Copy, Default)]
+struct EncodedRequestCodec;
+
+struct BytesEncoder;
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for EncodedRequestCodec {
+    type Encode = Bytes;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = BytesEncoder;
+    type Decoder = tonic_prost::ProstDecoder<ExportLogsServiceResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+/// One request for a batch: a resource per node (an agent's batch has one). The same message
+/// as `request` builds, encoded without it.
+pub fn encode_request(batch: &[Arc<pb::Flow>]) -> Bytes {
+    // Records by node, the nodes in the order they first come.
+    let mut nodes: Vec<(&str, Vec<&pb::Flow>)> = Vec::new();
+    let mut node_index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for flow in batch {
+        let index = *node_index.entry(&flow.node).or_insert_with(|| {
+            nodes.push((&flow.node, Vec::new()));
+            nodes.len() - 1
+        });
+        nodes[index].1.push(flow);
+    }
+    let mut request = Vec::new();
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut body = String::new();
+    for (node, flows) in nodes {
+        records.clear();
+        for flow in flows {
+            record.clear();
+            encode_log_record(flow, &mut record, &mut body);
+            wire::message(2, &record, &mut records);
+        }
+        // ScopeLogs: scope (1: name 1, version 2), log_records (2).
+        let mut scope = Vec::new();
+        let mut instrumentation = Vec::new();
+        wire::string(1, "flowd", &mut instrumentation);
+        wire::string(2, env!("CARGO_PKG_VERSION"), &mut instrumentation);
+        wire::message(1, &instrumentation, &mut scope);
+        // ResourceLogs: resource (1: attributes 1), scope_logs (2).
+        let mut resource = Vec::new();
+        let mut attributes = Vec::new();
+        let mut writer = wire::Attributes::new(1, &mut attributes);
+        writer.text("service.name", "flowd");
+        writer.text("k8s.node.name", node);
+        wire::message(1, &attributes, &mut resource);
+        // The records are copied once, after the headers their lengths decide.
+        let scope_len = scope.len() + records.len();
+        wire::header(2, scope_len, &mut resource);
+        // ExportLogsServiceRequest: resource_logs (1).
+        let resource_len = resource.len() + scope_len;
+        request.reserve(resource_len + 16);
+        wire::header(1, resource_len, &mut request);
+        request.extend_from_slice(&resource);
+        request.extend_from_slice(&scope);
+        request.extend_from_slice(&records);
+    }
+    Bytes::from(request)
+}
+
+/// One request for a batch as the official types (what `encode_request` encodes).
 pub fn request(batch: &[Arc<pb::Flow>]) -> ExportLogsServiceRequest {
     let mut by_node: Vec<(&str, Vec<LogRecord>)> = Vec::new();
     for flow in batch {
@@ -127,6 +247,165 @@ pub fn request(batch: &[Arc<pb::Flow>]) -> ExportLogsServiceRequest {
     }
 }
 
+/// Where a record's attributes go: the official types, or their encoding.
+trait Attributes {
+    fn text(&mut self, key: &str, value: &str);
+    /// Text given in upper case (a proto enum's name), as lower case.
+    fn lowercase(&mut self, key: &str, value: &str);
+    fn int(&mut self, key: &str, value: i64);
+    fn boolean(&mut self, key: &str, value: bool);
+}
+
+impl Attributes for Vec<KeyValue> {
+    fn text(&mut self, key: &str, value: &str) {
+        self.push(text(key, value));
+    }
+
+    fn lowercase(&mut self, key: &str, value: &str) {
+        self.push(text(key, &value.to_ascii_lowercase()));
+    }
+
+    fn int(&mut self, key: &str, value: i64) {
+        self.push(int(key, value));
+    }
+
+    fn boolean(&mut self, key: &str, value: bool) {
+        self.push(KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(Value::BoolValue(value)),
+            }),
+            ..Default::default()
+        });
+    }
+}
+
+/// Protobuf encoding of the few OTLP messages the exporter writes, with prost's primitives.
+mod wire {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+
+    /// A length-delimited field holding `bytes` (a message's encoding or a string).
+    pub fn message(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+        header(tag, bytes.len(), out);
+        out.extend_from_slice(bytes);
+    }
+
+    /// The start of a length-delimited field of `len` bytes, which come next.
+    pub fn header(tag: u32, len: usize, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+    }
+
+    pub fn string(tag: u32, value: &str, out: &mut Vec<u8>) {
+        message(tag, value.as_bytes(), out);
+    }
+
+    pub fn fixed64(tag: u32, value: u64, out: &mut Vec<u8>) {
+        if value != 0 {
+            encode_key(tag, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    pub fn varint(tag: u32, value: u64, out: &mut Vec<u8>) {
+        if value != 0 {
+            encode_key(tag, WireType::Varint, out);
+            encode_varint(value, out);
+        }
+    }
+
+    fn delimited_len(tag: u32, len: usize) -> usize {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+
+    /// `AnyValue` fields: string_value (1), bool_value (2), int_value (3).
+    enum Any<'a> {
+        Text(&'a str),
+        /// Text written in lower case (ASCII: as long as the text).
+        Lower(&'a str),
+        Bool(bool),
+        Int(i64),
+    }
+
+    impl Any<'_> {
+        fn encoded_len(&self) -> usize {
+            match self {
+                Any::Text(text) | Any::Lower(text) => delimited_len(1, text.len()),
+                Any::Bool(_) => key_len(2) + 1,
+                // int64: a negative number is its two's complement, ten bytes.
+                Any::Int(n) => key_len(3) + encoded_len_varint(*n as u64),
+            }
+        }
+
+        fn encode(&self, out: &mut Vec<u8>) {
+            match self {
+                Any::Text(text) => string(1, text, out),
+                Any::Lower(text) => {
+                    encode_key(1, WireType::LengthDelimited, out);
+                    encode_varint(text.len() as u64, out);
+                    out.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                }
+                Any::Bool(b) => {
+                    encode_key(2, WireType::Varint, out);
+                    encode_varint(u64::from(*b), out);
+                }
+                Any::Int(n) => {
+                    encode_key(3, WireType::Varint, out);
+                    encode_varint(*n as u64, out);
+                }
+            }
+        }
+    }
+
+    /// Repeated `KeyValue` fields (key 1, value 2) under `tag`, written as they come.
+    pub struct Attributes<'a> {
+        tag: u32,
+        out: &'a mut Vec<u8>,
+    }
+
+    impl<'a> Attributes<'a> {
+        pub fn new(tag: u32, out: &'a mut Vec<u8>) -> Self {
+            Self { tag, out }
+        }
+
+        fn push(&mut self, key: &str, value: Any<'_>) {
+            let value_len = value.encoded_len();
+            let len = delimited_len(1, key.len()) + delimited_len(2, value_len);
+            encode_key(self.tag, WireType::LengthDelimited, self.out);
+            encode_varint(len as u64, self.out);
+            string(1, key, self.out);
+            encode_key(2, WireType::LengthDelimited, self.out);
+            encode_varint(value_len as u64, self.out);
+            value.encode(self.out);
+        }
+    }
+
+    /// An `AnyValue` holding text, as the field `tag`.
+    pub fn text_value(tag: u32, value: &str, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(delimited_len(1, value.len()) as u64, out);
+        string(1, value, out);
+    }
+
+    impl super::Attributes for Attributes<'_> {
+        fn text(&mut self, key: &str, value: &str) {
+            self.push(key, Any::Text(value));
+        }
+
+        fn lowercase(&mut self, key: &str, value: &str) {
+            self.push(key, Any::Lower(value));
+        }
+
+        fn int(&mut self, key: &str, value: i64) {
+            self.push(key, Any::Int(value));
+        }
+
+        fn boolean(&mut self, key: &str, value: bool) {
+            self.push(key, Any::Bool(value));
+        }
+    }
+}
+
 fn text(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
@@ -147,13 +426,10 @@ fn int(key: &str, value: i64) -> KeyValue {
     }
 }
 
-fn count(key: &str, value: u64) -> KeyValue {
-    int(key, i64::try_from(value).unwrap_or(i64::MAX))
-}
-
-/// An enum value's proto name without its type prefix, lower case (`VERDICT_DENIED` -> `denied`).
-fn enum_word(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
+/// An enum value's proto name without its type prefix (`VERDICT_DENIED` -> `DENIED`), which
+/// the attributes give in lower case.
+fn enum_word<'a>(name: &'a str, prefix: &str) -> &'a str {
+    name.strip_prefix(prefix).unwrap_or(name)
 }
 
 /// Attribute keys, spelled out once per side: a record's 40-odd keys cost no formatting.
@@ -227,22 +503,27 @@ macro_rules! counter_keys {
     };
 }
 
-/// The flow as a log record; attributes without a value (an empty string, an absent policy)
-/// are left out.
-pub fn log_record(flow: &pb::Flow) -> LogRecord {
-    let mut attributes = Vec::with_capacity(40);
-    let push_text = |attributes: &mut Vec<KeyValue>, key: &str, value: &str| {
-        if !value.is_empty() {
-            attributes.push(text(key, value));
-        }
-    };
+/// Text attributes with a value: an empty string is left out.
+fn text_if(attributes: &mut impl Attributes, key: &str, value: &str) {
+    if !value.is_empty() {
+        attributes.text(key, value);
+    }
+}
+
+fn count(attributes: &mut impl Attributes, key: &str, value: u64) {
+    attributes.int(key, i64::try_from(value).unwrap_or(i64::MAX));
+}
+
+/// A record's attributes; those without a value (an empty string, an absent policy) are left
+/// out.
+fn flow_attributes(flow: &pb::Flow, attributes: &mut impl Attributes) {
     let ip_version = pb::IpVersion::try_from(flow.ip_version).ok();
     if let Some(kind) = ip_version.and_then(|v| match v {
         pb::IpVersion::Ipv4 => Some("ipv4"),
         pb::IpVersion::Ipv6 => Some("ipv6"),
         _ => None,
     }) {
-        attributes.push(text("network.type", kind));
+        attributes.text("network.type", kind);
     }
     let protocol = pb::Protocol::try_from(flow.protocol).ok();
     if let Some(transport) = protocol.and_then(|p| match p {
@@ -250,71 +531,59 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
         pb::Protocol::Udp => Some("udp"),
         _ => None,
     }) {
-        attributes.push(text("network.transport", transport));
+        attributes.text("network.transport", transport);
     }
-    let protocol_word = protocol_name(flow.protocol);
-    attributes.push(text("flowd.protocol", &protocol_word.to_lowercase()));
+    attributes.lowercase("flowd.protocol", &protocol_word(flow.protocol));
     for (keys, endpoint) in [
         (endpoint_keys!("source"), &flow.source),
         (endpoint_keys!("destination"), &flow.destination),
     ] {
         let Some(endpoint) = endpoint else { continue };
-        push_text(&mut attributes, keys.address, &endpoint.ip);
+        text_if(attributes, keys.address, &endpoint.ip);
         if endpoint.port != 0 {
-            attributes.push(int(keys.port, i64::from(endpoint.port)));
+            attributes.int(keys.port, i64::from(endpoint.port));
         }
         if let Ok(kind) = pb::EndpointKind::try_from(endpoint.kind) {
-            attributes.push(text(
-                keys.kind,
-                &enum_word(kind.as_str_name(), "ENDPOINT_KIND_"),
-            ));
+            attributes.lowercase(keys.kind, enum_word(kind.as_str_name(), "ENDPOINT_KIND_"));
         }
-        push_text(&mut attributes, keys.namespace, &endpoint.namespace);
-        push_text(&mut attributes, keys.pod, &endpoint.name);
+        text_if(attributes, keys.namespace, &endpoint.namespace);
+        text_if(attributes, keys.pod, &endpoint.name);
         if let Some(workload) = &endpoint.workload {
-            push_text(&mut attributes, keys.workload_kind, &workload.kind);
-            push_text(&mut attributes, keys.workload_name, &workload.name);
+            text_if(attributes, keys.workload_kind, &workload.kind);
+            text_if(attributes, keys.workload_name, &workload.name);
         }
-        push_text(&mut attributes, keys.node, &endpoint.node);
+        text_if(attributes, keys.node, &endpoint.node);
         if !endpoint.services.is_empty() {
-            push_text(&mut attributes, keys.services, &endpoint.services.join(","));
+            text_if(attributes, keys.services, &endpoint.services.join(","));
         }
     }
     if matches!(protocol, Some(pb::Protocol::Icmp | pb::Protocol::Icmpv6)) {
-        attributes.push(int("flowd.icmp.type", i64::from(flow.icmp_type)));
-        attributes.push(int("flowd.icmp.code", i64::from(flow.icmp_code)));
+        attributes.int("flowd.icmp.type", i64::from(flow.icmp_type));
+        attributes.int("flowd.icmp.code", i64::from(flow.icmp_code));
     }
-    let verdict = pb::Verdict::try_from(flow.verdict).unwrap_or_default();
-    let verdict_word = enum_word(verdict.as_str_name(), "VERDICT_");
-    attributes.push(text("flowd.verdict", &verdict_word));
+    attributes.lowercase("flowd.verdict", verdict_word(flow));
     if let Ok(outcome) = pb::Outcome::try_from(flow.outcome) {
-        attributes.push(text(
+        attributes.lowercase(
             "flowd.outcome",
-            &enum_word(outcome.as_str_name(), "OUTCOME_"),
-        ));
+            enum_word(outcome.as_str_name(), "OUTCOME_"),
+        );
     }
-    push_text(&mut attributes, "flowd.drop_reason", &flow.drop_reason);
-    push_text(&mut attributes, "flowd.drop_location", &flow.drop_location);
+    text_if(attributes, "flowd.drop_reason", &flow.drop_reason);
+    text_if(attributes, "flowd.drop_location", &flow.drop_location);
     for (keys, decision) in [
         (policy_keys!("ingress"), &flow.ingress),
         (policy_keys!("egress"), &flow.egress),
     ] {
         let Some(decision) = decision else { continue };
-        attributes.push(KeyValue {
-            key: keys.allowed.to_owned(),
-            value: Some(AnyValue {
-                value: Some(Value::BoolValue(decision.allowed)),
-            }),
-            ..Default::default()
-        });
-        push_text(&mut attributes, keys.action, &decision.action);
+        attributes.boolean(keys.allowed, decision.allowed);
+        text_if(attributes, keys.action, &decision.action);
         if let Some(policy) = &decision.policy {
-            push_text(&mut attributes, keys.kind, &policy.kind);
-            push_text(&mut attributes, keys.tier, &policy.tier);
-            push_text(&mut attributes, keys.namespace, &policy.namespace);
-            push_text(&mut attributes, keys.name, &policy.name);
-            attributes.push(int(keys.rule, i64::from(policy.rule_index)));
-            push_text(&mut attributes, keys.rule_name, &policy.rule_name);
+            text_if(attributes, keys.kind, &policy.kind);
+            text_if(attributes, keys.tier, &policy.tier);
+            text_if(attributes, keys.namespace, &policy.namespace);
+            text_if(attributes, keys.name, &policy.name);
+            attributes.int(keys.rule, i64::from(policy.rule_index));
+            text_if(attributes, keys.rule_name, &policy.rule_name);
         }
     }
     for (keys, counters) in [
@@ -322,47 +591,92 @@ pub fn log_record(flow: &pb::Flow) -> LogRecord {
         (counter_keys!("reply"), &flow.reply),
     ] {
         let Some(counters) = counters else { continue };
-        attributes.push(count(keys.packets, counters.packets));
-        attributes.push(count(keys.bytes, counters.bytes));
+        count(attributes, keys.packets, counters.packets);
+        count(attributes, keys.bytes, counters.bytes);
         if counters.dropped_packets > 0 {
-            attributes.push(count(keys.dropped_packets, counters.dropped_packets));
+            count(attributes, keys.dropped_packets, counters.dropped_packets);
         }
     }
-    attributes.push(count("flowd.connections", flow.connections));
+    count(attributes, "flowd.connections", flow.connections);
     if let Some(process) = &flow.process {
-        push_text(&mut attributes, "process.command", &process.command);
+        text_if(attributes, "process.command", &process.command);
         if process.pid != 0 {
-            attributes.push(int("process.pid", i64::from(process.pid)));
+            attributes.int("process.pid", i64::from(process.pid));
         }
     }
     if let Some(interface) = &flow.interface {
-        push_text(&mut attributes, "network.interface.name", &interface.name);
+        text_if(attributes, "network.interface.name", &interface.name);
     }
-    attributes.push(count("flowd.cursor", flow.cursor));
-    let flagged = matches!(verdict, pb::Verdict::Denied | pb::Verdict::Dropped);
-    let (severity_number, severity_text) = if flagged {
-        (SeverityNumber::Warn, "WARN")
-    } else {
-        (SeverityNumber::Info, "INFO")
-    };
+    count(attributes, "flowd.cursor", flow.cursor);
+}
+
+fn verdict_word(flow: &pb::Flow) -> &'static str {
+    let verdict = pb::Verdict::try_from(flow.verdict).unwrap_or_default();
+    enum_word(verdict.as_str_name(), "VERDICT_")
+}
+
+/// Denied and dropped flows are warnings, the rest information.
+fn severity(flow: &pb::Flow) -> (SeverityNumber, &'static str) {
+    match pb::Verdict::try_from(flow.verdict) {
+        Ok(pb::Verdict::Denied | pb::Verdict::Dropped) => (SeverityNumber::Warn, "WARN"),
+        _ => (SeverityNumber::Info, "INFO"),
+    }
+}
+
+/// The record's body, `PROTOCOL SOURCE -> DESTINATION verdict`, written into `out`.
+fn write_body(flow: &pb::Flow, out: &mut String) {
+    use std::fmt::Write as _;
+    out.clear();
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "{} {} -> {} ",
+        protocol_word(flow.protocol),
+        Address(&flow.source),
+        Address(&flow.destination),
+    );
+    out.extend(verdict_word(flow).chars().map(|c| c.to_ascii_lowercase()));
+}
+
+const EVENT_NAME: &str = "flowd.flow";
+
+/// The flow as a log record (the official types; the exporter encodes the same message with
+/// `encode_log_record`).
+pub fn log_record(flow: &pb::Flow) -> LogRecord {
+    let mut attributes = Vec::with_capacity(40);
+    flow_attributes(flow, &mut attributes);
+    let (severity_number, severity_text) = severity(flow);
     LogRecord {
         time_unix_nano: flow.end_time.as_ref().map_or(0, time_ns),
         observed_time_unix_nano: flow.recorded_time.as_ref().map_or(0, time_ns),
         severity_number: severity_number as i32,
         severity_text: severity_text.into(),
-        event_name: "flowd.flow".into(),
+        event_name: EVENT_NAME.into(),
         body: Some(AnyValue {
-            value: Some(Value::StringValue(format!(
-                "{} {} -> {} {}",
-                protocol_word,
-                address(&flow.source),
-                address(&flow.destination),
-                verdict_word,
-            ))),
+            value: Some(Value::StringValue({
+                let mut body = String::new();
+                write_body(flow, &mut body);
+                body
+            })),
         }),
         attributes,
         ..Default::default()
     }
+}
+
+/// The fields of `log_record`'s message, encoded into `out` (LogRecord: time_unix_nano 1,
+/// severity_number 2, severity_text 3, body 5, attributes 6, observed_time_unix_nano 11,
+/// event_name 12).
+fn encode_log_record(flow: &pb::Flow, out: &mut Vec<u8>, body: &mut String) {
+    let (severity_number, severity_text) = severity(flow);
+    wire::fixed64(1, flow.end_time.as_ref().map_or(0, time_ns), out);
+    wire::fixed64(11, flow.recorded_time.as_ref().map_or(0, time_ns), out);
+    wire::varint(2, severity_number as u64, out);
+    wire::string(3, severity_text, out);
+    write_body(flow, body);
+    wire::text_value(5, body, out);
+    flow_attributes(flow, &mut wire::Attributes::new(6, out));
+    wire::string(12, EVENT_NAME, out);
 }
 
 #[cfg(test)]
@@ -459,6 +773,56 @@ mod tests {
             .any(|kv| kv.key == "k8s.node.name"
                 && kv.value.as_ref().and_then(|v| v.value.as_ref())
                     == Some(&Value::StringValue("node-a".into()))));
+    }
+
+    #[test]
+    fn the_encoded_request_is_the_official_types_message() {
+        use prost::Message as _;
+        let denied = pb::Flow {
+            cursor: 9,
+            node: "node-b".into(),
+            ip_version: pb::IpVersion::Ipv4 as i32,
+            protocol: pb::Protocol::Icmp as i32,
+            icmp_type: 8,
+            verdict: pb::Verdict::Denied as i32,
+            end_time: Some(pbjson_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 5,
+            }),
+            egress: Some(pb::PolicyDecision {
+                allowed: false,
+                action: "Deny".into(),
+                policy: Some(pb::PolicyRef {
+                    kind: "GlobalNetworkPolicy".into(),
+                    tier: "security".into(),
+                    name: "deny-icmp".into(),
+                    rule_index: 0,
+                    rule_name: "no-ping".into(),
+                    ..Default::default()
+                }),
+                trace: Vec::new(),
+            }),
+            request: Some(pb::TrafficCounters {
+                packets: 1,
+                bytes: u64::MAX,
+                dropped_packets: 1,
+                ..Default::default()
+            }),
+            process: Some(pb::ProcessInfo {
+                command: "ping".into(),
+                pid: 42,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let batch = [
+            Arc::new(super::super::ipv6_udp_flow()),
+            Arc::new(denied),
+            Arc::new(super::super::ipv6_udp_flow()),
+        ];
+        let decoded = ExportLogsServiceRequest::decode(encode_request(&batch)).unwrap();
+        assert_eq!(decoded, request(&batch));
+        assert_eq!(decoded.resource_logs.len(), 2, "a resource per node");
     }
 
     #[test]
