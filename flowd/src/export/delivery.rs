@@ -95,10 +95,10 @@ struct Batch {
     oldest_recorded_ns: Option<u64>,
 }
 
-/// A batch the reader encoded, waiting for its turn to be sent.
+/// A batch the reader read, encoded (or being encoded), waiting for its turn to be sent.
 struct Ready<T> {
     /// None when every record read was passed over: only the cursor moves.
-    encoded: Option<Result<T, SinkError>>,
+    encoding: Option<tokio::task::JoinHandle<Result<T, SinkError>>>,
     records: usize,
     through: u64,
     oldest_recorded_ns: Option<u64>,
@@ -161,9 +161,16 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
         ready_tx,
     )));
     let mut failing = false;
-    while let Some(batch) = ready.recv().await {
+    while let Some(mut batch) = ready.recv().await {
+        let encoded = match batch.encoding.take() {
+            None => None,
+            Some(encoding) => Some(encoding.await.unwrap_or_else(|err| {
+                Err(SinkError::Rejected(format!("the encoder failed: {err}")))
+            })),
+        };
         if send(
             &mut sink,
+            encoded.as_ref(),
             &batch,
             delivered,
             retry_max,
@@ -188,6 +195,7 @@ pub async fn run<S: Sink>(mut sink: S, delivery: Delivery, hub: Hub, telemetry: 
 /// good), retrying with backoff; `Break` when the store closed while it waited to retry.
 async fn send<S: Sink>(
     sink: &mut S,
+    encoded: Option<&Result<<S::Encoder as Encode>::Encoded, SinkError>>,
     batch: &Ready<<S::Encoder as Encode>::Encoded>,
     delivered: u64,
     retry_max: Duration,
@@ -196,7 +204,7 @@ async fn send<S: Sink>(
 ) -> std::ops::ControlFlow<()> {
     let exporter = report.exporter;
     let records = batch.records;
-    let encoded = match &batch.encoded {
+    let encoded = match encoded {
         None => return std::ops::ControlFlow::Continue(()),
         Some(Ok(encoded)) => encoded,
         Some(Err(err)) => {
@@ -275,21 +283,15 @@ impl Reader {
                 let (batch, stop) = self.collect(&mut subscription, through).await;
                 through = batch.through;
                 let records = batch.flows.len();
-                let encoded = if records == 0 {
-                    None
-                } else {
-                    // Encoding is the exporter's CPU work: off the async workers.
+                // Encoding is the exporter's CPU work: off the async workers, and while the
+                // reader goes on to the next batch.
+                let encoding = (records > 0).then(|| {
                     let encoder = encoder.clone();
                     let flows = batch.flows;
-                    match tokio::task::spawn_blocking(move || encoder.encode(&flows)).await {
-                        Ok(encoded) => Some(encoded),
-                        Err(err) => Some(Err(SinkError::Rejected(format!(
-                            "the encoder failed: {err}"
-                        )))),
-                    }
-                };
+                    tokio::task::spawn_blocking(move || encoder.encode(&flows))
+                });
                 let ready_batch = Ready {
-                    encoded,
+                    encoding,
                     records,
                     through,
                     oldest_recorded_ns: batch.oldest_recorded_ns,
