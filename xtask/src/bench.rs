@@ -176,19 +176,28 @@ navigation to the drawn graph (1,000 workloads, so it opens with its 20 namespac
 folded edges), median of 3, against the same page over an empty history; then \"expand all\" to the \
 second animation frame after the click (the first one painted it): 1,000 nodes and 10,000 edges, \
 the edges on the page's canvas layer.
-- **export**: 200,000 records (the GetGraph rows' cluster) in the history, delivered from cursor 0 \
-through the exporters' own delivery loop until the receiving end has them all: the OTLP exporter \
-(batches of 1,000) to an in-process tonic server built from the official protobufs that decodes \
-each request and counts its log records, and the Kafka exporter (batches of 5,000, protobuf \
-values, gzip, acks=all) to a tansu broker in memory on loopback (topic of 3 partitions); \
-everything shares the 2 cores. Baseline: reading the same records through a store subscription, \
-the exporters' input. Both miss the 200,000/s target: the exporter reads the next batch while one \
-is out but sends one at a time (the cursor moves only on an answer), and the receiving end runs on \
-the same two cores; for OTLP each record becomes about 40 attributes, encoded by flowd and decoded \
-again by the receiver; for Kafka gzip (flate2's default level, about 16% of the process's CPU \
-in perf) and the broker take most of the time: the same records with snappy deliver about twice \
-as fast, nearly as fast as uncompressed (the two rows after it). perf of the OTLP run: about 30% \
-in malloc and free (every record builds and drops some 40 owned attribute strings).
+- **export**: 200,000 records (the GetGraph rows' cluster: 50 nodes, so an OTLP request carries \
+about 50 resources) in the history, delivered from cursor 0 through the exporters' own delivery \
+loop until the receiving end has them all. OTLP (batches of 1,000) to an in-process tonic server: \
+first one that decodes each request down to its log records and counts them (the exporter's \
+figure), then one that decodes every attribute into the official types (what a Rust receiver \
+pays; on these 2 cores it is the slowest stage). Kafka (batches of 5,000, protobuf values, \
+acks=all) to a tansu broker in memory on loopback (topic of 3 partitions), gzip (the default), \
+snappy and none. Everything shares the 2 cores. Baseline: reading the same records through a \
+store subscription, the exporters' input. The \"OTLP encoding alone\" row encodes the records \
+in requests of 1,000 on one thread, against decoding those requests into the official types. \
+Where the time goes: three stages (read, encode, send) on two cores, each about one third of the \
+CPU; reading the history (redb, then decoding every `Flow`) is about 4 us a record on its own, \
+so at 200,000/s it would take 80% of a core. Both miss the 200,000/s target. What made them \
+faster (from 38,281 and 52,560/s on 2026-12-03): encoding on its own task while the next batch \
+is read; OTLP requests encoded straight from the records rather than through some 40 owned \
+`KeyValue`s a record (perf had 30% in malloc and free); Kafka messages made beside the read; \
+and this bench's heap counter (for the memory rows) counting only while a memory figure is \
+taken: its one atomic, written by every allocation on every thread, had halved these \
+multi-threaded rows. gzip (flate2's default level) is still half of Kafka's time: snappy \
+delivers about twice as fast where consumers read it. Next levers, not built: handing the \
+stored bytes on without decoding them (the Kafka protobuf value is the stored record), and \
+several OTLP requests in flight (Kafka keeps one, for the per-partition order).
 - **flow metrics**: 200,000 enriched records (100 workloads in 10 namespaces, source and \
 destination varied independently, 1% denied by a policy, 1% dropped by the kernel) counted by \
 `FlowMetrics::count` in batches of 1,000, every family on, cap 2,000 series a family: without \

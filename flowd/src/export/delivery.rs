@@ -7,6 +7,11 @@
 //! records the receiving end refused for good (`rejected`). Duplicates happen only for a batch
 //! acknowledged just before a crash or a restart, whose cursor was not saved yet.
 //!
+//! Three stages, so each can have a core: a reader task follows the store and cuts batches, a
+//! blocking task encodes each batch (the sink's `Encode`), and the sender hands the encoded
+//! batches over in order, one answer at a time. The reader stays at most one batch ahead of the
+//! sender (a bounded channel), so the lead held in memory is a batch or two.
+//!
 //! Exporters never slow capture: they read as subscribers of the store, and one that falls
 //! behind the live stream reads on from the history instead.
 

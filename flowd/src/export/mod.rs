@@ -8,7 +8,7 @@ mod kafka;
 mod otlp;
 
 pub use cursor::CursorFile;
-pub use delivery::{run as run_delivery, Accepted, Delivery, Sink, SinkError};
+pub use delivery::{run as run_delivery, Accepted, Delivery, Encode, Sink, SinkError};
 pub use file::{run as run_file_sink, FileSink, FileSinkError};
 pub use kafka::{
     connection_key as kafka_key, partition_of as kafka_partition_of,
